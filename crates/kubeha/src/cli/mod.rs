@@ -1,0 +1,112 @@
+//! The command line: parse arguments, run one command, map its outcome to an exit code
+//! (0 success, 1 runtime failure, 2 invalid input).
+
+mod check;
+mod init;
+mod render;
+
+use std::io::IsTerminal;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::spec::{self, Loaded, Report};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubeha",
+    version,
+    about = "Turns plain Linux machines into a highly-available Kubernetes cluster",
+    long_about = None
+)]
+struct Cli {
+    /// Output format for structured results.
+    #[arg(short = 'o', long, global = true, value_enum, default_value_t = Format::Text)]
+    output: Format,
+    /// Never colour the output (the NO_COLOR environment variable does the same).
+    #[arg(long, global = true)]
+    no_color: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Write a commented starter cluster.yaml (the seed's topology).
+    Init(init::Args),
+    /// Validate a cluster spec offline.
+    Check(check::Args),
+    /// Write every file kubeha would put on the hosts, and an equivalent runbook.sh.
+    Render(render::Args),
+}
+
+/// Settings every command shares.
+pub struct Ui {
+    pub format: Format,
+    pub color: bool,
+}
+
+/// Why a command did not succeed.
+#[derive(Debug)]
+pub enum Failure {
+    /// The input was wrong; nothing was touched (exit 2).
+    Invalid(String),
+    /// The spec failed validation (exit 2); the report says where.
+    InvalidSpec(Box<Report>),
+    /// Something went wrong while doing the work (exit 1).
+    Runtime(String),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = Ui {
+        format: cli.output,
+        color: !cli.no_color
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && std::io::stderr().is_terminal(),
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&ui, args),
+        Command::Check(args) => check::run(&ui, args),
+        Command::Render(args) => render::run(&ui, args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::InvalidSpec(report)) => {
+            print_report(&ui, &report);
+            ExitCode::from(2)
+        }
+        Err(Failure::Invalid(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Runtime(message)) => {
+            eprintln!("error: {message}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Diagnostics go to stderr as text, or to stdout as one JSON document.
+fn print_report(ui: &Ui, report: &Report) {
+    match ui.format {
+        Format::Json => println!("{}", report.to_json()),
+        Format::Text => eprint!("{}", report.render(ui.color)),
+    }
+}
+
+/// Loads the spec named by `-f`, printing warnings; errors become [`Failure::InvalidSpec`].
+fn load_spec(ui: &Ui, file: &Path) -> Result<Loaded, Failure> {
+    let loaded = spec::load_file(file).map_err(|r| Failure::InvalidSpec(Box::new(r)))?;
+    if ui.format == Format::Text {
+        eprint!("{}", loaded.report.render(ui.color));
+    }
+    Ok(loaded)
+}

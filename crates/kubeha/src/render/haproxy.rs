@@ -1,0 +1,143 @@
+//! `haproxy.cfg`: TCP pass-through of the API endpoint to every control plane, with an
+//! HTTPS readiness check of each apiserver (the seed only opened a TCP connection, so a
+//! half-broken apiserver kept receiving traffic).
+
+use std::time::Duration;
+
+use crate::spec::{Cluster, APISERVER_PORT};
+
+pub const PATH: &str = "/etc/haproxy/haproxy.cfg";
+/// Local-only statistics page; `kubeha status` reads backend states from it over SSH.
+pub const STATS_ADDRESS: &str = "127.0.0.1:8404";
+pub const STATS_PATH: &str = "/stats";
+pub const BACKEND: &str = "kube-apiserver";
+
+pub fn render(cluster: &Cluster) -> String {
+    let lb = &cluster.load_balancer;
+    let hc = &lb.health_check;
+    let mut servers = String::new();
+    for cp in cluster.control_planes() {
+        let addr = match cp.node_ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        };
+        servers.push_str(&format!("    server {} {addr}:{APISERVER_PORT}\n", cp.name));
+    }
+    format!(
+        r#"{header}
+global
+    log /dev/log local0
+    log /dev/log local1 notice
+    chroot /var/lib/haproxy
+    stats socket /run/haproxy/admin.sock mode 660 level admin
+    stats timeout 30s
+    user haproxy
+    group haproxy
+    daemon
+
+defaults
+    log global
+    option dontlognull
+    # A connection refused by one apiserver is retried once on another.
+    option redispatch
+    retries 1
+    timeout connect 5s
+    # Watches stay open for minutes; client-go pings idle HTTP/2 connections every 30s.
+    timeout client {client}
+    timeout server {server}
+    timeout check {check}
+
+frontend kube-apiserver
+    bind :{port}
+    mode tcp
+    option tcplog
+    default_backend {BACKEND}
+
+backend {BACKEND}
+    mode tcp
+    balance roundrobin
+    option httpchk
+    http-check connect ssl
+    http-check send meth GET uri {path}
+    http-check expect status 200
+    # A backend marked down has its sessions closed so clients reconnect to a healthy one.
+    default-server check verify none inter {inter} fall {fall} rise {rise} on-marked-down shutdown-sessions
+{servers}
+frontend stats
+    bind {STATS_ADDRESS}
+    mode http
+    stats enable
+    stats uri {STATS_PATH}
+    stats refresh 10s
+"#,
+        header = super::managed_header("#", cluster).trim_end(),
+        client = ms(lb.client_timeout),
+        server = ms(lb.server_timeout),
+        check = ms(hc.interval.min(Duration::from_secs(5))),
+        port = cluster.api_endpoint.port,
+        path = hc.path,
+        inter = ms(hc.interval),
+        fall = hc.fall,
+        rise = hc.rise,
+    )
+}
+
+/// HAProxy takes plain milliseconds everywhere.
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::render::test_support::*;
+
+    #[test]
+    fn every_control_plane_is_a_checked_backend() {
+        let text = render(&seed());
+        for (name, ip) in [
+            ("k8s-master-1", "10.20.1.10"),
+            ("k8s-master-2", "10.20.1.11"),
+            ("k8s-master-3", "10.20.1.12"),
+        ] {
+            assert!(
+                text.contains(&format!("    server {name} {ip}:6443\n")),
+                "{text}"
+            );
+        }
+        assert!(text.contains("http-check connect ssl\n"));
+        assert!(text.contains("http-check send meth GET uri /readyz\n"));
+        assert!(text.contains("default-server check verify none inter 2000ms fall 3 rise 2 on-marked-down shutdown-sessions\n"));
+        assert!(text.contains("    bind :6443\n"));
+        assert!(text.contains("timeout client 300000ms\n"));
+    }
+
+    #[test]
+    fn spec_tunes_checks_and_port() {
+        let c = cluster_from(|s| {
+            s.replace("interval: 2s", "interval: 1s")
+                .replace("fall: 3", "fall: 2")
+                .replace("path: /readyz", "path: /livez")
+                .replace("    port: 6443\n", "    port: 8443\n")
+        });
+        let text = render(&c);
+        assert!(text.contains("inter 1000ms fall 2 rise 2"));
+        assert!(text.contains("uri /livez"));
+        assert!(text.contains("    bind :8443\n"));
+        assert!(
+            text.contains("server k8s-master-1 10.20.1.10:6443"),
+            "backends stay on 6443"
+        );
+    }
+
+    #[test]
+    fn internal_addresses_carry_backend_traffic() {
+        let c = cluster_from(|s| {
+            s.replace(
+                "      # internalAddress: 192.168.10.10",
+                "      internalAddress: 172.16.0.10",
+            )
+        });
+        assert!(render(&c).contains("server k8s-master-1 172.16.0.10:6443"));
+    }
+}
