@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod pki;
+pub mod preflight;
 
 /// The Kubernetes version these binaries impersonate, set at build time by
 /// the packaging script (`STANDIN_K8S_VERSION`), v1.31.0 by default.
