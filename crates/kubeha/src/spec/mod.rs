@@ -68,6 +68,16 @@ fn parse_error(e: &serde_saphyr::Error) -> Diagnostic {
     let position = e.location().as_ref().and_then(Position::from_location);
     let message = e.without_snippet().to_string();
     let message = strip_position(message.lines().next().unwrap_or_default().trim()).to_string();
+    if let Some(key) = message.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(',').next().unwrap_or(key);
+        return Diagnostic::error(position, format!("duplicate key `{key}`")).with_help(
+            "each key may appear only once in a mapping; remove or merge the repeated one",
+        );
+    }
+    if message.starts_with("invalid i64") || message.starts_with("invalid u") {
+        return Diagnostic::error(position, "expected a whole number")
+            .with_help("write the number without quotes or units, e.g. `6443`");
+    }
     let diagnostic = Diagnostic::error(position, message.clone());
     for what in ["unknown field", "unknown variant"] {
         if let Some((word, expected)) = unknown_and_expected(&message, what) {

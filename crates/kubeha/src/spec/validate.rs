@@ -84,6 +84,14 @@ fn opt_pos<T>(s: &Option<S<T>>) -> Option<Position> {
     s.as_ref().and_then(pos)
 }
 
+/// SSH settings a host inherits from `spec.ssh` unless it overrides them.
+struct HostSshDefaults {
+    user: String,
+    port: u16,
+    identity_file: Option<PathBuf>,
+    sudo: Option<bool>,
+}
+
 struct Validator<'a> {
     diags: Vec<Diagnostic>,
     paths: &'a PathContext,
@@ -134,10 +142,15 @@ impl Validator<'_> {
         };
         let spec = &spec.value;
 
-        let ssh = self.ssh_defaults(spec.ssh.as_ref());
+        let (ssh, host_ssh) = self.ssh_defaults(spec.ssh.as_ref());
         let kubernetes = self.kubernetes(spec.kubernetes.as_ref());
-        let hosts = self.hosts(spec, doc.spec.as_ref().and_then(pos), kubernetes.as_ref());
-        let api_endpoint = self.api_endpoint(spec.api_endpoint.as_ref(), &hosts);
+        let hosts = self.hosts(
+            spec,
+            doc.spec.as_ref().and_then(pos),
+            &host_ssh,
+            kubernetes.as_ref(),
+        );
+        let api_endpoint = self.api_endpoint(spec.api_endpoint.as_ref(), spec);
         let packages = kubernetes
             .as_ref()
             .and_then(|k| self.packages(spec.packages.as_ref(), &k.version));
@@ -176,9 +189,31 @@ impl Validator<'_> {
         Some(name.value.clone())
     }
 
-    fn ssh_defaults(&mut self, ssh: Option<&S<raw::Ssh>>) -> Option<SshDefaults> {
+    /// Cluster-wide SSH settings, and the per-host defaults hosts inherit (validated once
+    /// here, so a bad default is reported once rather than for every host).
+    fn ssh_defaults(
+        &mut self,
+        ssh: Option<&S<raw::Ssh>>,
+    ) -> (Option<SshDefaults>, HostSshDefaults) {
         let default = raw::Ssh::default();
         let ssh = ssh.map_or(&default, |s| &s.value);
+        let user = ssh
+            .user
+            .as_ref()
+            .map_or_else(|| "root".to_string(), |u| u.value.clone());
+        let host_defaults = HostSshDefaults {
+            port: self.port(ssh.port.as_ref(), 22).unwrap_or(22),
+            identity_file: ssh
+                .identity_file
+                .as_ref()
+                .and_then(|f| self.existing_file(f, "identity file")),
+            sudo: ssh.sudo.as_ref().map(|s| s.value),
+            user,
+        };
+        (self.ssh_settings(ssh), host_defaults)
+    }
+
+    fn ssh_settings(&mut self, ssh: &raw::Ssh) -> Option<SshDefaults> {
         let known_hosts_file = match &ssh.known_hosts_file {
             Some(f) => self.existing_file(f, "known_hosts file")?,
             None => self.paths.resolve("~/.ssh/known_hosts"),
@@ -330,9 +365,9 @@ impl Validator<'_> {
         &mut self,
         spec: &raw::Spec,
         spec_pos: Option<Position>,
+        ssh: &HostSshDefaults,
         kubernetes: Option<&Kubernetes>,
     ) -> Vec<Host> {
-        let ssh = spec.ssh.as_ref().map(|s| &s.value);
         let mut names: HashMap<String, Option<Position>> = HashMap::new();
         let mut addresses: HashMap<IpAddr, String> = HashMap::new();
         let mut hosts = Vec::new();
@@ -430,7 +465,7 @@ impl Validator<'_> {
         hosts
     }
 
-    fn host(&mut self, entry: &S<raw::Host>, ssh: Option<&raw::Ssh>) -> Option<Host> {
+    fn host(&mut self, entry: &S<raw::Host>, ssh: &HostSshDefaults) -> Option<Host> {
         let h = &entry.value;
         let Some(name) = &h.name else {
             self.error(
@@ -475,24 +510,16 @@ impl Validator<'_> {
         let host_ssh = h.ssh.as_ref().map(|s| &s.value);
         let user = host_ssh
             .and_then(|s| s.user.as_ref())
-            .or(ssh.and_then(|s| s.user.as_ref()))
-            .map_or_else(|| "root".to_string(), |u| u.value.clone());
-        let identity = host_ssh
-            .and_then(|s| s.identity_file.as_ref())
-            .or(ssh.and_then(|s| s.identity_file.as_ref()));
-        let identity_file = match identity {
+            .map_or_else(|| ssh.user.clone(), |u| u.value.clone());
+        let identity_file = match host_ssh.and_then(|s| s.identity_file.as_ref()) {
             Some(f) => Some(self.existing_file(f, "identity file")?),
-            None => None,
+            None => ssh.identity_file.clone(),
         };
-        let port = self.port(
-            host_ssh
-                .and_then(|s| s.port.as_ref())
-                .or(ssh.and_then(|s| s.port.as_ref())),
-            22,
-        )?;
-        let sudo = ssh
-            .and_then(|s| s.sudo.as_ref())
-            .map_or(user != "root", |s| s.value);
+        let port = match host_ssh.and_then(|s| s.port.as_ref()) {
+            Some(p) => self.port(Some(p), 22)?,
+            None => ssh.port,
+        };
+        let sudo = ssh.sudo.unwrap_or(user != "root");
         let labels = self.labels(&h.labels);
         let taints = h.taints.iter().filter_map(|t| self.taint(t)).collect();
         Some(Host {
@@ -567,7 +594,7 @@ impl Validator<'_> {
     fn api_endpoint(
         &mut self,
         e: Option<&S<raw::ApiEndpoint>>,
-        hosts: &[Host],
+        spec: &raw::Spec,
     ) -> Option<ApiEndpoint> {
         let raw_host = e.and_then(|e| e.value.host.as_ref());
         let host = match raw_host {
@@ -586,15 +613,18 @@ impl Validator<'_> {
             },
         };
         let port = self.port(e.and_then(|e| e.value.port.as_ref()), APISERVER_PORT)?;
-        let stacked = hosts
-            .iter()
-            .find(|h| h.has(Role::LoadBalancer) && h.has(Role::ControlPlane));
-        if let (Some(h), true) = (stacked, port == APISERVER_PORT) {
+        let port_field = e.and_then(|e| e.value.port.as_ref());
+        let stacked = spec.hosts.iter().find_map(|h| {
+            let roles = h.value.roles.as_ref()?;
+            let has = |role| roles.value.iter().any(|r| r.value == role);
+            (has(Role::LoadBalancer) && has(Role::ControlPlane)).then_some((&h.value, roles))
+        });
+        if let (Some((h, roles)), true) = (stacked, port == APISERVER_PORT) {
+            let name = h.name.as_ref().map_or("?", |n| n.value.as_str());
             self.error(
-                e.and_then(|e| e.value.port.as_ref()).and_then(pos).or(e.and_then(pos)),
+                port_field.and_then(pos).or(pos(roles)),
                 format!(
-                    "`{}` runs both HAProxy and kube-apiserver, which cannot both bind port {APISERVER_PORT}",
-                    h.name
+                    "`{name}` runs both HAProxy and kube-apiserver, which cannot both bind port {APISERVER_PORT}"
                 ),
                 "set `apiEndpoint.port` to another port such as 8443",
             );

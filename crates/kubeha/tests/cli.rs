@@ -1,0 +1,157 @@
+//! The `init`, `check` and `render` commands as a user runs them.
+
+mod common;
+
+use std::os::unix::fs::PermissionsExt;
+
+use common::{kubeha, stderr, stdout};
+
+#[test]
+fn init_writes_a_spec_that_checks_clean() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubeha(&["init"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kubeha(&["check", "-f", "cluster.yaml"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains(
+        "cluster k8s-ha is valid: 6 hosts (1 load balancer(s), 3 control plane(s), 2 worker(s)), Kubernetes v1.31.0, endpoint load-balancer.local:6443"
+    ));
+    assert!(stderr(&out).is_empty(), "the seed topology has no warnings");
+}
+
+#[test]
+fn init_refuses_to_overwrite_without_force() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("cluster.yaml"), "mine").unwrap();
+    let out = kubeha(&["init"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("cluster.yaml")).unwrap(),
+        "mine"
+    );
+    assert!(kubeha(&["init", "--force"], dir.path()).status.success());
+    let out = kubeha(&["init", "--out", "-"], dir.path());
+    assert!(stdout(&out).starts_with("# kubeha cluster spec"));
+}
+
+#[test]
+fn warnings_do_not_fail_unless_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = kubeha(&["init", "--out", "-"], dir.path());
+    let two_cps = stdout(&spec).replace(
+        "    - name: k8s-master-3\n      address: 10.20.1.12\n      roles: [controlPlane]\n",
+        "",
+    );
+    std::fs::write(dir.path().join("c.yaml"), two_cps).unwrap();
+    let out = kubeha(&["check", "-f", "c.yaml"], dir.path());
+    assert!(out.status.success());
+    assert!(stderr(&out).contains("warning: 2 control plane(s): etcd tolerates 0 failure(s)"));
+    let out = kubeha(
+        &["check", "-f", "c.yaml", "--warnings-as-errors"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let out = kubeha(&["check", "-f", "c.yaml", "-o", "json"], dir.path());
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["valid"], true);
+    assert_eq!(doc["warnings"], 1);
+    assert_eq!(doc["cluster"]["kubernetes"]["version"], "v1.31.0");
+}
+
+#[test]
+fn missing_spec_file_is_invalid_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubeha(&["check", "-f", "nope.yaml"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("nope.yaml: error: cannot read the spec"));
+}
+
+#[test]
+fn render_writes_every_file_with_modes_and_placeholders() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(kubeha(&["init"], dir.path()).status.success());
+    let out = kubeha(
+        &["render", "-f", "cluster.yaml", "--out", "r", "-o", "json"],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let files = doc["files"].as_array().unwrap();
+    let r = dir.path().join("r");
+    for f in files {
+        let path = r.join(f["file"].as_str().unwrap());
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            format!("{mode:04o}"),
+            f["mode"].as_str().unwrap(),
+            "{}",
+            path.display()
+        );
+    }
+    let init =
+        std::fs::read_to_string(r.join("hosts/k8s-master-1/etc/kubeha/kubeadm-init.yaml")).unwrap();
+    assert!(init.contains("token: ${KUBEHA_BOOTSTRAP_TOKEN}"));
+    assert!(init.contains("certificateKey: ${KUBEHA_CERTIFICATE_KEY}"));
+    for expected in [
+        "hosts/load-balancer/etc/haproxy/haproxy.cfg",
+        "hosts/k8s-worker-2/etc/containerd/config.toml",
+        "hosts/k8s-worker-2/etc/sysctl.d/k8s.conf",
+        "hosts/k8s-worker-2/etc/modules-load.d/containerd.conf",
+        "hosts/k8s-worker-2/etc/apt/sources.list.d/kubernetes.list",
+        "hosts/k8s-master-3/etc/kubeha/kubeadm-join.yaml",
+        "hosts/k8s-master-3/etc/hosts.kubeha-block",
+        "runbook.sh",
+    ] {
+        assert!(r.join(expected).is_file(), "{expected} missing");
+    }
+    // A second render into the same folder replaces the first.
+    let out = kubeha(&["render", "-f", "cluster.yaml", "--out", "r"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn render_refuses_invalid_specs_and_foreign_folders_without_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("bad.yaml"),
+        "apiVersion: kubeha.dev/v1alpha1\nkind: Cluster\n",
+    )
+    .unwrap();
+    let out = kubeha(&["render", "-f", "bad.yaml", "--out", "r"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        !dir.path().join("r").exists(),
+        "nothing is written for an invalid spec"
+    );
+
+    assert!(kubeha(&["init"], dir.path()).status.success());
+    std::fs::create_dir(dir.path().join("mine")).unwrap();
+    std::fs::write(dir.path().join("mine/notes.txt"), "keep").unwrap();
+    let out = kubeha(
+        &["render", "-f", "cluster.yaml", "--out", "mine"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("was not written by `kubeha render`"));
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("mine/notes.txt")).unwrap(),
+        "keep"
+    );
+}
+
+#[test]
+fn local_calico_manifest_is_rendered_with_the_pod_subnet() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = "spec:\n  containers:\n    env:\n            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n";
+    std::fs::write(dir.path().join("calico.yaml"), manifest).unwrap();
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path()))
+        .replace("# manifest: calico.yaml", "manifest: calico.yaml")
+        .replace("podSubnet: 192.168.0.0/16", "podSubnet: 172.20.0.0/16");
+    std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
+    let out = kubeha(&["render", "-f", "cluster.yaml", "--out", "r"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calico = std::fs::read_to_string(dir.path().join("r/cluster/calico.yaml")).unwrap();
+    assert!(calico.contains("- name: CALICO_IPV4POOL_CIDR\n              value: \"172.20.0.0/16\""));
+    let runbook = std::fs::read_to_string(dir.path().join("r/runbook.sh")).unwrap();
+    assert!(runbook.contains("manifest=cluster/calico.yaml"));
+}
