@@ -728,15 +728,14 @@ fn node_host_config(lab: &Lab, containerd_volume: &str) -> HostConfig {
             .to_vec(),
         ),
         security_opt: Some(
-            [
-                "seccomp=unconfined",
-                "apparmor=unconfined",
-                // Writable /proc/sys, so kubeha's namespaced sysctls apply as on a real host.
-                "systempaths=unconfined",
-            ]
-            .map(String::from)
-            .to_vec(),
+            ["seccomp=unconfined", "apparmor=unconfined"]
+                .map(String::from)
+                .to_vec(),
         ),
+        // No masked or read-only /proc paths (`--security-opt systempaths=unconfined`): kubeha's
+        // namespaced sysctls must apply as on a real host.
+        masked_paths: Some(Vec::new()),
+        readonly_paths: Some(Vec::new()),
         cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
         tmpfs: Some(HashMap::from(
             ["/run", "/run/lock", "/tmp"].map(|p| (p.to_owned(), String::new())),
