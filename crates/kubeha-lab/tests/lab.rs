@@ -62,6 +62,44 @@ fn probe_deb(dir: &Path) -> PathBuf {
     deb
 }
 
+/// Takes the lab down if the test fails before its own `down`, so no lab is left running.
+struct Teardown {
+    name: String,
+    state_dir: PathBuf,
+    armed: bool,
+}
+
+impl Teardown {
+    fn new(cfg: &LabConfig) -> Teardown {
+        Teardown {
+            name: cfg.name.clone(),
+            state_dir: cfg.state_dir.clone(),
+            armed: true,
+        }
+    }
+
+    fn disarm(mut self) {
+        self.armed = false;
+    }
+}
+
+impl Drop for Teardown {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let (name, dir) = (self.name.clone(), self.state_dir.clone());
+        // A fresh runtime on its own thread: the test's runtime may be unwinding.
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(kubeha_lab::down(&name, &dir))
+        })
+        .join();
+        eprintln!("teardown of the failed test's lab: {done:?}");
+    }
+}
+
 struct Out {
     ok: bool,
     stdout: String,
@@ -208,6 +246,7 @@ async fn minimal_lab_end_to_end() {
     let mut cfg = config(&name, Topology::Minimal);
     cfg.extra_debs = vec![probe_deb(&work)];
 
+    let teardown = Teardown::new(&cfg);
     let t = Instant::now();
     let lab = kubeha_lab::up(&cfg).await.unwrap();
     eprintln!(
@@ -352,6 +391,7 @@ async fn minimal_lab_end_to_end() {
     assert_eq!(state_of(&lab, w).await, ("running".into(), true));
     eprintln!("TIMING faults: {:.1}s", t.elapsed().as_secs_f64());
 
+    teardown.disarm();
     let t = Instant::now();
     kubeha_lab::down(&name, &lab.state_dir).await.unwrap();
     eprintln!("TIMING down: {:.1}s", t.elapsed().as_secs_f64());
@@ -368,6 +408,7 @@ async fn seed_lab_boots_every_host() {
     let name = unique_name("seed");
     let cfg = config(&name, Topology::Seed);
     let t = Instant::now();
+    let teardown = Teardown::new(&cfg);
     let lab = kubeha_lab::up(&cfg).await.unwrap();
     eprintln!("TIMING seed up: {:.1}s", t.elapsed().as_secs_f64());
     assert_eq!(lab.hosts.len(), 6);
@@ -378,11 +419,24 @@ async fn seed_lab_boots_every_host() {
         let lab = &lab;
         async move {
             assert_system_running(lab, &h.name).await;
-            let peers = ssh_ok(lab, &h.name, "getent hosts cp-1 cp-2 cp-3 worker-2 | wc -l").await;
-            assert_eq!(peers, "4");
+            // Every node resolves its peers by name, as on a cloud network with DNS.
+            for peer in &lab.hosts {
+                let line = ssh_ok(
+                    lab,
+                    &h.name,
+                    &format!("getent ahostsv4 {} | head -n1", peer.name),
+                )
+                .await;
+                assert!(
+                    line.starts_with(&format!("{} ", peer.address)),
+                    "{}: {line}",
+                    peer.name
+                );
+            }
         }
     }))
     .await;
+    teardown.disarm();
     kubeha_lab::down(&name, &lab.state_dir).await.unwrap();
     assert_nothing_left(&name, &lab.state_dir).await;
 }
