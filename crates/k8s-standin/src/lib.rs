@@ -3,9 +3,11 @@
 //! A test fixture for kubeha: it behaves like the real tools on every surface
 //! kubeha touches (see the crate README), so kubeha runs unchanged against it.
 
+pub mod apiserver;
 pub mod config;
 pub mod pki;
 pub mod preflight;
+pub mod tls;
 
 /// The Kubernetes version these binaries impersonate, set at build time by
 /// the packaging script (`STANDIN_K8S_VERSION`), v1.31.0 by default.

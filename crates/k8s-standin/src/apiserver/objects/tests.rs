@@ -1,0 +1,101 @@
+use super::*;
+
+#[test]
+fn merge_patch_sets_and_removes() {
+    let mut t = json!({"spec": {"a": 1, "b": 2}, "x": [1]});
+    merge_patch(&mut t, &json!({"spec": {"a": null, "c": 3}, "x": [2]}));
+    assert_eq!(t, json!({"spec": {"b": 2, "c": 3}, "x": [2]}));
+}
+
+#[test]
+fn json_patch_ops() {
+    let mut t = json!({"metadata": {"labels": {"a": "1"}}, "l": [1, 2]});
+    json_patch(
+        &mut t,
+        &json!([
+            {"op": "add", "path": "/metadata/labels/b~1c", "value": "2"},
+            {"op": "replace", "path": "/l/0", "value": 9},
+            {"op": "remove", "path": "/metadata/labels/a"},
+            {"op": "add", "path": "/l/-", "value": 3},
+            {"op": "test", "path": "/l/1", "value": 2},
+        ]),
+    )
+    .unwrap();
+    assert_eq!(
+        t,
+        json!({"metadata": {"labels": {"b/c": "2"}}, "l": [9, 2, 3]})
+    );
+    assert!(json_patch(
+        &mut t,
+        &json!([{"op": "replace", "path": "/nope/x", "value": 1}])
+    )
+    .is_err());
+}
+
+#[test]
+fn apply_owns_and_prunes_fields() {
+    let first = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "1", "b": "2"}}, "data": {"k1": "v1", "k2": "v2"}});
+    let live = server_side_apply(None, &first, "kubeha");
+    assert_eq!(live["data"], json!({"k1": "v1", "k2": "v2"}));
+    // Another writer adds a field; kubeha's re-apply without k2 and label b removes only those.
+    let mut live = live;
+    live["data"]["other"] = json!("x");
+    let second = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "labels": {"a": "1"}}, "data": {"k1": "new"}});
+    let live = server_side_apply(Some(&live), &second, "kubeha");
+    assert_eq!(live["data"], json!({"k1": "new", "other": "x"}));
+    assert_eq!(live["metadata"]["labels"], json!({"a": "1"}));
+    let mf = live["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(mf.len(), 1);
+    assert_eq!(mf[0]["fieldsV1"]["f:data"], json!({"f:k1": {}}));
+    assert!(mf[0]["fieldsV1"]["f:metadata"].get("f:name").is_none());
+}
+
+#[test]
+fn selectors() {
+    let o = json!({"metadata": {"name": "n1", "labels": {"app": "calico", "tier": "node"}}, "spec": {"nodeName": "w1"}});
+    let l = label_getter(&o);
+    for (sel, want) in [
+        ("app=calico", true),
+        ("app==calico,tier=node", true),
+        ("app!=calico", false),
+        ("tier in (node, x)", true),
+        ("tier notin (node)", false),
+        ("app", true),
+        ("!app", false),
+        ("missing", false),
+        ("", true),
+    ] {
+        assert_eq!(selector_matches(sel, &l).unwrap(), want, "{sel}");
+    }
+    assert!(selector_matches("spec.nodeName=w1", &field_getter(&o)).unwrap());
+    assert!(selector_matches("metadata.name=n2", &field_getter(&o))
+        .map(|b| !b)
+        .unwrap());
+}
+
+#[test]
+fn human_durations() {
+    assert_eq!(human_duration(45), "45s");
+    assert_eq!(human_duration(5 * 60 + 12), "5m12s");
+    assert_eq!(human_duration(40 * 60), "40m");
+    assert_eq!(human_duration(5 * 3600 + 60), "5h1m");
+    assert_eq!(human_duration(3 * 86400), "3d");
+}
+
+#[test]
+fn node_table() {
+    let n = json!({"metadata": {"name": "cp1", "creationTimestamp": now_rfc3339(), "labels": {"node-role.kubernetes.io/control-plane": ""}},
+        "spec": {"unschedulable": true}, "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.31.0"}}});
+    let t = table("Node", &[n], "5");
+    assert_eq!(t["rows"][0]["cells"][0], "cp1");
+    assert_eq!(t["rows"][0]["cells"][1], "Ready,SchedulingDisabled");
+    assert_eq!(t["rows"][0]["cells"][2], "control-plane");
+    assert_eq!(t["rows"][0]["cells"][4], "v1.31.0");
+}
+
+#[test]
+fn uid_shape() {
+    let u = new_uid();
+    assert_eq!(u.len(), 36);
+    assert_eq!(&u[14..15], "4");
+}

@@ -1,0 +1,31 @@
+//! kube-apiserver stand-in (lab only): see k8s_standin::apiserver.
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--version") {
+        println!("Kubernetes {}", k8s_standin::VERSION);
+        return;
+    }
+    let opts = match k8s_standin::apiserver::Options::parse(&args) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async {
+        match k8s_standin::apiserver::start(&opts).await {
+            Ok(addr) => eprintln!("I0000 serving securely on {addr}"),
+            Err(e) => {
+                eprintln!("E0000 {e}");
+                std::process::exit(1);
+            }
+        }
+        let _ = tokio::signal::ctrl_c().await;
+    });
+}
