@@ -1,7 +1,13 @@
 //! kubeha: turns plain Linux machines into a highly-available Kubernetes cluster.
 //!
-//! Functional core (`spec`, `render`) apart from the imperative shell (`cli`).
+//! Functional core: `spec` (the cluster as written), `render` (every file's bytes),
+//! `facts` (parsing what a host is), `plan` (spec + facts → steps), `pki`.
+//! Imperative shell: `remote` (SSH), `apply` (runs a plan), `cli`.
 
 pub mod cli;
+pub mod facts;
+pub mod pki;
+pub mod plan;
+pub mod remote;
 pub mod render;
 pub mod spec;

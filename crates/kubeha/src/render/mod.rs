@@ -4,13 +4,13 @@
 //! distribution) come in through [`RenderInputs`], which `render` fills with visible
 //! placeholders and `apply` with real values.
 
-mod apt;
+pub mod apt;
 mod containerd;
 mod haproxy;
 mod hosts_entry;
 mod keepalived;
 pub mod kubeadm;
-mod node;
+pub mod node;
 pub mod runbook;
 
 use std::path::PathBuf;

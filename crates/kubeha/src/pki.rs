@@ -1,0 +1,49 @@
+//! Certificate facts kubeha computes itself rather than parsing kubeadm's output.
+
+use sha2::{Digest, Sha256};
+use x509_parser::pem::parse_x509_pem;
+
+/// kubeadm's discovery hash: `sha256:` + hex(sha256(DER SubjectPublicKeyInfo)).
+pub fn ca_cert_hash(pem: &str) -> Result<String, String> {
+    let (_, pem) =
+        parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let spki = cert.tbs_certificate.subject_pki.raw;
+    Ok(format!("sha256:{}", hex::encode(Sha256::digest(spki))))
+}
+
+/// A certificate's subject and expiry (RFC 3339), for `kubeha status`.
+pub fn expiry(pem: &str) -> Result<(String, String), String> {
+    let (_, pem) =
+        parse_x509_pem(pem.as_bytes()).map_err(|e| format!("not a PEM certificate: {e}"))?;
+    let cert = pem
+        .parse_x509()
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    let not_after = cert
+        .validity()
+        .not_after
+        .to_rfc2822()
+        .unwrap_or_else(|_| cert.validity().not_after.to_string());
+    Ok((cert.subject().to_string(), not_after))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::facts::recorded::{CA_HASH, CA_PEM};
+
+    #[test]
+    fn discovery_hash_matches_openssl() {
+        assert_eq!(ca_cert_hash(CA_PEM).unwrap(), CA_HASH);
+        assert!(ca_cert_hash("not a cert").is_err());
+    }
+
+    #[test]
+    fn expiry_reads_subject_and_date() {
+        let (subject, not_after) = expiry(CA_PEM).unwrap();
+        assert_eq!(subject, "CN=kubernetes");
+        assert!(not_after.contains("20"), "{not_after}");
+    }
+}

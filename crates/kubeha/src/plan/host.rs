@@ -1,0 +1,214 @@
+//! Preparing one host: apt sources and packages, load balancer services, kernel
+//! modules, sysctls, swap, containerd and the kubelet. Each action is planned only when
+//! a fact shows it is needed.
+
+use super::{unified_diff, Action, DesiredFile, Inputs};
+use crate::facts::{sha256_hex, HostFacts};
+use crate::render::{apt, node, Activation, Content, Distro, Package};
+use crate::spec::{Host, Role};
+
+pub fn prepare(
+    inputs: &Inputs,
+    host: &Host,
+    facts: &HostFacts,
+    desired: &[DesiredFile],
+) -> Vec<Action> {
+    let mut p = HostPlanner {
+        inputs,
+        host,
+        facts,
+        actions: Vec::new(),
+    };
+    p.apt(desired);
+    if host.has(Role::LoadBalancer) {
+        p.load_balancer(desired);
+    }
+    if host.is_kube_node() {
+        p.node(desired);
+    }
+    if facts.cluster_marker.is_none() {
+        p.actions.push(Action::MarkCluster);
+    }
+    p.actions
+}
+
+struct HostPlanner<'a> {
+    inputs: &'a Inputs<'a>,
+    host: &'a Host,
+    facts: &'a HostFacts,
+    actions: Vec<Action>,
+}
+
+impl HostPlanner<'_> {
+    /// Plans writing each desired file under `prefix` that differs; true if any did.
+    fn files(&mut self, desired: &[DesiredFile], select: impl Fn(&str) -> bool) -> bool {
+        let mut changed = false;
+        for d in desired.iter().filter(|d| select(&d.file.path)) {
+            if let Content::ManagedBlock(block) = &d.file.content {
+                if self.facts.hosts_block.as_deref() != Some(block.as_str()) {
+                    self.actions.push(Action::MergeBlock {
+                        path: d.file.path.clone(),
+                        block: block.clone(),
+                    });
+                    changed = true;
+                }
+                continue;
+            }
+            let current = self.facts.files.get(&d.file.path).cloned().flatten();
+            if current.as_deref() == Some(sha256_hex(&d.bytes).as_str()) {
+                continue;
+            }
+            let diff = if d.file.secret {
+                None
+            } else {
+                let key = (self.host.name.clone(), d.file.path.clone());
+                let old = self.inputs.current.get(&key).map_or(&[][..], Vec::as_slice);
+                match (&current, self.inputs.current.contains_key(&key)) {
+                    (Some(_), false) => None,
+                    _ => unified_diff(&d.file.path, old, &d.bytes),
+                }
+            };
+            self.actions.push(Action::WriteFile {
+                file: d.file.clone(),
+                bytes: d.bytes.clone(),
+                diff,
+                created: current.is_none(),
+            });
+            changed = true;
+        }
+        changed
+    }
+
+    /// Packages from `wanted` that are missing or at another version.
+    fn missing(&self, wanted: impl IntoIterator<Item = Package>) -> Vec<Package> {
+        wanted
+            .into_iter()
+            .filter(|p| {
+                let installed = self.facts.packages.get(&p.name);
+                match &p.version {
+                    Some(v) => installed != Some(v),
+                    None => installed.is_none(),
+                }
+            })
+            .collect()
+    }
+
+    fn install(&mut self, packages: Vec<Package>) {
+        if !packages.is_empty() {
+            self.actions.push(Action::Install { packages });
+        }
+    }
+
+    fn apt(&mut self, desired: &[DesiredFile]) {
+        let distro = distro(self.facts);
+        let mut changed = false;
+        for key in apt::remote_keys(self.inputs.cluster, self.host, &distro) {
+            if self.facts.files.get(key.path).cloned().flatten().is_none() {
+                self.actions.push(Action::DownloadKey {
+                    url: key.url,
+                    path: key.path.into(),
+                    dearmor: key.dearmor,
+                });
+                changed = true;
+            }
+        }
+        changed |= self.files(desired, |p| p.starts_with("/etc/apt/"));
+        let needed = crate::render::packages(self.inputs.cluster, self.host);
+        if changed || !self.missing(needed).is_empty() {
+            self.actions.push(Action::AptUpdate);
+        }
+    }
+
+    fn load_balancer(&mut self, desired: &[DesiredFile]) {
+        let cluster = self.inputs.cluster;
+        let lb_packages = crate::render::packages(cluster, self.host)
+            .into_iter()
+            .filter(|p| p.name == "haproxy" || p.name == "keepalived");
+        let missing = self.missing(lb_packages);
+        self.install(missing);
+        let mut services = vec!["haproxy"];
+        if cluster.load_balancer.virtual_ip.is_some() {
+            services.push("keepalived");
+        }
+        for service in services {
+            let dir = format!("/etc/{service}/");
+            let changed = self.files(desired, |p| p.starts_with(&dir));
+            self.service(service, changed, service == "haproxy");
+        }
+    }
+
+    /// Restarts a service whose config changed, and makes sure it is enabled and running.
+    fn service(&mut self, name: &str, config_changed: bool, can_reload: bool) {
+        let state = self.facts.service(name);
+        if config_changed && state.active {
+            self.actions.push(Action::Restart {
+                service: name.into(),
+                reload: can_reload,
+            });
+        }
+        if !state.active || !state.enabled {
+            self.actions.push(Action::EnableNow {
+                service: name.into(),
+            });
+        }
+    }
+
+    fn node(&mut self, desired: &[DesiredFile]) {
+        let f = self.facts;
+        let modules_changed = self.files(desired, |p| p == node::MODULES_PATH);
+        if modules_changed || !f.overlay || !f.br_netfilter {
+            self.actions.push(Action::LoadModules);
+        }
+        let sysctl_changed = self.files(desired, |p| p == node::SYSCTL_PATH);
+        let sysctls_off = node::SYSCTLS.iter().any(|(k, v)| f.sysctl(k) != Some(v));
+        if sysctl_changed || sysctls_off {
+            self.actions.push(Action::ApplySysctl);
+        }
+        if f.swap_active || f.swap_in_fstab {
+            self.actions.push(Action::DisableSwap);
+        }
+        let packages = crate::render::packages(self.inputs.cluster, self.host);
+        let (kube, runtime): (Vec<Package>, Vec<Package>) = packages
+            .into_iter()
+            .filter(|p| p.name != "haproxy" && p.name != "keepalived")
+            .partition(|p| p.hold);
+        let missing = self.missing(runtime);
+        self.install(missing);
+        let containerd_changed = self.files(desired, |p| {
+            desired_activation(desired, p) == Some(Activation::RestartContainerd)
+        });
+        self.service("containerd", containerd_changed, false);
+        let hold: Vec<String> = kube
+            .iter()
+            .filter(|p| !f.held.contains(&p.name))
+            .map(|p| p.name.clone())
+            .collect();
+        let missing = self.missing(kube);
+        self.install(missing);
+        if !hold.is_empty() {
+            self.actions.push(Action::Hold { packages: hold });
+        }
+        if !f.service("kubelet").enabled {
+            // kubelet restarts in a loop until kubeadm configures it; that is expected.
+            self.actions.push(Action::EnableNow {
+                service: "kubelet".into(),
+            });
+        }
+        self.files(desired, |p| p == "/etc/hosts");
+    }
+}
+
+fn desired_activation(desired: &[DesiredFile], path: &str) -> Option<Activation> {
+    desired
+        .iter()
+        .find(|d| d.file.path == path)
+        .map(|d| d.file.activation)
+}
+
+/// The host's distribution as the renderers need it.
+pub fn distro(facts: &HostFacts) -> Distro {
+    Distro {
+        id: facts.os.id.clone(),
+        codename: facts.os.codename.clone(),
+    }
+}

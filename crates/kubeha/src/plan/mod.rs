@@ -1,0 +1,254 @@
+//! spec + facts → the ordered steps `apply` runs and `plan` prints. Pure.
+//!
+//! Every step exists because a fact says the host differs from the spec, so a
+//! converged cluster plans nothing and a half-provisioned one plans exactly what is
+//! missing: that is what makes re-runs safe and resumable.
+
+mod cluster;
+mod host;
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::facts::HostFacts;
+use crate::render::{Package, RenderedFile};
+use crate::spec::Cluster;
+
+pub use cluster::ClusterState;
+
+/// Phases run in this order; within a phase, hosts run as [`Phase::parallel`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Phase {
+    /// Load balancers and node preparation, all hosts in parallel.
+    Prepare,
+    /// `kubeadm init` on the first control plane.
+    Init,
+    /// Control planes join one at a time: each adds an etcd member.
+    JoinControlPlanes,
+    /// Workers join in parallel.
+    JoinWorkers,
+    /// Calico, through the Kubernetes API.
+    Network,
+}
+
+impl Phase {
+    pub fn parallel(self) -> bool {
+        matches!(self, Phase::Prepare | Phase::JoinWorkers)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Phase::Prepare => "prepare",
+            Phase::Init => "init",
+            Phase::JoinControlPlanes => "join control planes",
+            Phase::JoinWorkers => "join workers",
+            Phase::Network => "network",
+        })
+    }
+}
+
+/// One change on one host (or, for [`Phase::Network`], on the cluster).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "action", rename_all = "kebab-case")]
+pub enum Action {
+    /// Write a managed file; `diff` is a unified diff, or `None` for secrets and binaries.
+    WriteFile {
+        #[serde(flatten)]
+        file: RenderedFile,
+        #[serde(skip)]
+        bytes: Vec<u8>,
+        diff: Option<String>,
+        created: bool,
+    },
+    /// Replace kubeha's marked block in a file others edit too.
+    MergeBlock {
+        path: String,
+        block: String,
+    },
+    DownloadKey {
+        url: String,
+        path: String,
+        dearmor: bool,
+    },
+    AptUpdate,
+    Install {
+        packages: Vec<Package>,
+    },
+    Hold {
+        packages: Vec<String>,
+    },
+    LoadModules,
+    ApplySysctl,
+    DisableSwap,
+    /// Restart (or reload, where the unit supports it) so a new config takes effect.
+    Restart {
+        service: String,
+        reload: bool,
+    },
+    EnableNow {
+        service: String,
+    },
+    MarkCluster,
+    /// Clear what an interrupted `kubeadm join` left before joining again.
+    ResetPartialJoin,
+    KubeadmInit,
+    KubeadmJoin {
+        control_plane: bool,
+    },
+    ApplyCalico,
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Action::WriteFile { file, created, .. } => write!(
+                f,
+                "{} {} (mode {:04o}{})",
+                if *created { "create" } else { "update" },
+                file.path,
+                file.mode,
+                if file.secret { ", holds secrets" } else { "" }
+            ),
+            Action::MergeBlock { path, .. } => write!(f, "update kubeha's block in {path}"),
+            Action::DownloadKey { url, path, .. } => write!(f, "download apt key {url} to {path}"),
+            Action::AptUpdate => f.write_str("apt-get update"),
+            Action::Install { packages } => {
+                let names: Vec<String> = packages
+                    .iter()
+                    .map(|p| match &p.version {
+                        Some(v) => format!("{}={v}", p.name),
+                        None => p.name.clone(),
+                    })
+                    .collect();
+                write!(f, "install {}", names.join(" "))
+            }
+            Action::Hold { packages } => write!(f, "apt-mark hold {}", packages.join(" ")),
+            Action::LoadModules => f.write_str("load kernel modules overlay, br_netfilter"),
+            Action::ApplySysctl => f.write_str("apply sysctls (sysctl --system)"),
+            Action::DisableSwap => f.write_str("turn swap off now and at boot"),
+            Action::Restart { service, reload } => {
+                write!(
+                    f,
+                    "{} {service}",
+                    if *reload { "reload" } else { "restart" }
+                )
+            }
+            Action::EnableNow { service } => write!(f, "enable and start {service}"),
+            Action::MarkCluster => f.write_str("record the cluster name in /etc/kubeha/cluster"),
+            Action::ResetPartialJoin => {
+                f.write_str("kubeadm reset -f (an earlier join did not finish)")
+            }
+            Action::KubeadmInit => {
+                f.write_str("kubeadm init --upload-certs (generated token and certificate key)")
+            }
+            Action::KubeadmJoin {
+                control_plane: true,
+            } => f.write_str("kubeadm join as a control plane (adds an etcd member)"),
+            Action::KubeadmJoin {
+                control_plane: false,
+            } => f.write_str("kubeadm join as a worker"),
+            Action::ApplyCalico => f.write_str("apply the Calico manifest (server-side apply)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub phase: Phase,
+    /// `None` for cluster-wide steps.
+    pub host: Option<String>,
+    #[serde(flatten)]
+    pub action: Action,
+}
+
+/// Why a plan cannot be made: the hosts are not what the spec says they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    pub host: String,
+    pub message: String,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.host, self.message)
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Plan {
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    pub fn phase(&self, phase: Phase) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(move |s| s.phase == phase)
+    }
+}
+
+/// Every file a host should have, with its bytes (local files already read).
+#[derive(Debug, Clone)]
+pub struct DesiredFile {
+    pub file: RenderedFile,
+    pub bytes: Vec<u8>,
+}
+
+/// What the planner knows about the hosts and the cluster.
+pub struct Inputs<'a> {
+    pub cluster: &'a Cluster,
+    pub facts: &'a BTreeMap<String, HostFacts>,
+    /// Managed files per host (without kubeadm's secret-bearing configs).
+    pub desired: &'a BTreeMap<String, Vec<DesiredFile>>,
+    /// Current contents of files that differ, for diffs; absent entries show no diff.
+    pub current: &'a BTreeMap<(String, String), Vec<u8>>,
+    /// What the Kubernetes API says, when it could be reached.
+    pub cluster_state: Option<&'a ClusterState>,
+}
+
+/// The plan, or every conflict that makes one unsafe.
+pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
+    let conflicts = cluster::conflicts(inputs);
+    if !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    let mut steps = Vec::new();
+    for h in &inputs.cluster.hosts {
+        let facts = &inputs.facts[&h.name];
+        let desired = inputs.desired.get(&h.name).map_or(&[][..], Vec::as_slice);
+        for action in host::prepare(inputs, h, facts, desired) {
+            steps.push(Step {
+                phase: Phase::Prepare,
+                host: Some(h.name.clone()),
+                action,
+            });
+        }
+    }
+    steps.extend(cluster::kubeadm_steps(inputs));
+    Ok(Plan { steps })
+}
+
+/// A unified diff of two texts, or `None` when either is not UTF-8.
+pub fn unified_diff(path: &str, old: &[u8], new: &[u8]) -> Option<String> {
+    let (old, new) = (
+        std::str::from_utf8(old).ok()?,
+        std::str::from_utf8(new).ok()?,
+    );
+    Some(
+        similar::TextDiff::from_lines(old, new)
+            .unified_diff()
+            .context_radius(2)
+            .header(&format!("{path} (now)"), &format!("{path} (planned)"))
+            .to_string(),
+    )
+}
+
+#[cfg(test)]
+mod tests;

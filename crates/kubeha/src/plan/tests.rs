@@ -1,0 +1,349 @@
+//! Planner tests on recorded facts: fresh hosts, converged hosts, half-provisioned
+//! hosts and hosts of another cluster.
+
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::facts::{parse, recorded, sha256_hex, HostFacts};
+use crate::render::test_support::seed;
+use crate::render::{Content, RenderInputs};
+use crate::spec::Cluster;
+
+fn desired(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+) -> BTreeMap<String, Vec<DesiredFile>> {
+    cluster
+        .hosts
+        .iter()
+        .map(|h| {
+            let inputs = RenderInputs {
+                distro: host::distro(&facts[&h.name]),
+                ..RenderInputs::placeholders()
+            };
+            let files = crate::render::host_files(cluster, h, &inputs)
+                .into_iter()
+                .filter(|f| !f.secret)
+                .map(|f| DesiredFile {
+                    bytes: match &f.content {
+                        Content::Text(t) | Content::ManagedBlock(t) => t.clone().into_bytes(),
+                        Content::LocalFile(_) => b"key".to_vec(),
+                    },
+                    file: f,
+                })
+                .collect();
+            (h.name.clone(), files)
+        })
+        .collect()
+}
+
+fn fresh(cluster: &Cluster) -> BTreeMap<String, HostFacts> {
+    cluster
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), parse(recorded::FRESH)))
+        .collect()
+}
+
+/// Facts of a host on which every planned step already happened.
+fn converge(cluster: &Cluster, facts: &mut BTreeMap<String, HostFacts>) {
+    let want = desired(cluster, facts);
+    for h in &cluster.hosts {
+        let f = facts.get_mut(&h.name).unwrap();
+        *f = parse(recorded::CONTROL_PLANE);
+        f.packages.clear();
+        f.held.clear();
+        f.hosts_block = None;
+        f.kubeadm = Default::default();
+        for d in &want[&h.name] {
+            match &d.file.content {
+                Content::ManagedBlock(b) => f.hosts_block = Some(b.clone()),
+                _ => {
+                    f.files
+                        .insert(d.file.path.clone(), Some(sha256_hex(&d.bytes)));
+                }
+            }
+        }
+        for key in crate::render::apt::remote_keys(cluster, h, &host::distro(f)) {
+            f.files.insert(key.path.into(), Some("k".into()));
+        }
+        for p in crate::render::packages(cluster, h) {
+            f.packages
+                .insert(p.name.clone(), p.version.clone().unwrap_or("1".into()));
+            if p.hold {
+                f.held.insert(p.name);
+            }
+        }
+        let svc = crate::facts::ServiceState {
+            active: true,
+            enabled: true,
+            present: true,
+        };
+        for s in crate::facts::SERVICES {
+            f.services.insert(s.into(), svc);
+        }
+        if h.is_kube_node() {
+            f.kubeadm.kubelet_conf = true;
+            f.kubeadm.ca_cert = Some(recorded::CA_PEM.into());
+            if h.has(crate::spec::Role::ControlPlane) {
+                f.kubeadm.admin_conf = true;
+                f.kubeadm.etcd_manifest = true;
+            }
+        }
+    }
+}
+
+fn all_ready(cluster: &Cluster) -> ClusterState {
+    ClusterState {
+        nodes: cluster
+            .kube_nodes()
+            .map(|h| (h.name.clone(), true))
+            .collect(),
+        calico: true,
+    }
+}
+
+fn run(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    state: Option<&ClusterState>,
+) -> Result<Plan, Vec<Conflict>> {
+    let desired = desired(cluster, facts);
+    let current = BTreeMap::new();
+    plan(&Inputs {
+        cluster,
+        facts,
+        desired: &desired,
+        current: &current,
+        cluster_state: state,
+    })
+}
+
+fn lines(plan: &Plan) -> Vec<String> {
+    plan.steps
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}: {}",
+                s.phase,
+                s.host.as_deref().unwrap_or("cluster"),
+                s.action
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fresh_hosts_get_the_whole_runbook_in_order() {
+    let c = seed();
+    let facts = fresh(&c);
+    let plan = run(&c, &facts, None).unwrap();
+    let text = lines(&plan);
+    let has = |s: &str| text.iter().any(|l| l == s);
+    assert!(has("prepare load-balancer: install haproxy"), "{text:#?}");
+    assert!(has(
+        "prepare load-balancer: create /etc/haproxy/haproxy.cfg (mode 0644)"
+    ));
+    assert!(has("prepare load-balancer: enable and start haproxy"));
+    assert!(has("prepare k8s-master-1: download apt key https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key to /etc/apt/keyrings/kubernetes-apt-keyring.gpg"));
+    assert!(has("prepare k8s-master-1: download apt key https://download.docker.com/linux/debian/gpg to /etc/apt/keyrings/docker.asc"));
+    assert!(has("prepare k8s-worker-2: turn swap off now and at boot"));
+    assert!(has("prepare k8s-worker-2: install containerd.io"));
+    assert!(has(
+        "prepare k8s-worker-2: install kubelet=1.31.0-1.1 kubeadm=1.31.0-1.1 kubectl=1.31.0-1.1"
+    ));
+    assert!(has(
+        "prepare k8s-worker-2: apt-mark hold kubelet kubeadm kubectl"
+    ));
+    assert!(has(
+        "prepare k8s-worker-2: load kernel modules overlay, br_netfilter"
+    ));
+    let kubeadm: Vec<&String> = text.iter().filter(|l| !l.starts_with("prepare")).collect();
+    assert_eq!(
+        kubeadm,
+        [
+            "init k8s-master-1: kubeadm init --upload-certs (generated token and certificate key)",
+            "join control planes k8s-master-2: kubeadm join as a control plane (adds an etcd member)",
+            "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
+            "join workers k8s-worker-1: kubeadm join as a worker",
+            "join workers k8s-worker-2: kubeadm join as a worker",
+            "network cluster: apply the Calico manifest (server-side apply)",
+        ]
+    );
+    // Docker's repository path follows the host's distribution.
+    let docker_list = plan.steps.iter().find_map(|s| match &s.action {
+        Action::WriteFile { file, bytes, .. } if file.path.ends_with("docker.list") => {
+            Some(String::from_utf8(bytes.clone()).unwrap())
+        }
+        _ => None,
+    });
+    assert!(docker_list
+        .unwrap()
+        .contains("https://download.docker.com/linux/debian bookworm stable"));
+}
+
+#[test]
+fn a_converged_cluster_plans_nothing() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    let plan = run(&c, &facts, Some(&all_ready(&c))).unwrap();
+    assert!(plan.is_empty(), "{:#?}", lines(&plan));
+}
+
+#[test]
+fn a_changed_file_is_diffed_and_its_service_reloaded() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    facts
+        .get_mut("load-balancer")
+        .unwrap()
+        .files
+        .insert("/etc/haproxy/haproxy.cfg".into(), Some("old".into()));
+    let desired = desired(&c, &facts);
+    let new = &desired["load-balancer"]
+        .iter()
+        .find(|d| d.file.path == "/etc/haproxy/haproxy.cfg")
+        .unwrap()
+        .bytes;
+    let old = String::from_utf8(new.clone())
+        .unwrap()
+        .replace("inter 2000ms", "inter 10s");
+    let current = BTreeMap::from([(
+        (
+            "load-balancer".to_string(),
+            "/etc/haproxy/haproxy.cfg".to_string(),
+        ),
+        old.into_bytes(),
+    )]);
+    let state = all_ready(&c);
+    let plan = plan(&Inputs {
+        cluster: &c,
+        facts: &facts,
+        desired: &desired,
+        current: &current,
+        cluster_state: Some(&state),
+    })
+    .unwrap();
+    assert_eq!(
+        lines(&plan),
+        [
+            "prepare load-balancer: update /etc/haproxy/haproxy.cfg (mode 0644)",
+            "prepare load-balancer: reload haproxy"
+        ]
+    );
+    let Action::WriteFile {
+        diff: Some(diff), ..
+    } = &plan.steps[0].action
+    else {
+        panic!("no diff")
+    };
+    assert!(
+        diff.contains("-    default-server check verify none inter 10s"),
+        "{diff}"
+    );
+    assert!(
+        diff.contains("+    default-server check verify none inter 2000ms"),
+        "{diff}"
+    );
+}
+
+#[test]
+fn an_interrupted_control_plane_join_is_reset_then_joined_again() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    // k8s-master-3 was killed mid-join: kubelet bootstrapped, no etcd member yet.
+    let k = &mut facts.get_mut("k8s-master-3").unwrap().kubeadm;
+    k.etcd_manifest = false;
+    k.admin_conf = false;
+    let mut state = all_ready(&c);
+    state.nodes.remove("k8s-master-3");
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        lines(&plan),
+        [
+            "join control planes k8s-master-3: kubeadm reset -f (an earlier join did not finish)",
+            "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
+        ]
+    );
+}
+
+#[test]
+fn an_initialised_cluster_is_never_initialised_again() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    for h in [
+        "k8s-master-2",
+        "k8s-master-3",
+        "k8s-worker-1",
+        "k8s-worker-2",
+    ] {
+        facts.get_mut(h).unwrap().kubeadm = Default::default();
+    }
+    let plan = run(&c, &facts, None).unwrap();
+    let text = lines(&plan);
+    assert!(
+        !text.iter().any(|l| l.contains("kubeadm init")),
+        "{text:#?}"
+    );
+    assert_eq!(
+        text.iter().filter(|l| l.contains("kubeadm join")).count(),
+        4
+    );
+}
+
+#[test]
+fn hosts_of_another_cluster_are_refused() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    facts.get_mut("k8s-worker-1").unwrap().cluster_marker = Some("prod-eu".into());
+    let other_ca = recorded::CA_PEM.replace("MII", "MIJ");
+    facts.get_mut("k8s-worker-2").unwrap().kubeadm.ca_cert = Some(other_ca);
+    let conflicts = run(&c, &facts, None).unwrap_err();
+    let text: Vec<String> = conflicts.iter().map(|c| c.to_string()).collect();
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(text[0].starts_with("k8s-worker-1: belongs to cluster `prod-eu`"));
+    assert!(text[1].starts_with("k8s-worker-2: its Kubernetes CA differs from k8s-master-1's"));
+}
+
+#[test]
+fn unsupported_os_small_control_planes_and_version_drift_are_refused() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    let lb = facts.get_mut("load-balancer").unwrap();
+    lb.os.id = "rhel".into();
+    lb.os.pretty_name = "Red Hat Enterprise Linux 9".into();
+    facts.get_mut("k8s-master-2").unwrap().cpus = 1;
+    facts
+        .get_mut("k8s-master-3")
+        .unwrap()
+        .packages
+        .insert("kubeadm".into(), "1.32.0-1.1".into());
+    let text: Vec<String> = run(&c, &facts, None)
+        .unwrap_err()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(text.len(), 3, "{text:#?}");
+    assert!(text[0].contains("unsupported operating system `Red Hat Enterprise Linux 9`"));
+    assert!(text[1].contains("k8s-master-2: has 1 CPU(s)"));
+    assert!(text[2].contains("runs kubeadm 1.32.0-1.1 but the spec says 1.31.0-1.1"));
+}
+
+#[test]
+fn calico_is_applied_once() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    let mut state = all_ready(&c);
+    state.calico = false;
+    assert_eq!(
+        lines(&run(&c, &facts, Some(&state)).unwrap()),
+        ["network cluster: apply the Calico manifest (server-side apply)"]
+    );
+}

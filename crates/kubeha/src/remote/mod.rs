@@ -1,0 +1,328 @@
+//! SSH to the hosts: one multiplexed OpenSSH connection per host, reused for every
+//! command and file of a run. Commands run as root (through `sudo -n` for other users),
+//! with a timeout, and everything a host prints is kept in a per-host log with known
+//! secrets redacted.
+
+mod redact;
+mod ssh_config;
+
+use openssh::Stdio;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use openssh::{KnownHosts, Session, SessionBuilder};
+use tokio::io::AsyncWriteExt;
+
+pub use redact::Redactor;
+pub use ssh_config::render as ssh_config;
+
+use crate::spec::{Cluster, Host, HostKeyPolicy};
+
+/// A failure to reach or drive one host.
+#[derive(Debug, thiserror::Error)]
+#[error("{host}: {what}: {detail}")]
+pub struct RemoteError {
+    pub host: String,
+    pub what: String,
+    pub detail: String,
+}
+
+/// What a remote command printed and how it ended.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Output {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+}
+
+/// Where a run keeps its per-host logs and its SSH client configuration.
+#[derive(Debug, Clone)]
+pub struct RunDir {
+    pub path: PathBuf,
+}
+
+impl RunDir {
+    pub fn create(path: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+        })
+    }
+}
+
+pub struct Remote {
+    pub host: String,
+    session: Session,
+    sudo: bool,
+    timeout: Duration,
+    log: Mutex<std::fs::File>,
+    redactor: Arc<Redactor>,
+}
+
+impl Remote {
+    /// Opens the host's master connection, verifying its host key per the spec's policy.
+    pub async fn connect(
+        cluster: &Cluster,
+        host: &Host,
+        run: &RunDir,
+        redactor: Arc<Redactor>,
+        timeout: Duration,
+    ) -> Result<Self, RemoteError> {
+        let fail = |what: &str, detail: String| RemoteError {
+            host: host.name.clone(),
+            what: what.into(),
+            detail,
+        };
+        let config = run.path.join("ssh_config");
+        // Every host writes the same text; writing it each time keeps `connect` standalone.
+        std::fs::write(&config, ssh_config(cluster))
+            .map_err(|e| fail("cannot write the ssh client config", e.to_string()))?;
+        let log_path = run.path.join(format!("{}.log", host.name));
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| fail("cannot open the host log", e.to_string()))?;
+
+        let ssh = &cluster.ssh;
+        let mut builder = SessionBuilder::default();
+        builder
+            .config_file(&config)
+            .user(host.ssh.user.clone())
+            .port(host.ssh.port)
+            .connect_timeout(ssh.connect_timeout)
+            .server_alive_interval(Duration::from_secs(15))
+            .user_known_hosts_file(&ssh.known_hosts_file)
+            .known_hosts_check(match ssh.host_key_policy {
+                HostKeyPolicy::Verify => KnownHosts::Strict,
+                HostKeyPolicy::AcceptNew => KnownHosts::Add,
+            })
+            .control_directory(&run.path);
+        if let Some(key) = &host.ssh.identity_file {
+            builder.keyfile(key);
+        }
+        if ssh.bastion.is_some() {
+            builder.jump_hosts([ssh_config::BASTION_ALIAS]);
+        }
+        let session = builder
+            .connect(host.address.to_string())
+            .await
+            .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
+        let remote = Self {
+            host: host.name.clone(),
+            session,
+            sudo: host.ssh.sudo,
+            timeout,
+            log: Mutex::new(log),
+            redactor,
+        };
+        let probe = remote.sh("true").await?;
+        if !probe.success() {
+            return Err(fail(
+                "cannot run commands as root",
+                format!(
+                    "`sudo -n true` failed ({}); the SSH user needs passwordless sudo",
+                    probe.stderr.trim()
+                ),
+            ));
+        }
+        Ok(remote)
+    }
+
+    /// Runs a shell script as root and returns whatever it printed; a non-zero exit is
+    /// not an error here (see [`Remote::run`]).
+    pub async fn sh(&self, script: &str) -> Result<Output, RemoteError> {
+        self.exec(script, None).await
+    }
+
+    /// Like [`Remote::sh`], but a non-zero exit becomes an error naming `what`.
+    pub async fn run(&self, what: &str, script: &str) -> Result<Output, RemoteError> {
+        let out = self.sh(script).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(self.failed(what, &out))
+        }
+    }
+
+    /// An error for a command that ran and failed, with the tail of what it printed.
+    pub fn failed(&self, what: &str, out: &Output) -> RemoteError {
+        let text = if out.stderr.trim().is_empty() {
+            &out.stdout
+        } else {
+            &out.stderr
+        };
+        let tail: Vec<&str> = text.trim().lines().rev().take(6).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        RemoteError {
+            host: self.host.clone(),
+            what: what.into(),
+            detail: self.redactor.redact(&format!(
+                "exit {}: {}",
+                out.code.map_or("?".into(), |c| c.to_string()),
+                tail.join(" | ")
+            )),
+        }
+    }
+
+    /// Writes a file atomically (temporary file, then rename) with the given mode, owned
+    /// by root. The content travels on stdin, never on a command line or in the log.
+    pub async fn write_file(
+        &self,
+        path: &str,
+        content: &[u8],
+        mode: u32,
+    ) -> Result<(), RemoteError> {
+        let dir = Path::new(path)
+            .parent()
+            .map_or("/".into(), |d| d.display().to_string());
+        let script = format!(
+            "set -e; umask 077; mkdir -p {dir}; t=$(mktemp {tmp}); cat > \"$t\"; chmod {mode:o} \"$t\"; mv -f \"$t\" {path}",
+            dir = quote(&dir),
+            tmp = quote(&format!("{path}.kubeha-XXXXXX")),
+            path = quote(path),
+        );
+        let out = self.exec(&script, Some(content)).await?;
+        if out.success() {
+            Ok(())
+        } else {
+            Err(self.failed(&format!("cannot write {path}"), &out))
+        }
+    }
+
+    /// A file's bytes, or `None` when it does not exist.
+    pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, RemoteError> {
+        let p = quote(path);
+        let out = self
+            .sh(&format!(
+                "if [ -e {p} ]; then base64 -w0 {p}; else exit 3; fi"
+            ))
+            .await?;
+        match out.code {
+            Some(0) => {
+                let bytes = base64_decode(out.stdout.trim()).map_err(|e| RemoteError {
+                    host: self.host.clone(),
+                    what: format!("cannot read {path}"),
+                    detail: e,
+                })?;
+                Ok(Some(bytes))
+            }
+            Some(3) => Ok(None),
+            _ => Err(self.failed(&format!("cannot read {path}"), &out)),
+        }
+    }
+
+    async fn exec(&self, script: &str, input: Option<&[u8]>) -> Result<Output, RemoteError> {
+        let fail = |what: &str, detail: String| RemoteError {
+            host: self.host.clone(),
+            what: what.into(),
+            detail,
+        };
+        let wrapped = if self.sudo {
+            format!("sudo -n sh -c {}", quote(script))
+        } else {
+            format!("sh -c {}", quote(script))
+        };
+        self.log_line(&format!("$ {script}"));
+        let mut cmd = self.session.raw_command(&wrapped);
+        cmd.stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let run = async {
+            let mut child = cmd
+                .spawn()
+                .await
+                .map_err(|e| fail("cannot start a command", error_chain(&e)))?;
+            if let (Some(bytes), Some(mut stdin)) = (input, child.stdin().take()) {
+                stdin
+                    .write_all(bytes)
+                    .await
+                    .map_err(|e| fail("cannot send input", e.to_string()))?;
+                drop(stdin);
+            }
+            child
+                .wait_with_output()
+                .await
+                .map_err(|e| fail("the command was cut off", error_chain(&e)))
+        };
+        let raw = tokio::time::timeout(self.timeout, run)
+            .await
+            .map_err(|_| {
+                fail(
+                    "timed out",
+                    format!("no answer within {:?}: {script}", self.timeout),
+                )
+            })??;
+        let out = Output {
+            code: raw.status.code(),
+            stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&raw.stderr).into_owned(),
+        };
+        // Exit 255 is ssh's own: the connection, not the command, failed.
+        if out.code == Some(255) && self.session.check().await.is_err() {
+            return Err(fail(
+                "lost the SSH connection",
+                out.stderr.trim().to_string(),
+            ));
+        }
+        self.log_line(&format!(
+            "exit {:?}\n{}{}",
+            out.code,
+            indent(&out.stdout, "  | "),
+            indent(&out.stderr, "  ! ")
+        ));
+        Ok(out)
+    }
+
+    fn log_line(&self, text: &str) {
+        let text = self.redactor.redact(text);
+        if let Ok(mut log) = self.log.lock() {
+            let _ = writeln!(log, "{text}");
+        }
+    }
+
+    pub async fn close(self) {
+        let _ = self.session.close().await;
+    }
+}
+
+fn indent(text: &str, prefix: &str) -> String {
+    text.lines().map(|l| format!("{prefix}{l}\n")).collect()
+}
+
+/// Shell-quotes one word for `sh`.
+pub fn quote(s: &str) -> String {
+    shlex::try_quote(s)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| "''".into())
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .map_err(|e| format!("bad base64 from the host: {e}"))
+}
