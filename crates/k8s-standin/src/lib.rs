@@ -4,7 +4,9 @@
 //! kubeha touches (see the crate README), so kubeha runs unchanged against it.
 
 pub mod apiserver;
+pub mod client;
 pub mod config;
+pub mod kubeadm;
 pub mod pki;
 pub mod preflight;
 pub mod tls;
