@@ -44,7 +44,9 @@ wanted=($MIRROR_PACKAGES)
 for p in $OPTIONAL_MIRROR_PACKAGES; do
     if in_root apt-cache show "$p" >/dev/null 2>&1; then wanted+=("$p"); else log "optional package $p not in $SUITE: skipped"; fi
 done
-# --download-only against the node's own package state: exactly the dependencies the node lacks.
+# --download-only against the node's own package state: exactly the dependencies the node lacks
+# (after dropping the .debs debootstrap left in apt's cache).
+in_root apt-get clean
 in_root apt-get install -y -qq --download-only --no-install-recommends "${wanted[@]}" >/dev/null
 mkdir -p "$work/pool" "$work/tools"
 mv "$root"/var/cache/apt/archives/*.deb "$work/pool/"

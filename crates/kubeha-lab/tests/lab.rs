@@ -151,17 +151,28 @@ async fn assert_system_running(lab: &Lab, host: &str) {
     }
 }
 
-/// What kubeha does on a fresh host to use the lab mirror, then an install from it.
-const APT_FROM_MIRROR: &str = r#"set -euo pipefail
+/// What kubeha does on a fresh host to use the lab mirror (the key comes on stdin).
+const USE_MIRROR: &str = r#"set -euo pipefail
 sudo install -d -m 0755 /etc/apt/keyrings
 sudo tee /etc/apt/keyrings/kubeha-lab.gpg >/dev/null
 echo "deb [signed-by=/etc/apt/keyrings/kubeha-lab.gpg] $MIRROR kubeha main" |
   sudo tee /etc/apt/sources.list.d/kubeha-lab.list >/dev/null
 sudo apt-get update -qq
+"#;
+
+/// Points `host` at the mirror and runs `then` there.
+async fn with_mirror(lab: &Lab, host: &str, then: &str) -> Out {
+    let key = std::fs::read(lab.mirror_key_file()).unwrap();
+    let mirror = shlex::try_quote(&lab.mirror_url()).unwrap().into_owned();
+    let script = format!("export MIRROR={mirror}\n{USE_MIRROR}{then}");
+    ssh(lab, host, &script, &key).await
+}
+
+const INSTALL_FROM_MIRROR: &str = "
 sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq haproxy kubeha-lab-probe >/dev/null
 test -e /usr/share/kubeha-lab-probe/ok
 systemctl is-active haproxy
-"#;
+";
 
 async fn docker_ids(args: &[&str]) -> Vec<String> {
     let out = tokio::process::Command::new("docker")
@@ -273,10 +284,8 @@ async fn minimal_lab_end_to_end() {
         .contains(&hosts_line));
 
     let names: Vec<String> = lab.hosts.iter().map(|h| h.name.clone()).collect();
-    let mirror = lab.mirror_url();
-    let key = std::fs::read(lab.mirror_key_file()).unwrap();
     let checks = names.iter().map(|host| {
-        let (lab, mirror, key) = (&lab, &mirror, &key);
+        let lab = &lab;
         async move {
             assert_system_running(lab, host).await;
             assert_eq!(ssh_ok(lab, host, "hostname").await, *host);
@@ -320,11 +329,7 @@ async fn minimal_lab_end_to_end() {
                 .await
                 .ok
             );
-            let script = format!(
-                "export MIRROR={}\n{APT_FROM_MIRROR}",
-                shlex::try_quote(mirror).unwrap()
-            );
-            let out = ssh(lab, host, &script, key).await;
+            let out = with_mirror(lab, host, INSTALL_FROM_MIRROR).await;
             assert!(
                 out.ok,
                 "apt from the mirror on {host}: {}\n{}",
@@ -439,4 +444,102 @@ async fn seed_lab_boots_every_host() {
     teardown.disarm();
     kubeha_lab::down(&name, &lab.state_dir).await.unwrap();
     assert_nothing_left(&name, &lab.state_dir).await;
+}
+
+/// keepalived as kubeha will configure it: both load balancers BACKUP, the higher priority wins.
+fn keepalived_conf(vip: std::net::Ipv4Addr, priority: u8) -> String {
+    format!(
+        "vrrp_instance kubeha {{\n  state BACKUP\n  interface eth0\n  virtual_router_id 51\n  \
+         priority {priority}\n  advert_int 1\n  virtual_ipaddress {{\n    {vip}/24\n  }}\n}}\n"
+    )
+}
+
+async fn holds_vip(lab: &Lab, host: &str, vip: std::net::Ipv4Addr) -> bool {
+    let script = format!("ip -4 -o addr show dev eth0 | grep -qF ' {vip}/'");
+    ssh(lab, host, &script, b"").await.ok
+}
+
+async fn wait_vip_on(lab: &Lab, host: &str, vip: std::net::Ipv4Addr) {
+    for _ in 0..40 {
+        if holds_vip(lab, host, vip).await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!("{vip} never came up on {host}");
+}
+
+/// The lab carries VRRP between its load balancers: the virtual IP answers from the machine
+/// running the lab and moves when its holder stops.
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_ha_virtual_ip_fails_over() {
+    if !should_run("seed_ha_virtual_ip_fails_over") {
+        return;
+    }
+    let name = unique_name("ha");
+    let cfg = config(&name, Topology::SeedHa);
+    let teardown = Teardown::new(&cfg);
+    let lab = kubeha_lab::up(&cfg).await.unwrap();
+    let vip = lab.virtual_ip.expect("seed-ha has a virtual IP");
+    assert_eq!(lab.api_endpoint, vip);
+    assert!(lab.cluster_yaml().contains(&format!("address: {vip}")));
+    let lbs = ["lb-1", "lb-2"];
+    for (lb, priority) in lbs.into_iter().zip([150, 100]) {
+        let conf = keepalived_conf(vip, priority);
+        let then = format!(
+            "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq keepalived >/dev/null\n\
+             printf %s {} | sudo tee /etc/keepalived/keepalived.conf >/dev/null\n\
+             sudo systemctl restart keepalived\n",
+            shlex::try_quote(&conf).unwrap()
+        );
+        let out = with_mirror(&lab, lb, &then).await;
+        assert!(out.ok, "keepalived on {lb}: {}", out.stderr);
+    }
+    wait_vip_on(&lab, "lb-1", vip).await;
+    assert!(!holds_vip(&lab, "lb-2", vip).await);
+    // The endpoint name resolves on the nodes to the VIP, and the VIP answers (lb-1's sshd).
+    let resolved = ssh_ok(
+        &lab,
+        "cp-1",
+        "getent ahostsv4 load-balancer.local | head -n1",
+    )
+    .await;
+    assert!(resolved.starts_with(&format!("{vip} ")), "{resolved}");
+    assert!(banner(vip).await, "VIP {vip} does not answer on :22");
+
+    lab.stop("lb-1").await.unwrap();
+    wait_vip_on(&lab, "lb-2", vip).await;
+    assert!(
+        banner(vip).await,
+        "VIP {vip} does not answer after failover"
+    );
+    lab.start("lb-1").await.unwrap();
+    lab.wait_for_ssh("lb-1", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // keepalived is enabled, so lb-1 takes the VIP back after its reboot.
+    wait_vip_on(&lab, "lb-1", vip).await;
+
+    teardown.disarm();
+    kubeha_lab::down(&name, &lab.state_dir).await.unwrap();
+    assert_nothing_left(&name, &lab.state_dir).await;
+}
+
+/// An SSH banner from `addr:22` within a few seconds (retrying while ARP settles).
+async fn banner(addr: std::net::Ipv4Addr) -> bool {
+    use tokio::io::AsyncReadExt;
+    for _ in 0..10 {
+        let attempt = tokio::time::timeout(Duration::from_secs(2), async {
+            let mut s = tokio::net::TcpStream::connect((addr, 22)).await.ok()?;
+            let mut buf = [0u8; 4];
+            s.read_exact(&mut buf).await.ok()?;
+            Some(&buf == b"SSH-")
+        })
+        .await;
+        if let Ok(Some(true)) = attempt {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
 }
