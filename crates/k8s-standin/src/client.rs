@@ -28,13 +28,20 @@ impl Answer {
     }
     /// The Status message, for errors.
     pub fn message(&self) -> String {
-        self.body["message"].as_str().map(String::from).unwrap_or_else(|| self.body.to_string())
+        self.body["message"]
+            .as_str()
+            .map(String::from)
+            .unwrap_or_else(|| self.body.to_string())
     }
 }
 
 impl Client {
     fn build(server: &str, tls: rustls::ClientConfig, bearer: Option<String>) -> Client {
-        let https = hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(tls).https_only().enable_http1().build();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
         Client {
             server: server.trim_end_matches('/').to_string(),
             inner: Hyper::builder(hyper_util::rt::TokioExecutor::new()).build(https),
@@ -45,18 +52,28 @@ impl Client {
     /// From a kubeconfig's text (embedded certificate data).
     pub fn from_kubeconfig(text: &str) -> Result<Client, String> {
         let p = kubeconfig::parse(text).map_err(|e| e.to_string())?;
-        let tls = crate::tls::client_config(p.ca_pem.as_bytes(), p.client.as_ref().map(|c| (c.cert_pem.as_bytes(), c.key_pem.as_bytes())))?;
+        let tls = crate::tls::client_config(
+            p.ca_pem.as_bytes(),
+            p.client
+                .as_ref()
+                .map(|c| (c.cert_pem.as_bytes(), c.key_pem.as_bytes())),
+        )?;
         Ok(Client::build(&p.server, tls, p.token))
     }
 
     pub fn from_kubeconfig_file(path: &str) -> Result<Client, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("failed to load admin kubeconfig: open {path}: {e}"))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("failed to load admin kubeconfig: open {path}: {e}"))?;
         Client::from_kubeconfig(&text)
     }
 
     /// Trusting `ca_pem`, authenticating with a bootstrap token.
     pub fn with_token(server: &str, ca_pem: &str, token: &str) -> Result<Client, String> {
-        Ok(Client::build(server, crate::tls::client_config(ca_pem.as_bytes(), None)?, Some(token.to_string())))
+        Ok(Client::build(
+            server,
+            crate::tls::client_config(ca_pem.as_bytes(), None)?,
+            Some(token.to_string()),
+        ))
     }
 
     /// Without verifying the server (kubeadm's discovery then pins the CA by hash).
@@ -64,30 +81,63 @@ impl Client {
         Client::build(server, crate::tls::insecure_client_config(), None)
     }
 
-    pub async fn call(&self, method: &str, path: &str, body: Option<&Value>, content_type: &str) -> Answer {
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        content_type: &str,
+    ) -> Answer {
         let mut b = hyper::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.server))
             .header("accept", "application/json")
             .header("content-type", content_type)
-            .header("user-agent", format!("kubeadm/{} (linux/amd64) kubernetes/standin", crate::VERSION));
+            .header(
+                "user-agent",
+                format!(
+                    "kubeadm/{} (linux/amd64) kubernetes/standin",
+                    crate::VERSION
+                ),
+            );
         if let Some(t) = &self.bearer {
             b = b.header("authorization", format!("Bearer {t}"));
         }
         let body = body.map(|v| v.to_string()).unwrap_or_default();
         let req = match b.body(Full::new(Bytes::from(body))) {
             Ok(r) => r,
-            Err(e) => return Answer { code: 0, body: Value::String(e.to_string()) },
+            Err(e) => {
+                return Answer {
+                    code: 0,
+                    body: Value::String(e.to_string()),
+                }
+            }
         };
         match tokio::time::timeout(Duration::from_secs(10), self.inner.request(req)).await {
             Ok(Ok(resp)) => {
                 let code = resp.status().as_u16();
-                let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+                let bytes = resp
+                    .into_body()
+                    .collect()
+                    .await
+                    .map(|b| b.to_bytes())
+                    .unwrap_or_default();
+                let body = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&bytes).into_owned())
+                });
                 Answer { code, body }
             }
-            Ok(Err(e)) => Answer { code: 0, body: Value::String(format!("Get \"{}{path}\": {e}", self.server)) },
-            Err(_) => Answer { code: 0, body: Value::String(format!("Get \"{}{path}\": context deadline exceeded", self.server)) },
+            Ok(Err(e)) => Answer {
+                code: 0,
+                body: Value::String(format!("Get \"{}{path}\": {e}", self.server)),
+            },
+            Err(_) => Answer {
+                code: 0,
+                body: Value::String(format!(
+                    "Get \"{}{path}\": context deadline exceeded",
+                    self.server
+                )),
+            },
         }
     }
 
@@ -101,14 +151,21 @@ impl Client {
         self.call("PUT", path, Some(obj), "application/json").await
     }
     pub async fn merge(&self, path: &str, patch: &Value) -> Answer {
-        self.call("PATCH", path, Some(patch), "application/merge-patch+json").await
+        self.call("PATCH", path, Some(patch), "application/merge-patch+json")
+            .await
     }
     pub async fn delete(&self, path: &str) -> Answer {
         self.call("DELETE", path, None, "application/json").await
     }
     /// Server-side apply as `manager`.
     pub async fn apply(&self, path: &str, obj: &Value, manager: &str) -> Answer {
-        self.call("PATCH", &format!("{path}?fieldManager={manager}&force=true"), Some(obj), "application/apply-patch+yaml").await
+        self.call(
+            "PATCH",
+            &format!("{path}?fieldManager={manager}&force=true"),
+            Some(obj),
+            "application/apply-patch+yaml",
+        )
+        .await
     }
 
     /// Creates, or replaces an existing object (kubeadm's CreateOrUpdate).

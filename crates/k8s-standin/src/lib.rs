@@ -6,6 +6,8 @@
 pub mod apiserver;
 pub mod client;
 pub mod config;
+pub mod controllers;
+pub mod health;
 pub mod kubeadm;
 pub mod pki;
 pub mod preflight;

@@ -1,1 +1,2 @@
+pub mod manifests;
 pub mod objects;

@@ -4,7 +4,10 @@
 use crate::apiserver::objects::rfc3339;
 use crate::config::{duration, BootstrapToken, ClusterConfiguration};
 use crate::pki;
-use base64::{engine::general_purpose::STANDARD as B64, engine::general_purpose::URL_SAFE_NO_PAD as B64URL, Engine};
+use base64::{
+    engine::general_purpose::STANDARD as B64, engine::general_purpose::URL_SAFE_NO_PAD as B64URL,
+    Engine,
+};
 use serde_json::{json, Map, Value};
 use time::OffsetDateTime;
 
@@ -41,13 +44,19 @@ pub fn bootstrap_token_secret(t: &BootstrapToken, now: OffsetDateTime) -> Result
     if let Some(g) = t.groups.as_ref().filter(|g| !g.is_empty()) {
         data.insert("auth-extra-groups".into(), b64s(&g.join(",")));
     }
-    Ok(json!({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
-        "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": KUBE_SYSTEM}, "data": data}))
+    Ok(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "bootstrap.kubernetes.io/token",
+        "metadata": {"name": format!("bootstrap-token-{id}"), "namespace": KUBE_SYSTEM}, "data": data}),
+    )
 }
 
 /// Decoded fields of a bootstrap-token Secret (for `kubeadm token list`).
 pub fn secret_field(secret: &Value, k: &str) -> Option<String> {
-    String::from_utf8(B64.decode(secret.pointer(&format!("/data/{k}"))?.as_str()?).ok()?).ok()
+    String::from_utf8(
+        B64.decode(secret.pointer(&format!("/data/{k}"))?.as_str()?)
+            .ok()?,
+    )
+    .ok()
 }
 
 /// The kubeconfig stored in kube-public/cluster-info: CA and server only.
@@ -70,10 +79,17 @@ pub fn detached_jws(content: &str, token_id: &str, token_secret: &str) -> String
 
 /// Checks a detached JWS made by `detached_jws` in constant time.
 pub fn verify_jws(content: &str, jws: &str, token_id: &str, token_secret: &str) -> bool {
-    let Some((header, sig)) = jws.split_once("..") else { return false };
-    let Ok(sig) = B64URL.decode(sig) else { return false };
-    let Ok(h) = B64URL.decode(header) else { return false };
-    let kid_ok = serde_json::from_slice::<Value>(&h).is_ok_and(|h| h["kid"] == token_id && h["alg"] == "HS256");
+    let Some((header, sig)) = jws.split_once("..") else {
+        return false;
+    };
+    let Ok(sig) = B64URL.decode(sig) else {
+        return false;
+    };
+    let Ok(h) = B64URL.decode(header) else {
+        return false;
+    };
+    let kid_ok = serde_json::from_slice::<Value>(&h)
+        .is_ok_and(|h| h["kid"] == token_id && h["alg"] == "HS256");
     let input = format!("{header}.{}", B64URL.encode(content));
     let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token_secret.as_bytes());
     kid_ok && ring::hmac::verify(&key, input.as_bytes(), &sig).is_ok()
@@ -82,7 +98,12 @@ pub fn verify_jws(content: &str, jws: &str, token_id: &str, token_secret: &str) 
 /// Drops nulls so stored YAML looks like kubeadm's (omitempty).
 pub fn without_nulls(v: &Value) -> Value {
     match v {
-        Value::Object(m) => Value::Object(m.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k.clone(), without_nulls(v)))
+                .collect(),
+        ),
         Value::Array(a) => Value::Array(a.iter().map(without_nulls).collect()),
         other => other.clone(),
     }
@@ -129,25 +150,41 @@ pub fn kubelet_config_map(kubelet: &Value) -> Value {
 
 /// kube-system/kubeadm-certs: each shared file encrypted with the certificate key,
 /// owned by a short-lived token Secret so it disappears with it (2 h).
-pub fn kubeadm_certs_secret(read: &dyn Fn(&str) -> Option<Vec<u8>>, key: &[u8], owner_uid: &str, owner_name: &str) -> Result<Value, String> {
+pub fn kubeadm_certs_secret(
+    read: &dyn Fn(&str) -> Option<Vec<u8>>,
+    key: &[u8],
+    owner_uid: &str,
+    owner_name: &str,
+) -> Result<Value, String> {
     let mut data = Map::new();
     for (k, path) in pki::SHARED_CERTS {
         let Some(content) = read(path) else { continue };
-        data.insert(k.to_string(), json!(B64.encode(pki::encrypt(key, &content).map_err(|e| e.to_string())?)));
+        data.insert(
+            k.to_string(),
+            json!(B64.encode(pki::encrypt(key, &content).map_err(|e| e.to_string())?)),
+        );
     }
-    Ok(json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+    Ok(
+        json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
         "metadata": {"name": "kubeadm-certs", "namespace": KUBE_SYSTEM,
             "ownerReferences": [{"apiVersion": "v1", "kind": "Secret", "name": owner_name, "uid": owner_uid, "blockOwnerDeletion": true, "controller": true}]},
-        "data": data}))
+        "data": data}),
+    )
 }
 
 /// Decrypts kubeadm-certs into (path, bytes) pairs.
 pub fn decode_kubeadm_certs(secret: &Value, key: &[u8]) -> Result<Vec<(String, Vec<u8>)>, String> {
     let mut out = vec![];
     for (k, path) in pki::SHARED_CERTS {
-        let Some(enc) = secret.pointer(&format!("/data/{k}")).and_then(Value::as_str) else { continue };
+        let Some(enc) = secret
+            .pointer(&format!("/data/{k}"))
+            .and_then(Value::as_str)
+        else {
+            continue;
+        };
         let bytes = B64.decode(enc).map_err(|e| e.to_string())?;
-        let plain = pki::decrypt(key, &bytes).map_err(|e| format!("error decoding secret data with provided key: {e}"))?;
+        let plain = pki::decrypt(key, &bytes)
+            .map_err(|e| format!("error decoding secret data with provided key: {e}"))?;
         out.push((path.to_string(), plain));
     }
     Ok(out)
@@ -163,17 +200,34 @@ mod tests {
             token: "abcdef.0123456789abcdef".into(),
             ttl: Some("24h0m0s".into()),
             usages: Some(vec!["signing".into(), "authentication".into()]),
-            groups: Some(vec!["system:bootstrappers:kubeadm:default-node-token".into()]),
+            groups: Some(vec![
+                "system:bootstrappers:kubeadm:default-node-token".into()
+            ]),
             ..Default::default()
         };
-        let now = OffsetDateTime::parse("2026-01-01T00:00:00Z", &time::format_description::well_known::Rfc3339).unwrap();
+        let now = OffsetDateTime::parse(
+            "2026-01-01T00:00:00Z",
+            &time::format_description::well_known::Rfc3339,
+        )
+        .unwrap();
         let s = bootstrap_token_secret(&t, now).unwrap();
         assert_eq!(s["metadata"]["name"], "bootstrap-token-abcdef");
-        assert_eq!(secret_field(&s, "expiration").unwrap(), "2026-01-02T00:00:00Z");
+        assert_eq!(
+            secret_field(&s, "expiration").unwrap(),
+            "2026-01-02T00:00:00Z"
+        );
         assert_eq!(secret_field(&s, "usage-bootstrap-signing").unwrap(), "true");
-        assert_eq!(secret_field(&s, "token-secret").unwrap(), "0123456789abcdef");
-        let never = BootstrapToken { ttl: Some("0s".into()), ..t };
-        assert!(secret_field(&bootstrap_token_secret(&never, now).unwrap(), "expiration").is_none());
+        assert_eq!(
+            secret_field(&s, "token-secret").unwrap(),
+            "0123456789abcdef"
+        );
+        let never = BootstrapToken {
+            ttl: Some("0s".into()),
+            ..t
+        };
+        assert!(
+            secret_field(&bootstrap_token_secret(&never, now).unwrap(), "expiration").is_none()
+        );
     }
 
     #[test]
@@ -192,19 +246,35 @@ mod tests {
         let read = |p: &str| Some(format!("content of {p}").into_bytes());
         let s = kubeadm_certs_secret(&read, &key, "uid-1", "bootstrap-token-xyz123").unwrap();
         assert_eq!(s["data"].as_object().unwrap().len(), 8);
-        assert_eq!(s["metadata"]["ownerReferences"][0]["name"], "bootstrap-token-xyz123");
+        assert_eq!(
+            s["metadata"]["ownerReferences"][0]["name"],
+            "bootstrap-token-xyz123"
+        );
         let files = decode_kubeadm_certs(&s, &key).unwrap();
-        assert!(files.contains(&("etcd/ca.key".to_string(), b"content of etcd/ca.key".to_vec())));
+        assert!(files.contains(&(
+            "etcd/ca.key".to_string(),
+            b"content of etcd/ca.key".to_vec()
+        )));
         let wrong = hex::decode(pki::random_certificate_key()).unwrap();
-        assert_eq!(decode_kubeadm_certs(&s, &wrong).unwrap_err(), "error decoding secret data with provided key: cipher: message authentication failed");
+        assert_eq!(
+            decode_kubeadm_certs(&s, &wrong).unwrap_err(),
+            "error decoding secret data with provided key: cipher: message authentication failed"
+        );
     }
 
     #[test]
     fn kubelet_config_keeps_user_cgroup_driver() {
-        let k = kubelet_configuration(Some(&json!({"cgroupDriver": "cgroupfs"})), "cluster.local", "10.96.0.10");
+        let k = kubelet_configuration(
+            Some(&json!({"cgroupDriver": "cgroupfs"})),
+            "cluster.local",
+            "10.96.0.10",
+        );
         assert_eq!(k["cgroupDriver"], "cgroupfs");
         assert_eq!(k["clusterDNS"][0], "10.96.0.10");
         let cm = kubelet_config_map(&k);
-        assert!(cm["data"]["kubelet"].as_str().unwrap().contains("cgroupDriver: cgroupfs"));
+        assert!(cm["data"]["kubelet"]
+            .as_str()
+            .unwrap()
+            .contains("cgroupDriver: cgroupfs"));
     }
 }

@@ -411,3 +411,61 @@ pub fn generate(p: &PkiParams, existing: Existing) -> Result<Vec<PkiFile>, PkiEr
 
 #[cfg(test)]
 mod tests;
+
+/// A CSR for a client certificate (the kubelet's TLS bootstrap): (csr PEM, key PEM).
+pub fn new_csr(cn: &str, orgs: &[&str]) -> Result<(String, String), PkiError> {
+    let key = KeyPair::generate()?;
+    let mut p = CertificateParams::default();
+    p.distinguished_name = base_params(cn, orgs, Duration::ZERO).distinguished_name;
+    let csr = p.serialize_request(&key)?;
+    Ok((csr.pem()?, key.serialize_pem()))
+}
+
+/// Signs a CSR as a client certificate with the CA (the csrsigning controller).
+pub fn sign_csr(ca: &CertKey, csr_pem: &str, validity: Duration) -> Result<String, PkiError> {
+    let ca_key = KeyPair::from_pem(&ca.key_pem)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert_pem, &ca_key)?;
+    let mut csr = rcgen::CertificateSigningRequestParams::from_pem(csr_pem)?;
+    let now = OffsetDateTime::now_utc();
+    csr.params.not_before = now - time::Duration::minutes(5);
+    csr.params.not_after = now + time::Duration::seconds(validity.as_secs() as i64);
+    csr.params.serial_number = Some(rcgen::SerialNumber::from_slice(&random_bytes::<16>()));
+    csr.params.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    csr.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    csr.params.is_ca = IsCa::NoCa;
+    Ok(csr.signed_by(&issuer)?.pem())
+}
+
+fn cn_orgs(name: &x509_parser::x509::X509Name) -> (String, Vec<String>) {
+    let cn = name
+        .iter_common_name()
+        .next()
+        .and_then(|c| c.as_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let orgs = name
+        .iter_organization()
+        .filter_map(|o| o.as_str().ok().map(String::from))
+        .collect();
+    (cn, orgs)
+}
+
+/// CN and O of a PEM certificate or CSR subject.
+pub fn subject(pem_text: &str) -> Result<(String, Vec<String>), PkiError> {
+    let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())
+        .map_err(|e| PkiError::Msg(format!("invalid PEM: {e}")))?;
+    if pem.label.contains("REQUEST") {
+        use x509_parser::prelude::FromDer;
+        let (_, csr) =
+            x509_parser::certification_request::X509CertificationRequest::from_der(&pem.contents)
+                .map_err(|e| PkiError::Msg(format!("invalid CSR: {e}")))?;
+        Ok(cn_orgs(&csr.certification_request_info.subject))
+    } else {
+        let (_, c) = x509_parser::parse_x509_certificate(&pem.contents)
+            .map_err(|e| PkiError::Msg(format!("invalid certificate: {e}")))?;
+        Ok(cn_orgs(c.subject()))
+    }
+}

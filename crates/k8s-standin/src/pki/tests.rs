@@ -263,3 +263,24 @@ fn kubeconfig_identities_and_round_trip() {
         "system:node:w1"
     );
 }
+
+#[test]
+fn csr_signing_keeps_subject() {
+    let ca = new_ca("kubernetes", Duration::from_secs(3600)).unwrap();
+    let (csr, _key) = new_csr("system:node:w1", &["system:nodes"]).unwrap();
+    assert_eq!(
+        subject(&csr).unwrap(),
+        (
+            "system:node:w1".to_string(),
+            vec!["system:nodes".to_string()]
+        )
+    );
+    let cert = sign_csr(&ca, &csr, Duration::from_secs(3600)).unwrap();
+    assert_eq!(
+        subject(&cert).unwrap(),
+        (
+            "system:node:w1".to_string(),
+            vec!["system:nodes".to_string()]
+        )
+    );
+}
