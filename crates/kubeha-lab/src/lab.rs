@@ -308,16 +308,7 @@ impl Lab {
         let h = self.host(host)?;
         let c = self.container(host)?;
         let docker = connect().await?;
-        docker
-            .connect_network(
-                &network_name(&self.name),
-                NetworkConnectRequest {
-                    container: c.clone(),
-                    endpoint_config: Some(endpoint(h.address, &h.name)),
-                },
-            )
-            .await
-            .context(format!("reconnecting {c} to the lab network"))
+        connect_host(&docker, &self.name, &c, h.address, &h.name).await
     }
 }
 
@@ -568,18 +559,49 @@ async fn remove_volume(docker: &Docker, name: &str) -> Result<()> {
     }
 }
 
-/// Docker's state of a container, or None when there is none.
-async fn container_state(docker: &Docker, name: &str) -> Result<Option<String>> {
+/// A container as it is now: Docker's state, and whether it is on the lab network.
+struct Existing {
+    state: String,
+    connected: bool,
+}
+
+/// How container `name` of `lab` is now, or None when there is none.
+async fn existing(docker: &Docker, lab: &str, name: &str) -> Result<Option<Existing>> {
     match docker.inspect_container(name, None).await {
-        Ok(c) => Ok(Some(
-            c.state
+        Ok(c) => Ok(Some(Existing {
+            state: c
+                .state
                 .and_then(|s| s.status)
                 .map(|s| s.to_string())
                 .unwrap_or_default(),
-        )),
+            connected: c
+                .network_settings
+                .and_then(|n| n.networks)
+                .is_some_and(|n| n.contains_key(&network_name(lab))),
+        })),
         Err(e) if is_not_found(&e) => Ok(None),
         Err(e) => Err(e).context(format!("inspecting {name}")),
     }
+}
+
+/// Attaches container `name` to the lab network with its fixed address and host-name alias.
+async fn connect_host(
+    docker: &Docker,
+    lab: &str,
+    name: &str,
+    address: Ipv4Addr,
+    alias: &str,
+) -> Result<()> {
+    docker
+        .connect_network(
+            &network_name(lab),
+            NetworkConnectRequest {
+                container: name.to_owned(),
+                endpoint_config: Some(endpoint(address, alias)),
+            },
+        )
+        .await
+        .context(format!("connecting {name} to the lab network"))
 }
 
 /// Starts `name` whatever state it is in (unpausing a paused one).
@@ -634,8 +656,13 @@ async fn ensure_node(
     public_key: &str,
 ) -> Result<Vec<String>> {
     let name = container_name(&lab.name, &host.name);
-    match container_state(docker, &name).await? {
-        Some(state) => ensure_running(docker, &name, &state).await?,
+    match existing(docker, &lab.name, &name).await? {
+        Some(now) => {
+            if !now.connected {
+                connect_host(docker, &lab.name, &name, host.address, &host.name).await?;
+            }
+            ensure_running(docker, &name, &now.state).await?;
+        }
         None => {
             let volume = containerd_volume_name(&lab.name, &host.name);
             docker
@@ -834,7 +861,8 @@ async fn ensure_mirror(
         BOOT_TIMEOUT,
         || format!("waiting for the package mirror {name}"),
         || async {
-            if container_state(docker, &name).await?.as_deref() != Some("running") {
+            let now = existing(docker, &lab.name, &name).await?;
+            if now.is_none_or(|n| n.state != "running") {
                 return Err(Error::Failed {
                     context: format!("starting the package mirror {name}"),
                     detail: "it exited; see `docker logs` of it".into(),

@@ -394,6 +394,15 @@ async fn minimal_lab_end_to_end() {
     lab.reconnect(w).await.unwrap();
     assert_back(&lab, w, "reconnect").await;
     assert_eq!(state_of(&lab, w).await, ("running".into(), true));
+
+    // `up` repairs a lab: a cut-off worker and a paused control plane come back as they were.
+    lab.disconnect(w).await.unwrap();
+    lab.pause(cp).await.unwrap();
+    assert_eq!(kubeha_lab::up(&cfg).await.unwrap(), lab);
+    for host in [w, cp] {
+        assert_back(&lab, host, "up after faults").await;
+        assert_eq!(state_of(&lab, host).await, ("running".into(), true));
+    }
     eprintln!("TIMING faults: {:.1}s", t.elapsed().as_secs_f64());
 
     teardown.disarm();
