@@ -2,8 +2,8 @@
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Answers every request on `addr` with 200 "ok" while `healthy()` holds.
-pub async fn serve(addr: &str, healthy: fn() -> bool) -> std::io::Result<()> {
+/// Answers every request on `addr` with 200 "ok".
+pub async fn serve(addr: &str) -> std::io::Result<()> {
     let l = tokio::net::TcpListener::bind(addr).await?;
     tokio::spawn(async move {
         loop {
@@ -13,11 +13,7 @@ pub async fn serve(addr: &str, healthy: fn() -> bool) -> std::io::Result<()> {
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ = s.read(&mut buf).await;
-                let resp = if healthy() {
-                    "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                } else {
-                    "HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-                };
+                let resp = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok";
                 let _ = s.write_all(resp.as_bytes()).await;
             });
         }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod controllers;
 pub mod health;
 pub mod kubeadm;
+pub mod kubelet;
 pub mod pki;
 pub mod preflight;
 pub mod tls;

@@ -40,7 +40,7 @@ fn main() {
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
-        if let Err(e) = k8s_standin::health::serve("127.0.0.1:10257", || true).await {
+        if let Err(e) = k8s_standin::health::serve("127.0.0.1:10257").await {
             eprintln!("E0000 failed to listen on 127.0.0.1:10257: {e}");
             std::process::exit(1);
         }

@@ -76,6 +76,10 @@ struct RawUser {
     cert: Option<String>,
     #[serde(rename = "client-key-data")]
     key: Option<String>,
+    #[serde(rename = "client-certificate")]
+    cert_file: Option<String>,
+    #[serde(rename = "client-key")]
+    key_file: Option<String>,
     token: Option<String>,
 }
 
@@ -98,15 +102,31 @@ pub fn parse(text: &str) -> Result<Parsed, PkiError> {
         .into_iter()
         .next()
         .map(|u| u.user);
+    let read =
+        |p: &str| std::fs::read_to_string(p).map_err(|e| PkiError::Msg(format!("open {p}: {e}")));
     let (client, token) = match user {
         Some(RawUser {
             cert: Some(c),
             key: Some(k),
             token,
+            ..
         }) => (
             Some(CertKey {
                 cert_pem: b64_text(&c)?,
                 key_pem: b64_text(&k)?,
+            }),
+            token,
+        ),
+        // The kubelet's rotated credentials live in files (kubelet-client-current.pem).
+        Some(RawUser {
+            cert_file: Some(c),
+            key_file: Some(k),
+            token,
+            ..
+        }) => (
+            Some(CertKey {
+                cert_pem: read(&c)?,
+                key_pem: read(&k)?,
             }),
             token,
         ),

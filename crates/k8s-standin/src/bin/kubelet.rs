@@ -1,0 +1,83 @@
+//! kubelet stand-in (lab only): see k8s_standin::kubelet.
+
+use k8s_standin::kubelet::{self, node, pods, Paths};
+use std::time::Duration;
+
+fn fatal(msg: &str) -> ! {
+    eprintln!(
+        "E0000 run.go:72] \"command failed\" err=\"{}\"",
+        msg.replace('"', "\\\"")
+    );
+    std::process::exit(1);
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--version") {
+        println!("Kubernetes {}", k8s_standin::VERSION);
+        return;
+    }
+    let paths = Paths { root: "/".into() };
+    let hostname = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let s = kubelet::load(&args, &paths, &hostname).unwrap_or_else(|e| fatal(&e));
+    if let Some(e) = kubelet::swap_error(&s, &paths) {
+        fatal(&format!("failed to run Kubelet: {e}"));
+    }
+    if let Some(e) = kubelet::runtime_error(&s, &paths) {
+        fatal(&e);
+    }
+    let mismatch = kubelet::cgroup_mismatch(&s, &paths);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    rt.block_on(async move {
+        let addr = format!(
+            "{}:{}",
+            s.config["healthzBindAddress"].as_str().unwrap_or("127.0.0.1"),
+            s.config["healthzPort"].as_u64().unwrap_or(10248)
+        );
+        if let Err(e) = k8s_standin::health::serve(&addr).await {
+            fatal(&format!("failed to listen on {addr}: {e}"));
+        }
+        let mut runner = pods::Runner::new(paths.clone(), pods::BIN_DIR.into(), s.node_name.clone());
+        let mut client = None;
+        let mut last_beat = std::time::Instant::now() - Duration::from_secs(60);
+        loop {
+            // Every sandbox fails when the cgroup drivers differ, static Pods included.
+            let running = match &mismatch {
+                None => runner.sync(&s.static_pod_path()),
+                Some(e) => {
+                    eprintln!("E0000 kubelet: \"CreatePodSandbox for pod failed\" err=\"rpc error: code = Unknown desc = {e}\"");
+                    vec![]
+                }
+            };
+            if client.is_none() {
+                match node::client(&s, &paths).await {
+                    Ok(c) => client = c,
+                    Err(e) => eprintln!("E0000 kubelet: {e}"),
+                }
+            }
+            if let Some(c) = &client {
+                if last_beat.elapsed() >= Duration::from_secs(10) {
+                    let ip = node::node_ip(&s, &c.server);
+                    if mismatch.is_none() {
+                        node::calico_cni(c, &paths, &s.node_name).await;
+                    }
+                    let cni = kubelet::cni_ready(&paths);
+                    let why = mismatch.clone().unwrap_or_else(|| node::CNI_NOT_READY.to_string());
+                    match node::heartbeat(c, &s, &paths, cni && mismatch.is_none(), &why, &ip).await {
+                        Ok(()) => last_beat = std::time::Instant::now(),
+                        Err(e) => eprintln!("E0000 kubelet: {e}"),
+                    }
+                    node::mirror_pods(c, &s.node_name, &ip, &running).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+    });
+}
