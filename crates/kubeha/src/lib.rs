@@ -6,6 +6,8 @@
 
 pub mod cli;
 pub mod facts;
+pub mod api;
+pub mod apply;
 pub mod pki;
 pub mod plan;
 pub mod remote;

@@ -1,9 +1,15 @@
 //! The command line: parse arguments, run one command, map its outcome to an exit code
 //! (0 success, 1 runtime failure, 2 invalid input).
 
+mod apply;
 mod check;
 mod init;
+mod kubeconfig;
+mod lab;
+mod plan;
+mod remote_args;
 mod render;
+mod status;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -45,12 +51,24 @@ enum Command {
     Check(check::Args),
     /// Write every file kubeha would put on the hosts, and an equivalent runbook.sh.
     Render(render::Args),
+    /// Connect, gather facts and show what `apply` would change; changes nothing.
+    Plan(plan::Args),
+    /// Make the hosts match the spec: load balancers, nodes, kubeadm, Calico.
+    Apply(apply::Args),
+    /// Nodes, etcd members, load-balancer backends and certificate expiry.
+    Status(status::Args),
+    /// Write or print the admin kubeconfig.
+    Kubeconfig(kubeconfig::Args),
+    /// The seed's machines as local Docker containers, for trying kubeha and testing it.
+    Lab(lab::Args),
 }
 
 /// Settings every command shares.
 pub struct Ui {
     pub format: Format,
     pub color: bool,
+    /// stderr is a terminal: show live progress.
+    pub interactive: bool,
 }
 
 /// Why a command did not succeed.
@@ -62,20 +80,27 @@ pub enum Failure {
     InvalidSpec(Box<Report>),
     /// Something went wrong while doing the work (exit 1).
     Runtime(String),
+    /// Not a failure: a command-specific exit code (`plan --detailed-exitcode`).
+    Exit(u8),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let interactive = std::io::stderr().is_terminal();
     let ui = Ui {
         format: cli.output,
-        color: !cli.no_color
-            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
-            && std::io::stderr().is_terminal(),
+        color: !cli.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && interactive,
+        interactive,
     };
     let result = match cli.command {
         Command::Init(args) => init::run(&ui, args),
         Command::Check(args) => check::run(&ui, args),
         Command::Render(args) => render::run(&ui, args),
+        Command::Plan(args) => plan::run(&ui, args),
+        Command::Apply(args) => apply::run(&ui, args),
+        Command::Status(args) => status::run(&ui, args),
+        Command::Kubeconfig(args) => kubeconfig::run(&ui, args),
+        Command::Lab(args) => lab::run(&ui, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -91,6 +116,7 @@ pub fn main() -> ExitCode {
             eprintln!("error: {message}");
             ExitCode::from(1)
         }
+        Err(Failure::Exit(code)) => ExitCode::from(code),
     }
 }
 

@@ -10,8 +10,9 @@ use crate::remote::quote;
 /// Services kubeha manages.
 pub const SERVICES: [&str; 4] = ["haproxy", "keepalived", "containerd", "kubelet"];
 /// Packages whose installed versions the planner compares.
-pub const PACKAGES: [&str; 7] = [
+pub const PACKAGES: [&str; 8] = [
     "haproxy",
+    "etcd-client",
     "keepalived",
     "containerd",
     "containerd.io",

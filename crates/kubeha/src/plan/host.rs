@@ -147,8 +147,9 @@ impl HostPlanner<'_> {
             });
         }
         if !state.active || !state.enabled {
-            self.actions.push(Action::EnableNow {
+            self.actions.push(Action::Enable {
                 service: name.into(),
+                start: true,
             });
         }
     }
@@ -190,8 +191,9 @@ impl HostPlanner<'_> {
         }
         if !f.service("kubelet").enabled {
             // kubelet restarts in a loop until kubeadm configures it; that is expected.
-            self.actions.push(Action::EnableNow {
+            self.actions.push(Action::Enable {
                 service: "kubelet".into(),
+                start: false,
             });
         }
         self.files(desired, |p| p == "/etc/hosts");

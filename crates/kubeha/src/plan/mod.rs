@@ -16,7 +16,8 @@ use crate::facts::HostFacts;
 use crate::render::{Package, RenderedFile};
 use crate::spec::Cluster;
 
-pub use cluster::ClusterState;
+pub use cluster::{joined, ClusterState};
+pub use host::distro;
 
 /// Phases run in this order; within a phase, hosts run as [`Phase::parallel`] says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
@@ -90,8 +91,11 @@ pub enum Action {
         service: String,
         reload: bool,
     },
-    EnableNow {
+    /// `systemctl enable`, and start it too unless something else starts it (the
+    /// kubelet is started by kubeadm).
+    Enable {
         service: String,
+        start: bool,
     },
     MarkCluster,
     /// Clear what an interrupted `kubeadm join` left before joining again.
@@ -138,7 +142,8 @@ impl fmt::Display for Action {
                     if *reload { "reload" } else { "restart" }
                 )
             }
-            Action::EnableNow { service } => write!(f, "enable and start {service}"),
+            Action::Enable { service, start: true } => write!(f, "enable and start {service}"),
+            Action::Enable { service, start: false } => write!(f, "enable {service}"),
             Action::MarkCluster => f.write_str("record the cluster name in /etc/kubeha/cluster"),
             Action::ResetPartialJoin => {
                 f.write_str("kubeadm reset -f (an earlier join did not finish)")

@@ -105,7 +105,9 @@ impl Remote {
                 HostKeyPolicy::Verify => KnownHosts::Strict,
                 HostKeyPolicy::AcceptNew => KnownHosts::Add,
             })
-            .control_directory(&run.path);
+            // Control sockets live in the system temp folder: socket paths are limited to
+            // about 100 bytes, which a deep run folder could exceed.
+            .control_directory(std::env::temp_dir());
         if let Some(key) = &host.ssh.identity_file {
             builder.keyfile(key);
         }
@@ -140,12 +142,32 @@ impl Remote {
     /// Runs a shell script as root and returns whatever it printed; a non-zero exit is
     /// not an error here (see [`Remote::run`]).
     pub async fn sh(&self, script: &str) -> Result<Output, RemoteError> {
-        self.exec(script, None).await
+        self.exec(script, None, self.timeout).await
     }
 
     /// Like [`Remote::sh`], but a non-zero exit becomes an error naming `what`.
     pub async fn run(&self, what: &str, script: &str) -> Result<Output, RemoteError> {
         let out = self.sh(script).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(self.failed(what, &out))
+        }
+    }
+
+    /// [`Remote::run`] with a longer limit, for commands such as `kubeadm init`.
+    pub async fn run_for(&self, what: &str, script: &str, timeout: Duration) -> Result<Output, RemoteError> {
+        let out = self.exec(script, None, timeout).await?;
+        if out.success() {
+            Ok(out)
+        } else {
+            Err(self.failed(what, &out))
+        }
+    }
+
+    /// [`Remote::run`] with `input` on the script's stdin (kept out of the log).
+    pub async fn run_with_input(&self, what: &str, script: &str, input: &[u8]) -> Result<Output, RemoteError> {
+        let out = self.exec(script, Some(input), self.timeout).await?;
         if out.success() {
             Ok(out)
         } else {
@@ -190,7 +212,7 @@ impl Remote {
             tmp = quote(&format!("{path}.kubeha-XXXXXX")),
             path = quote(path),
         );
-        let out = self.exec(&script, Some(content)).await?;
+        let out = self.exec(&script, Some(content), self.timeout).await?;
         if out.success() {
             Ok(())
         } else {
@@ -220,7 +242,7 @@ impl Remote {
         }
     }
 
-    async fn exec(&self, script: &str, input: Option<&[u8]>) -> Result<Output, RemoteError> {
+    async fn exec(&self, script: &str, input: Option<&[u8]>, timeout: Duration) -> Result<Output, RemoteError> {
         let fail = |what: &str, detail: String| RemoteError {
             host: self.host.clone(),
             what: what.into(),
@@ -257,14 +279,10 @@ impl Remote {
                 .await
                 .map_err(|e| fail("the command was cut off", error_chain(&e)))
         };
-        let raw = tokio::time::timeout(self.timeout, run)
-            .await
-            .map_err(|_| {
-                fail(
-                    "timed out",
-                    format!("no answer within {:?}: {script}", self.timeout),
-                )
-            })??;
+        let raw = tokio::time::timeout(timeout, run).await.map_err(|_| {
+            let script = self.redactor.redact(script);
+            fail("timed out", format!("no answer within {timeout:?}: {script}"))
+        })??;
         let out = Output {
             code: raw.status.code(),
             stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),

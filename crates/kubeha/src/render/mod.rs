@@ -6,7 +6,7 @@
 
 pub mod apt;
 mod containerd;
-mod haproxy;
+pub mod haproxy;
 mod hosts_entry;
 mod keepalived;
 pub mod kubeadm;
@@ -51,6 +51,7 @@ pub struct RenderedFile {
     /// Absolute path on the host.
     pub path: String,
     pub mode: u32,
+    #[serde(skip)]
     pub content: Content,
     pub activation: Activation,
     /// The file holds (or will hold) a secret: written 0600 and never shown in plans.
@@ -83,11 +84,18 @@ impl RenderedFile {
 }
 
 /// The kubeadm secrets kubeha generates. `render` shows placeholders; `apply` fills them.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct KubeadmSecrets {
     pub bootstrap_token: String,
     pub certificate_key: String,
     pub ca_cert_hash: String,
+}
+
+/// Never prints the values.
+impl std::fmt::Debug for KubeadmSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KubeadmSecrets(<redacted>)")
+    }
 }
 
 impl KubeadmSecrets {
@@ -165,6 +173,10 @@ pub fn packages(cluster: &Cluster, host: &Host) -> Vec<Package> {
     }
     if host.is_kube_node() {
         out.push(plain(containerd::package_name(cluster)));
+        if host.has(Role::ControlPlane) {
+            // etcdctl: kubeha checks etcd health and membership with it.
+            out.push(plain("etcd-client"));
+        }
         let version = cluster.kubernetes.version.deb_version();
         for name in ["kubelet", "kubeadm", "kubectl"] {
             out.push(Package {
@@ -367,7 +379,7 @@ mod tests {
         );
         let cp = packages(&c, c.first_control_plane());
         let names: Vec<_> = cp.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["containerd.io", "kubelet", "kubeadm", "kubectl"]);
+        assert_eq!(names, ["containerd.io", "etcd-client", "kubelet", "kubeadm", "kubectl"]);
         assert!(cp[1..]
             .iter()
             .all(|p| p.hold && p.version.as_deref() == Some("1.31.0-1.1")));

@@ -1,0 +1,474 @@
+//! The imperative shell around the planner: connect to every host, gather facts, plan,
+//! and run the plan with the ordering rules (hosts prepared in parallel, `kubeadm init`
+//! once, control planes joined one at a time with an etcd health check between joins,
+//! workers in parallel, then the CNI and a wait for every node to be Ready).
+
+mod join;
+pub mod progress;
+pub mod steps;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::api;
+use crate::facts::{self, HostFacts};
+use crate::plan::{self, Action, ClusterState, DesiredFile, Phase, Plan, Step};
+use crate::remote::{Redactor, Remote, RemoteError, RunDir};
+use crate::render::{self, Content, RenderInputs};
+use crate::spec::{Cluster, Host, ManifestSource};
+
+pub use progress::{Mode, Progress};
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hosts worked on at once.
+    pub concurrency: usize,
+    /// Limit for one ordinary remote command.
+    pub command_timeout: Duration,
+    /// Limit for `kubeadm init`/`join`, which pull images and wait for components.
+    pub kubeadm_timeout: Duration,
+    /// How long to wait for every node to become Ready.
+    pub ready_timeout: Duration,
+    /// Per-host logs and the SSH client configuration of this run.
+    pub run_dir: PathBuf,
+    /// Where the admin kubeconfig is written.
+    pub kubeconfig: PathBuf,
+}
+
+/// Any way a run can fail; each names the host or the step.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{}", join_lines(.0))]
+    Remote(Vec<RemoteError>),
+    #[error("{0}")]
+    Conflicts(String),
+    #[error("{0}")]
+    Kube(#[from] api::KubeError),
+    #[error("{0}")]
+    Local(String),
+}
+
+fn join_lines(errors: &[RemoteError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+impl From<RemoteError> for ApplyError {
+    fn from(e: RemoteError) -> Self {
+        ApplyError::Remote(vec![e])
+    }
+}
+
+/// Everything learned before planning.
+pub struct Survey {
+    pub facts: BTreeMap<String, HostFacts>,
+    pub desired: BTreeMap<String, Vec<DesiredFile>>,
+    pub current: BTreeMap<(String, String), Vec<u8>>,
+    pub cluster_state: Option<ClusterState>,
+    /// The admin kubeconfig of an initialised control plane, when there is one.
+    pub kubeconfig: Option<String>,
+    /// Why the API could not be asked, when a cluster exists but did not answer.
+    pub api_problem: Option<String>,
+}
+
+impl Survey {
+    pub fn plan(&self, cluster: &Cluster) -> Result<Plan, Vec<plan::Conflict>> {
+        plan::plan(&plan::Inputs {
+            cluster,
+            facts: &self.facts,
+            desired: &self.desired,
+            current: &self.current,
+            cluster_state: self.cluster_state.as_ref(),
+        })
+    }
+}
+
+/// How long each phase of a run took.
+#[derive(Debug, Default, Serialize)]
+pub struct Timings {
+    pub phases: Vec<(String, f64)>,
+}
+
+/// Open SSH connections to every host of a cluster.
+pub struct Connected {
+    pub cluster: Cluster,
+    remotes: BTreeMap<String, Arc<Remote>>,
+    pub redactor: Arc<Redactor>,
+    pub progress: Arc<Progress>,
+    pub options: Options,
+}
+
+/// Connects to every host (bounded concurrency), failing with every unreachable host.
+pub async fn connect(cluster: Cluster, options: Options, progress: Arc<Progress>) -> Result<Connected, ApplyError> {
+    let run = RunDir::create(&options.run_dir)
+        .map_err(|e| ApplyError::Local(format!("cannot create {}: {e}", options.run_dir.display())))?;
+    let redactor = Arc::new(Redactor::default());
+    let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
+    let attempts = cluster.hosts.iter().map(|h| {
+        let (cluster, run, redactor, limit, progress) = (&cluster, &run, redactor.clone(), limit.clone(), progress.clone());
+        let timeout = options.command_timeout;
+        async move {
+            let _permit = limit.acquire().await.expect("semaphore open");
+            progress.started(&h.name, "connecting");
+            let result = Remote::connect(cluster, h, run, redactor, timeout).await;
+            match &result {
+                Ok(_) => progress.done(&h.name, "connected", 0.0),
+                Err(e) => progress.failed(&h.name, &e.to_string()),
+            }
+            result
+        }
+    });
+    let mut remotes = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (host, result) in cluster.hosts.iter().zip(join_all(attempts).await) {
+        match result {
+            Ok(r) => {
+                remotes.insert(host.name.clone(), Arc::new(r));
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    if !errors.is_empty() {
+        for (_, r) in remotes {
+            if let Ok(r) = Arc::try_unwrap(r) {
+                r.close().await;
+            }
+        }
+        return Err(ApplyError::Remote(errors));
+    }
+    Ok(Connected {
+        cluster,
+        remotes,
+        redactor,
+        progress,
+        options,
+    })
+}
+
+impl Connected {
+    pub fn remote(&self, host: &str) -> &Arc<Remote> {
+        &self.remotes[host]
+    }
+
+    /// Runs `work` on each host, at most `concurrency` at a time; collects every error.
+    async fn each_host<'a, T, F, Fut>(&'a self, hosts: Vec<&'a Host>, work: F) -> Result<Vec<T>, ApplyError>
+    where
+        F: Fn(&'a Host, Arc<Remote>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let limit = Arc::new(Semaphore::new(self.options.concurrency.max(1)));
+        let runs = hosts.into_iter().map(|h| {
+            let limit = limit.clone();
+            let fut = work(h, self.remotes[&h.name].clone());
+            async move {
+                let _permit = limit.acquire().await.expect("semaphore open");
+                fut.await
+            }
+        });
+        let mut ok = Vec::new();
+        let mut errors = Vec::new();
+        for r in join_all(runs).await {
+            match r {
+                Ok(v) => ok.push(v),
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(ok)
+        } else {
+            Err(ApplyError::Remote(errors))
+        }
+    }
+
+    /// Facts, desired files, diffs' current contents and the API's view, in one pass.
+    pub async fn survey(&self) -> Result<Survey, ApplyError> {
+        let cluster = &self.cluster;
+        let hosts: Vec<&Host> = cluster.hosts.iter().collect();
+        let gathered = self
+            .each_host(hosts, |h, remote| async move {
+                let paths = managed_paths(cluster, h);
+                let out = remote.run("cannot gather facts", &facts::script(&paths)).await?;
+                Ok((h.name.clone(), facts::parse(&out.stdout)))
+            })
+            .await?;
+        let facts: BTreeMap<String, HostFacts> = gathered.into_iter().collect();
+        let desired = desired_files(cluster, &facts).map_err(ApplyError::Local)?;
+        let current = self.changed_contents(&facts, &desired).await?;
+        let kubeconfig = self.admin_kubeconfig(&facts).await;
+        let (cluster_state, api_problem) = match &kubeconfig {
+            None => (None, None),
+            Some(k) => match async { api::cluster_state(&api::client(k).await?).await }.await {
+                Ok(s) => (Some(s), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+        };
+        Ok(Survey {
+            facts,
+            desired,
+            current,
+            cluster_state,
+            kubeconfig,
+            api_problem,
+        })
+    }
+
+    /// Current bytes of every managed, non-secret file that differs, for the plan's diffs.
+    async fn changed_contents(
+        &self,
+        facts: &BTreeMap<String, HostFacts>,
+        desired: &BTreeMap<String, Vec<DesiredFile>>,
+    ) -> Result<BTreeMap<(String, String), Vec<u8>>, ApplyError> {
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for (host, files) in desired {
+            for d in files {
+                let have = facts[host].files.get(&d.file.path).cloned().flatten();
+                let differs = have.is_some_and(|h| h != facts::sha256_hex(&d.bytes));
+                if differs && !d.file.secret && matches!(d.file.content, Content::Text(_)) {
+                    wanted.push((host.clone(), d.file.path.clone()));
+                }
+            }
+        }
+        let reads = wanted.into_iter().map(|(host, path)| {
+            let remote = self.remotes[&host].clone();
+            async move {
+                let bytes = remote.read_file(&path).await?;
+                Ok::<_, RemoteError>(bytes.map(|b| ((host, path), b)))
+            }
+        });
+        let mut out = BTreeMap::new();
+        for r in join_all(reads).await {
+            if let Some((k, v)) = r? {
+                out.insert(k, v);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn admin_kubeconfig(&self, facts: &BTreeMap<String, HostFacts>) -> Option<String> {
+        let host = self
+            .cluster
+            .control_planes()
+            .find(|h| plan::joined(h, &facts[&h.name]))?;
+        let bytes = self.remotes[&host.name]
+            .read_file("/etc/kubernetes/admin.conf")
+            .await
+            .ok()??;
+        String::from_utf8(bytes).ok()
+    }
+
+    /// Runs the plan phase by phase, then waits for the cluster and writes the kubeconfig.
+    pub async fn execute(&self, plan: &Plan, survey: &Survey) -> Result<Timings, ApplyError> {
+        let mut timings = Timings::default();
+        let mut kubeadm = join::Kubeadm::new(self, survey);
+        for phase in [Phase::Prepare, Phase::Init, Phase::JoinControlPlanes, Phase::JoinWorkers] {
+            let steps: Vec<&Step> = plan.phase(phase).collect();
+            if steps.is_empty() {
+                continue;
+            }
+            let started = Instant::now();
+            self.progress.phase(&phase.to_string());
+            if phase == Phase::JoinWorkers {
+                kubeadm.ensure_credentials().await?;
+            }
+            if phase.parallel() {
+                self.run_parallel(&steps, &kubeadm).await?;
+            } else {
+                for step in steps {
+                    self.run_step(step, &mut kubeadm).await?;
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            self.progress.phase_done(&phase.to_string(), seconds);
+            timings.phases.push((phase.to_string(), seconds));
+        }
+        let started = Instant::now();
+        self.progress.phase("cluster");
+        let kubeconfig = kubeadm.admin_kubeconfig().await?;
+        let client = api::client(&kubeconfig).await?;
+        if plan.phase(Phase::Network).next().is_some() {
+            self.progress.info(&format!("applying Calico {}", self.cluster.calico.version));
+            let manifest = self.calico_manifest(&kubeadm).await?;
+            let count = api::apply_manifest(&client, &manifest).await?;
+            self.progress.info(&format!("applied {count} Calico objects"));
+        }
+        let nodes: Vec<String> = self.cluster.kube_nodes().map(|h| h.name.clone()).collect();
+        self.progress.info("waiting for every node to be Ready");
+        api::wait_ready(&client, &nodes, self.options.ready_timeout).await?;
+        write_private(&self.options.kubeconfig, kubeconfig.as_bytes()).map_err(ApplyError::Local)?;
+        let seconds = started.elapsed().as_secs_f64();
+        self.progress.phase_done("cluster", seconds);
+        timings.phases.push(("network and readiness".into(), seconds));
+        Ok(timings)
+    }
+
+    /// Every host's steps in order, hosts side by side; a host's failure does not stop
+    /// the others, but the run stops after the phase.
+    async fn run_parallel(&self, steps: &[&Step], kubeadm: &join::Kubeadm<'_>) -> Result<(), ApplyError> {
+        let mut by_host: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
+        for s in steps {
+            by_host.entry(s.host.as_deref().unwrap_or_default()).or_default().push(s);
+        }
+        let hosts: Vec<&Host> = self
+            .cluster
+            .hosts
+            .iter()
+            .filter(|h| by_host.contains_key(h.name.as_str()))
+            .collect();
+        let by_host = &by_host;
+        self.each_host(hosts, |h, remote| async move {
+            for step in &by_host[h.name.as_str()] {
+                self.host_step(h, &remote, &step.action, kubeadm).await?;
+            }
+            Ok(())
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn run_step(&self, step: &Step, kubeadm: &mut join::Kubeadm<'_>) -> Result<(), ApplyError> {
+        let host = step
+            .host
+            .as_deref()
+            .and_then(|name| self.cluster.hosts.iter().find(|h| h.name == name))
+            .expect("serial steps name a host of the spec");
+        let remote = self.remotes[&host.name].clone();
+        match &step.action {
+            Action::KubeadmInit => kubeadm.init(host, &remote).await,
+            Action::KubeadmJoin { control_plane: true } => kubeadm.join_control_plane(host, &remote).await,
+            other => self.host_step(host, &remote, other, kubeadm).await.map_err(Into::into),
+        }
+    }
+
+    /// One host-local action, timed and reported.
+    async fn host_step(
+        &self,
+        host: &Host,
+        remote: &Remote,
+        action: &Action,
+        kubeadm: &join::Kubeadm<'_>,
+    ) -> Result<(), RemoteError> {
+        let label = action.to_string();
+        self.progress.started(&host.name, &label);
+        let started = Instant::now();
+        let result = match action {
+            Action::WriteFile { file, bytes, .. } => remote.write_file(&file.path, bytes, file.mode).await,
+            Action::MarkCluster => {
+                let (content, path) = steps::marker(&self.cluster.name);
+                remote.write_file(path, content.as_bytes(), 0o644).await
+            }
+            Action::MergeBlock { block, .. } => {
+                let script = steps::script(action).expect("merge has a script");
+                remote.run_with_input(&label, &script, block.as_bytes()).await.map(|_| ())
+            }
+            Action::KubeadmJoin { control_plane: false } => kubeadm.join_worker(host, remote).await,
+            _ => {
+                let script = steps::script(action).expect("host actions have scripts");
+                remote.run(&label, &script).await.map(|_| ())
+            }
+        };
+        match &result {
+            Ok(()) => self.progress.done(&host.name, &label, started.elapsed().as_secs_f64()),
+            Err(e) => self.progress.failed(&host.name, &e.to_string()),
+        }
+        result
+    }
+
+    async fn calico_manifest(&self, kubeadm: &join::Kubeadm<'_>) -> Result<String, ApplyError> {
+        let text = match &self.cluster.calico.manifest {
+            ManifestSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| ApplyError::Local(format!("cannot read {}: {e}", path.display())))?,
+            // Fetched by a control plane: cluster hosts reach the internet when the
+            // operator's machine may not.
+            ManifestSource::Url(url) => {
+                let remote = kubeadm.bootstrap_remote()?;
+                let out = remote
+                    .run("cannot download the Calico manifest", &format!("curl -fsSL {}", crate::remote::quote(url)))
+                    .await?;
+                out.stdout
+            }
+        };
+        render::calico_manifest(&self.cluster, &text).map_err(ApplyError::Local)
+    }
+
+    pub async fn close(self) {
+        for (_, remote) in self.remotes {
+            if let Ok(r) = Arc::try_unwrap(remote) {
+                r.close().await;
+            }
+        }
+    }
+}
+
+/// Paths whose hashes the facts script reports: managed files and apt keyrings.
+fn managed_paths(cluster: &Cluster, host: &Host) -> Vec<String> {
+    let mut paths: Vec<String> = render::host_files(cluster, host, &RenderInputs::placeholders())
+        .into_iter()
+        .filter(|f| !f.secret && !matches!(f.content, Content::ManagedBlock(_)))
+        .map(|f| f.path)
+        .collect();
+    for key in [render::apt::KUBERNETES_KEYRING, render::apt::DOCKER_KEYRING] {
+        paths.push(key.into());
+    }
+    paths.sort();
+    paths.dedup();
+    paths
+}
+
+/// Each host's managed files with their bytes, rendered for its distribution. kubeadm's
+/// secret-bearing configs are not among them: they exist only while kubeadm runs.
+pub fn desired_files(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+) -> Result<BTreeMap<String, Vec<DesiredFile>>, String> {
+    let mut out = BTreeMap::new();
+    for h in &cluster.hosts {
+        let inputs = RenderInputs {
+            distro: plan::distro(&facts[&h.name]),
+            ..RenderInputs::placeholders()
+        };
+        let mut files = Vec::new();
+        for f in render::host_files(cluster, h, &inputs) {
+            if f.secret {
+                continue;
+            }
+            let bytes = match &f.content {
+                Content::Text(t) | Content::ManagedBlock(t) => t.clone().into_bytes(),
+                Content::LocalFile(p) => {
+                    std::fs::read(p).map_err(|e| format!("cannot read {}: {e}", p.display()))?
+                }
+            };
+            files.push(DesiredFile { file: f, bytes });
+        }
+        out.insert(h.name.clone(), files);
+    }
+    Ok(out)
+}
+
+/// Writes a file only its owner can read (kubeconfigs hold client keys).
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(fail)?;
+    }
+    let tmp = path.with_extension("kubeha-tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(fail)?;
+    f.write_all(bytes).map_err(fail)?;
+    std::fs::rename(&tmp, path).map_err(fail)
+}

@@ -1,0 +1,142 @@
+//! What a run shows while it works: a spinner per host on a terminal, plain lines
+//! otherwise, or JSON events (one per line on stdout) for CI.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Terminal,
+    Lines,
+    Json,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Started,
+    Done,
+    Failed,
+    Info,
+}
+
+#[derive(Serialize)]
+struct Event<'a> {
+    event: &'static str,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    host: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    phase: Option<&'a str>,
+    message: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seconds: Option<f64>,
+}
+
+pub struct Progress {
+    mode: Mode,
+    multi: MultiProgress,
+    bars: Mutex<BTreeMap<String, ProgressBar>>,
+}
+
+impl Progress {
+    pub fn new(mode: Mode) -> Self {
+        Self {
+            mode,
+            multi: MultiProgress::new(),
+            bars: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn emit(&self, status: Status, host: Option<&str>, phase: Option<&str>, message: &str, seconds: Option<f64>) {
+        match self.mode {
+            Mode::Json => {
+                let event = Event {
+                    event: "progress",
+                    status,
+                    host,
+                    phase,
+                    message,
+                    seconds,
+                };
+                println!("{}", serde_json::to_string(&event).expect("events serialize"));
+            }
+            Mode::Lines => {
+                let who = host.map_or(String::new(), |h| format!("[{h}] "));
+                let what = phase.map_or(String::new(), |p| format!("{p}: "));
+                let took = seconds.map_or(String::new(), |s| format!(" ({s:.1}s)"));
+                let mark = match status {
+                    Status::Started => "...",
+                    Status::Done => "ok",
+                    Status::Failed => "FAILED",
+                    Status::Info => "",
+                };
+                eprintln!("{who}{what}{message} {mark}{took}");
+            }
+            Mode::Terminal => self.terminal(status, host, phase, message, seconds),
+        }
+    }
+
+    fn terminal(&self, status: Status, host: Option<&str>, phase: Option<&str>, message: &str, seconds: Option<f64>) {
+        let Some(host) = host else {
+            let _ = self.multi.println(format!("==> {}{message}", phase.map_or(String::new(), |p| format!("{p}: "))));
+            return;
+        };
+        let mut bars = self.bars.lock().expect("progress lock");
+        let bar = bars.entry(host.to_string()).or_insert_with(|| {
+            let bar = self.multi.add(ProgressBar::new_spinner());
+            bar.set_style(
+                ProgressStyle::with_template("{spinner} {prefix:<16} {wide_msg}")
+                    .expect("valid template"),
+            );
+            bar.set_prefix(host.to_string());
+            bar.enable_steady_tick(Duration::from_millis(120));
+            bar
+        });
+        match status {
+            Status::Started | Status::Info => bar.set_message(message.to_string()),
+            Status::Done => bar.set_message(format!("{message} ✓{}", seconds.map_or(String::new(), |s| format!(" {s:.1}s")))),
+            Status::Failed => {
+                let _ = self.multi.println(format!("✗ {host}: {message}"));
+                bar.abandon_with_message(format!("FAILED: {message}"));
+            }
+        }
+    }
+
+    pub fn phase(&self, phase: &str) {
+        self.emit(Status::Info, None, Some(phase), "started", None);
+    }
+
+    pub fn phase_done(&self, phase: &str, seconds: f64) {
+        self.emit(Status::Done, None, Some(phase), "finished", Some(seconds));
+    }
+
+    pub fn started(&self, host: &str, message: &str) {
+        self.emit(Status::Started, Some(host), None, message, None);
+    }
+
+    pub fn done(&self, host: &str, message: &str, seconds: f64) {
+        self.emit(Status::Done, Some(host), None, message, Some(seconds));
+    }
+
+    pub fn failed(&self, host: &str, message: &str) {
+        self.emit(Status::Failed, Some(host), None, message, None);
+    }
+
+    pub fn info(&self, message: &str) {
+        self.emit(Status::Info, None, None, message, None);
+    }
+
+    /// Stops the spinners so the final report prints below them.
+    pub fn finish(&self) {
+        for bar in self.bars.lock().expect("progress lock").values() {
+            if !bar.is_finished() {
+                bar.finish();
+            }
+        }
+    }
+}

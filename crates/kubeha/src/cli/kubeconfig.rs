@@ -1,0 +1,42 @@
+//! `kubeha kubeconfig`: the admin kubeconfig, written 0600 or printed.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use super::remote_args::{block_on, RemoteArgs};
+use super::{load_spec, Failure, Ui};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Write here instead of the default path; `-` prints it.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
+    let loaded = load_spec(ui, &args.remote.file)?;
+    let path = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.remote.kubeconfig_path(&loaded.cluster.name));
+    let kubeconfig = block_on(async {
+        let connected = args.remote.connect(ui, loaded).await?;
+        let survey = connected.survey().await;
+        connected.close().await;
+        survey
+            .map_err(super::remote_args::runtime)?
+            .kubeconfig
+            .ok_or_else(|| Failure::Runtime("no control plane is initialised: run `kubeha apply` first".into()))
+    })?;
+    if path.as_os_str() == "-" {
+        std::io::stdout()
+            .write_all(kubeconfig.as_bytes())
+            .map_err(|e| Failure::Runtime(e.to_string()))?;
+    } else {
+        crate::apply::write_private(&path, kubeconfig.as_bytes()).map_err(Failure::Runtime)?;
+        eprintln!("wrote {} (mode 0600)", path.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! `kubeha lab`: the seed's machines as local Docker containers (real sshd, systemd and
+//! an apt mirror), and faults to inject into them. Provisioned by the same code path as
+//! real hosts: `lab up` writes a cluster spec that `kubeha apply` uses like any other.
+
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use kubeha_lab::{Lab, LabConfig, Topology};
+
+use super::remote_args::block_on;
+use super::{Failure, Format, Ui};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The lab's name: part of every container, network and volume name.
+    #[arg(long, global = true, default_value = "kubeha")]
+    name: String,
+    /// Where the lab keeps its SSH key, known_hosts, mirror key and cluster spec.
+    #[arg(long, global = true, default_value = ".lab")]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: LabCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCommand {
+    /// Create (or repair) the lab and write its cluster spec.
+    Up {
+        /// seed (1 load balancer, 3 control planes, 2 workers), seed-ha (2 load
+        /// balancers and a virtual IP) or minimal (1 of each).
+        #[arg(long, default_value = "seed")]
+        topology: String,
+        /// Overrides the topology's number of workers.
+        #[arg(long)]
+        workers: Option<usize>,
+        /// Also copy the spec here.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Extra .deb packages for the lab's mirror (the Kubernetes packages).
+        #[arg(long)]
+        debs: Vec<PathBuf>,
+    },
+    /// Remove every container, network and volume of the lab (the cached images stay).
+    Down,
+    /// Each host's roles, address and state.
+    Status,
+    /// Open a shell on a host, or run a command there.
+    Ssh {
+        host: String,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Inject a fault into a host: stop, start, kill, pause, unpause, restart,
+    /// disconnect (from the lab network) or reconnect.
+    Fault { fault: String, host: String },
+}
+
+pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
+    let lab_err = |e: kubeha_lab::Error| Failure::Runtime(e.to_string());
+    match args.command {
+        LabCommand::Up {
+            topology,
+            workers,
+            out,
+            debs,
+        } => {
+            let topology: Topology = topology.parse().map_err(|e: kubeha_lab::Error| Failure::Invalid(e.to_string()))?;
+            let config = LabConfig {
+                name: args.name,
+                topology,
+                workers,
+                state_dir: args.state_dir,
+                extra_debs: debs,
+                ..LabConfig::default()
+            };
+            let lab = block_on(kubeha_lab::up(&config)).map_err(lab_err)?;
+            let spec = lab.cluster_yaml();
+            let spec_path = lab.state_dir.join("cluster.yaml");
+            if let Some(out) = &out {
+                std::fs::write(out, &spec).map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", out.display())))?;
+            }
+            match ui.format {
+                Format::Json => println!("{}", serde_json::to_string(&lab).expect("the lab serializes")),
+                Format::Text => {
+                    for h in &lab.hosts {
+                        let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
+                        println!("{:<12} {:<16} {}", h.name, h.address, roles.join(","));
+                    }
+                    println!("spec: {}", out.as_ref().unwrap_or(&spec_path).display());
+                }
+            }
+            Ok(())
+        }
+        LabCommand::Down => block_on(kubeha_lab::down(&args.name, &args.state_dir)).map_err(lab_err),
+        LabCommand::Status => {
+            let hosts = block_on(kubeha_lab::status(&args.name)).map_err(lab_err)?;
+            match ui.format {
+                Format::Json => println!("{}", serde_json::to_string(&hosts).expect("status serializes")),
+                Format::Text => {
+                    for h in hosts {
+                        let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
+                        let net = if h.connected { "" } else { " (disconnected)" };
+                        println!("{:<12} {:<16} {:<24} {}{net}", h.name, h.address, roles.join(","), h.state);
+                    }
+                }
+            }
+            Ok(())
+        }
+        LabCommand::Ssh { host, command } => {
+            let lab = Lab::load(&args.state_dir).map_err(lab_err)?;
+            let argv = lab.ssh_command(&host, &command).map_err(lab_err)?;
+            let err = std::process::Command::new(&argv[0]).args(&argv[1..]).exec();
+            Err(Failure::Runtime(format!("cannot run ssh: {err}")))
+        }
+        LabCommand::Fault { fault, host } => {
+            let lab = Lab::load(&args.state_dir).map_err(lab_err)?;
+            block_on(async {
+                match fault.as_str() {
+                    "stop" => lab.stop(&host).await,
+                    "start" => lab.start(&host).await,
+                    "kill" => lab.kill(&host).await,
+                    "pause" => lab.pause(&host).await,
+                    "unpause" => lab.unpause(&host).await,
+                    "restart" => lab.restart(&host).await,
+                    "disconnect" => lab.disconnect(&host).await,
+                    "reconnect" => lab.reconnect(&host).await,
+                    other => {
+                        return Err(Failure::Invalid(format!(
+                            "unknown fault `{other}`: stop, start, kill, pause, unpause, restart, disconnect or reconnect"
+                        )))
+                    }
+                }
+                .map_err(lab_err)
+            })
+        }
+    }
+}

@@ -1,0 +1,93 @@
+//! Options shared by the commands that connect to hosts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{Failure, Format, Ui};
+use crate::apply::{self, ApplyError, Connected, Mode, Options, Progress};
+use crate::spec::Loaded;
+
+#[derive(Debug, clap::Args)]
+pub struct RemoteArgs {
+    /// The cluster spec.
+    #[arg(short = 'f', long = "file", default_value = "cluster.yaml")]
+    pub file: PathBuf,
+    /// Hosts worked on at once.
+    #[arg(long, default_value_t = 32)]
+    pub concurrency: usize,
+    /// Limit for one remote command, in seconds (kubeadm steps get ten times as long).
+    #[arg(long, default_value_t = 300)]
+    pub command_timeout: u64,
+    /// Where per-host logs go (default: .kubeha/<cluster>/runs/<time> beside the spec).
+    #[arg(long)]
+    pub log_dir: Option<PathBuf>,
+    /// Where the admin kubeconfig is written (default: <cluster>.kubeconfig beside the spec).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// How long to wait for every node to be Ready, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub ready_timeout: u64,
+}
+
+impl RemoteArgs {
+    fn spec_dir(&self) -> PathBuf {
+        self.file
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    }
+
+    pub fn kubeconfig_path(&self, cluster: &str) -> PathBuf {
+        self.kubeconfig
+            .clone()
+            .unwrap_or_else(|| self.spec_dir().join(format!("{cluster}.kubeconfig")))
+    }
+
+    pub fn options(&self, cluster: &str) -> Options {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let run_dir = self.log_dir.clone().unwrap_or_else(|| {
+            self.spec_dir()
+                .join(".kubeha")
+                .join(cluster)
+                .join("runs")
+                .join(stamp.to_string())
+        });
+        Options {
+            concurrency: self.concurrency,
+            command_timeout: Duration::from_secs(self.command_timeout),
+            kubeadm_timeout: Duration::from_secs(self.command_timeout * 10),
+            ready_timeout: Duration::from_secs(self.ready_timeout),
+            run_dir,
+            kubeconfig: self.kubeconfig_path(cluster),
+        }
+    }
+
+    /// Connects to every host of a validated spec.
+    pub async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
+        let name = loaded.cluster.name.clone();
+        let mode = match ui.format {
+            Format::Json => Mode::Json,
+            Format::Text if ui.interactive => Mode::Terminal,
+            Format::Text => Mode::Lines,
+        };
+        apply::connect(loaded.cluster, self.options(&name), Arc::new(Progress::new(mode)))
+            .await
+            .map_err(runtime)
+    }
+}
+
+pub fn runtime(e: ApplyError) -> Failure {
+    Failure::Runtime(e.to_string())
+}
+
+/// One runtime per command: the functional core stays synchronous.
+pub fn block_on<T>(future: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime starts")
+        .block_on(future)
+}
