@@ -44,9 +44,14 @@ pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
 }
 
 /// Per node: Ready, and when not, the Ready condition's reason and message.
-pub async fn node_readiness(client: &Client) -> Result<BTreeMap<String, Result<(), String>>, KubeError> {
+pub async fn node_readiness(
+    client: &Client,
+) -> Result<BTreeMap<String, Result<(), String>>, KubeError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes.list(&ListParams::default()).await.map_err(api_error)?;
+    let list = nodes
+        .list(&ListParams::default())
+        .await
+        .map_err(api_error)?;
     Ok(list
         .items
         .into_iter()
@@ -98,7 +103,8 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize, Ku
             .types
             .clone()
             .ok_or_else(|| KubeError::Manifest("an object without apiVersion/kind".into()))?;
-        let gvk = GroupVersionKind::try_from(&types).map_err(|e| KubeError::Manifest(e.to_string()))?;
+        let gvk =
+            GroupVersionKind::try_from(&types).map_err(|e| KubeError::Manifest(e.to_string()))?;
         let name = obj
             .metadata
             .name
@@ -108,7 +114,9 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize, Ku
         let (resource, caps) = loop {
             match kube::discovery::pinned_kind(client, &gvk).await {
                 Ok(found) => break found,
-                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_secs(1)).await,
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(1)).await
+                }
                 Err(e) => return Err(api_error(e)),
             }
         };
@@ -121,16 +129,24 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize, Ku
                 Api::default_namespaced_with(client.clone(), &resource)
             }
         };
-        api.patch(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&obj))
-            .await
-            .map_err(|e| KubeError::Api(format!("{} {name}: {e}", types.kind)))?;
+        api.patch(
+            &name,
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&obj),
+        )
+        .await
+        .map_err(|e| KubeError::Api(format!("{} {name}: {e}", types.kind)))?;
         applied += 1;
     }
     Ok(applied)
 }
 
 /// Waits until every named node is registered and Ready, or explains which are not.
-pub async fn wait_ready(client: &Client, nodes: &[String], timeout: Duration) -> Result<(), KubeError> {
+pub async fn wait_ready(
+    client: &Client,
+    nodes: &[String],
+    timeout: Duration,
+) -> Result<(), KubeError> {
     let deadline = Instant::now() + timeout;
     loop {
         let readiness = node_readiness(client).await;

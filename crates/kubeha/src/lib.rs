@@ -4,10 +4,10 @@
 //! `facts` (parsing what a host is), `plan` (spec + facts → steps), `pki`.
 //! Imperative shell: `remote` (SSH), `apply` (runs a plan), `cli`.
 
-pub mod cli;
-pub mod facts;
 pub mod api;
 pub mod apply;
+pub mod cli;
+pub mod facts;
 pub mod pki;
 pub mod plan;
 pub mod remote;

@@ -98,7 +98,11 @@ impl<'a> Kubeadm<'a> {
     ) -> Result<(), RemoteError> {
         remote.write_file(path, config.as_bytes(), 0o600).await?;
         let result = remote
-            .run_for(what, &format!("{command} --config {path}"), self.c.options.kubeadm_timeout)
+            .run_for(
+                what,
+                &format!("{command} --config {path}"),
+                self.c.options.kubeadm_timeout,
+            )
             .await;
         let cleanup = remote.sh(&format!("rm -f {path}")).await;
         result?;
@@ -123,8 +127,14 @@ impl<'a> Kubeadm<'a> {
         let ca = remote
             .read_file(crate::facts::CA_CERT)
             .await?
-            .ok_or_else(|| ApplyError::Local(format!("{}: kubeadm init left no CA certificate", host.name)))?;
-        let hash = crate::pki::ca_cert_hash(&String::from_utf8_lossy(&ca)).map_err(ApplyError::Local)?;
+            .ok_or_else(|| {
+                ApplyError::Local(format!(
+                    "{}: kubeadm init left no CA certificate",
+                    host.name
+                ))
+            })?;
+        let hash =
+            crate::pki::ca_cert_hash(&String::from_utf8_lossy(&ca)).map_err(ApplyError::Local)?;
         self.ca_hash = Some(hash.clone());
         self.bootstrap = Some(host.name.clone());
         // init uploaded the certificates with this key and created this token.
@@ -179,7 +189,11 @@ impl<'a> Kubeadm<'a> {
         Ok(secrets)
     }
 
-    pub async fn join_control_plane(&mut self, host: &Host, remote: &Remote) -> Result<(), ApplyError> {
+    pub async fn join_control_plane(
+        &mut self,
+        host: &Host,
+        remote: &Remote,
+    ) -> Result<(), ApplyError> {
         let secrets = self.ensure_credentials().await?;
         let p = &self.c.progress;
         p.started(&host.name, "kubeadm join (control plane)");
@@ -197,7 +211,11 @@ impl<'a> Kubeadm<'a> {
         .inspect_err(|e| p.failed(&host.name, &e.to_string()))?;
         p.started(&host.name, "waiting for etcd to be healthy");
         self.wait_etcd_healthy(host).await?;
-        p.done(&host.name, "joined as a control plane; etcd healthy", started.elapsed().as_secs_f64());
+        p.done(
+            &host.name,
+            "joined as a control plane; etcd healthy",
+            started.elapsed().as_secs_f64(),
+        );
         Ok(())
     }
 
@@ -210,8 +228,14 @@ impl<'a> Kubeadm<'a> {
         })?;
         debug_assert!(!host.has(Role::ControlPlane));
         let config = render::kubeadm::join_config(&self.c.cluster, host, secrets);
-        self.with_config(remote, render::KUBEADM_JOIN_CONFIG, &config, "kubeadm join failed", "kubeadm join")
-            .await
+        self.with_config(
+            remote,
+            render::KUBEADM_JOIN_CONFIG,
+            &config,
+            "kubeadm join failed",
+            "kubeadm join",
+        )
+        .await
     }
 
     /// An interrupted control-plane join can leave an etcd member that never started;
@@ -219,11 +243,17 @@ impl<'a> Kubeadm<'a> {
     async fn remove_stale_etcd_member(&self, host: &Host) -> Result<(), ApplyError> {
         let remote = self.bootstrap_remote()?;
         let out = remote
-            .run("cannot list etcd members", &steps::etcdctl("member list -w json"))
+            .run(
+                "cannot list etcd members",
+                &steps::etcdctl("member list -w json"),
+            )
             .await?;
         let peer = format!("https://{}:2380", ip_for_url(host.node_ip()));
         for id in members_with_peer(&out.stdout, &peer) {
-            self.c.progress.info(&format!("{}: removing stale etcd member {id:x} ({peer})", host.name));
+            self.c.progress.info(&format!(
+                "{}: removing stale etcd member {id:x} ({peer})",
+                host.name
+            ));
             remote
                 .run(
                     "cannot remove a stale etcd member",
@@ -240,7 +270,9 @@ impl<'a> Kubeadm<'a> {
         let peer = format!("https://{}:2380", ip_for_url(host.node_ip()));
         loop {
             let members = remote.sh(&steps::etcdctl("member list -w json")).await?;
-            let health = remote.sh(&steps::etcdctl("endpoint health --cluster")).await?;
+            let health = remote
+                .sh(&steps::etcdctl("endpoint health --cluster"))
+                .await?;
             let is_member = !members_with_peer(&members.stdout, &peer).is_empty();
             if is_member && health.success() {
                 return Ok(());
@@ -270,7 +302,9 @@ impl<'a> Kubeadm<'a> {
         let bytes = remote
             .read_file("/etc/kubernetes/admin.conf")
             .await?
-            .ok_or_else(|| ApplyError::Local("the initialised control plane has no admin.conf".into()))?;
+            .ok_or_else(|| {
+                ApplyError::Local("the initialised control plane has no admin.conf".into())
+            })?;
         let text = String::from_utf8_lossy(&bytes).into_owned();
         self.kubeconfig = Some(text.clone());
         Ok(text)
@@ -311,9 +345,13 @@ mod tests {
         let (token, key) = generate_secrets();
         let (id, secret) = token.split_once('.').unwrap();
         assert_eq!((id.len(), secret.len()), (6, 16));
-        assert!(token.bytes().all(|b| b == b'.' || b.is_ascii_lowercase() || b.is_ascii_digit()));
+        assert!(token
+            .bytes()
+            .all(|b| b == b'.' || b.is_ascii_lowercase() || b.is_ascii_digit()));
         assert_eq!(key.len(), 64);
-        assert!(key.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+        assert!(key
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(generate_secrets().0, token, "each run draws new secrets");
     }
 
@@ -322,7 +360,10 @@ mod tests {
         let json = r#"{"header":{},"members":[
             {"ID":1234,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"]},
             {"ID":5678,"peerURLs":["https://10.0.0.12:2380"],"isLearner":true}]}"#;
-        assert_eq!(members_with_peer(json, "https://10.0.0.12:2380"), vec![5678]);
+        assert_eq!(
+            members_with_peer(json, "https://10.0.0.12:2380"),
+            vec![5678]
+        );
         assert!(members_with_peer(json, "https://10.0.0.13:2380").is_empty());
         assert!(members_with_peer("garbage", "x").is_empty());
     }

@@ -108,13 +108,24 @@ pub struct Connected {
 }
 
 /// Connects to every host (bounded concurrency), failing with every unreachable host.
-pub async fn connect(cluster: Cluster, options: Options, progress: Arc<Progress>) -> Result<Connected, ApplyError> {
-    let run = RunDir::create(&options.run_dir)
-        .map_err(|e| ApplyError::Local(format!("cannot create {}: {e}", options.run_dir.display())))?;
+pub async fn connect(
+    cluster: Cluster,
+    options: Options,
+    progress: Arc<Progress>,
+) -> Result<Connected, ApplyError> {
+    let run = RunDir::create(&options.run_dir).map_err(|e| {
+        ApplyError::Local(format!("cannot create {}: {e}", options.run_dir.display()))
+    })?;
     let redactor = Arc::new(Redactor::default());
     let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let attempts = cluster.hosts.iter().map(|h| {
-        let (cluster, run, redactor, limit, progress) = (&cluster, &run, redactor.clone(), limit.clone(), progress.clone());
+        let (cluster, run, redactor, limit, progress) = (
+            &cluster,
+            &run,
+            redactor.clone(),
+            limit.clone(),
+            progress.clone(),
+        );
         let timeout = options.command_timeout;
         async move {
             let _permit = limit.acquire().await.expect("semaphore open");
@@ -160,7 +171,11 @@ impl Connected {
     }
 
     /// Runs `work` on each host, at most `concurrency` at a time; collects every error.
-    async fn each_host<'a, T, F, Fut>(&'a self, hosts: Vec<&'a Host>, work: F) -> Result<Vec<T>, ApplyError>
+    async fn each_host<'a, T, F, Fut>(
+        &'a self,
+        hosts: Vec<&'a Host>,
+        work: F,
+    ) -> Result<Vec<T>, ApplyError>
     where
         F: Fn(&'a Host, Arc<Remote>) -> Fut,
         Fut: std::future::Future<Output = Result<T, RemoteError>>,
@@ -193,11 +208,24 @@ impl Connected {
     pub async fn survey(&self) -> Result<Survey, ApplyError> {
         let cluster = &self.cluster;
         let hosts: Vec<&Host> = cluster.hosts.iter().collect();
+        let wait = self.options.kubeadm_timeout;
         let gathered = self
             .each_host(hosts, |h, remote| async move {
                 let paths = managed_paths(cluster, h);
-                let out = remote.run("cannot gather facts", &facts::script(&paths)).await?;
-                Ok((h.name.clone(), facts::parse(&out.stdout)))
+                let deadline = Instant::now() + wait;
+                loop {
+                    let out = remote
+                        .run("cannot gather facts", &facts::script(&paths))
+                        .await?;
+                    let facts = facts::parse(&out.stdout);
+                    // Planning against a kubeadm still at work would reset what it is doing.
+                    if !facts.kubeadm_running || Instant::now() >= deadline {
+                        return Ok((h.name.clone(), facts));
+                    }
+                    self.progress
+                        .started(&h.name, "waiting for a running kubeadm to finish");
+                    tokio::time::sleep(Duration::from_secs(3)).await;
+                }
             })
             .await?;
         let facts: BTreeMap<String, HostFacts> = gathered.into_iter().collect();
@@ -269,7 +297,12 @@ impl Connected {
     pub async fn execute(&self, plan: &Plan, survey: &Survey) -> Result<Timings, ApplyError> {
         let mut timings = Timings::default();
         let mut kubeadm = join::Kubeadm::new(self, survey);
-        for phase in [Phase::Prepare, Phase::Init, Phase::JoinControlPlanes, Phase::JoinWorkers] {
+        for phase in [
+            Phase::Prepare,
+            Phase::Init,
+            Phase::JoinControlPlanes,
+            Phase::JoinWorkers,
+        ] {
             let steps: Vec<&Step> = plan.phase(phase).collect();
             if steps.is_empty() {
                 continue;
@@ -295,27 +328,39 @@ impl Connected {
         let kubeconfig = kubeadm.admin_kubeconfig().await?;
         let client = api::client(&kubeconfig).await?;
         if plan.phase(Phase::Network).next().is_some() {
-            self.progress.info(&format!("applying Calico {}", self.cluster.calico.version));
+            self.progress
+                .info(&format!("applying Calico {}", self.cluster.calico.version));
             let manifest = self.calico_manifest(&kubeadm).await?;
             let count = api::apply_manifest(&client, &manifest).await?;
-            self.progress.info(&format!("applied {count} Calico objects"));
+            self.progress
+                .info(&format!("applied {count} Calico objects"));
         }
         let nodes: Vec<String> = self.cluster.kube_nodes().map(|h| h.name.clone()).collect();
         self.progress.info("waiting for every node to be Ready");
         api::wait_ready(&client, &nodes, self.options.ready_timeout).await?;
-        write_private(&self.options.kubeconfig, kubeconfig.as_bytes()).map_err(ApplyError::Local)?;
+        write_private(&self.options.kubeconfig, kubeconfig.as_bytes())
+            .map_err(ApplyError::Local)?;
         let seconds = started.elapsed().as_secs_f64();
         self.progress.phase_done("cluster", seconds);
-        timings.phases.push(("network and readiness".into(), seconds));
+        timings
+            .phases
+            .push(("network and readiness".into(), seconds));
         Ok(timings)
     }
 
     /// Every host's steps in order, hosts side by side; a host's failure does not stop
     /// the others, but the run stops after the phase.
-    async fn run_parallel(&self, steps: &[&Step], kubeadm: &join::Kubeadm<'_>) -> Result<(), ApplyError> {
+    async fn run_parallel(
+        &self,
+        steps: &[&Step],
+        kubeadm: &join::Kubeadm<'_>,
+    ) -> Result<(), ApplyError> {
         let mut by_host: BTreeMap<&str, Vec<&Step>> = BTreeMap::new();
         for s in steps {
-            by_host.entry(s.host.as_deref().unwrap_or_default()).or_default().push(s);
+            by_host
+                .entry(s.host.as_deref().unwrap_or_default())
+                .or_default()
+                .push(s);
         }
         let hosts: Vec<&Host> = self
             .cluster
@@ -334,7 +379,11 @@ impl Connected {
         .map(|_| ())
     }
 
-    async fn run_step(&self, step: &Step, kubeadm: &mut join::Kubeadm<'_>) -> Result<(), ApplyError> {
+    async fn run_step(
+        &self,
+        step: &Step,
+        kubeadm: &mut join::Kubeadm<'_>,
+    ) -> Result<(), ApplyError> {
         let host = step
             .host
             .as_deref()
@@ -343,8 +392,13 @@ impl Connected {
         let remote = self.remotes[&host.name].clone();
         match &step.action {
             Action::KubeadmInit => kubeadm.init(host, &remote).await,
-            Action::KubeadmJoin { control_plane: true } => kubeadm.join_control_plane(host, &remote).await,
-            other => self.host_step(host, &remote, other, kubeadm).await.map_err(Into::into),
+            Action::KubeadmJoin {
+                control_plane: true,
+            } => kubeadm.join_control_plane(host, &remote).await,
+            other => self
+                .host_step(host, &remote, other, kubeadm)
+                .await
+                .map_err(Into::into),
         }
     }
 
@@ -360,23 +414,32 @@ impl Connected {
         self.progress.started(&host.name, &label);
         let started = Instant::now();
         let result = match action {
-            Action::WriteFile { file, bytes, .. } => remote.write_file(&file.path, bytes, file.mode).await,
+            Action::WriteFile { file, bytes, .. } => {
+                remote.write_file(&file.path, bytes, file.mode).await
+            }
             Action::MarkCluster => {
                 let (content, path) = steps::marker(&self.cluster.name);
                 remote.write_file(path, content.as_bytes(), 0o644).await
             }
             Action::MergeBlock { block, .. } => {
                 let script = steps::script(action).expect("merge has a script");
-                remote.run_with_input(&label, &script, block.as_bytes()).await.map(|_| ())
+                remote
+                    .run_with_input(&label, &script, block.as_bytes())
+                    .await
+                    .map(|_| ())
             }
-            Action::KubeadmJoin { control_plane: false } => kubeadm.join_worker(host, remote).await,
+            Action::KubeadmJoin {
+                control_plane: false,
+            } => kubeadm.join_worker(host, remote).await,
             _ => {
                 let script = steps::script(action).expect("host actions have scripts");
                 remote.run(&label, &script).await.map(|_| ())
             }
         };
         match &result {
-            Ok(()) => self.progress.done(&host.name, &label, started.elapsed().as_secs_f64()),
+            Ok(()) => self
+                .progress
+                .done(&host.name, &label, started.elapsed().as_secs_f64()),
             Err(e) => self.progress.failed(&host.name, &e.to_string()),
         }
         result
@@ -391,7 +454,10 @@ impl Connected {
             ManifestSource::Url(url) => {
                 let remote = kubeadm.bootstrap_remote()?;
                 let out = remote
-                    .run("cannot download the Calico manifest", &format!("curl -fsSL {}", crate::remote::quote(url)))
+                    .run(
+                        "cannot download the Calico manifest",
+                        &format!("curl -fsSL {}", crate::remote::quote(url)),
+                    )
                     .await?;
                 out.stdout
             }

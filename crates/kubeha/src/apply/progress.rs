@@ -52,7 +52,14 @@ impl Progress {
         }
     }
 
-    fn emit(&self, status: Status, host: Option<&str>, phase: Option<&str>, message: &str, seconds: Option<f64>) {
+    fn emit(
+        &self,
+        status: Status,
+        host: Option<&str>,
+        phase: Option<&str>,
+        message: &str,
+        seconds: Option<f64>,
+    ) {
         match self.mode {
             Mode::Json => {
                 let event = Event {
@@ -63,7 +70,10 @@ impl Progress {
                     message,
                     seconds,
                 };
-                println!("{}", serde_json::to_string(&event).expect("events serialize"));
+                println!(
+                    "{}",
+                    serde_json::to_string(&event).expect("events serialize")
+                );
             }
             Mode::Lines => {
                 let who = host.map_or(String::new(), |h| format!("[{h}] "));
@@ -81,9 +91,19 @@ impl Progress {
         }
     }
 
-    fn terminal(&self, status: Status, host: Option<&str>, phase: Option<&str>, message: &str, seconds: Option<f64>) {
+    fn terminal(
+        &self,
+        status: Status,
+        host: Option<&str>,
+        phase: Option<&str>,
+        message: &str,
+        seconds: Option<f64>,
+    ) {
         let Some(host) = host else {
-            let _ = self.multi.println(format!("==> {}{message}", phase.map_or(String::new(), |p| format!("{p}: "))));
+            let _ = self.multi.println(format!(
+                "==> {}{message}",
+                phase.map_or(String::new(), |p| format!("{p}: "))
+            ));
             return;
         };
         let mut bars = self.bars.lock().expect("progress lock");
@@ -99,7 +119,10 @@ impl Progress {
         });
         match status {
             Status::Started | Status::Info => bar.set_message(message.to_string()),
-            Status::Done => bar.set_message(format!("{message} ✓{}", seconds.map_or(String::new(), |s| format!(" {s:.1}s")))),
+            Status::Done => bar.set_message(format!(
+                "{message} ✓{}",
+                seconds.map_or(String::new(), |s| format!(" {s:.1}s"))
+            )),
             Status::Failed => {
                 let _ = self.multi.println(format!("✗ {host}: {message}"));
                 bar.abandon_with_message(format!("FAILED: {message}"));

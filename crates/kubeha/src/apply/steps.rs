@@ -124,16 +124,37 @@ mod tests {
     #[test]
     fn every_script_is_valid_sh() {
         let actions = [
-            Action::DownloadKey { url: "https://x/Release.key".into(), path: "/etc/apt/keyrings/k.gpg".into(), dearmor: true },
+            Action::DownloadKey {
+                url: "https://x/Release.key".into(),
+                path: "/etc/apt/keyrings/k.gpg".into(),
+                dearmor: true,
+            },
             Action::AptUpdate,
-            Action::Install { packages: vec![Package { name: "kubelet".into(), version: Some("1.31.0-1.1".into()), hold: true }] },
-            Action::Hold { packages: vec!["kubelet".into()] },
+            Action::Install {
+                packages: vec![Package {
+                    name: "kubelet".into(),
+                    version: Some("1.31.0-1.1".into()),
+                    hold: true,
+                }],
+            },
+            Action::Hold {
+                packages: vec!["kubelet".into()],
+            },
             Action::LoadModules,
             Action::ApplySysctl,
             Action::DisableSwap,
-            Action::Restart { service: "haproxy".into(), reload: true },
-            Action::Enable { service: "kubelet".into(), start: false },
-            Action::MergeBlock { path: "/etc/hosts".into(), block: "x".into() },
+            Action::Restart {
+                service: "haproxy".into(),
+                reload: true,
+            },
+            Action::Enable {
+                service: "kubelet".into(),
+                start: false,
+            },
+            Action::MergeBlock {
+                path: "/etc/hosts".into(),
+                block: "x".into(),
+            },
             Action::ResetPartialJoin,
         ];
         for a in &actions {
@@ -146,27 +167,58 @@ mod tests {
     #[test]
     fn install_pins_versions_and_enable_respects_start() {
         let s = script(&Action::Install {
-            packages: vec![Package { name: "kubeadm".into(), version: Some("1.31.0-1.1".into()), hold: true }],
+            packages: vec![Package {
+                name: "kubeadm".into(),
+                version: Some("1.31.0-1.1".into()),
+                hold: true,
+            }],
         })
         .unwrap();
         assert!(s.ends_with("install kubeadm=1.31.0-1.1"), "{s}");
-        assert_eq!(script(&Action::Enable { service: "kubelet".into(), start: false }).unwrap(), "systemctl enable kubelet");
-        assert_eq!(script(&Action::Enable { service: "haproxy".into(), start: true }).unwrap(), "systemctl enable --now haproxy");
+        assert_eq!(
+            script(&Action::Enable {
+                service: "kubelet".into(),
+                start: false
+            })
+            .unwrap(),
+            "systemctl enable kubelet"
+        );
+        assert_eq!(
+            script(&Action::Enable {
+                service: "haproxy".into(),
+                start: true
+            })
+            .unwrap(),
+            "systemctl enable --now haproxy"
+        );
     }
 
     #[test]
     fn merge_block_replaces_only_kubehas_lines() {
         let dir = tempfile::tempdir().unwrap();
         let hosts = dir.path().join("hosts");
-        std::fs::write(&hosts, "127.0.0.1 localhost\n# BEGIN kubeha\n10.0.0.9 old\n# END kubeha\n::1 ip6\n").unwrap();
-        let s = script(&Action::MergeBlock { path: hosts.display().to_string(), block: String::new() }).unwrap();
+        std::fs::write(
+            &hosts,
+            "127.0.0.1 localhost\n# BEGIN kubeha\n10.0.0.9 old\n# END kubeha\n::1 ip6\n",
+        )
+        .unwrap();
+        let s = script(&Action::MergeBlock {
+            path: hosts.display().to_string(),
+            block: String::new(),
+        })
+        .unwrap();
         let mut child = std::process::Command::new("sh")
             .args(["-c", &s])
             .stdin(std::process::Stdio::piped())
             .spawn()
             .unwrap();
         use std::io::Write;
-        child.stdin.take().unwrap().write_all(b"10.0.0.5 load-balancer.local\n").unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"10.0.0.5 load-balancer.local\n")
+            .unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(
             std::fs::read_to_string(&hosts).unwrap(),

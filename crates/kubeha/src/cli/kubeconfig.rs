@@ -28,7 +28,9 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         survey
             .map_err(super::remote_args::runtime)?
             .kubeconfig
-            .ok_or_else(|| Failure::Runtime("no control plane is initialised: run `kubeha apply` first".into()))
+            .ok_or_else(|| {
+                Failure::Runtime("no control plane is initialised: run `kubeha apply` first".into())
+            })
     })?;
     if path.as_os_str() == "-" {
         std::io::stdout()

@@ -65,7 +65,9 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             out,
             debs,
         } => {
-            let topology: Topology = topology.parse().map_err(|e: kubeha_lab::Error| Failure::Invalid(e.to_string()))?;
+            let topology: Topology = topology
+                .parse()
+                .map_err(|e: kubeha_lab::Error| Failure::Invalid(e.to_string()))?;
             let config = LabConfig {
                 name: args.name,
                 topology,
@@ -78,10 +80,15 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             let spec = lab.cluster_yaml();
             let spec_path = lab.state_dir.join("cluster.yaml");
             if let Some(out) = &out {
-                std::fs::write(out, &spec).map_err(|e| Failure::Runtime(format!("cannot write {}: {e}", out.display())))?;
+                std::fs::write(out, &spec).map_err(|e| {
+                    Failure::Runtime(format!("cannot write {}: {e}", out.display()))
+                })?;
             }
             match ui.format {
-                Format::Json => println!("{}", serde_json::to_string(&lab).expect("the lab serializes")),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string(&lab).expect("the lab serializes")
+                ),
                 Format::Text => {
                     for h in &lab.hosts {
                         let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
@@ -92,16 +99,27 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             }
             Ok(())
         }
-        LabCommand::Down => block_on(kubeha_lab::down(&args.name, &args.state_dir)).map_err(lab_err),
+        LabCommand::Down => {
+            block_on(kubeha_lab::down(&args.name, &args.state_dir)).map_err(lab_err)
+        }
         LabCommand::Status => {
             let hosts = block_on(kubeha_lab::status(&args.name)).map_err(lab_err)?;
             match ui.format {
-                Format::Json => println!("{}", serde_json::to_string(&hosts).expect("status serializes")),
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string(&hosts).expect("status serializes")
+                ),
                 Format::Text => {
                     for h in hosts {
                         let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
                         let net = if h.connected { "" } else { " (disconnected)" };
-                        println!("{:<12} {:<16} {:<24} {}{net}", h.name, h.address, roles.join(","), h.state);
+                        println!(
+                            "{:<12} {:<16} {:<24} {}{net}",
+                            h.name,
+                            h.address,
+                            roles.join(","),
+                            h.state
+                        );
                     }
                 }
             }

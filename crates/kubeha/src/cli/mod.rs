@@ -89,7 +89,9 @@ pub fn main() -> ExitCode {
     let interactive = std::io::stderr().is_terminal();
     let ui = Ui {
         format: cli.output,
-        color: !cli.no_color && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()) && interactive,
+        color: !cli.no_color
+            && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+            && interactive,
         interactive,
     };
     let result = match cli.command {

@@ -70,11 +70,21 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
         let _ = writeln!(out, "warning: the Kubernetes API did not answer ({problem}); cluster-level steps are planned as if it were empty\n");
     }
     if plan.is_empty() {
-        let _ = writeln!(out, "No changes: cluster {} matches the spec.", cluster.name);
+        let _ = writeln!(
+            out,
+            "No changes: cluster {} matches the spec.",
+            cluster.name
+        );
         return out;
     }
     let _ = writeln!(out, "Plan for cluster {}:", cluster.name);
-    for phase in [Phase::Prepare, Phase::Init, Phase::JoinControlPlanes, Phase::JoinWorkers, Phase::Network] {
+    for phase in [
+        Phase::Prepare,
+        Phase::Init,
+        Phase::JoinControlPlanes,
+        Phase::JoinWorkers,
+        Phase::Network,
+    ] {
         let steps: Vec<_> = plan.phase(phase).collect();
         if steps.is_empty() {
             continue;
@@ -88,14 +98,21 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
                 last_host = Some(host);
             }
             let _ = writeln!(out, "    - {}", step.action);
-            if let Action::WriteFile { diff: Some(diff), .. } = &step.action {
+            if let Action::WriteFile {
+                diff: Some(diff), ..
+            } = &step.action
+            {
                 for line in diff.lines() {
                     let _ = writeln!(out, "        {line}");
                 }
             }
         }
     }
-    let hosts: std::collections::BTreeSet<_> = plan.steps.iter().filter_map(|s| s.host.as_deref()).collect();
+    let hosts: std::collections::BTreeSet<_> = plan
+        .steps
+        .iter()
+        .filter_map(|s| s.host.as_deref())
+        .collect();
     let _ = writeln!(
         out,
         "\n{} change(s) on {} host(s).",

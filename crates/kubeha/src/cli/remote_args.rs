@@ -73,9 +73,13 @@ impl RemoteArgs {
             Format::Text if ui.interactive => Mode::Terminal,
             Format::Text => Mode::Lines,
         };
-        apply::connect(loaded.cluster, self.options(&name), Arc::new(Progress::new(mode)))
-            .await
-            .map_err(runtime)
+        apply::connect(
+            loaded.cluster,
+            self.options(&name),
+            Arc::new(Progress::new(mode)),
+        )
+        .await
+        .map_err(runtime)
     }
 }
 

@@ -74,7 +74,10 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         status
     })?;
     match ui.format {
-        Format::Json => println!("{}", serde_json::to_string(&status).expect("status serializes")),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string(&status).expect("status serializes")
+        ),
         Format::Text => print!("{}", text(&status)),
     }
     Ok(())
@@ -84,19 +87,23 @@ pub async fn gather(c: &Connected) -> Result<Status, Failure> {
     let survey = c.survey().await.map_err(runtime)?;
     let mut status = Status::default();
     match &survey.kubeconfig {
-        None => status.problems.push("no control plane is initialised yet".into()),
-        Some(k) => match async { crate::api::node_readiness(&crate::api::client(k).await?).await }.await {
-            Ok(nodes) => {
-                for (name, ready) in nodes {
-                    status.nodes.push(NodeStatus {
-                        name,
-                        ready: ready.is_ok(),
-                        detail: ready.err().unwrap_or_default(),
-                    });
+        None => status
+            .problems
+            .push("no control plane is initialised yet".into()),
+        Some(k) => {
+            match async { crate::api::node_readiness(&crate::api::client(k).await?).await }.await {
+                Ok(nodes) => {
+                    for (name, ready) in nodes {
+                        status.nodes.push(NodeStatus {
+                            name,
+                            ready: ready.is_ok(),
+                            detail: ready.err().unwrap_or_default(),
+                        });
+                    }
                 }
+                Err(e) => status.problems.push(e.to_string()),
             }
-            Err(e) => status.problems.push(e.to_string()),
-        },
+        }
     }
     let joined_cp = c
         .cluster
@@ -105,17 +112,25 @@ pub async fn gather(c: &Connected) -> Result<Status, Failure> {
     if let Some(cp) = joined_cp {
         let remote = c.remote(&cp.name);
         let members = remote.sh(&steps::etcdctl("member list -w json")).await;
-        let health = remote.sh(&steps::etcdctl("endpoint health --cluster -w json")).await;
+        let health = remote
+            .sh(&steps::etcdctl("endpoint health --cluster -w json"))
+            .await;
         match (members, health) {
             (Ok(m), Ok(h)) => status.etcd = etcd_members(&m.stdout, &h.stdout),
             (Err(e), _) | (_, Err(e)) => status.problems.push(e.to_string()),
         }
-        for cp in c.cluster.control_planes().filter(|h| crate::plan::joined(h, &survey.facts[&h.name])) {
+        for cp in c
+            .cluster
+            .control_planes()
+            .filter(|h| crate::plan::joined(h, &survey.facts[&h.name]))
+        {
             certificates(c, cp, &mut status).await;
         }
     }
     for lb in c.cluster.load_balancers() {
-        status.load_balancers.push(load_balancer(c, lb, &mut status.problems).await);
+        status
+            .load_balancers
+            .push(load_balancer(c, lb, &mut status.problems).await);
     }
     Ok(status)
 }
@@ -133,7 +148,9 @@ async fn certificates(c: &Connected, cp: &Host, status: &mut Status) {
                 }),
                 Err(e) => status.problems.push(format!("{}: {path}: {e}", cp.name)),
             },
-            Ok(None) => status.problems.push(format!("{}: {path} is missing", cp.name)),
+            Ok(None) => status
+                .problems
+                .push(format!("{}: {path} is missing", cp.name)),
             Err(e) => status.problems.push(e.to_string()),
         }
     }
@@ -144,13 +161,21 @@ async fn load_balancer(c: &Connected, lb: &Host, problems: &mut Vec<String>) -> 
     let stats = remote
         .sh(&format!(
             "curl -fsS --max-time 5 {}",
-            quote(&format!("http://{}{};csv", haproxy::STATS_ADDRESS, haproxy::STATS_PATH))
+            quote(&format!(
+                "http://{}{};csv",
+                haproxy::STATS_ADDRESS,
+                haproxy::STATS_PATH
+            ))
         ))
         .await;
     let backends = match stats {
         Ok(out) if out.success() => backend_states(&out.stdout),
         Ok(out) => {
-            problems.push(format!("{}: HAProxy statistics unavailable: {}", lb.name, out.stderr.trim()));
+            problems.push(format!(
+                "{}: HAProxy statistics unavailable: {}",
+                lb.name,
+                out.stderr.trim()
+            ));
             Vec::new()
         }
         Err(e) => {
@@ -161,7 +186,10 @@ async fn load_balancer(c: &Connected, lb: &Host, problems: &mut Vec<String>) -> 
     let holds_vip = match &c.cluster.load_balancer.virtual_ip {
         None => None,
         Some(vip) => remote
-            .sh(&format!("ip -o addr show | grep -qw {}", quote(&vip.address.to_string())))
+            .sh(&format!(
+                "ip -o addr show | grep -qw {}",
+                quote(&vip.address.to_string())
+            ))
             .await
             .ok()
             .map(|o| o.success()),
@@ -197,7 +225,11 @@ pub fn etcd_members(members: &str, health: &str) -> Vec<EtcdMember> {
     let members: serde_json::Value = serde_json::from_str(members).unwrap_or_default();
     let health: serde_json::Value = serde_json::from_str(health).unwrap_or_default();
     let healthy = |client_urls: &serde_json::Value| -> Option<bool> {
-        let urls: Vec<&str> = client_urls.as_array()?.iter().filter_map(|u| u.as_str()).collect();
+        let urls: Vec<&str> = client_urls
+            .as_array()?
+            .iter()
+            .filter_map(|u| u.as_str())
+            .collect();
         health
             .as_array()?
             .iter()
@@ -220,7 +252,11 @@ pub fn text(s: &Status) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "NODES");
     for n in &s.nodes {
-        let state = if n.ready { "Ready".to_string() } else { format!("NotReady  {}", n.detail) };
+        let state = if n.ready {
+            "Ready".to_string()
+        } else {
+            format!("NotReady  {}", n.detail)
+        };
         let _ = writeln!(out, "  {:<24} {state}", n.name);
     }
     let _ = writeln!(out, "ETCD MEMBERS ({})", s.etcd.len());
@@ -245,7 +281,11 @@ pub fn text(s: &Status) -> String {
     }
     let _ = writeln!(out, "CERTIFICATES");
     for c in &s.certificates {
-        let _ = writeln!(out, "  {:<16} {:<44} expires {}", c.host, c.file, c.not_after);
+        let _ = writeln!(
+            out,
+            "  {:<16} {:<44} expires {}",
+            c.host, c.file, c.not_after
+        );
     }
     for p in &s.problems {
         let _ = writeln!(out, "problem: {p}");
@@ -262,7 +302,10 @@ mod tests {
         let csv = "# pxname,svname,qcur,status,weight\nkube-apiserver,FRONTEND,,OPEN,\nkube-apiserver,cp-1,0,UP,1\nkube-apiserver,cp-2,0,DOWN,1\nkube-apiserver,BACKEND,0,UP,2\nstats,FRONTEND,,OPEN,\n";
         assert_eq!(
             backend_states(csv),
-            [("cp-1".to_string(), "UP".to_string()), ("cp-2".to_string(), "DOWN".to_string())]
+            [
+                ("cp-1".to_string(), "UP".to_string()),
+                ("cp-2".to_string(), "DOWN".to_string())
+            ]
         );
         assert!(backend_states("").is_empty());
     }
@@ -275,8 +318,16 @@ mod tests {
         assert_eq!(
             etcd_members(members, health),
             [
-                EtcdMember { name: "cp-1".into(), peer_url: "https://10.0.0.11:2380".into(), healthy: Some(true) },
-                EtcdMember { name: "(not started)".into(), peer_url: "https://10.0.0.12:2380".into(), healthy: None },
+                EtcdMember {
+                    name: "cp-1".into(),
+                    peer_url: "https://10.0.0.11:2380".into(),
+                    healthy: Some(true)
+                },
+                EtcdMember {
+                    name: "(not started)".into(),
+                    peer_url: "https://10.0.0.12:2380".into(),
+                    healthy: None
+                },
             ]
         );
     }

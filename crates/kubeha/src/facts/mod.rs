@@ -92,6 +92,9 @@ pub struct HostFacts {
     pub kubeadm: KubeadmState,
     /// The cluster name in [`CLUSTER_MARKER`].
     pub cluster_marker: Option<String>,
+    /// A kubeadm process is running (an earlier, interrupted kubeha's, or another
+    /// operator's): its state is in flux until it ends.
+    pub kubeadm_running: bool,
 }
 
 impl HostFacts {
@@ -150,6 +153,7 @@ echo "br_netfilter=$([ -d /proc/sys/net/bridge ] && echo 1 || echo 0)"
 for f in admin.conf kubelet.conf manifests/etcd.yaml; do [ -f "/etc/kubernetes/$f" ] && echo "kubeadm.$f=1"; done
 [ -f {CA_CERT} ] && echo "kubeadm.ca=$(base64 -w0 {CA_CERT})"
 [ -f {CLUSTER_MARKER} ] && echo "cluster_marker=$(head -n1 {CLUSTER_MARKER})"
+pgrep -x kubeadm >/dev/null && echo "kubeadm_running=1"
 exit 0
 "#
     ));

@@ -73,6 +73,12 @@ pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
                 ),
             );
         }
+        if f.kubeadm_running {
+            conflict(
+                h,
+                "a kubeadm process is still running there; wait for it to end (or stop it) and run again".into(),
+            );
+        }
         if let Some(marker) = &f.cluster_marker {
             if *marker != cluster.name {
                 conflict(

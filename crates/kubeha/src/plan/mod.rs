@@ -142,8 +142,14 @@ impl fmt::Display for Action {
                     if *reload { "reload" } else { "restart" }
                 )
             }
-            Action::Enable { service, start: true } => write!(f, "enable and start {service}"),
-            Action::Enable { service, start: false } => write!(f, "enable {service}"),
+            Action::Enable {
+                service,
+                start: true,
+            } => write!(f, "enable and start {service}"),
+            Action::Enable {
+                service,
+                start: false,
+            } => write!(f, "enable {service}"),
             Action::MarkCluster => f.write_str("record the cluster name in /etc/kubeha/cluster"),
             Action::ResetPartialJoin => {
                 f.write_str("kubeadm reset -f (an earlier join did not finish)")

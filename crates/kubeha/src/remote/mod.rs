@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openssh::{KnownHosts, Session, SessionBuilder};
+use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 
 pub use redact::Redactor;
@@ -107,7 +107,11 @@ impl Remote {
             })
             // Control sockets live in the system temp folder: socket paths are limited to
             // about 100 bytes, which a deep run folder could exceed.
-            .control_directory(std::env::temp_dir());
+            .control_directory(std::env::temp_dir())
+            // A master left behind by a killed kubeha exits once its sessions end.
+            .control_persist(ControlPersist::IdleFor(
+                std::num::NonZeroUsize::new(30).expect("non-zero"),
+            ));
         if let Some(key) = &host.ssh.identity_file {
             builder.keyfile(key);
         }
@@ -156,7 +160,12 @@ impl Remote {
     }
 
     /// [`Remote::run`] with a longer limit, for commands such as `kubeadm init`.
-    pub async fn run_for(&self, what: &str, script: &str, timeout: Duration) -> Result<Output, RemoteError> {
+    pub async fn run_for(
+        &self,
+        what: &str,
+        script: &str,
+        timeout: Duration,
+    ) -> Result<Output, RemoteError> {
         let out = self.exec(script, None, timeout).await?;
         if out.success() {
             Ok(out)
@@ -166,7 +175,12 @@ impl Remote {
     }
 
     /// [`Remote::run`] with `input` on the script's stdin (kept out of the log).
-    pub async fn run_with_input(&self, what: &str, script: &str, input: &[u8]) -> Result<Output, RemoteError> {
+    pub async fn run_with_input(
+        &self,
+        what: &str,
+        script: &str,
+        input: &[u8],
+    ) -> Result<Output, RemoteError> {
         let out = self.exec(script, Some(input), self.timeout).await?;
         if out.success() {
             Ok(out)
@@ -242,7 +256,12 @@ impl Remote {
         }
     }
 
-    async fn exec(&self, script: &str, input: Option<&[u8]>, timeout: Duration) -> Result<Output, RemoteError> {
+    async fn exec(
+        &self,
+        script: &str,
+        input: Option<&[u8]>,
+        timeout: Duration,
+    ) -> Result<Output, RemoteError> {
         let fail = |what: &str, detail: String| RemoteError {
             host: self.host.clone(),
             what: what.into(),
@@ -281,7 +300,10 @@ impl Remote {
         };
         let raw = tokio::time::timeout(timeout, run).await.map_err(|_| {
             let script = self.redactor.redact(script);
-            fail("timed out", format!("no answer within {timeout:?}: {script}"))
+            fail(
+                "timed out",
+                format!("no answer within {timeout:?}: {script}"),
+            )
         })??;
         let out = Output {
             code: raw.status.code(),

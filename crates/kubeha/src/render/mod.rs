@@ -379,7 +379,16 @@ mod tests {
         );
         let cp = packages(&c, c.first_control_plane());
         let names: Vec<_> = cp.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["containerd.io", "etcd-client", "kubelet", "kubeadm", "kubectl"]);
+        assert_eq!(
+            names,
+            [
+                "containerd.io",
+                "etcd-client",
+                "kubelet",
+                "kubeadm",
+                "kubectl"
+            ]
+        );
         assert!(cp[1..]
             .iter()
             .all(|p| p.hold && p.version.as_deref() == Some("1.31.0-1.1")));

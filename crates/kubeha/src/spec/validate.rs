@@ -433,6 +433,19 @@ impl Validator<'_> {
                 .count()
         };
         let control_planes = count(Role::ControlPlane);
+        // Role warnings point at the first host that has the role.
+        let first_with = |role| {
+            spec.hosts
+                .iter()
+                .find(|h| {
+                    h.value
+                        .roles
+                        .as_ref()
+                        .is_some_and(|r| r.value.iter().any(|r| r.value == role))
+                })
+                .and_then(|h| h.value.name.as_ref())
+                .and_then(pos)
+        };
         if spec.hosts.is_empty() {
             self.error(
                 spec_pos,
@@ -448,7 +461,7 @@ impl Validator<'_> {
         } else if control_planes > 0 && (control_planes < 3 || control_planes % 2 == 0) {
             let tolerated = (control_planes - 1) / 2;
             self.warn(
-                pos(&spec.hosts[0]),
+                first_with(Role::ControlPlane),
                 format!(
                     "{control_planes} control plane(s): etcd tolerates {tolerated} failure(s)"
                 ),
@@ -457,7 +470,7 @@ impl Validator<'_> {
         }
         if count(Role::Worker) == 0 && control_planes > 0 {
             self.warn(
-                pos(&spec.hosts[0]),
+                first_with(Role::ControlPlane),
                 "no workers: workloads will run on the control planes",
                 "kubeha leaves the control planes untainted; add hosts with the `worker` role to keep them apart",
             );
