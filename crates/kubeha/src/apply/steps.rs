@@ -174,7 +174,7 @@ mod tests {
             }],
         })
         .unwrap();
-        assert!(s.ends_with("install kubeadm=1.31.0-1.1"), "{s}");
+        assert!(s.ends_with("install 'kubeadm=1.31.0-1.1'"), "{s}");
         assert_eq!(
             script(&Action::Enable {
                 service: "kubelet".into(),

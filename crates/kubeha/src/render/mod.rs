@@ -389,8 +389,10 @@ mod tests {
                 "kubectl"
             ]
         );
-        assert!(cp[1..]
+        assert!(cp[2..]
             .iter()
             .all(|p| p.hold && p.version.as_deref() == Some("1.31.0-1.1")));
+        let worker = packages(&c, c.workers().next().unwrap());
+        assert!(!worker.iter().any(|p| p.name == "etcd-client"));
     }
 }
