@@ -465,31 +465,43 @@ async fn ensure_network(docker: &Docker, lab: &str, wanted: Option<Ipv4Addr>) ->
         }
         return Ok(subnet);
     }
-    let taken: Vec<_> = networks.iter().flat_map(subnets_of).collect();
-    let subnet = match wanted {
-        Some(net) => Subnet::new(net)?,
-        None => default_subnet(lab, &taken).ok_or_else(|| {
-            Error::Config("no free /24 left in 172.29.0.0/16; set a subnet".into())
-        })?,
-    };
-    docker
-        .create_network(NetworkCreateRequest {
-            name: name.clone(),
-            driver: Some("bridge".into()),
-            ipam: Some(Ipam {
-                config: Some(vec![IpamConfig {
-                    subnet: Some(subnet.cidr()),
-                    gateway: Some(subnet.gateway().to_string()),
+    let mut taken: Vec<_> = networks.iter().flat_map(subnets_of).collect();
+    loop {
+        let subnet = match wanted {
+            Some(net) => Subnet::new(net)?,
+            None => default_subnet(lab, &taken).ok_or_else(|| {
+                Error::Config("no free /24 left in 172.29.0.0/16; set a subnet".into())
+            })?,
+        };
+        let created = docker
+            .create_network(NetworkCreateRequest {
+                name: name.clone(),
+                driver: Some("bridge".into()),
+                ipam: Some(Ipam {
+                    config: Some(vec![IpamConfig {
+                        subnet: Some(subnet.cidr()),
+                        gateway: Some(subnet.gateway().to_string()),
+                        ..Default::default()
+                    }]),
                     ..Default::default()
-                }]),
+                }),
+                labels: Some(HashMap::from([(LABEL_LAB.to_owned(), lab.to_owned())])),
                 ..Default::default()
-            }),
-            labels: Some(HashMap::from([(LABEL_LAB.to_owned(), lab.to_owned())])),
-            ..Default::default()
-        })
-        .await
-        .context(format!("creating network {name} ({})", subnet.cidr()))?;
-    Ok(subnet)
+            })
+            .await;
+        match created {
+            Ok(_) => return Ok(subnet),
+            // Another lab took the same /24 since we listed the networks: try the next one.
+            Err(bollard::errors::Error::DockerResponseServerError { message, .. })
+                if wanted.is_none() && message.contains("overlap") =>
+            {
+                taken.push((subnet.network(), 24));
+            }
+            Err(e) => {
+                return Err(e).context(format!("creating network {name} ({})", subnet.cidr()))
+            }
+        }
+    }
 }
 
 /// Removes the containers (and volumes) of hosts the current plan no longer has.

@@ -426,6 +426,16 @@ async fn seed_lab_boots_every_host() {
     let lab = kubeha_lab::up(&cfg).await.unwrap();
     eprintln!("TIMING seed up: {:.1}s", t.elapsed().as_secs_f64());
     assert_eq!(lab.hosts.len(), 6);
+    // Host keys are made per container at first boot: six hosts, six distinct ed25519 keys.
+    let known = std::fs::read_to_string(lab.known_hosts_file()).unwrap();
+    let mut keys: Vec<&str> = known
+        .lines()
+        .filter(|l| l.contains(" ssh-ed25519 "))
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    keys.sort();
+    keys.dedup();
+    assert_eq!(keys.len(), 6, "{known}");
     let status = kubeha_lab::status(&name).await.unwrap();
     assert_eq!(status.len(), 7, "six hosts and the mirror");
     assert!(status.iter().all(|h| h.state == "running" && h.connected));
