@@ -13,3 +13,4 @@ pub mod plan;
 pub mod remote;
 pub mod render;
 pub mod spec;
+pub mod verify;

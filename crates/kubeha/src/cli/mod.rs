@@ -7,9 +7,10 @@ mod init;
 mod kubeconfig;
 mod lab;
 mod plan;
-mod remote_args;
+pub mod remote_args;
 mod render;
-mod status;
+pub mod status;
+mod verify;
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -59,6 +60,8 @@ enum Command {
     Status(status::Args),
     /// Write or print the admin kubeconfig.
     Kubeconfig(kubeconfig::Args),
+    /// Prove the HA claim: health checks, and with --disruptive failover drills.
+    Verify(verify::Args),
     /// The seed's machines as local Docker containers, for trying kubeha and testing it.
     Lab(lab::Args),
 }
@@ -102,6 +105,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&ui, args),
         Command::Status(args) => status::run(&ui, args),
         Command::Kubeconfig(args) => kubeconfig::run(&ui, args),
+        Command::Verify(args) => verify::run(&ui, args),
         Command::Lab(args) => lab::run(&ui, args),
     };
     match result {

@@ -156,7 +156,11 @@ async fn certificates(c: &Connected, cp: &Host, status: &mut Status) {
     }
 }
 
-async fn load_balancer(c: &Connected, lb: &Host, problems: &mut Vec<String>) -> LoadBalancerStatus {
+pub async fn load_balancer(
+    c: &Connected,
+    lb: &Host,
+    problems: &mut Vec<String>,
+) -> LoadBalancerStatus {
     let remote = c.remote(&lb.name);
     let stats = remote
         .sh(&format!(

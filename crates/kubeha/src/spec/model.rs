@@ -28,6 +28,17 @@ pub struct Cluster {
     pub packages: Packages,
     pub load_balancer: LoadBalancer,
     pub calico: Calico,
+    pub availability: Availability,
+}
+
+/// What a failover drill must show: the longest API outage and the share of requests
+/// that succeed while one control plane (or the active load balancer) is out.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Availability {
+    #[serde(with = "humantime_serde_str")]
+    pub max_api_outage: Duration,
+    pub min_success_ratio: f64,
 }
 
 impl Cluster {

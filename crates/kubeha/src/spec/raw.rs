@@ -38,6 +38,15 @@ pub struct Spec {
     pub packages: Option<S<Packages>>,
     pub load_balancer: Option<S<LoadBalancer>>,
     pub cni: Option<S<Cni>>,
+    pub availability: Option<S<Availability>>,
+}
+
+/// The targets `kubeha verify --disruptive` holds a failover drill to.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Availability {
+    pub max_api_outage: Option<S<String>>,
+    pub min_success_ratio: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

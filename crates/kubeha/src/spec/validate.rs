@@ -156,6 +156,7 @@ impl Validator<'_> {
             .and_then(|k| self.packages(spec.packages.as_ref(), &k.version));
         let load_balancer = self.load_balancer(spec.load_balancer.as_ref(), &hosts, &api_endpoint);
         let calico = self.calico(spec.cni.as_ref());
+        let availability = self.availability(spec.availability.as_ref());
 
         Some(Cluster {
             name: name?,
@@ -166,6 +167,7 @@ impl Validator<'_> {
             packages: packages?,
             load_balancer: load_balancer?,
             calico: calico?,
+            availability: availability?,
         })
     }
 
@@ -910,6 +912,31 @@ impl Validator<'_> {
             Some(m) => ManifestSource::File(self.existing_file(m, "Calico manifest")?),
         };
         Some(Calico { version, manifest })
+    }
+
+    fn availability(&mut self, a: Option<&S<raw::Availability>>) -> Option<Availability> {
+        let default = raw::Availability::default();
+        let a = a.map_or(&default, |a| &a.value);
+        let max_api_outage = match &a.max_api_outage {
+            Some(d) => self.duration(d)?,
+            None => Duration::from_secs(10),
+        };
+        let min_success_ratio = match &a.min_success_ratio {
+            None => 0.95,
+            Some(r) if (0.0..=1.0).contains(&r.value) => r.value,
+            Some(r) => {
+                self.error(
+                    pos(r),
+                    format!("success ratio {} is not between 0 and 1", r.value),
+                    "write a fraction such as 0.95",
+                );
+                return None;
+            }
+        };
+        Some(Availability {
+            max_api_outage,
+            min_success_ratio,
+        })
     }
 
     fn ip(&mut self, s: &S<String>) -> Option<IpAddr> {
