@@ -34,6 +34,9 @@ fn config(name: &str, topology: Topology) -> LabConfig {
         name: name.into(),
         topology,
         state_dir: std::env::temp_dir().join(format!("kubeha-lab-{name}")),
+        // The machine's /etc/hosts stays alone: other labs (kubeha's own tests) may rely on
+        // its `load-balancer.local`. The minimal test checks the block in a file of its own.
+        hosts_file: None,
         ..LabConfig::default()
     }
 }
@@ -187,7 +190,7 @@ async fn docker_ids(args: &[&str]) -> Vec<String> {
         .collect()
 }
 
-async fn assert_nothing_left(name: &str, state_dir: &Path) {
+async fn assert_nothing_left(name: &str, state_dir: &Path, hosts_file: Option<&Path>) {
     let filter = format!("label=dev.kubeha.lab={name}");
     assert_eq!(
         docker_ids(&["ps", "-aq", "--filter", &filter]).await,
@@ -213,9 +216,13 @@ async fn assert_nothing_left(name: &str, state_dir: &Path) {
     assert!(images
         .iter()
         .all(|r| r == "kubeha-lab-node" || r == "kubeha-lab-mirror"));
-    assert!(!std::fs::read_to_string("/etc/hosts")
-        .unwrap()
-        .contains(&format!("kubeha-lab {name} ")));
+    if let Some(hosts) = hosts_file {
+        let hosts = std::fs::read_to_string(hosts).unwrap();
+        assert_eq!(
+            hosts, "127.0.0.1\tlocalhost\n",
+            "the block is gone, the rest untouched"
+        );
+    }
     assert!(
         !state_dir.exists(),
         "{} should be gone",
@@ -256,6 +263,9 @@ async fn minimal_lab_end_to_end() {
     std::fs::create_dir_all(&work).unwrap();
     let mut cfg = config(&name, Topology::Minimal);
     cfg.extra_debs = vec![probe_deb(&work)];
+    let hosts_file = work.join("hosts");
+    std::fs::write(&hosts_file, "127.0.0.1\tlocalhost\n").unwrap();
+    cfg.hosts_file = Some(hosts_file.clone());
 
     let teardown = Teardown::new(&cfg);
     let t = Instant::now();
@@ -279,7 +289,7 @@ async fn minimal_lab_end_to_end() {
         .unwrap()
         .contains("hostKeyPolicy: verify"));
     let hosts_line = format!("{}\tload-balancer.local", lab.api_endpoint);
-    assert!(std::fs::read_to_string("/etc/hosts")
+    assert!(std::fs::read_to_string(&hosts_file)
         .unwrap()
         .contains(&hosts_line));
 
@@ -410,7 +420,7 @@ async fn minimal_lab_end_to_end() {
     kubeha_lab::down(&name, &lab.state_dir).await.unwrap();
     eprintln!("TIMING down: {:.1}s", t.elapsed().as_secs_f64());
     assert!(kubeha_lab::status(&name).await.unwrap().is_empty());
-    assert_nothing_left(&name, &lab.state_dir).await;
+    assert_nothing_left(&name, &lab.state_dir, Some(&hosts_file)).await;
     std::fs::remove_dir_all(&work).unwrap();
 }
 
@@ -462,7 +472,7 @@ async fn seed_lab_boots_every_host() {
     .await;
     teardown.disarm();
     kubeha_lab::down(&name, &lab.state_dir).await.unwrap();
-    assert_nothing_left(&name, &lab.state_dir).await;
+    assert_nothing_left(&name, &lab.state_dir, None).await;
 }
 
 /// keepalived as kubeha will configure it: both load balancers BACKUP, the higher priority wins.
@@ -541,7 +551,7 @@ async fn seed_ha_virtual_ip_fails_over() {
 
     teardown.disarm();
     kubeha_lab::down(&name, &lab.state_dir).await.unwrap();
-    assert_nothing_left(&name, &lab.state_dir).await;
+    assert_nothing_left(&name, &lab.state_dir, None).await;
 }
 
 /// An SSH banner from `addr:22` within a few seconds (retrying while ARP settles).
