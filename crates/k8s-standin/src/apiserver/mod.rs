@@ -104,7 +104,10 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
         etcd,
         builtin: registry::builtin(),
         advertise: format!("{}:{}", o.advertise_address, addr.port()),
-        version: crate::VERSION.to_string(),
+        version: std::env::var(crate::kubelet::pods::VERSION_ENV)
+            .ok()
+            .filter(|v| v.starts_with('v'))
+            .unwrap_or_else(|| crate::VERSION.to_string()),
     });
     bootstrap(&api, &o.service_cluster_ip_range).await;
     tokio::spawn(server::serve(listener, Arc::new(tls), api));

@@ -10,6 +10,8 @@ use std::process::{Child, Command, Stdio};
 
 /// Where the stand-in control-plane binaries live.
 pub const BIN_DIR: &str = "/usr/lib/k8s-standin/bin";
+/// Tells a stand-in component which version its "image" is.
+pub const VERSION_ENV: &str = "K8S_STANDIN_VERSION";
 /// Pid and manifest-hash files of running static Pods.
 pub const STATE_DIR: &str = "/run/kubelet-standin";
 
@@ -18,6 +20,8 @@ pub const STATE_DIR: &str = "/run/kubelet-standin";
 pub struct StaticPod {
     pub name: String,
     pub command: Vec<String>,
+    /// The container image's tag: the version the component reports.
+    pub image_tag: String,
     pub annotations: Value,
     pub hash: String,
 }
@@ -38,9 +42,17 @@ pub fn parse_manifest(text: &str) -> Option<StaticPod> {
         return None;
     }
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
+    let image = v
+        .pointer("/spec/containers/0/image")
+        .and_then(Value::as_str)
+        .unwrap_or("");
     Some(StaticPod {
         name: v["metadata"]["name"].as_str()?.to_string(),
         command,
+        image_tag: image
+            .rsplit_once(':')
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_default(),
         annotations: v["metadata"]["annotations"].clone(),
         hash: hex::encode(&digest.as_ref()[..8]),
     })
@@ -172,6 +184,8 @@ impl Runner {
         let err = log.try_clone().map_err(|e| e.to_string())?;
         let child = Command::new(&exe)
             .args(&pod.command[1..])
+            // A container runs the version its image names, not the host package's.
+            .env(VERSION_ENV, &pod.image_tag)
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(err)

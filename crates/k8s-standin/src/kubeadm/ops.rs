@@ -1,0 +1,680 @@
+//! kubeadm's day-two commands: reset, token, upload-certs, certs
+//! check-expiration, version and upgrade.
+
+use super::cli::Parsed;
+use super::objects::{self as kobj, secret_field, KUBE_SYSTEM};
+use super::{fail, init, join, manifests, Env, Failure, ADMIN_CONF, MANIFESTS_DIR};
+use crate::apiserver::objects::parse_rfc3339;
+use crate::client::Client;
+use crate::config::{self, duration, validate};
+use crate::pki;
+use serde_json::Value;
+use std::time::Duration;
+
+fn admin(p: &Parsed, env: &Env) -> Result<Client, Failure> {
+    let path = p.get("kubeconfig").unwrap_or(ADMIN_CONF);
+    let text = env.read(path).ok_or_else(|| {
+        format!("failed to load admin kubeconfig: open {path}: no such file or directory")
+    })?;
+    Client::from_kubeconfig(&text).map_err(Failure::from)
+}
+
+const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
+
+pub async fn token_create(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let c = admin(p, env)?;
+    let token = match p.args.first() {
+        Some(t) if !validate::is_valid_token(t) => {
+            return Err(Failure::from(validate::token_format_error(t)))
+        }
+        Some(t) => t.clone(),
+        None => pki::random_token(),
+    };
+    let groups = p.list("groups");
+    let t = config::BootstrapToken {
+        token: token.clone(),
+        description: p.get("description").map(String::from),
+        ttl: Some(p.get("ttl").unwrap_or("24h0m0s").to_string()),
+        usages: Some(if p.get("usages").is_some() {
+            p.list("usages")
+        } else {
+            vec!["signing".into(), "authentication".into()]
+        }),
+        groups: Some(if groups.is_empty() {
+            vec![config::DEFAULT_TOKEN_GROUP.into()]
+        } else {
+            groups
+        }),
+        ..Default::default()
+    };
+    duration::parse(t.ttl.as_deref().unwrap_or("")).map_err(|e| {
+        format!(
+            "invalid argument \"{}\" for \"--ttl\" flag: {e}",
+            t.ttl.clone().unwrap_or_default()
+        )
+    })?;
+    let s = kobj::bootstrap_token_secret(&t, time::OffsetDateTime::now_utc())?;
+    let name = s["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let r = c.create_or_update(SECRETS, &name, &s).await;
+    if !r.ok() {
+        return Err(Failure::from(format!(
+            "failed to create or update bootstrap token with name {name}: {}",
+            r.message()
+        )));
+    }
+    if p.on("print-join-command") {
+        let cm = c
+            .get("/api/v1/namespaces/kube-public/configmaps/cluster-info")
+            .await;
+        let kc = cm.body["data"]["kubeconfig"].as_str().unwrap_or("");
+        let parsed =
+            pki::kubeconfig::parse(kc).map_err(|e| format!("failed to load cluster-info: {e}"))?;
+        let hash = pki::ca_cert_hash(&parsed.ca_pem).map_err(|e| e.to_string())?;
+        let ep = parsed.server.trim_start_matches("https://");
+        let cp = p
+            .get("certificate-key")
+            .map(|k| format!("--control-plane --certificate-key {k} "))
+            .unwrap_or_default();
+        println!("kubeadm join {ep} --token {token} --discovery-token-ca-cert-hash {hash} {cp}");
+    } else {
+        println!("{token}");
+    }
+    Ok(())
+}
+
+pub async fn token_list(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let c = admin(p, env)?;
+    let a = c.get(SECRETS).await;
+    if !a.ok() {
+        return Err(Failure::from(format!(
+            "failed to list bootstrap tokens: {}",
+            a.message()
+        )));
+    }
+    let now = time::OffsetDateTime::now_utc();
+    println!(
+        "{:<24}  {:<10}  {:<21}  {:<23}  {:<58}  EXTRA GROUPS",
+        "TOKEN", "TTL", "EXPIRES", "USAGES", "DESCRIPTION"
+    );
+    for s in a.body["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|s| s["type"] == "bootstrap.kubernetes.io/token")
+    {
+        let (Some(id), Some(sec)) = (secret_field(s, "token-id"), secret_field(s, "token-secret"))
+        else {
+            continue;
+        };
+        let exp = secret_field(s, "expiration");
+        let ttl = match exp.as_deref().and_then(parse_rfc3339) {
+            Some(t) if t <= now => continue,
+            Some(t) => human_ttl((t - now).whole_seconds()),
+            None => "<forever>".into(),
+        };
+        let usages: Vec<String> = ["signing", "authentication"]
+            .iter()
+            .filter(|u| secret_field(s, &format!("usage-bootstrap-{u}")).as_deref() == Some("true"))
+            .map(|u| u.to_string())
+            .collect();
+        let usages = if usages.is_empty() {
+            "<none>".into()
+        } else {
+            usages.join(",")
+        };
+        println!(
+            "{:<24}  {:<10}  {:<21}  {:<23}  {:<58}  {}",
+            format!("{id}.{sec}"),
+            ttl,
+            exp.unwrap_or_else(|| "<never>".into()),
+            usages,
+            secret_field(s, "description").unwrap_or_else(|| "<none>".into()),
+            secret_field(s, "auth-extra-groups").unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// kubectl-style short duration: "23h", "59m".
+fn human_ttl(secs: i64) -> String {
+    if secs >= 3600 {
+        format!("{}h", (secs + 1800) / 3600)
+    } else {
+        format!("{}m", (secs + 30) / 60)
+    }
+}
+
+pub async fn token_delete(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    if p.args.is_empty() {
+        return Err(Failure::from("missing subcommand; 'token delete' is missing token of form \"(?i)^([a-z0-9]{6})$\" or \"(?i)^([a-z0-9]{6})\\.([a-z0-9]{16})$\"".to_string()));
+    }
+    let c = admin(p, env)?;
+    for t in &p.args {
+        let id = t.split('.').next().unwrap_or("");
+        if id.len() != 6
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        {
+            return Err(Failure::from("given token didn't match pattern \"^([a-z0-9]{6})$\" or \"^([a-z0-9]{6})\\.([a-z0-9]{16})$\"".to_string()));
+        }
+        let r = c.delete(&format!("{SECRETS}/bootstrap-token-{id}")).await;
+        if !r.ok() {
+            return Err(Failure::from(format!(
+                "failed to delete bootstrap token \"{id}\": {}",
+                r.message()
+            )));
+        }
+        println!("bootstrap token \"{id}\" deleted");
+    }
+    Ok(())
+}
+
+pub async fn upload_certs(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    if !p.on("upload-certs") {
+        println!("[upload-certs] Skipping phase. Please see --upload-certs");
+        return Ok(());
+    }
+    let mut key = p.get("certificate-key").map(String::from);
+    let mut dir = "/etc/kubernetes/pki".to_string();
+    if p.get("config").is_some() {
+        let cfg = init::load(p, env)?;
+        key = cfg
+            .init
+            .certificate_key
+            .clone()
+            .filter(|k| !k.is_empty())
+            .or(key);
+        dir = cfg.cluster.certificates_dir.clone().unwrap_or(dir);
+    }
+    if let Some(k) = &key {
+        if let Some(m) = validate::certificate_key_error(k) {
+            return fail(
+                "upload-certs",
+                format!("certificateKey: Invalid value: \"{k}\": {m}"),
+            );
+        }
+    }
+    let key = key.unwrap_or_else(pki::random_certificate_key);
+    let c = admin(p, env)?;
+    init::upload_certs(&c, env, &dir, &key).await?;
+    if !p.on("skip-certificate-key-print") {
+        println!("[upload-certs] Using certificate key:\n{key}");
+    }
+    Ok(())
+}
+
+pub fn check_expiration(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let dir = p.get("cert-dir").unwrap_or("/etc/kubernetes/pki");
+    let now = time::OffsetDateTime::now_utc();
+    let residual = |t: time::OffsetDateTime| {
+        let s = (t - now).whole_seconds();
+        if s <= 0 {
+            "<invalid>".to_string()
+        } else if s >= 365 * 86400 {
+            format!("{}y", s / (365 * 86400))
+        } else if s >= 86400 {
+            format!("{}d", s / 86400)
+        } else {
+            format!("{}h", s / 3600)
+        }
+    };
+    let fmt = |t: time::OffsetDateTime| {
+        let m = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ][u8::from(t.month()) as usize - 1];
+        format!(
+            "{m} {:02}, {} {:02}:{:02} UTC",
+            t.day(),
+            t.year(),
+            t.hour(),
+            t.minute()
+        )
+    };
+    let expiry = |pem: Option<String>| pem.and_then(|p| pki::not_after(&p).ok());
+    println!("[check-expiration] Reading configuration from the cluster...");
+    println!("[check-expiration] FYI: You can look at this config file with 'kubectl -n kube-system get cm kubeadm-config -o yaml'\n");
+    println!(
+        "{:<25}{:<25}{:<17}{:<25}EXTERNALLY MANAGED",
+        "CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY"
+    );
+    let kubeconf = |f: &str| {
+        env.read(&format!("/etc/kubernetes/{f}"))
+            .and_then(|t| pki::kubeconfig::parse(&t).ok())
+            .and_then(|k| k.client)
+            .map(|c| c.cert_pem)
+    };
+    let leaves: [(&str, Option<String>, &str); 10] = [
+        ("admin.conf", kubeconf("admin.conf"), "ca"),
+        ("apiserver", env.read(&format!("{dir}/apiserver.crt")), "ca"),
+        (
+            "apiserver-etcd-client",
+            env.read(&format!("{dir}/apiserver-etcd-client.crt")),
+            "etcd-ca",
+        ),
+        (
+            "apiserver-kubelet-client",
+            env.read(&format!("{dir}/apiserver-kubelet-client.crt")),
+            "ca",
+        ),
+        (
+            "controller-manager.conf",
+            kubeconf("controller-manager.conf"),
+            "ca",
+        ),
+        (
+            "etcd-healthcheck-client",
+            env.read(&format!("{dir}/etcd/healthcheck-client.crt")),
+            "etcd-ca",
+        ),
+        (
+            "etcd-peer",
+            env.read(&format!("{dir}/etcd/peer.crt")),
+            "etcd-ca",
+        ),
+        (
+            "etcd-server",
+            env.read(&format!("{dir}/etcd/server.crt")),
+            "etcd-ca",
+        ),
+        (
+            "front-proxy-client",
+            env.read(&format!("{dir}/front-proxy-client.crt")),
+            "front-proxy-ca",
+        ),
+        ("scheduler.conf", kubeconf("scheduler.conf"), "ca"),
+    ];
+    for (name, pem, ca) in leaves {
+        if let Some(t) = expiry(pem) {
+            println!("{:<25}{:<25}{:<17}{:<25}no", name, fmt(t), residual(t), ca);
+        }
+    }
+    let super_admin = kubeconf("super-admin.conf");
+    if let Some(t) = expiry(super_admin) {
+        println!(
+            "{:<25}{:<25}{:<17}{:<25}no",
+            "super-admin.conf",
+            fmt(t),
+            residual(t),
+            "ca"
+        );
+    }
+    println!(
+        "\n{:<25}{:<25}{:<17}EXTERNALLY MANAGED",
+        "CERTIFICATE AUTHORITY", "EXPIRES", "RESIDUAL TIME"
+    );
+    for (name, f) in [
+        ("ca", "ca.crt"),
+        ("etcd-ca", "etcd/ca.crt"),
+        ("front-proxy-ca", "front-proxy-ca.crt"),
+    ] {
+        if let Some(t) = expiry(env.read(&format!("{dir}/{f}"))) {
+            println!("{:<25}{:<25}{:<17}no", name, fmt(t), residual(t));
+        }
+    }
+    Ok(())
+}
+
+pub fn version(p: &Parsed) -> Result<(), Failure> {
+    let v = crate::apiserver::server::version_info(crate::VERSION);
+    match p.get("output").unwrap_or("") {
+        "" => println!(
+            "kubeadm version: &version.Info{{Major:\"{}\", Minor:\"{}\", GitVersion:\"{}\", GitCommit:\"{}\", GitTreeState:\"{}\", BuildDate:\"{}\", GoVersion:\"{}\", Compiler:\"{}\", Platform:\"{}\"}}",
+            v["major"].as_str().unwrap_or(""), v["minor"].as_str().unwrap_or(""), crate::VERSION, v["gitCommit"].as_str().unwrap_or(""),
+            v["gitTreeState"].as_str().unwrap_or(""), v["buildDate"].as_str().unwrap_or(""), v["goVersion"].as_str().unwrap_or(""),
+            v["compiler"].as_str().unwrap_or(""), v["platform"].as_str().unwrap_or("")
+        ),
+        "short" => println!("{}", crate::VERSION),
+        "json" => println!("{}", serde_json::to_string_pretty(&serde_json::json!({"clientVersion": v})).unwrap_or_default()),
+        "yaml" => print!("{}", kobj::to_yaml(&serde_json::json!({"clientVersion": v}))),
+        other => return Err(Failure::from(format!("invalid output format: {other}"))),
+    }
+    Ok(())
+}
+
+/// `kubeadm reset`: remove this node's etcd member, stop the kubelet and the
+/// static Pods, and clean kubeadm's files; CNI config and iptables stay.
+pub async fn reset(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    if !p.on("force") {
+        use std::io::BufRead;
+        super::warn("[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted.");
+        print!("[reset] Are you sure you want to proceed? [y/N]: ");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        if !matches!(line.trim().to_lowercase().as_str(), "y" | "yes") {
+            return Err(Failure::from("aborted reset operation".to_string()));
+        }
+    }
+    let manifest = env.read(&format!("{MANIFESTS_DIR}/etcd.yaml"));
+    if env.path(ADMIN_CONF).exists() {
+        println!("[reset] Reading configuration from the cluster...");
+        println!("[reset] FYI: You can look at this config file with 'kubectl -n kube-system get cm kubeadm-config -o yaml'");
+    }
+    println!("[preflight] Running pre-flight checks");
+    if let Some(m) = manifest
+        .as_deref()
+        .and_then(crate::kubelet::pods::parse_manifest)
+    {
+        remove_etcd_member(env, &m.command).await;
+    } else {
+        println!("[reset] No etcd config found. Assuming external etcd");
+        println!("[reset] Please, manually reset etcd to prevent further issues");
+    }
+    println!("[reset] Deleted contents of the etcd data directory: /var/lib/etcd");
+    println!("[reset] Stopping the kubelet service");
+    let _ = env.systemctl(&["stop", "kubelet"]);
+    crate::kubelet::pods::stop_all(&crate::kubelet::Paths {
+        root: env.root.clone(),
+    });
+    println!("[reset] Unmounting mounted directories in \"/var/lib/kubelet\"");
+    let data_dir = manifest
+        .as_deref()
+        .and_then(crate::kubelet::pods::parse_manifest)
+        .and_then(|m| {
+            m.command
+                .iter()
+                .find_map(|a| a.strip_prefix("--data-dir=").map(String::from))
+        })
+        .unwrap_or_else(|| "/var/lib/etcd".into());
+    for d in [
+        data_dir.as_str(),
+        "/etc/kubernetes/manifests",
+        "/var/lib/kubelet",
+        "/etc/kubernetes/pki",
+    ] {
+        clean_dir(env, d);
+    }
+    println!("[reset] Deleting contents of directories: [/etc/kubernetes/manifests /var/lib/kubelet /etc/kubernetes/pki]");
+    let files = [
+        "admin.conf",
+        "super-admin.conf",
+        "kubelet.conf",
+        "bootstrap-kubelet.conf",
+        "controller-manager.conf",
+        "scheduler.conf",
+    ]
+    .map(|f| format!("/etc/kubernetes/{f}"));
+    for f in &files {
+        let _ = std::fs::remove_file(env.path(f));
+    }
+    println!("[reset] Deleting files: [{}]", files.join(" "));
+    println!("\nThe reset process does not clean CNI configuration. To do so, you must remove /etc/cni/net.d\n\nThe reset process does not reset or clean up iptables rules or IPVS tables.\nIf you wish to reset iptables, you must do so manually by using the \"iptables\" command.\n\nIf your cluster was setup to utilize IPVS, run ipvsadm --clear (or similar)\nto reset your system's IPVS tables.\n\nThe reset process does not clean your kubeconfig files and you must remove them manually.\nPlease, check the contents of the $HOME/.kube/config file.");
+    Ok(())
+}
+
+fn clean_dir(env: &Env, d: &str) {
+    if let Ok(entries) = std::fs::read_dir(env.path(d)) {
+        for e in entries.flatten() {
+            let p = e.path();
+            let _ = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+        }
+    }
+}
+
+/// The remove-etcd-member phase: this member leaves, unless it is the last.
+async fn remove_etcd_member(env: &Env, cmd: &[String]) {
+    let arg = |k: &str| {
+        cmd.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{k}=")).map(String::from))
+            .unwrap_or_default()
+    };
+    let name = arg("name");
+    let r =
+        |f: &str| std::fs::read(env.path(&format!("/etc/kubernetes/pki/{f}"))).unwrap_or_default();
+    let Ok(etcd) = crate::apiserver::etcd::Etcd::new(
+        vec!["https://127.0.0.1:2379".into()],
+        &r("etcd/ca.crt"),
+        &r("etcd/healthcheck-client.crt"),
+        &r("etcd/healthcheck-client.key"),
+    ) else {
+        return;
+    };
+    match etcd.members().await {
+        Ok(ms) if ms.len() > 1 => {
+            if let Some(m) = ms.iter().find(|m| m.name == name) {
+                match etcd.member_remove(m.id).await {
+                    Ok(()) => println!("[reset] Removed etcd member {name} ({:x}) from the cluster", m.id),
+                    Err(e) => println!("[reset] WARNING: failed to remove etcd member: {e}\nPlease manually remove this etcd member using etcdctl"),
+                }
+            }
+        }
+        Ok(_) => println!("[reset] The etcd cluster has only one member; not removing it"),
+        Err(e) => println!("[reset] WARNING: failed to remove etcd member: {e}\nPlease manually remove this etcd member using etcdctl"),
+    }
+}
+
+/// (cluster version in kubeadm-config, the ClusterConfiguration).
+async fn cluster_version(c: &Client) -> Result<(String, config::ClusterConfiguration), Failure> {
+    let cfg = join::cluster_configuration(c).await.map_err(|f| Failure {
+        phase: Some("preflight".into()),
+        msg: f.msg,
+    })?;
+    Ok((cfg.kubernetes_version.clone().unwrap_or_default(), cfg))
+}
+
+/// kubeadm's upgrade version policy: no downgrade below N-1, never past kubeadm,
+/// one minor at a time.
+pub fn upgrade_allowed(cluster: &str, target: &str, kubeadm: &str) -> Result<(), String> {
+    let (Some(c), Some(t), Some(k)) = (
+        validate::parse_version(cluster),
+        validate::parse_version(target),
+        validate::parse_version(kubeadm),
+    ) else {
+        return Err(format!(
+            "unable to parse normalized version \"{target}\" as a semantic version"
+        ));
+    };
+    if (t.0, t.1) > (k.0, k.1) || t > k && (t.0, t.1) == (k.0, k.1) && t.2 > k.2 {
+        return Err(format!("Specified version to upgrade to \"{target}\" is higher than the kubeadm version \"{kubeadm}\". Upgrade kubeadm first using the tool you used to install kubeadm"));
+    }
+    if t.1 > c.1 + 1 {
+        return Err(format!("Specified version to upgrade to \"{target}\" is too high; kubeadm can upgrade only 1 minor version at a time"));
+    }
+    if t.1 < c.1 {
+        return Err(format!("Specified version to upgrade to \"{target}\" is an unsupported downgrade from the current cluster version \"{cluster}\""));
+    }
+    Ok(())
+}
+
+pub async fn upgrade_plan(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let c = admin(p, env)?;
+    println!("[preflight] Running pre-flight checks.");
+    println!("[upgrade/config] Reading configuration from the cluster...");
+    println!("[upgrade/config] FYI: You can look at this config file with 'kubectl -n kube-system get cm kubeadm-config -o yaml'");
+    let (cur, _) = cluster_version(&c).await?;
+    println!("[upgrade] Running cluster health checks");
+    println!("[upgrade] Fetching available versions to upgrade to");
+    println!("[upgrade/versions] Cluster version: {cur}");
+    println!("[upgrade/versions] kubeadm version: {}", crate::VERSION);
+    if upgrade_allowed(&cur, crate::VERSION, crate::VERSION).is_err() || cur == crate::VERSION {
+        println!("\nAwesome, you're up-to-date! Enjoy!");
+        return Ok(());
+    }
+    println!("\nUpgrade to the latest stable version:\n");
+    println!("COMPONENT                 NODE      CURRENT   TARGET");
+    for comp in [
+        "kube-apiserver",
+        "kube-controller-manager",
+        "kube-scheduler",
+        "kube-proxy",
+        "etcd",
+    ] {
+        println!("{comp:<25} {:<9} {cur:<9} {}", "", crate::VERSION);
+    }
+    println!("\nYou can now apply the upgrade by executing the following command:\n\n\tkubeadm upgrade apply {}\n", crate::VERSION);
+    Ok(())
+}
+
+/// Rewrites this node's control-plane manifests for `version` (the kubelet restarts them).
+fn rewrite_manifests(
+    env: &Env,
+    cluster: &config::ClusterConfiguration,
+    version: &str,
+) -> Result<bool, Failure> {
+    let Some(api) = env
+        .read(&format!("{MANIFESTS_DIR}/kube-apiserver.yaml"))
+        .and_then(|t| crate::kubelet::pods::parse_manifest(&t))
+    else {
+        return Ok(false);
+    };
+    let arg = |k: &str| {
+        api.command
+            .iter()
+            .find_map(|a| a.strip_prefix(&format!("--{k}=")).map(String::from))
+            .unwrap_or_default()
+    };
+    let mut c = cluster.clone();
+    c.kubernetes_version = Some(version.to_string());
+    let node = env
+        .read("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .to_lowercase();
+    let cp = init::control_plane(
+        &c,
+        &node,
+        &arg("advertise-address"),
+        arg("secure-port").parse().unwrap_or(6443),
+        String::new(),
+        true,
+    );
+    for (name, text) in [
+        ("kube-apiserver", manifests::apiserver(&cp)),
+        (
+            "kube-controller-manager",
+            manifests::controller_manager(&cp),
+        ),
+        ("kube-scheduler", manifests::scheduler(&cp)),
+    ] {
+        println!("[upgrade/staticpods] Moving new manifest to \"{MANIFESTS_DIR}/{name}.yaml\" and backing up old manifest");
+        env.write(
+            &format!("{MANIFESTS_DIR}/{name}.yaml"),
+            text.as_bytes(),
+            0o600,
+        )?;
+        println!("[upgrade/staticpods] Component \"{name}\" upgraded successfully!");
+    }
+    Ok(true)
+}
+
+pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let target = p.args.first().cloned().ok_or_else(|| {
+        Failure::from(
+            "missing one or more required arguments. Required arguments: [version]".to_string(),
+        )
+    })?;
+    let c = admin(p, env)?;
+    println!("[preflight] Running pre-flight checks.");
+    println!("[upgrade/config] Reading configuration from the cluster...");
+    let (cur, cluster) = cluster_version(&c).await?;
+    println!("[upgrade] Running cluster health checks");
+    println!("[upgrade/version] You have chosen to change the cluster version to \"{target}\"");
+    println!("[upgrade/versions] Cluster version: {cur}");
+    println!("[upgrade/versions] kubeadm version: {}", crate::VERSION);
+    upgrade_allowed(&cur, &target, crate::VERSION).map_err(|e| Failure {
+        phase: Some("preflight".into()),
+        msg: format!("[upgrade/version] FATAL: {e}"),
+    })?;
+    if !p.on("yes") && !p.on("force") {
+        use std::io::BufRead;
+        print!("[upgrade] Are you sure you want to proceed? [y/N]: ");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+        let mut line = String::new();
+        let _ = std::io::stdin().lock().read_line(&mut line);
+        if !matches!(line.trim().to_lowercase().as_str(), "y" | "yes") {
+            return Err(Failure::from(
+                "won't proceed; the user didn't answer (Y|y) in order to continue".to_string(),
+            ));
+        }
+    }
+    println!("[upgrade/apply] Upgrading your Static Pod-hosted control plane to version \"{target}\" (timeout: 5m0s)...");
+    rewrite_manifests(env, &cluster, &target)?;
+    let mut updated = cluster.clone();
+    updated.kubernetes_version = Some(target.clone());
+    println!("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace");
+    let r = c
+        .create_or_update(
+            &format!("/api/v1/namespaces/{KUBE_SYSTEM}/configmaps"),
+            "kubeadm-config",
+            &kobj::kubeadm_config_map(&updated),
+        )
+        .await;
+    if !r.ok() {
+        return fail("upload-config", r.message());
+    }
+    wait_api_version(&c, &target).await;
+    println!("\n[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!\n\n[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading your kubelets if you haven't already done so.");
+    Ok(())
+}
+
+/// Waits (bounded) until the API server reports `version`.
+async fn wait_api_version(c: &Client, version: &str) {
+    for _ in 0..150 {
+        if c.get("/version").await.body["gitVersion"] == Value::String(version.into()) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+pub async fn upgrade_node(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    println!("[upgrade] Reading configuration from the cluster...");
+    println!("[upgrade] FYI: You can look at this config file with 'kubectl -n kube-system get cm kubeadm-config -o yaml'");
+    let kc = p
+        .get("kubeconfig")
+        .unwrap_or(if env.path(ADMIN_CONF).exists() {
+            ADMIN_CONF
+        } else {
+            "/etc/kubernetes/kubelet.conf"
+        });
+    let text = env.read(kc).ok_or_else(|| {
+        format!("failed to load kubeconfig: open {kc}: no such file or directory")
+    })?;
+    let text = text.replace(
+        crate::kubelet::node::CLIENT_CERT,
+        &env.path(crate::kubelet::node::CLIENT_CERT)
+            .to_string_lossy(),
+    );
+    let c = Client::from_kubeconfig(&text)?;
+    let (cur, cluster) = cluster_version(&c).await?;
+    println!("[preflight] Running pre-flight checks");
+    if rewrite_manifests(env, &cluster, &cur)? {
+        println!("[upgrade] Upgrading your Static Pod-hosted control plane instance to version \"{cur}\"...");
+    } else {
+        println!("[preflight] Skipping prepull. Not a control plane node.");
+        println!("[upgrade] Skipping phase. Not a control plane node.");
+    }
+    println!("[upgrade] The configuration for this node was successfully updated!");
+    println!("[upgrade] Now you should go ahead and upgrade the kubelet package using your package manager.");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrade_policy() {
+        assert!(upgrade_allowed("v1.31.0", "v1.32.0", "v1.32.0").is_ok());
+        assert!(upgrade_allowed("v1.31.0", "v1.32.0", "v1.31.0")
+            .unwrap_err()
+            .contains("is higher than the kubeadm version"));
+        assert!(upgrade_allowed("v1.30.0", "v1.32.0", "v1.32.0")
+            .unwrap_err()
+            .contains("only 1 minor version at a time"));
+        assert!(upgrade_allowed("v1.32.0", "v1.31.0", "v1.32.0")
+            .unwrap_err()
+            .contains("downgrade"));
+    }
+
+    #[test]
+    fn ttl_format() {
+        assert_eq!(human_ttl(23 * 3600 + 1800), "24h");
+        assert_eq!(human_ttl(59 * 60), "59m");
+    }
+}
