@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
@@ -169,6 +169,51 @@ pub async fn wait_ready(
                 "after {}s: {}",
                 timeout.as_secs(),
                 stuck.join("; ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// Pods in kube-system that are not running: name and why.
+pub async fn unhealthy_system_pods(client: &Client) -> Result<Vec<String>, KubeError> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
+    let list = pods.list(&ListParams::default()).await.map_err(api_error)?;
+    Ok(list
+        .items
+        .into_iter()
+        .filter_map(|p| {
+            let name = p.metadata.name.unwrap_or_default();
+            let status = p.status.unwrap_or_default();
+            let phase = status.phase.unwrap_or_else(|| "Pending".into());
+            let waiting = status
+                .container_statuses
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|c| c.state?.waiting?.reason)
+                .next();
+            match (phase.as_str(), waiting) {
+                ("Succeeded", _) | ("Running", None) => None,
+                (_, Some(reason)) => Some(format!("{name} ({reason})")),
+                (phase, None) => Some(format!("{name} ({phase})")),
+            }
+        })
+        .collect())
+}
+
+/// Waits until every kube-system pod runs, or names those that do not.
+pub async fn wait_kube_system(client: &Client, timeout: Duration) -> Result<(), KubeError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let bad = unhealthy_system_pods(client).await?;
+        if bad.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(KubeError::NotReady(format!(
+                "after {}s kube-system is not healthy: {}",
+                timeout.as_secs(),
+                bad.join(", ")
             )));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;

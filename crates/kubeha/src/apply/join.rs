@@ -199,16 +199,9 @@ impl<'a> Kubeadm<'a> {
         p.started(&host.name, "kubeadm join (control plane)");
         let started = Instant::now();
         self.remove_stale_etcd_member(host).await?;
-        let config = render::kubeadm::join_config(&self.c.cluster, host, &secrets);
-        self.with_config(
-            remote,
-            render::KUBEADM_JOIN_CONFIG,
-            &config,
-            "kubeadm join failed",
-            "kubeadm join",
-        )
-        .await
-        .inspect_err(|e| p.failed(&host.name, &e.to_string()))?;
+        self.join(host, remote, &secrets)
+            .await
+            .inspect_err(|e| p.failed(&host.name, &e.to_string()))?;
         p.started(&host.name, "waiting for etcd to be healthy");
         self.wait_etcd_healthy(host).await?;
         p.done(
@@ -227,6 +220,15 @@ impl<'a> Kubeadm<'a> {
             detail: "no join credentials were prepared".into(),
         })?;
         debug_assert!(!host.has(Role::ControlPlane));
+        self.join(host, remote, secrets).await
+    }
+
+    async fn join(
+        &self,
+        host: &Host,
+        remote: &Remote,
+        secrets: &KubeadmSecrets,
+    ) -> Result<(), RemoteError> {
         let config = render::kubeadm::join_config(&self.c.cluster, host, secrets);
         self.with_config(
             remote,

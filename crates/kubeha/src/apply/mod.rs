@@ -337,7 +337,10 @@ impl Connected {
         }
         let nodes: Vec<String> = self.cluster.kube_nodes().map(|h| h.name.clone()).collect();
         self.progress.info("waiting for every node to be Ready");
+        let deadline = Instant::now() + self.options.ready_timeout;
         api::wait_ready(&client, &nodes, self.options.ready_timeout).await?;
+        self.progress.info("waiting for kube-system to be healthy");
+        api::wait_kube_system(&client, deadline.saturating_duration_since(Instant::now())).await?;
         write_private(&self.options.kubeconfig, kubeconfig.as_bytes())
             .map_err(ApplyError::Local)?;
         let seconds = started.elapsed().as_secs_f64();

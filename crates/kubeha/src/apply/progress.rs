@@ -52,58 +52,29 @@ impl Progress {
         }
     }
 
-    fn emit(
-        &self,
-        status: Status,
-        host: Option<&str>,
-        phase: Option<&str>,
-        message: &str,
-        seconds: Option<f64>,
-    ) {
+    fn emit(&self, e: Event) {
         match self.mode {
-            Mode::Json => {
-                let event = Event {
-                    event: "progress",
-                    status,
-                    host,
-                    phase,
-                    message,
-                    seconds,
-                };
-                println!(
-                    "{}",
-                    serde_json::to_string(&event).expect("events serialize")
-                );
-            }
+            Mode::Json => println!("{}", serde_json::to_string(&e).expect("events serialize")),
             Mode::Lines => {
-                let who = host.map_or(String::new(), |h| format!("[{h}] "));
-                let what = phase.map_or(String::new(), |p| format!("{p}: "));
-                let took = seconds.map_or(String::new(), |s| format!(" ({s:.1}s)"));
-                let mark = match status {
+                let who = e.host.map_or(String::new(), |h| format!("[{h}] "));
+                let what = e.phase.map_or(String::new(), |p| format!("{p}: "));
+                let took = e.seconds.map_or(String::new(), |s| format!(" ({s:.1}s)"));
+                let mark = match e.status {
                     Status::Started => "...",
                     Status::Done => "ok",
                     Status::Failed => "FAILED",
                     Status::Info => "",
                 };
-                eprintln!("{who}{what}{message} {mark}{took}");
+                eprintln!("{who}{what}{} {mark}{took}", e.message);
             }
-            Mode::Terminal => self.terminal(status, host, phase, message, seconds),
+            Mode::Terminal => self.terminal(&e),
         }
     }
 
-    fn terminal(
-        &self,
-        status: Status,
-        host: Option<&str>,
-        phase: Option<&str>,
-        message: &str,
-        seconds: Option<f64>,
-    ) {
-        let Some(host) = host else {
-            let _ = self.multi.println(format!(
-                "==> {}{message}",
-                phase.map_or(String::new(), |p| format!("{p}: "))
-            ));
+    fn terminal(&self, e: &Event) {
+        let Some(host) = e.host else {
+            let phase = e.phase.map_or(String::new(), |p| format!("{p}: "));
+            let _ = self.multi.println(format!("==> {phase}{}", e.message));
             return;
         };
         let mut bars = self.bars.lock().expect("progress lock");
@@ -117,41 +88,82 @@ impl Progress {
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        match status {
-            Status::Started | Status::Info => bar.set_message(message.to_string()),
-            Status::Done => bar.set_message(format!(
-                "{message} ✓{}",
-                seconds.map_or(String::new(), |s| format!(" {s:.1}s"))
-            )),
+        match e.status {
+            Status::Started | Status::Info => bar.set_message(e.message.to_string()),
+            Status::Done => {
+                let took = e.seconds.map_or(String::new(), |s| format!(" {s:.1}s"));
+                bar.set_message(format!("{} ✓{took}", e.message));
+            }
             Status::Failed => {
-                let _ = self.multi.println(format!("✗ {host}: {message}"));
-                bar.abandon_with_message(format!("FAILED: {message}"));
+                let _ = self.multi.println(format!("✗ {host}: {}", e.message));
+                bar.abandon_with_message(format!("FAILED: {}", e.message));
             }
         }
     }
 
+    fn event<'a>(
+        status: Status,
+        host: Option<&'a str>,
+        phase: Option<&'a str>,
+        message: &'a str,
+        seconds: Option<f64>,
+    ) -> Event<'a> {
+        Event {
+            event: "progress",
+            status,
+            host,
+            phase,
+            message,
+            seconds,
+        }
+    }
+
     pub fn phase(&self, phase: &str) {
-        self.emit(Status::Info, None, Some(phase), "started", None);
+        self.emit(Self::event(
+            Status::Info,
+            None,
+            Some(phase),
+            "started",
+            None,
+        ));
     }
 
     pub fn phase_done(&self, phase: &str, seconds: f64) {
-        self.emit(Status::Done, None, Some(phase), "finished", Some(seconds));
+        self.emit(Self::event(
+            Status::Done,
+            None,
+            Some(phase),
+            "finished",
+            Some(seconds),
+        ));
     }
 
     pub fn started(&self, host: &str, message: &str) {
-        self.emit(Status::Started, Some(host), None, message, None);
+        self.emit(Self::event(
+            Status::Started,
+            Some(host),
+            None,
+            message,
+            None,
+        ));
     }
 
     pub fn done(&self, host: &str, message: &str, seconds: f64) {
-        self.emit(Status::Done, Some(host), None, message, Some(seconds));
+        self.emit(Self::event(
+            Status::Done,
+            Some(host),
+            None,
+            message,
+            Some(seconds),
+        ));
     }
 
     pub fn failed(&self, host: &str, message: &str) {
-        self.emit(Status::Failed, Some(host), None, message, None);
+        self.emit(Self::event(Status::Failed, Some(host), None, message, None));
     }
 
     pub fn info(&self, message: &str) {
-        self.emit(Status::Info, None, None, message, None);
+        self.emit(Self::event(Status::Info, None, None, message, None));
     }
 
     /// Stops the spinners so the final report prints below them.

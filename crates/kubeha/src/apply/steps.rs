@@ -27,13 +27,7 @@ pub fn script(action: &Action) -> Option<String> {
         }
         Action::AptUpdate => format!("{APT} update"),
         Action::Install { packages } => {
-            let names: Vec<String> = packages
-                .iter()
-                .map(|p| quote(&match &p.version {
-                    Some(v) => format!("{}={v}", p.name),
-                    None => p.name.clone(),
-                }))
-                .collect();
+            let names: Vec<String> = packages.iter().map(|p| quote(&p.apt_arg())).collect();
             format!(
                 "{APT} --allow-change-held-packages --allow-downgrades install {}",
                 names.join(" ")

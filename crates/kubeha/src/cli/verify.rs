@@ -288,15 +288,20 @@ async fn control_plane_drill(
             )));
         }
     };
+    Ok(finish_drill(c, probe, &drill, detect, recover).await)
+}
+
+/// Lets the probe see the recovered cluster for a moment, then scores the drill.
+async fn finish_drill(
+    c: &Connected,
+    probe: Probe,
+    drill: &str,
+    detect: Option<Duration>,
+    recover: Option<Duration>,
+) -> DrillReport {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let samples = probe.finish().await;
-    Ok(report(
-        &drill,
-        &samples,
-        detect,
-        recover,
-        &c.cluster.availability,
-    ))
+    report(drill, &samples, detect, recover, &c.cluster.availability)
 }
 
 async fn vip_holders(c: &Connected) -> Vec<String> {
@@ -351,15 +356,7 @@ async fn load_balancer_drill(c: &Connected, client: &kube::Client) -> Result<Dri
         serving && vip_holders(c).await.len() == 1
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let samples = probe.finish().await;
-    Ok(report(
-        &drill,
-        &samples,
-        detect,
-        recover,
-        &c.cluster.availability,
-    ))
+    Ok(finish_drill(c, probe, &drill, detect, recover).await)
 }
 
 fn text(v: &Verdict) -> String {

@@ -122,13 +122,7 @@ impl fmt::Display for Action {
             Action::DownloadKey { url, path, .. } => write!(f, "download apt key {url} to {path}"),
             Action::AptUpdate => f.write_str("apt-get update"),
             Action::Install { packages } => {
-                let names: Vec<String> = packages
-                    .iter()
-                    .map(|p| match &p.version {
-                        Some(v) => format!("{}={v}", p.name),
-                        None => p.name.clone(),
-                    })
-                    .collect();
+                let names: Vec<String> = packages.iter().map(Package::apt_arg).collect();
                 write!(f, "install {}", names.join(" "))
             }
             Action::Hold { packages } => write!(f, "apt-mark hold {}", packages.join(" ")),

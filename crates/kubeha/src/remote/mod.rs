@@ -152,11 +152,7 @@ impl Remote {
     /// Like [`Remote::sh`], but a non-zero exit becomes an error naming `what`.
     pub async fn run(&self, what: &str, script: &str) -> Result<Output, RemoteError> {
         let out = self.sh(script).await?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(self.failed(what, &out))
-        }
+        self.checked(what, out)
     }
 
     /// [`Remote::run`] with a longer limit, for commands such as `kubeadm init`.
@@ -167,11 +163,7 @@ impl Remote {
         timeout: Duration,
     ) -> Result<Output, RemoteError> {
         let out = self.exec(script, None, timeout).await?;
-        if out.success() {
-            Ok(out)
-        } else {
-            Err(self.failed(what, &out))
-        }
+        self.checked(what, out)
     }
 
     /// [`Remote::run`] with `input` on the script's stdin (kept out of the log).
@@ -182,6 +174,10 @@ impl Remote {
         input: &[u8],
     ) -> Result<Output, RemoteError> {
         let out = self.exec(script, Some(input), self.timeout).await?;
+        self.checked(what, out)
+    }
+
+    fn checked(&self, what: &str, out: Output) -> Result<Output, RemoteError> {
         if out.success() {
             Ok(out)
         } else {

@@ -157,6 +157,16 @@ pub struct Package {
     pub hold: bool,
 }
 
+impl Package {
+    /// `name=version` when pinned, as apt-get install takes it.
+    pub fn apt_arg(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{}={v}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
 /// Every package a host needs, in install order.
 pub fn packages(cluster: &Cluster, host: &Host) -> Vec<Package> {
     let mut out = Vec::new();

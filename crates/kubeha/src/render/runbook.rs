@@ -125,13 +125,7 @@ fn put_files(
 }
 
 fn install(packages: &[super::Package]) -> String {
-    let names: Vec<String> = packages
-        .iter()
-        .map(|p| match &p.version {
-            Some(v) => format!("{}={v}", p.name),
-            None => p.name.clone(),
-        })
-        .collect();
+    let names: Vec<String> = packages.iter().map(super::Package::apt_arg).collect();
     let held: Vec<&str> = packages
         .iter()
         .filter(|p| p.hold)
