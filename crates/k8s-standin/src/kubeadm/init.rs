@@ -74,8 +74,8 @@ pub fn load(p: &Parsed, env: &Env) -> Result<InitConfig, Failure> {
     let text = match p.get("config") {
         Some(path) => std::fs::read_to_string(env.path(path)).map_err(|e| {
             format!(
-                "unable to read config from \"{path}\" : open {path}: {}",
-                e.kind().to_string().to_lowercase()
+                "unable to read config from \"{path}\" : {}",
+                super::open_error(path, &e)
             )
         })?,
         None => config_from_flags(p),

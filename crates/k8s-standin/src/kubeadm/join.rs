@@ -82,7 +82,8 @@ pub async fn discover(
                 "failed to request the cluster-info ConfigMap: {}",
                 a.message()
             );
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_secs(5).min(wait.saturating_sub(start.elapsed())))
+                .await;
             continue;
         }
         let kc = a.body["data"]["kubeconfig"]
@@ -95,7 +96,8 @@ pub async fn discover(
         else {
             println!("[discovery] The cluster-info ConfigMap does not yet contain a JWS signature for token ID \"{id}\", will try again");
             last = format!("could not find a JWS signature in the cluster-info ConfigMap for token ID \"{id}\"");
-            tokio::time::sleep(Duration::from_secs(5)).await;
+            tokio::time::sleep(Duration::from_secs(5).min(wait.saturating_sub(start.elapsed())))
+                .await;
             continue;
         };
         if !verify_jws(&kc, &sig, id, secret) {
@@ -271,8 +273,12 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
         ));
     }
     let text = match p.get("config") {
-        Some(path) => std::fs::read_to_string(env.path(path))
-            .map_err(|e| format!("unable to read config from \"{path}\" : {e}"))?,
+        Some(path) => std::fs::read_to_string(env.path(path)).map_err(|e| {
+            format!(
+                "unable to read config from \"{path}\" : {}",
+                super::open_error(path, &e)
+            )
+        })?,
         None => config_from_flags(p),
     };
     let host = env.host_defaults();

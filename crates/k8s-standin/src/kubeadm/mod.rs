@@ -156,6 +156,16 @@ pub fn endpoint(control_plane_endpoint: Option<&str>, advertise: &str, port: u16
     }
 }
 
+/// Go's message for a failed open.
+pub fn open_error(path: &str, e: &std::io::Error) -> String {
+    let why = match e.kind() {
+        std::io::ErrorKind::NotFound => "no such file or directory".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        _ => e.to_string(),
+    };
+    format!("open {path}: {why}")
+}
+
 /// Parses a v1beta4 timeout (Go duration) with a default.
 pub fn timeout(v: Option<&str>, default_secs: u64) -> Duration {
     v.and_then(|s| crate::config::duration::parse(s).ok())
