@@ -75,6 +75,7 @@ ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 EOF
+install -m 0755 "$(dirname "$0")/kubeha-lab-init" "$root/usr/local/sbin/kubeha-lab-init"
 install -m 0755 "$(dirname "$0")/kubeha-lab-modules" "$root/usr/local/sbin/kubeha-lab-modules"
 cat >"$root/etc/systemd/system/kubeha-lab-modules.service" <<'EOF'
 [Unit]
@@ -113,7 +114,7 @@ import() {
         --change 'ENV container=docker' - "$tag" >/dev/null
 }
 log "importing $NODE_TAG"
-import "$NODE_TAG" --change 'CMD ["/sbin/init"]' --change 'LABEL dev.kubeha.lab.image=node'
+import "$NODE_TAG" --change 'CMD ["/usr/local/sbin/kubeha-lab-init"]' --change 'LABEL dev.kubeha.lab.image=node'
 
 log "building the mirror rootfs"
 mount -t proc proc "$root/proc"

@@ -11,7 +11,8 @@ use crate::error::{Context, Error, Result};
 
 const BUILD_SCRIPT: &str = include_str!("../image/build.sh");
 /// Files the build script installs into the rootfs, next to it.
-const SUPPORT_FILES: [(&str, &str); 2] = [
+const SUPPORT_FILES: [(&str, &str); 3] = [
+    ("kubeha-lab-init", include_str!("../image/kubeha-lab-init")),
     (
         "kubeha-lab-modules",
         include_str!("../image/kubeha-lab-modules"),

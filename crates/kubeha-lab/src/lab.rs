@@ -776,9 +776,16 @@ fn node_host_config(lab: &Lab, containerd_volume: &str) -> HostConfig {
         masked_paths: Some(Vec::new()),
         readonly_paths: Some(Vec::new()),
         cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
-        tmpfs: Some(HashMap::from(
-            ["/run", "/run/lock", "/tmp"].map(|p| (p.to_owned(), String::new())),
-        )),
+        // Docker's tmpfs defaults (noexec, nosuid, nodev) suit /run; /tmp is exec-able on a
+        // real host, and tools (and tests) run programs from it.
+        tmpfs: Some(HashMap::from([
+            ("/run".to_owned(), String::new()),
+            ("/run/lock".to_owned(), String::new()),
+            (
+                "/tmp".to_owned(),
+                "rw,exec,nosuid,nodev,mode=1777".to_owned(),
+            ),
+        ])),
         // containerd's overlay snapshots cannot live on the container's own overlay rootfs.
         binds: Some(vec![format!("{containerd_volume}:/var/lib/containerd")]),
         extra_hosts: Some(extra_hosts(lab)),
