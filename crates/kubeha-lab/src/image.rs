@@ -1,9 +1,11 @@
 //! The node and mirror images: built from a Debian rootfs by `image/build.sh` (debootstrap +
 //! `docker import`, no registry), tagged with a hash of everything that goes into them.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 
+use bollard::query_parameters::{ListImagesOptions, RemoveImageOptions};
 use bollard::Docker;
 use sha2::{Digest, Sha256};
 
@@ -57,6 +59,8 @@ pub const MIRROR_PACKAGES: &[&str] = &[
 pub const OPTIONAL_MIRROR_PACKAGES: &[&str] = &["kubernetes-client"];
 
 const NODE_REPO: &str = "kubeha-lab-node";
+/// Set by build.sh on both images.
+const IMAGE_LABEL: &str = "dev.kubeha.lab.image";
 const MIRROR_REPO: &str = "kubeha-lab-mirror";
 
 /// Tags of the two images for the current build inputs.
@@ -172,7 +176,41 @@ pub async fn ensure_images(docker: &Docker) -> Result<Images> {
             detail: format!("image/build.sh exited with {status}; its output is above"),
         });
     }
+    prune_old_images(docker, &images).await?;
     Ok(images)
+}
+
+/// Removes lab images of earlier build inputs (about 0.5 GB a pair) that no container uses.
+async fn prune_old_images(docker: &Docker, current: &Images) -> Result<()> {
+    let listed = docker
+        .list_images(Some(ListImagesOptions {
+            filters: Some(HashMap::from([(
+                "label".to_owned(),
+                vec![IMAGE_LABEL.to_owned()],
+            )])),
+            ..Default::default()
+        }))
+        .await
+        .context("listing lab images")?;
+    let old = listed.iter().flat_map(|i| &i.repo_tags).filter(|tag| {
+        let ours = tag.starts_with(&format!("{NODE_REPO}:"))
+            || tag.starts_with(&format!("{MIRROR_REPO}:"));
+        ours && **tag != current.node && **tag != current.mirror
+    });
+    for tag in old {
+        match docker
+            .remove_image(tag, None::<RemoveImageOptions>, None)
+            .await
+        {
+            // 409: a container (of a lab still up) uses it; it goes once that lab is down.
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 409, ..
+            })
+            | Ok(_) => {}
+            Err(e) => return Err(e).context(format!("removing the old lab image {tag}")),
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
