@@ -51,7 +51,7 @@ pub fn with_block(content: &str, lab: &str, entries: &[(Ipv4Addr, &str)]) -> Str
 pub fn update(path: &Path, edit: impl FnOnce(&str) -> String) -> Result<()> {
     let what = || {
         format!(
-            "updating {} (set manage_hosts_file to false to skip)",
+            "updating {} (the lab needs write access to it unless `LabConfig::hosts_file` is None)",
             path.display()
         )
     };
