@@ -108,15 +108,25 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
             .ok()
             .filter(|v| v.starts_with('v'))
             .unwrap_or_else(|| crate::VERSION.to_string()),
+        bootstrapped: std::sync::atomic::AtomicBool::new(false),
     });
-    bootstrap(&api, &o.service_cluster_ip_range).await;
+    let b = api.clone();
+    let cidr = o.service_cluster_ip_range.clone();
+    // etcd may still be starting (the kubelet starts both): retry until done.
+    tokio::spawn(async move {
+        while !bootstrap(&b, &cidr).await {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        b.bootstrapped
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    });
     tokio::spawn(server::serve(listener, Arc::new(tls), api));
     Ok(addr)
 }
 
 /// What the real apiserver's bootstrap controllers create: system namespaces
-/// and the `kubernetes` Service. Best effort: etcd may still be starting.
-async fn bootstrap(api: &server::Api, service_cidr: &str) {
+/// and the `kubernetes` Service. True once they all exist.
+async fn bootstrap(api: &server::Api, service_cidr: &str) -> bool {
     let res = |p: &str| {
         api.builtin
             .iter()
@@ -125,6 +135,7 @@ async fn bootstrap(api: &server::Api, service_cidr: &str) {
             .expect("core resource")
     };
     let ns = res("namespaces");
+    let mut done = true;
     for n in ["default", "kube-system", "kube-public", "kube-node-lease"] {
         let _ = api
             .create_object(
@@ -133,6 +144,8 @@ async fn bootstrap(api: &server::Api, service_cidr: &str) {
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}),
             )
             .await;
+        // Read back: only an object that is there counts.
+        done &= matches!(api.get_object(&ns, "", n).await, Ok(Some(_)));
     }
     let ip = service_cidr
         .split(',')
@@ -143,5 +156,10 @@ async fn bootstrap(api: &server::Api, service_cidr: &str) {
         .unwrap_or_default();
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
-    let _ = api.create_object(&res("services"), "default", svc).await;
+    let svcs = res("services");
+    let _ = api.create_object(&svcs, "default", svc).await;
+    done && matches!(
+        api.get_object(&svcs, "default", "kubernetes").await,
+        Ok(Some(_))
+    )
 }

@@ -22,6 +22,9 @@ pub struct Api {
     /// "host:port" announced in /api's serverAddressByClientCIDRs.
     pub advertise: String,
     pub version: String,
+    /// Set once the bootstrap objects (system namespaces) exist: until then
+    /// /readyz fails, as the real post-start hooks make it.
+    pub bootstrapped: std::sync::atomic::AtomicBool,
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -432,9 +435,10 @@ impl Api {
         let path = req.path.trim_end_matches('/').to_string();
         let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
         match segs.as_slice() {
-            ["healthz"] | ["livez"] | ["readyz"] => return self.health(&req.query).await,
-            [h, _] if matches!(*h, "healthz" | "livez" | "readyz") => {
-                return self.health(&req.query).await
+            [h] | [h, _] if matches!(*h, "healthz" | "livez" | "readyz") => {
+                let hooks =
+                    *h == "livez" || self.bootstrapped.load(std::sync::atomic::Ordering::Relaxed);
+                return self.health(&req.query, hooks).await;
             }
             ["version"] => return json_response(StatusCode::OK, &version_info(&self.version)),
             _ => {}
@@ -504,21 +508,28 @@ impl Api {
         }
     }
 
-    async fn health(&self, query: &str) -> Response<Body> {
-        let ok = matches!(
+    async fn health(&self, query: &str, hooks: bool) -> Response<Body> {
+        let etcd = matches!(
             tokio::time::timeout(Duration::from_secs(2), self.etcd.revision()).await,
             Ok(Ok(_))
         );
+        let ok = etcd && hooks;
         let verbose = query
             .split('&')
             .any(|q| q == "verbose" || q.starts_with("verbose="));
-        let text = match (ok, verbose) {
-            (true, false) => "ok".to_string(),
-            (true, true) => "[+]ping ok\n[+]log ok\n[+]etcd ok\nhealthz check passed\n".to_string(),
-            (false, _) => {
-                "[+]ping ok\n[+]log ok\n[-]etcd failed: reason withheld\nhealthz check failed\n"
-                    .to_string()
-            }
+        let mark = |b: bool| if b { "+" } else { "-" };
+        let detail = |b: bool| if b { "ok" } else { "failed: reason withheld" };
+        let text = if ok && !verbose {
+            "ok".to_string()
+        } else {
+            format!(
+                "[+]ping ok\n[+]log ok\n[{}]etcd {}\n[{}]poststarthook/bootstrap-controller {}\nhealthz check {}\n",
+                mark(etcd),
+                detail(etcd),
+                mark(hooks),
+                detail(hooks),
+                if ok { "passed" } else { "failed" }
+            )
         };
         Response::builder()
             .status(if ok {
@@ -723,6 +734,7 @@ impl Api {
             builtin: vec![],
             advertise: String::new(),
             version: String::new(),
+            bootstrapped: std::sync::atomic::AtomicBool::new(true),
         };
         let target = Target {
             res: t.res.clone(),

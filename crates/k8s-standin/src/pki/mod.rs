@@ -251,6 +251,8 @@ pub fn apiserver_sans(p: &PkiParams) -> Vec<String> {
     ];
     s.extend(p.endpoint_host.iter().cloned());
     s.extend(p.cert_sans.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    s.retain(|x| seen.insert(x.clone()));
     s
 }
 

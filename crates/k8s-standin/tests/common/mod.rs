@@ -76,46 +76,71 @@ impl Cluster {
             std::fs::write(dir.join("pki").join(&f.path), &f.contents).unwrap();
         }
         let p = |f: &str| dir.join("pki").join(f).to_string_lossy().into_owned();
-        let (cport, pport) = (free_port(), free_port());
-        let etcd_url = format!("https://127.0.0.1:{cport}");
-        let peer = format!("https://127.0.0.1:{pport}");
-        let etcd = Command::new("etcd")
-            .args([
-                "--name",
-                "cp1",
-                "--data-dir",
-                &dir.join("etcd").to_string_lossy(),
-                "--listen-client-urls",
-                &etcd_url,
-                "--advertise-client-urls",
-                &etcd_url,
-                "--listen-peer-urls",
-                &peer,
-                "--initial-advertise-peer-urls",
-                &peer,
-                "--initial-cluster",
-                &format!("cp1={peer}"),
-                "--cert-file",
-                &p("etcd/server.crt"),
-                "--key-file",
-                &p("etcd/server.key"),
-                "--client-cert-auth=true",
-                "--trusted-ca-file",
-                &p("etcd/ca.crt"),
-                "--peer-cert-file",
-                &p("etcd/peer.crt"),
-                "--peer-key-file",
-                &p("etcd/peer.key"),
-                "--peer-client-cert-auth=true",
-                "--peer-trusted-ca-file",
-                &p("etcd/ca.crt"),
-                "--listen-metrics-urls",
-                &format!("http://127.0.0.1:{}", free_port()),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start etcd");
+        // Ports come from the OS but may race with other test processes:
+        // retry when our etcd dies (it lost the bind) instead of using another's.
+        let (etcd, etcd_url) = (0..10)
+            .find_map(|_| {
+                let (cport, pport) = (free_port(), free_port());
+                let etcd_url = format!("https://127.0.0.1:{cport}");
+                let peer = format!("https://127.0.0.1:{pport}");
+                let mut child = Command::new("etcd")
+                    .args([
+                        "--name",
+                        "cp1",
+                        "--data-dir",
+                        &dir.join("etcd").to_string_lossy(),
+                        "--listen-client-urls",
+                        &etcd_url,
+                        "--advertise-client-urls",
+                        &etcd_url,
+                        "--listen-peer-urls",
+                        &peer,
+                        "--initial-advertise-peer-urls",
+                        &peer,
+                        "--initial-cluster",
+                        &format!("cp1={peer}"),
+                        "--initial-cluster-token",
+                        &format!("{name}-{}", std::process::id()),
+                        "--cert-file",
+                        &p("etcd/server.crt"),
+                        "--key-file",
+                        &p("etcd/server.key"),
+                        "--client-cert-auth=true",
+                        "--trusted-ca-file",
+                        &p("etcd/ca.crt"),
+                        "--peer-cert-file",
+                        &p("etcd/peer.crt"),
+                        "--peer-key-file",
+                        &p("etcd/peer.key"),
+                        "--peer-client-cert-auth=true",
+                        "--peer-trusted-ca-file",
+                        &p("etcd/ca.crt"),
+                        "--listen-metrics-urls",
+                        &format!("http://127.0.0.1:{}", free_port()),
+                    ])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("start etcd");
+                for _ in 0..100 {
+                    if let Ok(Some(_)) = child.try_wait() {
+                        let _ = std::fs::remove_dir_all(dir.join("etcd"));
+                        return None;
+                    }
+                    if std::net::TcpStream::connect(("127.0.0.1", cport)).is_ok() {
+                        std::thread::sleep(Duration::from_millis(300));
+                        if let Ok(None) = child.try_wait() {
+                            return Some((child, etcd_url));
+                        }
+                        let _ = std::fs::remove_dir_all(dir.join("etcd"));
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = child.kill();
+                None
+            })
+            .expect("etcd starts");
         let ca = CertKey {
             cert_pem: std::fs::read_to_string(dir.join("pki/ca.crt")).unwrap(),
             key_pem: std::fs::read_to_string(dir.join("pki/ca.key")).unwrap(),
@@ -147,21 +172,15 @@ impl Cluster {
             etcd_keyfile: self.pki("apiserver-etcd-client.key"),
             service_cluster_ip_range: "10.96.0.0/12".into(),
         };
-        // etcd needs a moment to elect itself leader.
-        for _ in 0..100 {
-            if let Ok(addr) = k8s_standin::apiserver::start(&o).await {
-                let url = format!("https://{addr}");
-                let c = Client::new(&self.ca.cert_pem, None);
-                for _ in 0..100 {
-                    if c.get(&format!("{url}/readyz")).await.0 == 200 {
-                        // Re-run bootstrap now that etcd answers.
-                        if let Ok(addr2) = k8s_standin::apiserver::start(&o).await {
-                            return format!("https://{addr2}");
-                        }
-                        return url;
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+        // Ready once etcd answers and the system namespaces exist.
+        let addr = k8s_standin::apiserver::start(&o)
+            .await
+            .expect("apiserver starts");
+        let url = format!("https://{addr}");
+        let c = Client::new(&self.ca.cert_pem, None);
+        for _ in 0..200 {
+            if c.get(&format!("{url}/readyz")).await.0 == 200 {
+                return url;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
