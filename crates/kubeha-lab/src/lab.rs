@@ -45,6 +45,8 @@ pub struct LabConfig {
     pub extra_debs: Vec<PathBuf>,
     /// The lab network's /24 (its x.y.z.0 address); default: a free one in 172.29.0.0/16.
     pub subnet: Option<Ipv4Addr>,
+    /// A local copy of the Calico manifest for the lab's spec: lab nodes have no internet.
+    pub calico_manifest: Option<PathBuf>,
     /// File on the lab machine where `load-balancer.local` is mapped to the lab's endpoint,
     /// in a marked block that `down` removes; `None` leaves the machine's name resolution alone.
     pub hosts_file: Option<PathBuf>,
@@ -60,6 +62,7 @@ impl Default for LabConfig {
             extra_debs: Vec::new(),
             subnet: None,
             hosts_file: Some(PathBuf::from("/etc/hosts")),
+            calico_manifest: None,
         }
     }
 }
@@ -78,6 +81,9 @@ pub struct Lab {
     /// Absolute.
     pub state_dir: PathBuf,
     pub hosts_file: Option<PathBuf>,
+    /// Written into the spec's `cni.calico.manifest` (absolute).
+    #[serde(default)]
+    pub calico_manifest: Option<PathBuf>,
 }
 
 /// One container of a lab as Docker sees it now.
@@ -135,6 +141,7 @@ impl Lab {
             mirror_address: subnet.host(MIRROR_OCTET),
             state_dir,
             hosts_file: None,
+            calico_manifest: None,
         })
     }
 
@@ -352,6 +359,14 @@ pub async fn up(config: &LabConfig) -> Result<Lab> {
         state_dir,
     )?;
     lab.hosts_file = config.hosts_file.clone();
+    lab.calico_manifest = config
+        .calico_manifest
+        .as_ref()
+        .map(|p| {
+            p.canonicalize()
+                .context(format!("the Calico manifest {}", p.display()))
+        })
+        .transpose()?;
     remove_unplanned(&docker, &lab).await?;
 
     ssh::ensure_keypair(&lab.identity_file(), &format!("kubeha-lab-{}", lab.name)).await?;

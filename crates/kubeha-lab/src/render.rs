@@ -51,6 +51,13 @@ pub(crate) fn cluster_yaml(lab: &Lab) -> String {
         url = quoted(&lab.mirror_url()),
         key = quoted_path(&lab.mirror_key_file()),
     );
+    if let Some(manifest) = &lab.calico_manifest {
+        let _ = write!(
+            y,
+            "  cni:\n    calico:\n      manifest: {}\n",
+            quoted_path(manifest)
+        );
+    }
     if let Some(vip) = lab.virtual_ip {
         let _ = write!(
             y,
@@ -140,5 +147,16 @@ spec:
         assert!(l
             .cluster_yaml()
             .contains(r#"identityFile: "/tmp/a \"b\": c/id_ed25519""#));
+    }
+
+    #[test]
+    fn a_calico_manifest_is_written_into_the_spec() {
+        let mut l = lab(Topology::Minimal);
+        l.calico_manifest = Some(PathBuf::from("/fixtures/calico.yaml"));
+        let yaml = l.cluster_yaml();
+        assert!(
+            yaml.ends_with("  cni:\n    calico:\n      manifest: \"/fixtures/calico.yaml\"\n"),
+            "{yaml}"
+        );
     }
 }

@@ -40,6 +40,9 @@ enum LabCommand {
         /// Extra .deb packages for the lab's mirror (the Kubernetes packages).
         #[arg(long)]
         debs: Vec<PathBuf>,
+        /// A local Calico manifest for the spec (lab nodes have no internet).
+        #[arg(long)]
+        calico_manifest: Option<PathBuf>,
     },
     /// Remove every container, network and volume of the lab (the cached images stay).
     Down,
@@ -64,6 +67,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             workers,
             out,
             debs,
+            calico_manifest,
         } => {
             let topology: Topology = topology
                 .parse()
@@ -74,6 +78,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 workers,
                 state_dir: args.state_dir,
                 extra_debs: debs,
+                calico_manifest,
                 ..LabConfig::default()
             };
             let lab = block_on(kubeha_lab::up(&config)).map_err(lab_err)?;
