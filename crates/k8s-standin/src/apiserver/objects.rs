@@ -464,7 +464,10 @@ pub fn table(kind: &str, items: &[Value], resource_version: &str) -> Value {
                 }
                 "Pod" => {
                     let phase = o.pointer("/status/phase").cloned().unwrap_or(json!("Pending"));
-                    json!([name, "0/1", phase, 0, age(o)])
+                    let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
+                    let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
+                    let ready = statuses.iter().filter(|c| c["ready"] == true).count();
+                    json!([name, format!("{ready}/{total}"), phase, 0, age(o)])
                 }
                 _ => json!([name, age(o)]),
             };

@@ -46,6 +46,7 @@ fn main() {
         }
         let mut runner = pods::Runner::new(paths.clone(), pods::BIN_DIR.into(), s.node_name.clone());
         let mut client = None;
+        let mut kc_seen: Option<Vec<u8>> = None;
         let mut last_beat = std::time::Instant::now() - Duration::from_secs(60);
         loop {
             // Every sandbox fails when the cgroup drivers differ, static Pods included.
@@ -56,9 +57,17 @@ fn main() {
                     vec![]
                 }
             };
+            // A rewritten kubeconfig (kubeadm init/join after a reset) means new credentials.
+            let kc_now = std::fs::read(paths.at(&s.kubeconfig)).ok();
+            if kc_now != kc_seen {
+                client = None;
+            }
             if client.is_none() {
                 match node::client(&s, &paths).await {
-                    Ok(c) => client = c,
+                    Ok(c) => {
+                        client = c;
+                        kc_seen = std::fs::read(paths.at(&s.kubeconfig)).ok();
+                    }
                     Err(e) => eprintln!("E0000 kubelet: {e}"),
                 }
             }

@@ -369,7 +369,7 @@ pub async fn wait_control_plane(
     );
     let start = Instant::now();
     while start.elapsed() < api_timeout {
-        if client.get("/livez").await.code == 200 {
+        if client.get("/healthz").await.code == 200 {
             println!(
                 "[api-check] The API server is healthy after {:.9}s",
                 start.elapsed().as_secs_f64()

@@ -138,9 +138,9 @@ pub async fn token_list(p: &Parsed, env: &Env) -> Result<(), Failure> {
 /// kubectl-style short duration: "23h", "59m".
 fn human_ttl(secs: i64) -> String {
     if secs >= 3600 {
-        format!("{}h", (secs + 1800) / 3600)
+        format!("{}h", secs / 3600)
     } else {
-        format!("{}m", (secs + 30) / 60)
+        format!("{}m", secs / 60)
     }
 }
 
@@ -502,10 +502,10 @@ pub async fn upgrade_plan(p: &Parsed, env: &Env) -> Result<(), Failure> {
         "kube-controller-manager",
         "kube-scheduler",
         "kube-proxy",
-        "etcd",
     ] {
         println!("{comp:<25} {:<9} {cur:<9} {}", "", crate::VERSION);
     }
+    println!("{:<25} {:<9} {:<9} 3.5.15-0", "etcd", "", "3.5.15-0");
     println!("\nYou can now apply the upgrade by executing the following command:\n\n\tkubeadm upgrade apply {}\n", crate::VERSION);
     Ok(())
 }
@@ -674,7 +674,7 @@ mod tests {
 
     #[test]
     fn ttl_format() {
-        assert_eq!(human_ttl(23 * 3600 + 1800), "24h");
+        assert_eq!(human_ttl(23 * 3600 + 1800), "23h");
         assert_eq!(human_ttl(59 * 60), "59m");
     }
 }

@@ -202,14 +202,14 @@ pub async fn heartbeat(
         let r = c.create("/api/v1/nodes", &node).await;
         if !r.ok() && r.code != 409 {
             return Err(format!(
-                "\"Unable to register node with API server\" err=\"{}\" node=\"{name}\"",
+                "\"Unable to register node with API server\" err={:?} node=\"{name}\"",
                 r.message()
             ));
         }
         eprintln!("I0000 kubelet: \"Successfully registered node\" node=\"{name}\"");
     } else if !cur.ok() {
         return Err(format!(
-            "\"Error updating node status, will retry\" err=\"{}\"",
+            "\"Error updating node status, will retry\" err={:?}",
             cur.message()
         ));
     }
@@ -218,7 +218,7 @@ pub async fn heartbeat(
         .await;
     if !r.ok() {
         return Err(format!(
-            "\"Error updating node status, will retry\" err=\"{}\"",
+            "\"Error updating node status, will retry\" err={:?}",
             r.message()
         ));
     }
