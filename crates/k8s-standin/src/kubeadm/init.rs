@@ -584,7 +584,11 @@ pub fn dns_ip(cluster: &config::ClusterConfiguration) -> String {
         .unwrap_or_else(|| "10.96.0.10".into())
 }
 
-async fn addons(client: &Client, cfg: &InitConfig) -> Result<(), Failure> {
+async fn addons(
+    client: &Client,
+    cfg: &InitConfig,
+    skip: &dyn Fn(&str) -> bool,
+) -> Result<(), Failure> {
     let dns_ip = dns_ip(&cfg.cluster);
     let repo = cfg
         .cluster
@@ -619,15 +623,27 @@ async fn addons(client: &Client, cfg: &InitConfig) -> Result<(), Failure> {
                 "spec": {"priorityClassName": "system-node-critical", "hostNetwork": true, "containers": [{"name": "kube-proxy", "image": format!("{repo}/kube-proxy:{}", cfg.cluster.kubernetes_version.clone().unwrap_or_default())}]}}}}),
         ),
     ];
-    for (path, obj) in objs {
+    let (dns, proxy) = (
+        !skip("addon/coredns") && !skip("addon"),
+        !skip("addon/kube-proxy") && !skip("addon"),
+    );
+    for (i, (path, obj)) in objs.into_iter().enumerate() {
+        // The first three objects are CoreDNS, the last two kube-proxy.
+        if (i < 3 && !dns) || (i >= 3 && !proxy) {
+            continue;
+        }
         let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
         let r = client.create_or_update(&path, &name, &obj).await;
         if !r.ok() {
             return fail("addon", r.message());
         }
     }
-    println!("[addons] Applied essential addon: CoreDNS");
-    println!("[addons] Applied essential addon: kube-proxy");
+    if dns {
+        println!("[addons] Applied essential addon: CoreDNS");
+    }
+    if proxy {
+        println!("[addons] Applied essential addon: kube-proxy");
+    }
     Ok(())
 }
 
@@ -846,7 +862,7 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
     let ca_pem = env.read(&format!("{dir}/ca.crt")).unwrap_or_default();
     bootstrap_tokens(&admin, &cfg, &ca_pem, p.on("skip-token-print")).await?;
     println!("[kubelet-finalize] Updating \"/etc/kubernetes/kubelet.conf\" to point to a rotatable kubelet client certificate and key");
-    addons(&admin, &cfg).await?;
+    addons(&admin, &cfg, &|ph| skipped(&cfg, p, ph)).await?;
     let hash = pki::ca_cert_hash(&ca_pem).map_err(|e| e.to_string())?;
     let token = cfg
         .init
