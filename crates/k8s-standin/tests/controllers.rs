@@ -141,5 +141,5 @@ async fn controllers_sign_clean_collect_and_issue() {
     );
     let n = c.get("/api/v1/nodes/w1").await.body;
     assert_eq!(n["status"]["conditions"][0]["status"], "Unknown");
-    assert_eq!(k8s_standin::apiserver::objects::node_status(&n), "Unknown");
+    assert_eq!(k8s_standin::apiserver::objects::node_status(&n), "NotReady");
 }

@@ -413,10 +413,13 @@ pub fn node_status(node: &Value) -> String {
         .pointer("/status/conditions")
         .and_then(Value::as_array)
         .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
-        .map(|c| match c["status"].as_str() {
-            Some("True") => "Ready",
-            Some("False") => "NotReady",
-            _ => "Unknown",
+        // kubectl's printer: only True is Ready; False and Unknown are NotReady.
+        .map(|c| {
+            if c["status"] == "True" {
+                "Ready"
+            } else {
+                "NotReady"
+            }
         })
         .unwrap_or("Unknown");
     if node.pointer("/spec/unschedulable").and_then(Value::as_bool) == Some(true) {

@@ -1,0 +1,186 @@
+#!/bin/bash
+# End-to-end check of the stand-ins on one machine: each "host" is a network +
+# mount + UTS namespace (own IP, own /etc/kubernetes, /var/lib/{kubelet,etcd},
+# own fake containerd socket), HAProxy in front of the control planes. Runs the
+# seed's manual steps with plain shell: kubeadm init, two control-plane joins,
+# a worker join, Calico, then stops cp1 and checks the API still answers
+# through the load balancer with its data. Needs root, iproute2, util-linux,
+# haproxy, etcd-server, python3. Usage: netns-cluster.sh [BIN_DIR]  (default target/debug)
+set -euo pipefail
+
+BIN=$(cd "${1:-$(dirname "$0")/../../../../target/debug}" && pwd)
+NET=10.200.0
+LB=$NET.1
+ROOT=$(mktemp -d /tmp/standin-e2e.XXXX)
+PIDS=()
+CALICO=${CALICO:-/work/shared/fixtures/calico-v3.28.1.yaml}
+KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
+TOKEN=abcdef.0123456789abcdef
+
+log() { echo "=== $*"; }
+cleanup() {
+  set +e
+  for n in cp1 cp2 cp3 w1 w2; do
+    for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
+    ip netns del "$n" 2>/dev/null
+  done
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  iptables -D FORWARD -i br-standin -o br-standin -j ACCEPT 2>/dev/null
+  ip link del br-standin 2>/dev/null
+  rm -rf /usr/lib/k8s-standin "$ROOT"
+}
+trap cleanup EXIT
+
+mkdir -p /usr/lib/k8s-standin/bin
+for c in kube-apiserver kube-controller-manager kube-scheduler; do cp "$BIN/$c" /usr/lib/k8s-standin/bin/; done
+
+ip link add br-standin type bridge
+ip addr add $LB/24 dev br-standin
+ip link set br-standin up
+# Hosts talk to each other across the bridge; Docker's FORWARD policy is DROP.
+iptables -I FORWARD -i br-standin -o br-standin -j ACCEPT
+
+# host NAME IP: namespaces, private dirs, fake CRI socket, kubelet under a restart loop.
+host() {
+  local n=$1 ip=$2 d=$ROOT/$1
+  ip netns add "$n"
+  ip link add "v-$n" type veth peer name eth0 netns "$n"
+  ip link set "v-$n" master br-standin up
+  ip netns exec "$n" ip addr add "$ip/24" dev eth0
+  ip netns exec "$n" ip link set eth0 up
+  ip netns exec "$n" ip link set lo up
+  ip netns exec "$n" ip route add default via $LB
+  # Node preparation the seed does (kubeadm's preflight reads both files).
+  ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1
+  ip netns exec "$n" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+  mkdir -p "$d"/{kubernetes,kubelet,etcd,run,cni,logs,containerd,containerd-etc,kubeadm}
+  printf 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n' >"$d/containerd-etc/config.toml"
+  ip netns exec "$n" unshare --mount --uts --propagation private bash -c "
+    hostname $n
+    for m in kubernetes:/etc/kubernetes kubelet:/var/lib/kubelet etcd:/var/lib/etcd run:/run/kubelet-standin cni:/etc/cni/net.d logs:/var/log/pods containerd:/var/run/containerd containerd-etc:/etc/containerd kubeadm:/etc/kubeadm; do
+      mkdir -p \${m#*:}; mount --bind $d/\${m%%:*} \${m#*:}
+    done
+    python3 -c 'import socket,os
+s=socket.socket(socket.AF_UNIX); s.bind(\"/var/run/containerd/containerd.sock\"); s.listen(50)
+while True: s.accept()[0].close()' &
+    export PATH=$BIN:\$PATH
+    while true; do
+      set -a; . /var/lib/kubelet/kubeadm-flags.env 2>/dev/null; set +a
+      $BIN/kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \$KUBELET_KUBEADM_ARGS >>$d/kubelet.log 2>&1
+      sleep 2
+    done" &
+  PIDS+=($!)
+}
+
+# on NAME CMD...: runs in the host's namespaces.
+on() {
+  local n=$1; shift
+  local pid
+  pid=$(ip netns pids "$n" | while read -r p; do [ "$(readlink /proc/$p/ns/mnt)" != "$(readlink /proc/self/ns/mnt)" ] && echo "$p" && break; done)
+  nsenter --target "$pid" --mount --uts --net env PATH="$BIN:$PATH" "$@"
+}
+
+host cp1 $NET.11; host cp2 $NET.12; host cp3 $NET.13; host w1 $NET.21; host w2 $NET.22
+sleep 2
+
+cat >"$ROOT/haproxy.cfg" <<HAP
+global
+  daemon
+  pidfile $ROOT/haproxy.pid
+defaults
+  mode tcp
+  timeout connect 5s
+  timeout client 35s
+  timeout server 35s
+  timeout check 10s
+  option redispatch
+  retries 1
+frontend apiserver
+  bind $LB:6443
+  default_backend apiserver
+backend apiserver
+  option httpchk
+  http-check connect ssl
+  http-check send meth GET uri /healthz
+  http-check expect status 200
+  balance roundrobin
+  server cp1 $NET.11:6443 check verify none inter 1s fall 2 rise 1
+  server cp2 $NET.12:6443 check verify none inter 1s fall 2 rise 1
+  server cp3 $NET.13:6443 check verify none inter 1s fall 2 rise 1
+HAP
+haproxy -f "$ROOT/haproxy.cfg"
+PIDS+=("$(cat "$ROOT/haproxy.pid")")
+
+cat >"$ROOT/cp1/kubeadm/init.yaml" <<CFG
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: InitConfiguration
+bootstrapTokens: [{token: $TOKEN, ttl: 24h0m0s}]
+certificateKey: $KEY
+nodeRegistration: {name: cp1}
+localAPIEndpoint: {advertiseAddress: $NET.11, bindPort: 6443}
+---
+apiVersion: kubeadm.k8s.io/v1beta4
+kind: ClusterConfiguration
+kubernetesVersion: v1.31.0
+controlPlaneEndpoint: "$LB:6443"
+networking: {podSubnet: 192.168.0.0/16}
+---
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: systemd
+CFG
+log "kubeadm init on cp1"
+on cp1 kubeadm init --config /etc/kubeadm/init.yaml --upload-certs | tail -3
+HASH=$(on cp1 sh -c 'openssl x509 -pubkey -in /etc/kubernetes/pki/ca.crt | openssl pkey -pubin -outform der | openssl dgst -sha256' | sed 's/^.* //')
+
+join_cfg() {
+  local n=$1 ip=$2 cp=$3
+  {
+    echo "apiVersion: kubeadm.k8s.io/v1beta4"
+    echo "kind: JoinConfiguration"
+    echo "discovery: {bootstrapToken: {token: $TOKEN, apiServerEndpoint: \"$LB:6443\", caCertHashes: [\"sha256:$HASH\"]}}"
+    echo "nodeRegistration: {name: $n}"
+    if [ "$cp" = yes ]; then
+      echo "controlPlane: {localAPIEndpoint: {advertiseAddress: $ip, bindPort: 6443}, certificateKey: $KEY}"
+    fi
+  } >"$ROOT/$n/kubeadm/join.yaml"
+}
+for n in cp2:$NET.12 cp3:$NET.13; do
+  join_cfg "${n%%:*}" "${n#*:}" yes
+  log "kubeadm join (control plane) on ${n%%:*}"
+  on "${n%%:*}" kubeadm join --config /etc/kubeadm/join.yaml | tail -2
+done
+for w in w1 w2; do
+  join_cfg $w "" no
+  log "kubeadm join (worker) on $w"
+  on $w kubeadm join --config /etc/kubeadm/join.yaml | tail -2
+done
+
+K="on cp1 kubectl --kubeconfig /etc/kubernetes/admin.conf"
+log "Calico"
+$K apply -f - <"$CALICO" >/dev/null
+for i in $(seq 1 60); do
+  ready=$($K get nodes --no-headers | awk '$2 == "Ready"' | wc -l)
+  [ "$ready" = 5 ] && break
+  sleep 2
+done
+$K get nodes
+[ "$ready" = 5 ] || { echo "FAIL: $ready/5 nodes Ready"; exit 1; }
+on cp1 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key member list -w table
+$K create configmap survivor --from-literal=k=v >/dev/null
+
+log "stopping cp1 (every process in its namespaces)"
+for p in $(ip netns pids cp1); do kill -9 "$p" 2>/dev/null || true; done
+sleep 4
+K2="on cp2 kubectl --kubeconfig /etc/kubernetes/admin.conf"
+$K2 get configmap survivor -o jsonpath='{.data.k}{"\n"}'
+[ "$($K2 get configmap survivor -o jsonpath='{.data.k}')" = v ] || { echo "FAIL: data lost"; exit 1; }
+log "waiting for cp1 to go NotReady (node lifecycle grace 40s)"
+for i in $(seq 1 40); do
+  st=$($K2 get node cp1 --no-headers | awk '{print $2}')
+  [ "$st" != Ready ] && break
+  sleep 2
+done
+$K2 get nodes
+[ "$st" != Ready ] || { echo "FAIL: cp1 still Ready"; exit 1; }
+echo "1 passed, 0 failed"
