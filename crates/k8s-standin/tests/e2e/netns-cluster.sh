@@ -20,7 +20,7 @@ TOKEN=abcdef.0123456789abcdef
 log() { echo "=== $*"; }
 cleanup() {
   set +e
-  for n in cp1 cp2 cp3 w1 w2; do
+  for n in cp1 cp2 cp3 w1 w2 w3; do
     for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     ip netns del "$n" 2>/dev/null
   done
@@ -80,7 +80,9 @@ on() {
   nsenter --target "$pid" --mount --uts --net env PATH="$BIN:$PATH" "$@"
 }
 
-host cp1 $NET.11; host cp2 $NET.12; host cp3 $NET.13; host w1 $NET.21; host w2 $NET.22
+host cp1 $NET.11; host cp2 $NET.12; host cp3 $NET.13; host w1 $NET.21; host w2 $NET.22; host w3 $NET.23
+# w3's containerd keeps runc on cgroupfs while the kubelet uses systemd.
+sed -i 's/SystemdCgroup = true/SystemdCgroup = false/' "$ROOT/w3/containerd-etc/config.toml"
 sleep 2
 
 cat >"$ROOT/haproxy.cfg" <<HAP
@@ -145,12 +147,17 @@ join_cfg() {
     fi
   } >"$ROOT/$n/kubeadm/join.yaml"
 }
+log "a join pinning the wrong CA hash fails"
+join_cfg cp2 $NET.12 yes
+sed -i "s/sha256:$HASH/sha256:$(printf '0%.0s' $(seq 64))/" "$ROOT/cp2/kubeadm/join.yaml"
+if out=$(on cp2 kubeadm join --config /etc/kubeadm/join.yaml 2>&1); then echo "FAIL: wrong hash accepted"; exit 1; fi
+echo "$out" | grep -F "none of the public keys \"sha256:$HASH\" are pinned" || { echo "FAIL: $out"; exit 1; }
 for n in cp2:$NET.12 cp3:$NET.13; do
   join_cfg "${n%%:*}" "${n#*:}" yes
   log "kubeadm join (control plane) on ${n%%:*}"
   on "${n%%:*}" kubeadm join --config /etc/kubeadm/join.yaml | tail -2
 done
-for w in w1 w2; do
+for w in w1 w2 w3; do
   join_cfg $w "" no
   log "kubeadm join (worker) on $w"
   on $w kubeadm join --config /etc/kubeadm/join.yaml | tail -2
@@ -166,6 +173,7 @@ for i in $(seq 1 60); do
 done
 $K get nodes
 [ "$ready" = 5 ] || { echo "FAIL: $ready/5 nodes Ready"; exit 1; }
+[ "$($K get node w3 --no-headers | awk '{print $2}')" = NotReady ] || { echo "FAIL: w3 with a cgroup-driver mismatch is Ready"; exit 1; }
 on cp1 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key member list -w table
 $K create configmap survivor --from-literal=k=v >/dev/null
 
