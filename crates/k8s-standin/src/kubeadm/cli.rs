@@ -129,6 +129,7 @@ pub fn flags_for(cmd: &[String]) -> Vec<FlagSpec> {
                 boolean: false,
             },
         ],
+        ["config", "validate"] => vec![f("config"), b("allow-experimental-api")],
         ["version"] => vec![FlagSpec {
             name: "output",
             short: Some('o'),
@@ -197,6 +198,7 @@ const COMMANDS: &[&[&str]] = &[
     &["certs", "certificate-key"],
     &["certs", "check-expiration"],
     &["version"],
+    &["config", "validate"],
     &["upgrade", "plan"],
     &["upgrade", "apply"],
     &["upgrade", "node"],

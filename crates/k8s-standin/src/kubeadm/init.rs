@@ -740,6 +740,12 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
             .unwrap_or_default(),
         env,
     )?;
+    if p.on("dry-run") || cfg.init.dry_run == Some(true) {
+        // The stand-in's dry run validates and runs preflight, then changes nothing.
+        println!("[preflight] Would pull the required images (like 'kubeadm config images pull')");
+        println!("[dryrun] Finished dry-running successfully. Above are the resources that would be created");
+        return Ok(());
+    }
     println!("[preflight] Pulling images required for setting up a Kubernetes cluster");
     println!("[preflight] This might take a minute or two, depending on the speed of your internet connection");
     println!("[preflight] You can also perform this action beforehand using 'kubeadm config images pull'");

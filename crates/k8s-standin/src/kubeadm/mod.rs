@@ -226,6 +226,7 @@ pub fn main(argv: &[String], env: &Env) -> i32 {
             }
             ["certs", "check-expiration"] => ops::check_expiration(&parsed, env),
             ["version"] => ops::version(&parsed),
+            ["config", "validate"] => ops::config_validate(&parsed, env),
             ["upgrade", "plan"] => ops::upgrade_plan(&parsed, env).await,
             ["upgrade", "apply"] => ops::upgrade_apply(&parsed, env).await,
             ["upgrade", "node"] => ops::upgrade_node(&parsed, env).await,
@@ -251,6 +252,35 @@ pub fn main(argv: &[String], env: &Env) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn config_validate_is_strict() {
+        let root = std::env::temp_dir().join(format!("standin-validate-{}", std::process::id()));
+        let env = Env { root: root.clone() };
+        env.write("/proc/sys/kernel/hostname", b"cp1\n", 0o644)
+            .unwrap();
+        let run = |text: &str| {
+            env.write("/etc/kubeadm/init.yaml", text.as_bytes(), 0o600)
+                .unwrap();
+            main(
+                &["config", "validate", "--config", "/etc/kubeadm/init.yaml"].map(String::from),
+                &env,
+            )
+        };
+        assert_eq!(
+            run("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n"),
+            0
+        );
+        assert_eq!(
+            run("apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\nfoo: 1\n"),
+            1
+        );
+        assert_eq!(
+            run("apiVersion: kubeadm.k8s.io/v1beta4\nkind: JoinConfiguration\n"),
+            1
+        );
+        let _ = std::fs::remove_dir_all(root);
+    }
 
     #[test]
     fn endpoints() {

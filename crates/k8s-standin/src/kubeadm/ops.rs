@@ -334,7 +334,33 @@ pub fn version(p: &Parsed) -> Result<(), Failure> {
 
 /// `kubeadm reset`: remove this node's etcd member, stop the kubelet and the
 /// static Pods, and clean kubeadm's files; CNI config and iptables stay.
+/// `kubeadm config validate`: strict decoding, so unknown fields are errors here.
+pub fn config_validate(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let path = p.get("config").ok_or("the --config flag is mandatory")?;
+    let text = env.read(path).ok_or_else(|| {
+        format!("unable to read config from \"{path}\" : open {path}: no such file or directory")
+    })?;
+    let host = env.host_defaults();
+    let is_join = config::split_documents(&text)
+        .map_err(|e| e.0)?
+        .iter()
+        .any(|d| d.kind == "JoinConfiguration");
+    let r = if is_join {
+        config::load_join(&text, &host, true).map(|_| ())
+    } else {
+        config::load_init(&text, &host, true).map(|_| ())
+    };
+    r.map_err(|e| Failure::from(e.0))?;
+    println!("ok");
+    Ok(())
+}
+
 pub async fn reset(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    if p.on("dry-run") {
+        println!("[reset] Would stop the kubelet, remove this node's etcd member and delete kubeadm's files");
+        println!("[dryrun] Finished dry-running successfully.");
+        return Ok(());
+    }
     if !p.on("force") {
         use std::io::BufRead;
         super::warn("[reset] WARNING: Changes made to this host by 'kubeadm init' or 'kubeadm join' will be reverted.");
@@ -580,6 +606,10 @@ pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
         phase: Some("preflight".into()),
         msg: format!("[upgrade/version] FATAL: {e}"),
     })?;
+    if p.on("dry-run") {
+        println!("[dryrun] Would upgrade the static Pod manifests and kubeadm-config to {target}");
+        return Ok(());
+    }
     if !p.on("yes") && !p.on("force") {
         use std::io::BufRead;
         print!("[upgrade] Are you sure you want to proceed? [y/N]: ");
