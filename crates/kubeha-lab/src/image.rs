@@ -53,6 +53,10 @@ pub const MIRROR_PACKAGES: &[&str] = &[
     "runc",
     "etcd-server",
     "etcd-client",
+    // What the Kubernetes node packages depend on (kubelet: conntrack, ethtool),
+    // as pkgs.k8s.io's packages do.
+    "conntrack",
+    "ethtool",
 ];
 
 /// Carried when the suite has them.

@@ -11,10 +11,12 @@ use super::{steps, ApplyError, Connected, Survey};
 use crate::plan;
 use crate::remote::{Remote, RemoteError};
 use crate::render::{self, KubeadmSecrets};
-use crate::spec::{Host, Role};
+use crate::spec::{url_host, Host, Role};
 
 /// Re-upload the control-plane certificates well before kubeadm's 2 h expiry.
 const CREDENTIALS_MAX_AGE: Duration = Duration::from_secs(90 * 60);
+/// How long etcd must stay healthy after a join before the next member may be added.
+const ETCD_SETTLE: Duration = Duration::from_secs(6);
 /// How long a newly joined control plane may take to become a healthy etcd member.
 const ETCD_HEALTHY_WITHIN: Duration = Duration::from_secs(180);
 
@@ -250,7 +252,7 @@ impl<'a> Kubeadm<'a> {
                 &steps::etcdctl("member list -w json"),
             )
             .await?;
-        let peer = format!("https://{}:2380", ip_for_url(host.node_ip()));
+        let peer = format!("https://{}:2380", url_host(host.node_ip()));
         for id in members_with_peer(&out.stdout, &peer) {
             self.c.progress.info(&format!(
                 "{}: removing stale etcd member {id:x} ({peer})",
@@ -266,24 +268,43 @@ impl<'a> Kubeadm<'a> {
         Ok(())
     }
 
+    /// Waits until the new member is a started voting member and the whole cluster has
+    /// been healthy for [`ETCD_SETTLE`]: etcd refuses the next member (`unhealthy
+    /// cluster`) until every member has been connected for a few seconds.
     async fn wait_etcd_healthy(&self, host: &Host) -> Result<(), ApplyError> {
         let remote = self.bootstrap_remote()?;
         let deadline = Instant::now() + ETCD_HEALTHY_WITHIN;
-        let peer = format!("https://{}:2380", ip_for_url(host.node_ip()));
+        let peer = format!("https://{}:2380", url_host(host.node_ip()));
+        let mut healthy_since: Option<Instant> = None;
         loop {
             let members = remote.sh(&steps::etcdctl("member list -w json")).await?;
             let health = remote
                 .sh(&steps::etcdctl("endpoint health --cluster"))
                 .await?;
-            let is_member = !members_with_peer(&members.stdout, &peer).is_empty();
-            if is_member && health.success() {
-                return Ok(());
+            let member = member_state(&members.stdout, &peer);
+            let ready = member
+                == Some(MemberState {
+                    started: true,
+                    learner: false,
+                });
+            if ready && health.success() {
+                let since = *healthy_since.get_or_insert_with(Instant::now);
+                if since.elapsed() >= ETCD_SETTLE {
+                    return Ok(());
+                }
+            } else {
+                healthy_since = None;
             }
             if Instant::now() >= deadline {
-                let why = if is_member {
-                    format!("etcd is unhealthy: {}", health.stderr.trim())
-                } else {
-                    format!("no etcd member has peer URL {peer}")
+                let why = match member {
+                    None => format!("no etcd member has peer URL {peer}"),
+                    Some(MemberState { started: false, .. }) => {
+                        "its etcd member never started".into()
+                    }
+                    Some(MemberState { learner: true, .. }) => {
+                        "its etcd member is still a learner".into()
+                    }
+                    Some(_) => format!("etcd is unhealthy: {}", health.stderr.trim()),
                 };
                 return Err(ApplyError::Local(format!(
                     "{}: joined, but after {}s {why}",
@@ -291,7 +312,7 @@ impl<'a> Kubeadm<'a> {
                     ETCD_HEALTHY_WITHIN.as_secs()
                 )));
             }
-            tokio::time::sleep(Duration::from_secs(3)).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
 
@@ -313,11 +334,25 @@ impl<'a> Kubeadm<'a> {
     }
 }
 
-fn ip_for_url(ip: std::net::IpAddr) -> String {
-    match ip {
-        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
-        v4 => v4.to_string(),
-    }
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct MemberState {
+    /// An unstarted member has no name yet.
+    started: bool,
+    learner: bool,
+}
+
+/// The state of the member whose peer URLs include `peer`.
+fn member_state(json: &str, peer: &str) -> Option<MemberState> {
+    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
+    doc["members"].as_array()?.iter().find_map(|m| {
+        let urls = m["peerURLs"].as_array()?;
+        urls.iter()
+            .any(|u| u.as_str() == Some(peer))
+            .then(|| MemberState {
+                started: m["name"].as_str().is_some_and(|n| !n.is_empty()),
+                learner: m["isLearner"].as_bool().unwrap_or(false),
+            })
+    })
 }
 
 /// IDs of etcd members (from `member list -w json`) whose peer URLs include `peer`.
@@ -368,5 +403,19 @@ mod tests {
         );
         assert!(members_with_peer(json, "https://10.0.0.13:2380").is_empty());
         assert!(members_with_peer("garbage", "x").is_empty());
+        assert_eq!(
+            member_state(json, "https://10.0.0.12:2380"),
+            Some(MemberState {
+                started: false,
+                learner: true
+            })
+        );
+        assert_eq!(
+            member_state(json, "https://10.0.0.11:2380"),
+            Some(MemberState {
+                started: true,
+                learner: false
+            })
+        );
     }
 }

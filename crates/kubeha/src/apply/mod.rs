@@ -212,10 +212,20 @@ impl Connected {
         let gathered = self
             .each_host(hosts, |h, remote| async move {
                 let paths = managed_paths(cluster, h);
+                let apiserver = h.has(crate::spec::Role::ControlPlane).then(|| {
+                    format!(
+                        "https://{}:{}",
+                        crate::spec::url_host(h.node_ip()),
+                        crate::spec::APISERVER_PORT
+                    )
+                });
                 let deadline = Instant::now() + wait;
                 loop {
                     let out = remote
-                        .run("cannot gather facts", &facts::script(&paths))
+                        .run(
+                            "cannot gather facts",
+                            &facts::script(&paths, apiserver.as_deref()),
+                        )
                         .await?;
                     let facts = facts::parse(&out.stdout);
                     // Planning against a kubeadm still at work would reset what it is doing.

@@ -1,7 +1,7 @@
 //! The shell each plan action runs on its host. Pure: every value is quoted, and
 //! secrets never appear here (they travel inside files written over stdin).
 
-use crate::facts::{CLUSTER_MARKER, HOSTS_BEGIN, HOSTS_END};
+use crate::facts::{ACTIVATION_STAMPS, CLUSTER_MARKER, HOSTS_BEGIN, HOSTS_END};
 use crate::plan::Action;
 use crate::remote::quote;
 use crate::render::kubeadm::CRI_SOCKET;
@@ -61,9 +61,15 @@ pub fn script(action: &Action) -> Option<String> {
             "[ \"$(awk 'NR > 1' /proc/swaps | wc -l)\" = 0 ] || { echo 'swap is still on' >&2; exit 1; }"
         )
         .to_string(),
+        // The stamp records when kubeha last put a config into effect: a reload does not
+        // move systemd's start time.
         Action::Restart { service, reload } => {
             let verb = if *reload { "reload" } else { "restart" };
-            format!("systemctl {verb} {}", quote(service))
+            format!(
+                "systemctl {verb} {s}\nmkdir -p {dir}\ntouch {dir}/{s}",
+                s = quote(service),
+                dir = ACTIVATION_STAMPS
+            )
         }
         Action::Enable { service, start } => format!(
             "systemctl enable {}{}",

@@ -27,6 +27,8 @@ pub const SYSCTLS: [&str; 3] = [
 ];
 /// The file recording which cluster a host was provisioned for.
 pub const CLUSTER_MARKER: &str = "/etc/kubeha/cluster";
+/// kubeha touches `<dir>/<service>` whenever it restarts or reloads a service.
+pub const ACTIVATION_STAMPS: &str = "/var/lib/kubeha/activated";
 pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
 pub const HOSTS_BEGIN: &str = "# BEGIN kubeha";
 pub const HOSTS_END: &str = "# END kubeha";
@@ -43,6 +45,8 @@ pub struct Os {
 pub struct ServiceState {
     pub active: bool,
     pub enabled: bool,
+    /// When it last started (Unix microseconds), if it runs.
+    pub since: Option<u64>,
     /// The unit file exists (the package is installed).
     pub present: bool,
 }
@@ -58,6 +62,10 @@ pub struct KubeadmState {
     pub etcd_manifest: bool,
     /// The cluster CA certificate (PEM), when present.
     pub ca_cert: Option<String>,
+    /// Whether the cluster's `kubeadm-config` ConfigMap exists, asked of this control
+    /// plane's own apiserver (not the load balancer): `Some(false)` means `kubeadm init`
+    /// stopped before uploading its configuration; `None` that the API did not answer.
+    pub config_uploaded: Option<bool>,
 }
 
 impl KubeadmState {
@@ -87,6 +95,11 @@ pub struct HostFacts {
     pub services: BTreeMap<String, ServiceState>,
     /// sha256 of each managed file; `None` when absent.
     pub files: BTreeMap<String, Option<String>>,
+    /// When kubeha last restarted or reloaded each service (Unix microseconds).
+    pub activated: BTreeMap<String, u64>,
+    /// Last modification (Unix microseconds) of each managed file that exists: a
+    /// restart in the same second as the write must still count as after it.
+    pub mtimes: BTreeMap<String, u64>,
     /// The lines between kubeha's markers in /etc/hosts.
     pub hosts_block: Option<String>,
     pub kubeadm: KubeadmState,
@@ -107,8 +120,9 @@ impl HostFacts {
     }
 }
 
-/// The one script that prints every fact; `files` are the managed paths to hash.
-pub fn script(files: &[String]) -> String {
+/// The one script that prints every fact; `files` are the managed paths to hash, and
+/// `apiserver` this control plane's own API address (`https://IP:6443`).
+pub fn script(files: &[String], apiserver: Option<&str>) -> String {
     let mut s = String::from(
         r#"export LC_ALL=C
 . /etc/os-release 2>/dev/null
@@ -133,19 +147,22 @@ echo "br_netfilter=$([ -d /proc/sys/net/bridge ] && echo 1 || echo 0)"
         ));
     }
     s.push_str(&format!(
-        "dpkg-query -W -f='pkg.${{Package}}=${{Version}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null | awk '$2 ~ /^ii/ {{print $1}}'\n",
+        "dpkg-query -W -f='pkg.${{Package}}=${{Version}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null | awk '$2 ~ /^.i/ {{print $1}}'\n",
         PACKAGES.join(" ")
     ));
     s.push_str("apt-mark showhold 2>/dev/null | sed 's/^/held=/'\n");
     for svc in SERVICES {
+        // ActiveEnterTimestamp is empty for a unit that never ran.
         s.push_str(&format!(
-            "echo \"svc.{svc}=$(systemctl is-active {svc} 2>/dev/null)/$(systemctl is-enabled {svc} 2>/dev/null)\"\n"
+            "t=$(systemctl show --timestamp=us+utc -p ActiveEnterTimestamp --value {svc} 2>/dev/null)\n\
+             [ -f {ACTIVATION_STAMPS}/{svc} ] && echo \"stamp.{svc}=$(stat -c %.6Y {ACTIVATION_STAMPS}/{svc} | tr -d .)\"\n\
+             echo \"svc.{svc}=$(systemctl is-active {svc} 2>/dev/null)/$(systemctl is-enabled {svc} 2>/dev/null)/$([ -n \"$t\" ] && date -d \"$t\" +%s%6N)\"\n"
         ));
     }
     for f in files {
         let q = quote(f);
         s.push_str(&format!(
-            "if [ -f {q} ]; then echo \"file.{f}=$(sha256sum < {q} | cut -d' ' -f1)\"; else echo \"file.{f}=\"; fi\n"
+            "if [ -f {q} ]; then echo \"file.{f}=$(sha256sum < {q} | cut -d' ' -f1)\"; echo \"mtime.{f}=$(stat -c %.6Y {q} | tr -d .)\"; else echo \"file.{f}=\"; fi\n"
         ));
     }
     s.push_str(&format!(
@@ -154,9 +171,21 @@ for f in admin.conf kubelet.conf manifests/etcd.yaml; do [ -f "/etc/kubernetes/$
 [ -f {CA_CERT} ] && echo "kubeadm.ca=$(base64 -w0 {CA_CERT})"
 [ -f {CLUSTER_MARKER} ] && echo "cluster_marker=$(head -n1 {CLUSTER_MARKER})"
 pgrep -x kubeadm >/dev/null && echo "kubeadm_running=1"
-exit 0
 "#
     ));
+    if let Some(api) = apiserver {
+        // NotFound is an answer; any other failure leaves the fact unknown.
+        s.push_str(&format!(
+            r#"if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null; then
+  out=$(kubectl --kubeconfig /etc/kubernetes/admin.conf --server {api} --request-timeout 5s \
+    -n kube-system get configmap kubeadm-config -o name 2>&1) && echo kubeadm.config=1 \
+    || {{ echo "$out" | grep -q NotFound && echo kubeadm.config=0; }}
+fi
+"#,
+            api = quote(api)
+        ));
+    }
+    s.push_str("exit 0\n");
     s
 }
 
@@ -188,6 +217,8 @@ pub fn parse(output: &str) -> HostFacts {
             "kubeadm.admin.conf" => f.kubeadm.admin_conf = true,
             "kubeadm.kubelet.conf" => f.kubeadm.kubelet_conf = true,
             "kubeadm.manifests/etcd.yaml" => f.kubeadm.etcd_manifest = true,
+            "kubeadm.config" => f.kubeadm.config_uploaded = Some(value.trim() == "1"),
+            "kubeadm_running" => f.kubeadm_running = true,
             "kubeadm.ca" => {
                 use base64::Engine;
                 f.kubeadm.ca_cert = base64::engine::general_purpose::STANDARD
@@ -205,15 +236,29 @@ pub fn parse(output: &str) -> HostFacts {
                     f.packages
                         .insert(name.into(), value.split(' ').next().unwrap_or("").into());
                 } else if let Some(name) = key.strip_prefix("svc.") {
-                    let (active, enabled) = value.split_once('/').unwrap_or((value, ""));
+                    let mut parts = value.split('/');
+                    let active = parts.next().unwrap_or("");
+                    let enabled = parts.next().unwrap_or("");
                     f.services.insert(
                         name.into(),
                         ServiceState {
                             active: active == "active",
                             enabled: enabled == "enabled",
+                            since: parts
+                                .next()
+                                .and_then(|t| t.trim().parse().ok())
+                                .filter(|t| *t > 0),
                             present: !enabled.is_empty() && enabled != "not-found",
                         },
                     );
+                } else if let Some(svc) = key.strip_prefix("stamp.") {
+                    if let Ok(t) = value.trim().parse() {
+                        f.activated.insert(svc.into(), t);
+                    }
+                } else if let Some(path) = key.strip_prefix("mtime.") {
+                    if let Ok(t) = value.trim().parse() {
+                        f.mtimes.insert(path.into(), t);
+                    }
                 } else if let Some(path) = key.strip_prefix("file.") {
                     f.files.insert(
                         path.into(),
@@ -272,9 +317,11 @@ mod tests {
             ServiceState {
                 active: true,
                 enabled: true,
+                since: Some(1764000000),
                 present: true
             }
         );
+        assert_eq!(f.mtimes.get("/etc/sysctl.d/k8s.conf"), Some(&1763999000));
         assert!(f.kubeadm.admin_conf && f.kubeadm.kubelet_conf && f.kubeadm.etcd_manifest);
         assert!(f
             .kubeadm
@@ -287,6 +334,13 @@ mod tests {
             Some("10.0.0.5 load-balancer.local\n")
         );
         assert_eq!(f.cluster_marker.as_deref(), Some("k8s-ha"));
+        assert_eq!(f.kubeadm.config_uploaded, Some(true));
+        assert!(!f.kubeadm_running);
+        assert!(parse("kubeadm_running=1\nkubeadm.config=0\n").kubeadm_running);
+        assert_eq!(
+            parse("kubeadm.config=0\n").kubeadm.config_uploaded,
+            Some(false)
+        );
         assert_eq!(
             f.files.get("/etc/sysctl.d/k8s.conf").cloned().flatten(),
             Some(sha256_hex(crate::render::node::sysctl().as_bytes()))
@@ -295,7 +349,10 @@ mod tests {
 
     #[test]
     fn script_is_valid_sh_and_quotes_paths() {
-        let s = script(&["/etc/a b.conf".to_string()]);
+        let s = script(
+            &["/etc/a b.conf".to_string()],
+            Some("https://10.0.0.11:6443"),
+        );
         assert!(s.contains("if [ -f '/etc/a b.conf' ]"));
         let out = std::process::Command::new("sh")
             .arg("-n")
@@ -315,7 +372,7 @@ mod tests {
         // The script only reads; running it locally checks the commands and the parser agree.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(script(&["/etc/hostname".into()]))
+            .arg(script(&["/etc/hostname".into()], None))
             .output()
             .unwrap();
         let f = parse(&String::from_utf8_lossy(&out.stdout));

@@ -27,7 +27,9 @@ const MIN_CONTROL_PLANE_MEMORY_MB: u64 = 1700;
 pub fn joined(host: &Host, f: &HostFacts) -> bool {
     let k = &f.kubeadm;
     if host.has(Role::ControlPlane) {
-        k.kubelet_conf && k.admin_conf && k.etcd_manifest
+        // Only a definite "kubeadm-config is missing" marks an unfinished init; an API
+        // that did not answer is no reason to redo a control plane.
+        k.kubelet_conf && k.admin_conf && k.etcd_manifest && k.config_uploaded != Some(false)
     } else {
         k.kubelet_conf
     }

@@ -133,23 +133,43 @@ impl HostPlanner<'_> {
         for service in services {
             let dir = format!("/etc/{service}/");
             let changed = self.files(desired, |p| p.starts_with(&dir));
-            self.service(service, changed, service == "haproxy");
+            let config: Vec<&DesiredFile> = desired
+                .iter()
+                .filter(|d| d.file.path.starts_with(&dir))
+                .collect();
+            self.service(service, &config, changed, service == "haproxy");
         }
     }
 
     /// Restarts a service whose config changed, and makes sure it is enabled and running.
-    fn service(&mut self, name: &str, config_changed: bool, can_reload: bool) {
+    /// A restart also starts a stopped service, and one a package install just started
+    /// with its default config must restart (facts predate the install), never reload.
+    fn service(
+        &mut self,
+        name: &str,
+        config: &[&DesiredFile],
+        config_changed: bool,
+        can_reload: bool,
+    ) {
         let state = self.facts.service(name);
-        if config_changed && state.active {
+        // A config written after the service last started (by a run interrupted before
+        // its restart) is not in effect yet.
+        let in_effect_since = state.since.max(self.facts.activated.get(name).copied());
+        let stale = state.active
+            && config.iter().any(|d| {
+                let written = self.facts.mtimes.get(&d.file.path);
+                matches!((written, in_effect_since), (Some(w), Some(s)) if *w > s)
+            });
+        if config_changed || stale {
             self.actions.push(Action::Restart {
                 service: name.into(),
-                reload: can_reload,
+                reload: can_reload && state.active,
             });
         }
-        if !state.active || !state.enabled {
+        if !state.enabled || (!state.active && !config_changed) {
             self.actions.push(Action::Enable {
                 service: name.into(),
-                start: true,
+                start: !config_changed,
             });
         }
     }
@@ -175,10 +195,14 @@ impl HostPlanner<'_> {
             .partition(|p| p.hold);
         let missing = self.missing(runtime);
         self.install(missing);
+        let is_containerd = |d: &&DesiredFile| d.file.activation == Activation::RestartContainerd;
         let containerd_changed = self.files(desired, |p| {
-            desired_activation(desired, p) == Some(Activation::RestartContainerd)
+            desired
+                .iter()
+                .any(|d| d.file.path == p && is_containerd(&d))
         });
-        self.service("containerd", containerd_changed, false);
+        let config: Vec<&DesiredFile> = desired.iter().filter(is_containerd).collect();
+        self.service("containerd", &config, containerd_changed, false);
         let hold: Vec<String> = kube
             .iter()
             .filter(|p| !f.held.contains(&p.name))
@@ -198,13 +222,6 @@ impl HostPlanner<'_> {
         }
         self.files(desired, |p| p == "/etc/hosts");
     }
-}
-
-fn desired_activation(desired: &[DesiredFile], path: &str) -> Option<Activation> {
-    desired
-        .iter()
-        .find(|d| d.file.path == path)
-        .map(|d| d.file.activation)
 }
 
 /// The host's distribution as the renderers need it.

@@ -146,7 +146,7 @@ impl fmt::Display for Action {
             } => write!(f, "enable {service}"),
             Action::MarkCluster => f.write_str("record the cluster name in /etc/kubeha/cluster"),
             Action::ResetPartialJoin => {
-                f.write_str("kubeadm reset -f (an earlier join did not finish)")
+                f.write_str("kubeadm reset -f (an earlier init or join did not finish)")
             }
             Action::KubeadmInit => {
                 f.write_str("kubeadm init --upload-certs (generated token and certificate key)")

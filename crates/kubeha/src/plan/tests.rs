@@ -77,6 +77,7 @@ fn converge(cluster: &Cluster, facts: &mut BTreeMap<String, HostFacts>) {
         let svc = crate::facts::ServiceState {
             active: true,
             enabled: true,
+            since: Some(1764000000),
             present: true,
         };
         for s in crate::facts::SERVICES {
@@ -144,7 +145,12 @@ fn fresh_hosts_get_the_whole_runbook_in_order() {
     assert!(has(
         "prepare load-balancer: create /etc/haproxy/haproxy.cfg (mode 0644)"
     ));
-    assert!(has("prepare load-balancer: enable and start haproxy"));
+    assert!(
+        has("prepare load-balancer: restart haproxy"),
+        "the package starts it with its own config"
+    );
+    assert!(has("prepare load-balancer: enable haproxy"));
+    assert!(has("prepare k8s-worker-2: restart containerd"));
     assert!(has("prepare k8s-master-1: download apt key https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key to /etc/apt/keyrings/kubernetes-apt-keyring.gpg"));
     assert!(has("prepare k8s-master-1: download apt key https://download.docker.com/linux/debian/gpg to /etc/apt/keyrings/docker.asc"));
     assert!(has("prepare k8s-worker-2: turn swap off now and at boot"));
@@ -264,7 +270,7 @@ fn an_interrupted_control_plane_join_is_reset_then_joined_again() {
     assert_eq!(
         lines(&plan),
         [
-            "join control planes k8s-master-3: kubeadm reset -f (an earlier join did not finish)",
+            "join control planes k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)",
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
         ]
     );
@@ -333,6 +339,86 @@ fn unsupported_os_small_control_planes_and_version_drift_are_refused() {
     assert!(text[0].contains("unsupported operating system `Red Hat Enterprise Linux 9`"));
     assert!(text[1].contains("k8s-master-2: has 1 CPU(s)"));
     assert!(text[2].contains("runs kubeadm 1.32.0-1.1 but the spec says 1.31.0-1.1"));
+}
+
+#[test]
+fn a_stopped_service_is_started_without_a_restart() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    let lb = facts.get_mut("load-balancer").unwrap();
+    lb.services.get_mut("haproxy").unwrap().active = false;
+    assert_eq!(
+        lines(&run(&c, &facts, Some(&all_ready(&c))).unwrap()),
+        ["prepare load-balancer: enable and start haproxy"]
+    );
+}
+
+#[test]
+fn a_config_written_after_the_last_start_restarts_the_service() {
+    // An earlier run wrote haproxy.cfg and was killed before restarting HAProxy.
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    let lb = facts.get_mut("load-balancer").unwrap();
+    lb.mtimes
+        .insert("/etc/haproxy/haproxy.cfg".into(), 1764000100);
+    assert_eq!(
+        lines(&run(&c, &facts, Some(&all_ready(&c))).unwrap()),
+        ["prepare load-balancer: reload haproxy"]
+    );
+}
+
+#[test]
+fn an_init_that_stopped_before_uploading_its_config_is_redone() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    for h in [
+        "k8s-master-2",
+        "k8s-master-3",
+        "k8s-worker-1",
+        "k8s-worker-2",
+    ] {
+        facts.get_mut(h).unwrap().kubeadm = Default::default();
+    }
+    facts
+        .get_mut("k8s-master-1")
+        .unwrap()
+        .kubeadm
+        .config_uploaded = Some(false);
+    let text = lines(&run(&c, &facts, None).unwrap());
+    assert_eq!(
+        text[0],
+        "init k8s-master-1: kubeadm reset -f (an earlier init or join did not finish)"
+    );
+    assert_eq!(
+        text[1],
+        "init k8s-master-1: kubeadm init --upload-certs (generated token and certificate key)"
+    );
+    // An API that did not answer is not evidence: the control plane is left alone.
+    facts
+        .get_mut("k8s-master-1")
+        .unwrap()
+        .kubeadm
+        .config_uploaded = None;
+    let text = lines(&run(&c, &facts, None).unwrap());
+    assert!(
+        !text.iter().any(|l| l.contains("k8s-master-1")),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn a_reload_kubeha_recorded_counts_as_putting_the_config_in_effect() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    converge(&c, &mut facts);
+    let lb = facts.get_mut("load-balancer").unwrap();
+    lb.mtimes
+        .insert("/etc/haproxy/haproxy.cfg".into(), 1764000100);
+    lb.activated.insert("haproxy".into(), 1764000200);
+    assert!(run(&c, &facts, Some(&all_ready(&c))).unwrap().is_empty());
 }
 
 #[test]

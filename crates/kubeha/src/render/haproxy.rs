@@ -17,10 +17,7 @@ pub fn render(cluster: &Cluster) -> String {
     let hc = &lb.health_check;
     let mut servers = String::new();
     for cp in cluster.control_planes() {
-        let addr = match cp.node_ip() {
-            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
-            ip => ip.to_string(),
-        };
+        let addr = crate::spec::url_host(cp.node_ip());
         servers.push_str(&format!("    server {} {addr}:{APISERVER_PORT}\n", cp.name));
     }
     format!(

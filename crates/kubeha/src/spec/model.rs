@@ -189,6 +189,14 @@ impl fmt::Display for ApiEndpoint {
     }
 }
 
+/// An address as written in a URL or `host:port`: IPv6 in brackets.
+pub fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V6(v6) => format!("[{v6}]"),
+        v4 => v4.to_string(),
+    }
+}
+
 /// The port every kube-apiserver listens on; HAProxy forwards the endpoint to it.
 pub const APISERVER_PORT: u16 = 6443;
 
