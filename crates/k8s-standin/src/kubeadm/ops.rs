@@ -536,17 +536,18 @@ pub async fn upgrade_plan(p: &Parsed, env: &Env) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Rewrites this node's control-plane manifests for `version` (the kubelet restarts them).
+/// Rewrites this node's control-plane manifests for `version` (the kubelet
+/// restarts them); returns the local API server's URL, None on other nodes.
 fn rewrite_manifests(
     env: &Env,
     cluster: &config::ClusterConfiguration,
     version: &str,
-) -> Result<bool, Failure> {
+) -> Result<Option<String>, Failure> {
     let Some(api) = env
         .read(&format!("{MANIFESTS_DIR}/kube-apiserver.yaml"))
         .and_then(|t| crate::kubelet::pods::parse_manifest(&t))
     else {
-        return Ok(false);
+        return Ok(None);
     };
     let arg = |k: &str| {
         api.command
@@ -585,7 +586,10 @@ fn rewrite_manifests(
         )?;
         println!("[upgrade/staticpods] Component \"{name}\" upgraded successfully!");
     }
-    Ok(true)
+    Ok(Some(format!(
+        "https://{}",
+        super::endpoint(None, &cp.advertise_address, cp.bind_port)
+    )))
 }
 
 pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
@@ -623,7 +627,7 @@ pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
         }
     }
     println!("[upgrade/apply] Upgrading your Static Pod-hosted control plane to version \"{target}\" (timeout: 5m0s)...");
-    rewrite_manifests(env, &cluster, &target)?;
+    let local = rewrite_manifests(env, &cluster, &target)?;
     let mut updated = cluster.clone();
     updated.kubernetes_version = Some(target.clone());
     println!("[upload-config] Storing the configuration used in ConfigMap \"kubeadm-config\" in the \"kube-system\" Namespace");
@@ -637,13 +641,17 @@ pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
     if !r.ok() {
         return fail("upload-config", r.message());
     }
-    wait_api_version(&c, &target).await;
+    if let Some(local) = local {
+        wait_api_version(&local, &target).await;
+    }
     println!("\n[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!\n\n[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading your kubelets if you haven't already done so.");
     Ok(())
 }
 
-/// Waits (bounded) until the API server reports `version`.
-async fn wait_api_version(c: &Client, version: &str) {
+/// Waits (bounded) until this node's API server reports `version`; asks it
+/// directly, since the load balancer may keep answering from another node.
+async fn wait_api_version(local: &str, version: &str) {
+    let c = Client::insecure(local);
     for _ in 0..150 {
         if c.get("/version").await.body["gitVersion"] == Value::String(version.into()) {
             return;
@@ -673,8 +681,9 @@ pub async fn upgrade_node(p: &Parsed, env: &Env) -> Result<(), Failure> {
     let c = Client::from_kubeconfig(&text)?;
     let (cur, cluster) = cluster_version(&c).await?;
     println!("[preflight] Running pre-flight checks");
-    if rewrite_manifests(env, &cluster, &cur)? {
+    if let Some(local) = rewrite_manifests(env, &cluster, &cur)? {
         println!("[upgrade] Upgrading your Static Pod-hosted control plane instance to version \"{cur}\"...");
+        wait_api_version(&local, &cur).await;
     } else {
         println!("[preflight] Skipping prepull. Not a control plane node.");
         println!("[upgrade] Skipping phase. Not a control plane node.");

@@ -6,6 +6,8 @@
 # a worker join, Calico, then stops cp1 and checks the API still answers
 # through the load balancer with its data. Needs root, iproute2, util-linux,
 # haproxy, etcd-server, python3. Usage: netns-cluster.sh [BIN_DIR]  (default target/debug)
+# With UPGRADE_BIN=DIR (binaries built with STANDIN_K8S_VERSION=v1.32.0) it also
+# upgrades the cluster (kubeadm upgrade apply/node, then the kubelets) first.
 set -euo pipefail
 
 BIN=$(cd "${1:-$(dirname "$0")/../../../../target/debug}" && pwd)
@@ -54,6 +56,7 @@ host() {
   ip netns exec "$n" sysctl -qw net.ipv4.ip_forward=1
   ip netns exec "$n" sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
   mkdir -p "$d"/{kubernetes,kubelet,etcd,run,cni,logs,containerd,containerd-etc,kubeadm}
+  ln -s "$BIN/kubelet" "$d/kubelet-bin"   # the "installed package"; switched on upgrade
   printf 'version = 2\n[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]\n  SystemdCgroup = true\n' >"$d/containerd-etc/config.toml"
   ip netns exec "$n" unshare --mount --uts --propagation private bash -c "
     hostname $n
@@ -66,7 +69,7 @@ while True: s.accept()[0].close()' &
     export PATH=$BIN:\$PATH
     while true; do
       set -a; . /var/lib/kubelet/kubeadm-flags.env 2>/dev/null; set +a
-      $BIN/kubelet --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \$KUBELET_KUBEADM_ARGS >>$d/kubelet.log 2>&1
+      $d/kubelet-bin --bootstrap-kubeconfig=/etc/kubernetes/bootstrap-kubelet.conf --kubeconfig=/etc/kubernetes/kubelet.conf --config=/var/lib/kubelet/config.yaml \$KUBELET_KUBEADM_ARGS >>$d/kubelet.log 2>&1
       sleep 2
     done" &
   PIDS+=($!)
@@ -176,6 +179,27 @@ $K get nodes
 [ "$($K get node w3 --no-headers | awk '{print $2}')" = NotReady ] || { echo "FAIL: w3 with a cgroup-driver mismatch is Ready"; exit 1; }
 on cp1 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key member list -w table
 $K create configmap survivor --from-literal=k=v >/dev/null
+
+if [ -n "${UPGRADE_BIN:-}" ]; then
+  log "upgrade to $("$UPGRADE_BIN/kubeadm" version -o short): apply on cp1, node on the others, then kubelets"
+  on cp1 "$UPGRADE_BIN/kubeadm" upgrade apply v1.32.0 -y | tail -3
+  for n in cp2 cp3 w1 w2; do on $n "$UPGRADE_BIN/kubeadm" upgrade node | tail -1; done
+  for n in cp1 cp2 cp3 w1 w2; do
+    ln -sfn "$UPGRADE_BIN/kubelet" "$ROOT/$n/kubelet-bin"
+    for p in $(ip netns pids $n); do [ "$(readlink /proc/$p/exe)" = "$BIN/kubelet" ] && kill "$p"; done
+  done
+  for i in $(seq 1 30); do
+    [ "$($K get nodes --no-headers | grep -v w3 | awk '$5 == "v1.32.0" && $2 == "Ready"' | wc -l)" = 5 ] && break
+    sleep 2
+  done
+  $K get nodes
+  [ "$($K get nodes --no-headers | grep -v w3 | awk '$5 == "v1.32.0"' | wc -l)" = 5 ] || { echo "FAIL: kubelets not upgraded"; exit 1; }
+  for n in cp1 cp2 cp3; do
+    v=$(on $n curl -sk https://127.0.0.1:6443/version | python3 -c 'import json,sys; print(json.load(sys.stdin)["gitVersion"])')
+    [ "$v" = v1.32.0 ] || { echo "FAIL: $n apiserver reports $v"; exit 1; }
+  done
+  [ "$(on cp2 "$UPGRADE_BIN/kubeadm" upgrade plan | tail -1)" = "Awesome, you're up-to-date! Enjoy!" ] || { echo "FAIL: upgrade plan"; exit 1; }
+fi
 
 log "stopping cp1 (every process in its namespaces)"
 for p in $(ip netns pids cp1); do kill -9 "$p" 2>/dev/null || true; done
