@@ -108,10 +108,10 @@ impl Remote {
             // Control sockets live in the system temp folder: socket paths are limited to
             // about 100 bytes, which a deep run folder could exceed.
             .control_directory(std::env::temp_dir())
-            // A master left behind by a killed kubeha exits once its sessions end.
-            .control_persist(ControlPersist::IdleFor(
-                std::num::NonZeroUsize::new(30).expect("non-zero"),
-            ));
+            // The master must outlive the longest quiet spell of a run (a host waits
+            // while others run kubeadm, up to ten command timeouts), yet one left behind by
+            // a killed kubeha should not linger for ever.
+            .control_persist(ControlPersist::IdleFor(master_idle_limit(timeout)));
         if let Some(key) = &host.ssh.identity_file {
             builder.keyfile(key);
         }
@@ -332,6 +332,11 @@ impl Remote {
     pub async fn close(self) {
         let _ = self.session.close().await;
     }
+}
+
+fn master_idle_limit(command_timeout: Duration) -> std::num::NonZeroUsize {
+    let secs = (command_timeout.as_secs() * 12).max(3600);
+    std::num::NonZeroUsize::new(secs as usize).expect("at least an hour")
 }
 
 fn indent(text: &str, prefix: &str) -> String {
