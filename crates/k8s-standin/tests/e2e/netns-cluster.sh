@@ -25,6 +25,7 @@ cleanup() {
   for n in cp1 cp2 cp3 w1 w2 w3; do
     for p in $(ip netns pids "$n" 2>/dev/null); do kill -9 "$p" 2>/dev/null; done
     ip netns del "$n" 2>/dev/null
+    ip link del "v-$n" 2>/dev/null   # the namespace may outlive its name while zombies hold it
   done
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
   iptables -D FORWARD -i br-standin -o br-standin -j ACCEPT 2>/dev/null
@@ -179,6 +180,19 @@ $K get nodes
 [ "$($K get node w3 --no-headers | awk '{print $2}')" = NotReady ] || { echo "FAIL: w3 with a cgroup-driver mismatch is Ready"; exit 1; }
 on cp1 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key member list -w table
 $K create configmap survivor --from-literal=k=v >/dev/null
+
+log "kubeadm reset on cp3 removes its etcd member; cp3 then joins again"
+on cp3 kubeadm reset -f | grep -E "etcd member|Deleting files" || true
+# What `systemctl stop kubelet` does on a real host (no systemd in these namespaces).
+for p in $(ip netns pids cp3); do [ "$(readlink /proc/$p/exe)" = "$(readlink -f "$ROOT/cp3/kubelet-bin")" ] && kill "$p"; done
+members=$(on cp2 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key member list | wc -l)
+[ "$members" = 2 ] || { echo "FAIL: $members etcd members after reset"; exit 1; }
+$K delete node cp3 >/dev/null
+join_cfg cp3 $NET.13 yes
+on cp3 kubeadm join --config /etc/kubeadm/join.yaml | tail -1
+for i in $(seq 1 30); do [ "$($K get node cp3 --no-headers 2>/dev/null | awk '{print $2}')" = Ready ] && break; sleep 2; done
+members=$(on cp2 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/server.crt --key /etc/kubernetes/pki/etcd/server.key member list | grep -c started)
+[ "$members" = 3 ] || { echo "FAIL: $members started etcd members after rejoin"; exit 1; }
 
 if [ -n "${UPGRADE_BIN:-}" ]; then
   log "upgrade to $("$UPGRADE_BIN/kubeadm" version -o short): apply on cp1, node on the others, then kubelets"
