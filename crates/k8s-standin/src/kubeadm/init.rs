@@ -783,7 +783,7 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
         false,
     );
     println!("[etcd] Creating static Pod manifest for local etcd in \"{MANIFESTS_DIR}\"");
-    std::fs::create_dir_all(env.path(&cp.etcd_data_dir)).map_err(|e| e.to_string())?;
+    env.mkdir_private(&cp.etcd_data_dir)?;
     env.write(
         &format!("{MANIFESTS_DIR}/etcd.yaml"),
         manifests::etcd(&cp).as_bytes(),

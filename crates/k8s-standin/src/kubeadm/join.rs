@@ -243,7 +243,7 @@ async fn join_etcd(
     cp.etcd_initial_cluster = initial.join(",");
     cp.etcd_existing = true;
     println!("[etcd] Creating static Pod manifest for \"etcd\"");
-    std::fs::create_dir_all(env.path(&cp.etcd_data_dir)).map_err(|e| e.to_string())?;
+    env.mkdir_private(&cp.etcd_data_dir)?;
     env.write(
         &format!("{MANIFESTS_DIR}/etcd.yaml"),
         manifests::etcd(cp).as_bytes(),

@@ -81,6 +81,15 @@ impl Env {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
             .map_err(|e| e.to_string())
     }
+    /// Creates a directory only root may enter (kubeadm's etcd data dir is 0700).
+    pub fn mkdir_private(&self, p: &str) -> Result<(), String> {
+        use std::os::unix::fs::PermissionsExt;
+        let path = self.path(p);
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("failed to create directory {p}: {e}"))?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o700))
+            .map_err(|e| e.to_string())
+    }
     pub fn systemctl(&self, args: &[&str]) -> Result<(), String> {
         let out = std::process::Command::new("systemctl")
             .args(args)
