@@ -77,11 +77,11 @@ pub fn report(
             target.max_api_outage.as_secs_f64()
         ));
     }
-    if success_ratio < target.min_success_ratio {
+    if let Some(min) = target.min_success_ratio.filter(|min| success_ratio < *min) {
         violations.push(format!(
             "{:.1}% of requests succeeded, below the {:.1}% required",
             success_ratio * 100.0,
-            target.min_success_ratio * 100.0
+            min * 100.0
         ));
     }
     if detect.is_none() {
@@ -136,7 +136,7 @@ mod tests {
     fn targets_are_enforced() {
         let target = Availability {
             max_api_outage: Duration::from_millis(300),
-            min_success_ratio: 0.9,
+            min_success_ratio: Some(0.9),
         };
         let ok = report(
             "cp",

@@ -57,17 +57,65 @@ fn kubernetes_debs() -> Vec<PathBuf> {
 }
 
 /// Takes the lab down however the test ends.
+/// A lab that is up, taken down however the test ends.
 struct LabGuard {
+    name: &'static str,
     state: PathBuf,
+}
+
+impl LabGuard {
+    /// Brings a lab of `topology` up with the Kubernetes packages and Calico.
+    fn up(name: &'static str, topology: &str) -> Self {
+        let debs = kubernetes_debs();
+        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-lab"));
+        let _ = std::fs::remove_dir_all(&state);
+        let guard = LabGuard { name, state };
+        let state_arg = guard.state.display().to_string();
+        // The lab has no internet: Calico comes from the copy beside the repository.
+        let calico = workspace().join("../shared/fixtures/calico-v3.28.1.yaml");
+        assert!(
+            calico.is_file(),
+            "the Calico fixture is missing at {}",
+            calico.display()
+        );
+        let calico_arg = calico.display().to_string();
+        let mut up = vec![
+            "lab",
+            "up",
+            "--name",
+            name,
+            "--topology",
+            topology,
+            "--state-dir",
+            &state_arg,
+            "--calico-manifest",
+            &calico_arg,
+        ];
+        let deb_args: Vec<String> = debs.iter().map(|d| d.display().to_string()).collect();
+        for d in &deb_args {
+            up.extend(["--debs", d]);
+        }
+        let out = kubeha(&up, Path::new("."));
+        assert!(out.status.success(), "lab up: {}", stderr(&out));
+        guard
+    }
+
+    fn spec(&self) -> String {
+        self.state.join("cluster.yaml").display().to_string()
+    }
+
+    /// `kubeha lab ARGS` for this lab.
+    fn lab(&self, args: &[&str]) -> std::process::Output {
+        let state = self.state.display().to_string();
+        let mut all = vec!["lab", "--name", self.name, "--state-dir", &state];
+        all.extend(args);
+        kubeha(&all, Path::new("."))
+    }
 }
 
 impl Drop for LabGuard {
     fn drop(&mut self) {
-        let state = self.state.display().to_string();
-        let _ = kubeha(
-            &["lab", "down", "--name", LAB, "--state-dir", &state],
-            Path::new("."),
-        );
+        let _ = self.lab(&["down"]);
     }
 }
 
@@ -82,38 +130,8 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     if !docker_available() {
         return;
     }
-    let debs = kubernetes_debs();
-    let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-lab");
-    let _ = std::fs::remove_dir_all(&state);
-    let guard = LabGuard {
-        state: state.clone(),
-    };
-    let state_arg = state.display().to_string();
-    // The lab has no internet: Calico comes from the copy beside the repository.
-    let calico = workspace().join("../shared/fixtures/calico-v3.28.1.yaml");
-    assert!(
-        calico.is_file(),
-        "the Calico fixture is missing at {}",
-        calico.display()
-    );
-    let calico_arg = calico.display().to_string();
-    let mut up = vec![
-        "lab",
-        "up",
-        "--name",
-        LAB,
-        "--state-dir",
-        &state_arg,
-        "--calico-manifest",
-        &calico_arg,
-    ];
-    let deb_args: Vec<String> = debs.iter().map(|d| d.display().to_string()).collect();
-    for d in &deb_args {
-        up.extend(["--debs", d]);
-    }
-    let out = kubeha(&up, Path::new("."));
-    assert!(out.status.success(), "lab up: {}", stderr(&out));
-
+    let guard = LabGuard::up(LAB, "seed");
+    let state = guard.state.clone();
     let spec_path = state.join("cluster.yaml");
     let spec = std::fs::read_to_string(&spec_path).unwrap();
     let spec_arg = spec_path.display().to_string();
@@ -161,7 +179,9 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
             child.kill().unwrap();
             // Its SSH masters die too, as they would with the operator's machine: the
             // remote kubeadm loses its session mid-join.
-            let _ = Command::new("pkill").args(["-KILL", "-f", r"\.ssh-connection"]).status();
+            let _ = Command::new("pkill")
+                .args(["-KILL", "-f", r"\.ssh-connection"])
+                .status();
             killed = true;
             break;
         }
@@ -235,4 +255,168 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     );
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
     drop(guard);
+}
+
+/// Seconds until `https://load-balancer.local:6443/readyz` answers again, probing every
+/// 200 ms for at most `limit`; also how many probes failed.
+fn api_back_within(limit: std::time::Duration) -> Option<(f64, usize)> {
+    let started = Instant::now();
+    let mut failures = 0;
+    while started.elapsed() < limit {
+        let ok = Command::new("curl")
+            .args([
+                "-skf",
+                "--max-time",
+                "1",
+                "-o",
+                "/dev/null",
+                "https://load-balancer.local:6443/readyz",
+            ])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return Some((started.elapsed().as_secs_f64(), failures));
+        }
+        failures += 1;
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    None
+}
+
+fn status(spec: &str) -> serde_json::Value {
+    let out = kubeha(&["status", "-f", spec, "-o", "json"], Path::new("."));
+    assert!(out.status.success(), "{}", stderr(&out));
+    json_lines(&stdout(&out)).pop().expect("a status document")
+}
+
+fn etcd_members(status: &serde_json::Value) -> Vec<String> {
+    let mut names: Vec<String> = status["etcd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| format!("{} {}", m["name"], m["peer_url"]))
+        .collect();
+    names.sort();
+    names
+}
+
+fn kubectl(lab: &LabGuard, args: &str) -> std::process::Output {
+    lab.lab(&[
+        "ssh",
+        "cp-1",
+        "--",
+        "sh",
+        "-c",
+        &format!("sudo kubectl --kubeconfig /etc/kubernetes/admin.conf {args}"),
+    ])
+}
+
+#[test]
+fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
+    if !docker_available() {
+        return;
+    }
+    let lab = LabGuard::up("e2e-ha", "seed-ha");
+    let spec = lab.spec();
+    let out = kubeha(&["apply", "-f", &spec, "--yes"], Path::new("."));
+    assert!(out.status.success(), "apply failed:\n{}", stderr(&out));
+    let out = kubectl(
+        &lab,
+        "create configmap ha-proof --from-literal=written=before-failover",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let before = status(&spec);
+    let holder: Vec<&str> = before["load_balancers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["holds_vip"] == true)
+        .map(|l| l["host"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        holder,
+        ["lb-1"],
+        "lb-1 has the highest priority: {before:#}"
+    );
+
+    // The drills: an apiserver and the active HAProxy stopped while requests flow.
+    let out = kubeha(
+        &["verify", "-f", &spec, "--disruptive", "-o", "json"],
+        Path::new("."),
+    );
+    let verdict = json_lines(&stdout(&out)).pop().expect("a verdict");
+    eprintln!("verify: {verdict:#}");
+    assert!(out.status.success(), "verify failed: {}", stderr(&out));
+    assert_eq!(verdict["drills"].as_array().unwrap().len(), 2);
+
+    // The whole active load balancer dies: the VIP moves to lb-2 and the API answers.
+    let out = lab.lab(&["fault", "kill", "lb-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (seconds, failures) = api_back_within(std::time::Duration::from_secs(30))
+        .expect("the API answered through the VIP again");
+    eprintln!("load balancer killed: API back after {seconds:.1}s ({failures} failed probes)");
+    assert!(seconds < 15.0, "the VIP took {seconds:.1}s to move");
+
+    // A whole control plane dies too: the API keeps answering through lb-2.
+    let out = lab.lab(&["fault", "kill", "cp-3"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (seconds, _) =
+        api_back_within(std::time::Duration::from_secs(30)).expect("the API answered");
+    eprintln!("control plane killed: API answering after {seconds:.1}s");
+    let out = kubectl(&lab, "get configmap ha-proof -o jsonpath={.data.written}");
+    assert_eq!(stdout(&out), "before-failover", "{}", stderr(&out));
+
+    // Both come back; the cluster heals with the same members and the same data.
+    for host in ["lb-1", "cp-3"] {
+        let out = lab.lab(&["fault", "start", host]);
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let healed = Instant::now();
+    let after = loop {
+        let s = status(&spec);
+        let ready = s["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|n| n["ready"] == true)
+            .count();
+        let healthy = s["etcd"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["healthy"] == true)
+            .count();
+        let up = s["load_balancers"].as_array().unwrap().iter().all(|l| {
+            l["backends"]
+                .as_array()
+                .is_some_and(|b| b.len() == 3 && b.iter().all(|b| b[1] == "UP"))
+        });
+        if (ready, healthy, up) == (5, 3, true) {
+            break s;
+        }
+        assert!(
+            healed.elapsed().as_secs() < 180,
+            "the cluster did not heal: {s:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_secs(3));
+    };
+    eprintln!("healed after {:.0}s", healed.elapsed().as_secs_f64());
+    assert_eq!(
+        etcd_members(&after),
+        etcd_members(&before),
+        "the same etcd members"
+    );
+    let out = kubectl(&lab, "get configmap ha-proof -o jsonpath={.data.written}");
+    assert_eq!(stdout(&out), "before-failover");
+    let out = kubeha(
+        &["plan", "-f", &spec, "--detailed-exitcode"],
+        Path::new("."),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
 }

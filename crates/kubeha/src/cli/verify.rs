@@ -353,7 +353,9 @@ async fn load_balancer_drill(c: &Connected, client: &kube::Client) -> Result<Dri
         let mut problems = Vec::new();
         let lb = status::load_balancer(c, holder_host, &mut problems).await;
         let serving = !lb.backends.is_empty() && lb.backends.iter().all(|(_, s)| s == "UP");
-        serving && vip_holders(c).await.len() == 1
+        // The highest-priority load balancer takes the VIP back once it is healthy; the
+        // drill is over when it has, so that move is measured too.
+        serving && vip_holders(c).await == [holder.clone()]
     })
     .await;
     Ok(finish_drill(c, probe, &drill, detect, recover).await)

@@ -3,9 +3,10 @@
 //! Every instance starts as BACKUP with a distinct priority (first listed highest), so the
 //! election is deterministic. A failing health script lowers a holder's priority by more
 //! than the gap between any two load balancers, so the VIP leaves a broken HAProxy within
-//! a few seconds; when every check fails (no apiserver yet, during bootstrap) the order is
-//! unchanged and the VIP stays put, which kubeadm init needs. `preempt_delay` keeps a
-//! rebooted load balancer from taking the VIP back before its HAProxy has settled.
+//! about three seconds (three failed checks a second apart); when every check fails (no
+//! apiserver yet, during bootstrap) the order is unchanged and the VIP stays put, which
+//! kubeadm init needs. A recovered load balancer must pass five checks in a row before
+//! it takes the VIP back, so a flapping HAProxy cannot bounce the VIP around.
 //! Peers are unicast: many networks drop VRRP multicast.
 
 use crate::spec::{Cluster, Host, Role};
@@ -43,10 +44,10 @@ global_defs {{
 
 vrrp_script check_apiserver {{
     script "{CHECK_PATH}"
-    interval 2
-    timeout 3
+    interval 1
+    timeout 2
     fall 3
-    rise 2
+    rise 5
     weight -{CHECK_WEIGHT}
 }}
 
@@ -56,7 +57,6 @@ vrrp_instance kube_apiserver {{
     virtual_router_id {vrid}
     priority {priority}
     advert_int 1
-    preempt_delay 30
     unicast_src_ip {src}
     unicast_peer {{
 {peers}    }}
@@ -82,7 +82,7 @@ vrrp_instance kube_apiserver {{
 /// Healthy when this host's HAProxy answers the endpoint and reaches a ready apiserver.
 pub fn check_script(cluster: &Cluster) -> String {
     format!(
-        "#!/bin/sh\n{header}exec curl --silent --fail --insecure --max-time 2 --output /dev/null \\\n    https://127.0.0.1:{port}{path}\n",
+        "#!/bin/sh\n{header}exec curl --silent --fail --insecure --max-time 1 --output /dev/null \\\n    https://127.0.0.1:{port}{path}\n",
         header = super::managed_header("#", cluster),
         port = cluster.api_endpoint.port,
         path = cluster.load_balancer.health_check.path,

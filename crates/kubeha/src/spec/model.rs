@@ -38,7 +38,9 @@ pub struct Cluster {
 pub struct Availability {
     #[serde(with = "humantime_serde_str")]
     pub max_api_outage: Duration,
-    pub min_success_ratio: f64,
+    /// Share of requests that must succeed during a drill; unset, only the outage counts
+    /// (the share depends on how long the drill runs).
+    pub min_success_ratio: Option<f64>,
 }
 
 impl Cluster {

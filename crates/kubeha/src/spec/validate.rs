@@ -922,8 +922,8 @@ impl Validator<'_> {
             None => Duration::from_secs(10),
         };
         let min_success_ratio = match &a.min_success_ratio {
-            None => 0.95,
-            Some(r) if (0.0..=1.0).contains(&r.value) => r.value,
+            None => None,
+            Some(r) if (0.0..=1.0).contains(&r.value) => Some(r.value),
             Some(r) => {
                 self.error(
                     pos(r),
