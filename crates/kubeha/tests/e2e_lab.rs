@@ -373,7 +373,20 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
     }
     let healed = Instant::now();
     let after = loop {
-        let s = status(&spec);
+        // Until the restarted hosts' sshd is up, status cannot reach them.
+        let out = kubeha(&["status", "-f", &spec, "-o", "json"], Path::new("."));
+        let Some(s) = json_lines(&stdout(&out))
+            .pop()
+            .filter(|_| out.status.success())
+        else {
+            assert!(
+                healed.elapsed().as_secs() < 180,
+                "hosts did not come back: {}",
+                stderr(&out)
+            );
+            std::thread::sleep(std::time::Duration::from_secs(3));
+            continue;
+        };
         let ready = s["nodes"]
             .as_array()
             .unwrap()
