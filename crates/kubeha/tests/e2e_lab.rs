@@ -119,6 +119,19 @@ impl Drop for LabGuard {
     }
 }
 
+/// `kubeha plan --detailed-exitcode` exits 0: the cluster matches its spec.
+fn assert_no_changes(spec: &str) -> std::process::Output {
+    let out = kubeha(&["plan", "-f", spec, "--detailed-exitcode"], Path::new("."));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -236,14 +249,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     assert!(backends.iter().all(|b| b[1] == "UP"), "{status:#}");
 
     // Converged: plan has nothing to do (exit 0 with --detailed-exitcode), nor has apply.
-    let out = kubeha(&["plan", "-f", &spec_arg, "--detailed-exitcode"], &state);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = assert_no_changes(&spec_arg);
     assert!(stdout(&out).contains("No changes: cluster e2e matches the spec."));
     let noop = Instant::now();
     let out = kubeha(&["apply", "-f", &spec_arg, "--yes"], &state);
@@ -421,15 +427,5 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
     );
     let out = kubectl(&lab, "get configmap ha-proof -o jsonpath={.data.written}");
     assert_eq!(stdout(&out), "before-failover");
-    let out = kubeha(
-        &["plan", "-f", &spec, "--detailed-exitcode"],
-        Path::new("."),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_no_changes(&spec);
 }

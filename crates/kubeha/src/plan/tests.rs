@@ -94,6 +94,24 @@ fn converge(cluster: &Cluster, facts: &mut BTreeMap<String, HostFacts>) {
     }
 }
 
+fn converged(cluster: &Cluster) -> BTreeMap<String, HostFacts> {
+    let mut facts = fresh(cluster);
+    converge(cluster, &mut facts);
+    facts
+}
+
+/// Only the first control plane has run kubeadm; every other node is still to join.
+fn only_first_control_plane_initialised(facts: &mut BTreeMap<String, HostFacts>) {
+    for h in [
+        "k8s-master-2",
+        "k8s-master-3",
+        "k8s-worker-1",
+        "k8s-worker-2",
+    ] {
+        facts.get_mut(h).unwrap().kubeadm = Default::default();
+    }
+}
+
 fn all_ready(cluster: &Cluster) -> ClusterState {
     ClusterState {
         nodes: cluster
@@ -191,8 +209,7 @@ fn fresh_hosts_get_the_whole_runbook_in_order() {
 #[test]
 fn a_converged_cluster_plans_nothing() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let facts = converged(&c);
     let plan = run(&c, &facts, Some(&all_ready(&c))).unwrap();
     assert!(plan.is_empty(), "{:#?}", lines(&plan));
 }
@@ -200,8 +217,7 @@ fn a_converged_cluster_plans_nothing() {
 #[test]
 fn a_changed_file_is_diffed_and_its_service_reloaded() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let mut facts = converged(&c);
     facts
         .get_mut("load-balancer")
         .unwrap()
@@ -258,8 +274,7 @@ fn a_changed_file_is_diffed_and_its_service_reloaded() {
 #[test]
 fn an_interrupted_control_plane_join_is_reset_then_joined_again() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let mut facts = converged(&c);
     // k8s-master-3 was killed mid-join: kubelet bootstrapped, no etcd member yet.
     let k = &mut facts.get_mut("k8s-master-3").unwrap().kubeadm;
     k.etcd_manifest = false;
@@ -279,16 +294,8 @@ fn an_interrupted_control_plane_join_is_reset_then_joined_again() {
 #[test]
 fn an_initialised_cluster_is_never_initialised_again() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
-    for h in [
-        "k8s-master-2",
-        "k8s-master-3",
-        "k8s-worker-1",
-        "k8s-worker-2",
-    ] {
-        facts.get_mut(h).unwrap().kubeadm = Default::default();
-    }
+    let mut facts = converged(&c);
+    only_first_control_plane_initialised(&mut facts);
     let plan = run(&c, &facts, None).unwrap();
     let text = lines(&plan);
     assert!(
@@ -304,8 +311,7 @@ fn an_initialised_cluster_is_never_initialised_again() {
 #[test]
 fn hosts_of_another_cluster_are_refused() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let mut facts = converged(&c);
     facts.get_mut("k8s-worker-1").unwrap().cluster_marker = Some("prod-eu".into());
     let other_ca = recorded::CA_PEM.replace("MII", "MIJ");
     facts.get_mut("k8s-worker-2").unwrap().kubeadm.ca_cert = Some(other_ca);
@@ -319,8 +325,7 @@ fn hosts_of_another_cluster_are_refused() {
 #[test]
 fn unsupported_os_small_control_planes_and_version_drift_are_refused() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let mut facts = converged(&c);
     let lb = facts.get_mut("load-balancer").unwrap();
     lb.os.id = "rhel".into();
     lb.os.pretty_name = "Red Hat Enterprise Linux 9".into();
@@ -344,8 +349,7 @@ fn unsupported_os_small_control_planes_and_version_drift_are_refused() {
 #[test]
 fn a_stopped_service_is_started_without_a_restart() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let mut facts = converged(&c);
     let lb = facts.get_mut("load-balancer").unwrap();
     lb.services.get_mut("haproxy").unwrap().active = false;
     assert_eq!(
@@ -358,8 +362,7 @@ fn a_stopped_service_is_started_without_a_restart() {
 fn a_config_written_after_the_last_start_restarts_the_service() {
     // An earlier run wrote haproxy.cfg and was killed before restarting HAProxy.
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let mut facts = converged(&c);
     let lb = facts.get_mut("load-balancer").unwrap();
     lb.mtimes
         .insert("/etc/haproxy/haproxy.cfg".into(), 1764000100);
@@ -372,16 +375,8 @@ fn a_config_written_after_the_last_start_restarts_the_service() {
 #[test]
 fn an_init_that_stopped_before_uploading_its_config_is_redone() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
-    for h in [
-        "k8s-master-2",
-        "k8s-master-3",
-        "k8s-worker-1",
-        "k8s-worker-2",
-    ] {
-        facts.get_mut(h).unwrap().kubeadm = Default::default();
-    }
+    let mut facts = converged(&c);
+    only_first_control_plane_initialised(&mut facts);
     facts
         .get_mut("k8s-master-1")
         .unwrap()
@@ -412,8 +407,7 @@ fn an_init_that_stopped_before_uploading_its_config_is_redone() {
 #[test]
 fn a_reload_kubeha_recorded_counts_as_putting_the_config_in_effect() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let mut facts = converged(&c);
     let lb = facts.get_mut("load-balancer").unwrap();
     lb.mtimes
         .insert("/etc/haproxy/haproxy.cfg".into(), 1764000100);
@@ -424,8 +418,7 @@ fn a_reload_kubeha_recorded_counts_as_putting_the_config_in_effect() {
 #[test]
 fn calico_is_applied_once() {
     let c = seed();
-    let mut facts = fresh(&c);
-    converge(&c, &mut facts);
+    let facts = converged(&c);
     let mut state = all_ready(&c);
     state.calico = false;
     assert_eq!(
