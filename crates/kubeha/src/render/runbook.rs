@@ -67,11 +67,12 @@ put() {{
       "$src" | ssh -p "${{PORT[$1]}}" "${{DEST[$1]}}" sudo install -D -m "$3" /dev/stdin "$2"
 }}
 distro() {{ ssh -p "${{PORT[$1]}}" "${{DEST[$1]}}" ". /etc/os-release && echo \$$2"; }}
-# merge HOST FILE: replace kubeha's marked block in FILE on HOST.
+# merge HOST FILE: replace kubeha's marked block in FILE on HOST (rewritten in place:
+# in containers /etc/hosts is a bind mount that cannot be renamed over).
 merge() {{
   {{ echo "# BEGIN kubeha"; cat "hosts/$1$2.kubeha-block"; echo "# END kubeha"; }} |
     ssh -p "${{PORT[$1]}}" "${{DEST[$1]}}" \
-      "sudo sh -c 'sed -i \"/^# BEGIN kubeha/,/^# END kubeha/d\" $2 && cat >> $2'"
+      "sudo sh -c 't=\$(mktemp); sed \"/^# BEGIN kubeha/,/^# END kubeha/d\" $2 > \$t; cat >> \$t; cat \$t > $2; rm -f \$t'"
 }}
 
 # Secrets: generated here, never copied from kubeadm's output.
