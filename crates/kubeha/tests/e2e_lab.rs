@@ -433,3 +433,96 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
     assert!(out.status.success(), "{}", stderr(&out));
     assert_no_changes(&spec);
 }
+
+/// The seed's manual steps as plain shell over SSH (the `runbook.sh` that `kubeha render`
+/// writes, run by bash, not kubeha) take the lab's machines to a Ready cluster behind the
+/// real HAProxy; with one control plane stopped the API still answers through the load
+/// balancer with its data.
+#[test]
+fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
+    if !docker_available() {
+        return;
+    }
+    let lab = LabGuard::up("e2e-runbook", "seed");
+    let rendered = lab.state.join("rendered");
+    let out = kubeha(
+        &[
+            "render",
+            "-f",
+            &lab.spec(),
+            "--out",
+            &rendered.display().to_string(),
+        ],
+        Path::new("."),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Plain ssh, told about the lab's key and host keys through an ssh_config.
+    let ssh_config = lab.state.join("ssh_config");
+    std::fs::write(
+        &ssh_config,
+        format!(
+            "Host *\n  IdentityFile {}\n  IdentitiesOnly yes\n  UserKnownHostsFile {}\n  StrictHostKeyChecking yes\n  BatchMode yes\n",
+            lab.state.join("id_ed25519").display(),
+            lab.state.join("known_hosts").display()
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let out = Command::new("bash")
+        .arg("runbook.sh")
+        .current_dir(&rendered)
+        .env("SSH_OPTIONS", format!("-F {}", ssh_config.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runbook.sh failed:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    eprintln!("runbook.sh took {:.0}s", started.elapsed().as_secs_f64());
+    assert!(stdout(&out).contains("Cluster ready"));
+
+    let on_cp = |host: &str, args: &str| {
+        lab.lab(&[
+            "ssh",
+            host,
+            "--",
+            "sh",
+            "-c",
+            &format!("sudo kubectl --kubeconfig /etc/kubernetes/admin.conf {args}"),
+        ])
+    };
+    let out = on_cp("cp-1", "get nodes --no-headers");
+    let nodes = stdout(&out);
+    assert_eq!(
+        nodes
+            .lines()
+            .filter(|l| l.split_whitespace().nth(1) == Some("Ready"))
+            .count(),
+        5,
+        "{nodes}"
+    );
+    let out = on_cp(
+        "cp-1",
+        "create configmap by-hand --from-literal=written=before-stop",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // cp-1 goes away; cp-2's admin.conf points at the load balancer, which routes around it.
+    let out = lab.lab(&["fault", "stop", "cp-1"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let out = on_cp("cp-2", "get configmap by-hand -o jsonpath={.data.written}");
+        if stdout(&out) == "before-stop" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the API did not answer through the load balancer: {}",
+            stderr(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_secs(1));
+    }
+}

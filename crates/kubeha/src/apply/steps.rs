@@ -4,6 +4,7 @@
 use crate::facts::{ACTIVATION_STAMPS, CLUSTER_MARKER, HOSTS_BEGIN, HOSTS_END};
 use crate::plan::Action;
 use crate::remote::quote;
+pub use crate::render::kubeadm::etcdctl;
 use crate::render::kubeadm::CRI_SOCKET;
 use crate::render::node::{MODULES, SYSCTLS};
 
@@ -97,15 +98,6 @@ pub fn script(action: &Action) -> Option<String> {
 /// The content of the cluster marker file.
 pub fn marker(cluster_name: &str) -> (String, &'static str) {
     (format!("{cluster_name}\n"), CLUSTER_MARKER)
-}
-
-/// etcdctl against the local member with kubeadm's certificates.
-pub fn etcdctl(args: &str) -> String {
-    format!(
-        "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt \
-         --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key \
-         --command-timeout 10s {args}"
-    )
 }
 
 #[cfg(test)]

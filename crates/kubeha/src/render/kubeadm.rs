@@ -138,6 +138,15 @@ struct JoinControlPlane<'a> {
     certificate_key: &'a str,
 }
 
+/// etcdctl against the local stacked etcd member with kubeadm's certificates.
+pub fn etcdctl(args: &str) -> String {
+    format!(
+        "ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt \
+         --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key \
+         --command-timeout 10s {args}"
+    )
+}
+
 /// `kubeadm init --config`: Init + Cluster + Kubelet configuration documents.
 pub fn init_config(cluster: &Cluster, host: &Host, secrets: &KubeadmSecrets) -> String {
     let init = InitConfiguration {

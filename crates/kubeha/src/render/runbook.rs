@@ -40,6 +40,8 @@ pub fn render(cluster: &Cluster) -> String {
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# Extra ssh options, e.g. SSH_OPTIONS="-F ./ssh_config" bash runbook.sh
+read -ra SSH_EXTRA <<< "${{SSH_OPTIONS:-}}"
 declare -A DEST PORT
 "#,
         name = cluster.name
@@ -57,26 +59,27 @@ declare -A DEST PORT
         w,
         r##"
 # on HOST: run the script on standard input as root on HOST.
-on() {{ ssh -p "${{PORT[$1]}}" "${{DEST[$1]}}" sudo bash -euo pipefail -s; }}
+on() {{ ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" sudo bash -euo pipefail -s; }}
 # put HOST FILE MODE: copy a rendered file to the same path on HOST, secrets filled in.
 put() {{
   local src="hosts/$1$2"
   sed -e "s|\${{{token}}}|$TOKEN|g" -e "s|\${{{key}}}|$CERT_KEY|g" \
       -e "s|\${{{hash}}}|${{CA_HASH:-}}|g" \
       -e "s|\${{{id}}}|$(distro "$1" ID)|g" -e "s|\${{{codename}}}|$(distro "$1" VERSION_CODENAME)|g" \
-      "$src" | ssh -p "${{PORT[$1]}}" "${{DEST[$1]}}" sudo install -D -m "$3" /dev/stdin "$2"
+      "$src" | ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" sudo install -D -m "$3" /dev/stdin "$2"
 }}
-distro() {{ ssh -p "${{PORT[$1]}}" "${{DEST[$1]}}" ". /etc/os-release && echo \$$2"; }}
+distro() {{ ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" ". /etc/os-release && echo \$$2"; }}
 # merge HOST FILE: replace kubeha's marked block in FILE on HOST (rewritten in place:
 # in containers /etc/hosts is a bind mount that cannot be renamed over).
 merge() {{
   {{ echo "# BEGIN kubeha"; cat "hosts/$1$2.kubeha-block"; echo "# END kubeha"; }} |
-    ssh -p "${{PORT[$1]}}" "${{DEST[$1]}}" \
+    ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" \
       "sudo sh -c 't=\$(mktemp); sed \"/^# BEGIN kubeha/,/^# END kubeha/d\" $2 > \$t; cat >> \$t; cat \$t > $2; rm -f \$t'"
 }}
 
 # Secrets: generated here, never copied from kubeadm's output.
-TOKEN="$(tr -dc a-z0-9 </dev/urandom | head -c 6).$(tr -dc a-z0-9 </dev/urandom | head -c 16)"
+# Hex is within the token alphabet [a-z0-9]: 6 characters, a dot, 16 characters.
+TOKEN="$(openssl rand -hex 3).$(openssl rand -hex 8)"
 CERT_KEY="$(openssl rand -hex 32)"
 "##,
         token = KubeadmSecrets::TOKEN_VAR,
@@ -243,7 +246,7 @@ install -d -m 0700 /root/.kube
 install -m 0600 /etc/kubernetes/admin.conf /root/.kube/config
 STEP
 # The discovery hash pins the cluster CA: sha256 of its DER SubjectPublicKeyInfo.
-CA_HASH="sha256:$(ssh -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo cat /etc/kubernetes/pki/ca.crt \
+CA_HASH="sha256:$(ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo cat /etc/kubernetes/pki/ca.crt \
   | openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -r | cut -d' ' -f1)"
 "#,
         name = first.name,
@@ -277,11 +280,13 @@ CA_HASH="sha256:$(ssh -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo cat /etc/k
         );
         if cp {
             // Each control-plane join adds an etcd member; the next must wait for it.
+            // etcd refuses another member until every member has been up a few seconds.
             let _ = write!(
                 w,
-                "on {first} <<'STEP'\nkubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system wait --for=condition=Ready pod/etcd-{name} --timeout=5m\nSTEP\n",
+                "on {first} <<'STEP'\nfor i in $(seq 100); do\n  {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null && exit 0\n  sleep 3\ndone\necho 'etcd did not become healthy after joining {name}' >&2; exit 1\nSTEP\n",
                 first = first.name,
-                name = host.name
+                name = host.name,
+                health = super::kubeadm::etcdctl("endpoint health --cluster"),
             );
         }
     }
@@ -308,11 +313,11 @@ fn calico_steps(w: &mut String, cluster: &Cluster) {
     }
     let _ = write!(
         w,
-        r#"ssh -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side -f - < "$manifest"
+        r#"ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side -f - < "$manifest"
 on {name} <<'STEP'
 kubectl --kubeconfig /etc/kubernetes/admin.conf wait --for=condition=Ready nodes --all --timeout=10m
 STEP
-ssh -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo cat /etc/kubernetes/admin.conf > admin.conf
+ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo cat /etc/kubernetes/admin.conf > admin.conf
 chmod 600 admin.conf
 echo "Cluster ready; admin kubeconfig in $PWD/admin.conf (it points at {endpoint})."
 "#,
