@@ -9,7 +9,6 @@ use k8s_standin::kubeadm::objects::{
     bootstrap_token_secret, cluster_info_kubeconfig, kubeadm_certs_secret, verify_jws,
 };
 use serde_json::json;
-use std::time::Duration;
 use time::OffsetDateTime;
 
 fn token(t: &str, ttl: &str) -> BootstrapToken {
@@ -31,14 +30,7 @@ async fn controllers_sign_clean_collect_and_issue() {
     }
     let cl = Cluster::start("ctrl");
     let a = cl.apiserver().await;
-    let kc = k8s_standin::pki::kubeconfig::for_file(
-        "admin.conf",
-        "cp1",
-        &a,
-        &cl.ca,
-        Duration::from_secs(3600),
-    )
-    .unwrap();
+    let kc = cl.admin_kubeconfig(&a);
     let c = k8s_standin::client::Client::from_kubeconfig(&kc).unwrap();
     let now = OffsetDateTime::now_utc();
     let secrets = "/api/v1/namespaces/kube-system/secrets";

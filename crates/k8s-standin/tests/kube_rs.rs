@@ -20,14 +20,7 @@ async fn kube_rs_client_works_against_the_standin() {
     }
     let cl = Cluster::start("kubers");
     let a = cl.apiserver().await;
-    let text = k8s_standin::pki::kubeconfig::for_file(
-        "admin.conf",
-        "cp1",
-        &a,
-        &cl.ca,
-        Duration::from_secs(3600),
-    )
-    .unwrap();
+    let text = cl.admin_kubeconfig(&a);
     let cfg = kube::Config::from_custom_kubeconfig(
         Kubeconfig::from_yaml(&text).unwrap(),
         &KubeConfigOptions::default(),

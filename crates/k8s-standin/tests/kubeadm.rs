@@ -14,14 +14,7 @@ use std::time::Duration;
 
 async fn setup(cl: &Cluster) -> (String, Client) {
     let a = cl.apiserver().await;
-    let kc = k8s_standin::pki::kubeconfig::for_file(
-        "admin.conf",
-        "cp1",
-        &a,
-        &cl.ca,
-        Duration::from_secs(3600),
-    )
-    .unwrap();
+    let kc = cl.admin_kubeconfig(&a);
     let c = Client::from_kubeconfig(&kc).unwrap();
     let t = BootstrapToken {
         token: "abcdef.0123456789abcdef".into(),

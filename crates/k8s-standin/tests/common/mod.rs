@@ -201,6 +201,18 @@ impl Cluster {
         Client::new(&self.ca.cert_pem, Some(leaf))
     }
 
+    /// kubeadm's `admin.conf` for the apiserver at `url`, as `kubeadm init` would write it.
+    pub fn admin_kubeconfig(&self, url: &str) -> String {
+        k8s_standin::pki::kubeconfig::for_file(
+            "admin.conf",
+            "cp1",
+            url,
+            &self.ca,
+            Duration::from_secs(3600),
+        )
+        .unwrap()
+    }
+
     pub fn admin(&self) -> Client {
         self.client("kubernetes-admin", &["kubeadm:cluster-admins"])
     }
