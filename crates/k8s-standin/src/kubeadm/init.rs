@@ -72,12 +72,7 @@ fn config_from_flags(p: &Parsed) -> String {
 
 pub fn load(p: &Parsed, env: &Env) -> Result<InitConfig, Failure> {
     let text = match p.get("config") {
-        Some(path) => std::fs::read_to_string(env.path(path)).map_err(|e| {
-            format!(
-                "unable to read config from \"{path}\" : {}",
-                super::open_error(path, &e)
-            )
-        })?,
+        Some(path) => super::read_config(env, path)?,
         None => config_from_flags(p),
     };
     let cfg = config::load_init(&text, &env.host_defaults(), false).map_err(|e| e.0)?;

@@ -273,12 +273,7 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
         ));
     }
     let text = match p.get("config") {
-        Some(path) => std::fs::read_to_string(env.path(path)).map_err(|e| {
-            format!(
-                "unable to read config from \"{path}\" : {}",
-                super::open_error(path, &e)
-            )
-        })?,
+        Some(path) => super::read_config(env, path)?,
         None => config_from_flags(p),
     };
     let host = env.host_defaults();

@@ -165,6 +165,16 @@ pub fn endpoint(control_plane_endpoint: Option<&str>, advertise: &str, port: u16
     }
 }
 
+/// The file `--config` names, or kubeadm's error for it.
+pub fn read_config(env: &Env, path: &str) -> Result<String, String> {
+    std::fs::read_to_string(env.path(path)).map_err(|e| {
+        format!(
+            "unable to read config from \"{path}\" : {}",
+            open_error(path, &e)
+        )
+    })
+}
+
 /// Go's message for a failed open.
 pub fn open_error(path: &str, e: &std::io::Error) -> String {
     let why = match e.kind() {

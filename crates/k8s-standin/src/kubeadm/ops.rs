@@ -332,8 +332,6 @@ pub fn version(p: &Parsed) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `kubeadm reset`: remove this node's etcd member, stop the kubelet and the
-/// static Pods, and clean kubeadm's files; CNI config and iptables stay.
 /// `kubeadm config validate`: strict decoding, so unknown fields are errors here.
 pub fn config_validate(p: &Parsed, env: &Env) -> Result<(), Failure> {
     let path = p.get("config").ok_or("the --config flag is mandatory")?;
@@ -355,6 +353,8 @@ pub fn config_validate(p: &Parsed, env: &Env) -> Result<(), Failure> {
     Ok(())
 }
 
+/// `kubeadm reset`: remove this node's etcd member, stop the kubelet and the
+/// static Pods, and clean kubeadm's files; CNI config and iptables stay.
 pub async fn reset(p: &Parsed, env: &Env) -> Result<(), Failure> {
     if p.on("dry-run") {
         println!("[reset] Would stop the kubelet, remove this node's etcd member and delete kubeadm's files");
