@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
-use crate::apply::{steps, Connected};
+use crate::apply::{steps, Connected, Survey};
 use crate::remote::quote;
 use crate::render::haproxy;
 use crate::spec::Host;
@@ -69,7 +69,11 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
     let status = block_on(async {
         let connected = args.remote.connect(ui, loaded).await?;
-        let status = gather(&connected).await;
+        let status = async {
+            let survey = connected.survey().await.map_err(runtime)?;
+            gather(&connected, &survey).await
+        }
+        .await;
         connected.close().await;
         status
     })?;
@@ -83,8 +87,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn gather(c: &Connected) -> Result<Status, Failure> {
-    let survey = c.survey().await.map_err(runtime)?;
+pub async fn gather(c: &Connected, survey: &Survey) -> Result<Status, Failure> {
     let mut status = Status::default();
     match &survey.kubeconfig {
         None => status

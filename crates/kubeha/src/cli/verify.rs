@@ -74,7 +74,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
 
 async fn verify(c: &Connected, args: &Args) -> Result<Verdict, Failure> {
     c.progress.info("checking cluster health");
-    let health = status::gather(c).await?;
+    let survey = c.survey().await.map_err(runtime)?;
+    let health = status::gather(c, &survey).await?;
     let checks = health_checks(&c.cluster, &health);
     let healthy = checks.iter().all(|(_, ok, _)| *ok);
     let mut drills = Vec::new();
@@ -84,7 +85,6 @@ async fn verify(c: &Connected, args: &Args) -> Result<Verdict, Failure> {
                 "refusing the failover drills: the cluster is not healthy to begin with".into(),
             ));
         }
-        let survey = c.survey().await.map_err(runtime)?;
         let kubeconfig = survey
             .kubeconfig
             .ok_or_else(|| Failure::Runtime("no control plane is initialised".into()))?;
