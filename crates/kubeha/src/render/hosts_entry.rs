@@ -66,14 +66,16 @@ pub fn merge_block_sh(target: &str, source: &str) -> String {
 }
 
 fn restore_script(cluster: &Cluster) -> String {
-    let merge = merge_block_sh("\"$1\"", "cat \"$block\"").replace('\n', "\n  ");
+    let merge = merge_block_sh("\"$1\"", "cat \"$block\"")
+        .trim_end()
+        .replace('\n', "\n  ");
     format!(
         "#!/bin/sh\n{header}\
          # Puts the API endpoint's entry back into /etc/hosts after Docker or cloud-init\n\
          # regenerated it; {UNIT}.service runs it at boot, before containerd and the kubelet.\n\
          set -eu\n\
          block={BLOCK_FILE}\n\
-         merge() {{\n  {merge}}}\n\
+         merge() {{\n  {merge}\n}}\n\
          merge {PATH}\n\
          # Where cloud-init renders /etc/hosts from a template, the template keeps the entry too.\n\
          if {CLOUD_INIT_MANAGES_HOSTS}; then\n  merge {CLOUD_INIT_TEMPLATE}\nfi\n",
