@@ -162,15 +162,10 @@ mod tests {
         assert!(unit.contains("\nWantedBy=multi-user.target\n"));
         let script = files.iter().find(|f| f.path == RESTORE_SCRIPT).unwrap();
         assert_eq!(script.mode, 0o755);
-        let out = Command::new("sh")
+        let syntax = Command::new("sh")
             .args(["-n", "-c", &text(RESTORE_SCRIPT)])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+            .status();
+        assert!(syntax.unwrap().success(), "sh -n rejects the script");
         // systemd's own checker, pointed at a copy of the script it can find.
         let dir = tempfile::tempdir().unwrap();
         let script_copy = dir.path().join("kubeha-restore-hosts");
@@ -200,15 +195,23 @@ mod tests {
         }
     }
 
-    /// Runs the restore script with its paths moved into `root`.
-    fn restore_in(root: &std::path::Path, cluster: &Cluster) -> std::process::Output {
+    /// Runs the restore script with its paths moved into `root`; returns the hosts file and
+    /// cloud-init's template after it.
+    fn restore_in(root: &std::path::Path, cluster: &Cluster) -> (String, String) {
         let r = root.display();
         let script = restore_script(cluster)
             .replace(BLOCK_FILE, &format!("{r}{BLOCK_FILE}"))
             .replace("/etc/cloud/", &format!("{r}/etc/cloud/"))
             .replace("/var/lib/cloud/", &format!("{r}/var/lib/cloud/"))
             .replace(&format!("merge {PATH}"), &format!("merge {r}{PATH}"));
-        Command::new("sh").args(["-c", &script]).output().unwrap()
+        let out = Command::new("sh").args(["-c", &script]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let read = |p: &str| std::fs::read_to_string(root.join(p.trim_start_matches('/'))).unwrap();
+        (read(PATH), read(CLOUD_INIT_TEMPLATE))
     }
 
     #[test]
@@ -229,55 +232,29 @@ mod tests {
         let block = "# BEGIN kubeha\n10.20.1.5 load-balancer.local\n# END kubeha\n";
 
         // cloud-init does not manage /etc/hosts: the template is left alone.
-        let out = restore_in(root, &c);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let restored = format!("{fresh}{block}");
         assert_eq!(
-            std::fs::read_to_string(at(PATH)).unwrap(),
-            format!("{fresh}{block}")
-        );
-        assert_eq!(
-            std::fs::read_to_string(at(CLOUD_INIT_TEMPLATE)).unwrap(),
-            template
+            restore_in(root, &c),
+            (restored.clone(), template.to_string())
         );
 
         // Debian's cloud images set manage_etc_hosts: true; a second run changes nothing.
+        let cloud_cfg = at("/etc/cloud/cloud.cfg.d/01_debian_cloud.cfg");
         std::fs::write(
-            at("/etc/cloud/cloud.cfg.d/01_debian_cloud.cfg"),
+            &cloud_cfg,
             "apt_preserve_sources_list: true\nmanage_etc_hosts: true\n",
         )
         .unwrap();
         for _ in 0..2 {
-            let out = restore_in(root, &c);
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
             assert_eq!(
-                std::fs::read_to_string(at(PATH)).unwrap(),
-                format!("{fresh}{block}")
-            );
-            assert_eq!(
-                std::fs::read_to_string(at(CLOUD_INIT_TEMPLATE)).unwrap(),
-                format!("{template}{block}")
+                restore_in(root, &c),
+                (restored.clone(), format!("{template}{block}"))
             );
         }
 
         // `localhost` mode keeps the rest of the file: the template is not used.
         std::fs::write(at(CLOUD_INIT_TEMPLATE), template).unwrap();
-        std::fs::write(
-            at("/etc/cloud/cloud.cfg.d/01_debian_cloud.cfg"),
-            "manage_etc_hosts: localhost\n",
-        )
-        .unwrap();
-        assert!(restore_in(root, &c).status.success());
-        assert_eq!(
-            std::fs::read_to_string(at(CLOUD_INIT_TEMPLATE)).unwrap(),
-            template
-        );
+        std::fs::write(&cloud_cfg, "manage_etc_hosts: localhost\n").unwrap();
+        assert_eq!(restore_in(root, &c), (restored, template.to_string()));
     }
 }
