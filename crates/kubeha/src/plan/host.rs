@@ -226,10 +226,10 @@ impl HostPlanner<'_> {
     /// The endpoint's entry in /etc/hosts, now and after every boot; nothing when the
     /// name resolves there without it (DNS) or kubeha does not manage it.
     fn endpoint(&mut self, desired: &[DesiredFile]) {
-        let Some(block) = desired
+        let Some(Content::ManagedBlock(block)) = desired
             .iter()
             .find(|d| d.file.path == hosts_entry::PATH)
-            .map(|d| d.bytes.clone())
+            .map(|d| d.file.content.clone())
         else {
             return;
         };
@@ -238,7 +238,6 @@ impl HostPlanner<'_> {
         }
         let boot_changed = self.files(desired, |p| hosts_entry::BOOT_FILES.contains(&p));
         self.files(desired, |p| p == hosts_entry::PATH);
-        let block = String::from_utf8_lossy(&block).into_owned();
         if self.facts.cloud_init_hosts && self.facts.template_block.as_ref() != Some(&block) {
             self.actions.push(Action::MergeBlock {
                 path: hosts_entry::CLOUD_INIT_TEMPLATE.into(),
