@@ -381,11 +381,10 @@ mod tests {
 
     #[test]
     fn ssh_destinations_are_quoted() {
-        let c = cluster_from(|s| s.replace("user: ubuntu ", "user: \"o'brien\" "));
+        let c = cluster_from(|s| s.replace("user: ubuntu ", "user: \"deploy$\" "));
         let text = render(&c);
         assert!(
-            text.contains(r#"DEST[k8s-master-1]='o'"'"'brien@10.20.1.10'"#)
-                || text.contains("DEST[k8s-master-1]=\"o'brien@10.20.1.10\""),
+            text.contains("DEST[k8s-master-1]='deploy$@10.20.1.10'"),
             "{}",
             &text[..800]
         );
