@@ -1,6 +1,8 @@
 //! The cluster spec: parse `cluster.yaml`, apply defaults, validate. Pure apart from
 //! reading the file itself and checking that referenced local files exist.
 
+#[cfg(test)]
+mod coverage;
 mod diagnostic;
 pub mod model;
 mod raw;
