@@ -95,6 +95,29 @@ fn ssh_config_quoted(value: &str) -> Result<String, Unquotable> {
     Ok(format!("\"{value}\""))
 }
 
+/// A single-quoted HAProxy configuration argument: inside `'…'` HAProxy expands no
+/// environment variables and honours no escapes, so only `'` itself (and control
+/// characters, which end the line) cannot be written.
+pub fn haproxy(value: &str) -> Result<String, Unquotable> {
+    if value.contains('\'') || value.chars().any(char::is_control) {
+        return Err(Unquotable {
+            reason: "HAProxy cannot hold `'` or control characters in a single-quoted argument",
+        });
+    }
+    Ok(format!("'{value}'"))
+}
+
+/// A double-quoted keepalived.conf argument. keepalived has no escapes: `"` cannot be
+/// written, and `#`, `!`, `{` and `}` (comments and blocks) are refused as well.
+pub fn keepalived(value: &str) -> Result<String, Unquotable> {
+    if value.contains(['"', '#', '!', '{', '}']) || value.chars().any(char::is_control) {
+        return Err(Unquotable {
+            reason: "keepalived.conf cannot hold `\"`, `#`, `!`, braces or control characters",
+        });
+    }
+    Ok(format!("\"{value}\""))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,6 +176,16 @@ mod tests {
     #[test]
     fn nul_is_unquotable() {
         assert!(try_shell("a\0b").is_err());
+    }
+
+    #[test]
+    fn config_formats_quote_or_refuse() {
+        assert_eq!(haproxy("/readyz?x=1&y").unwrap(), "'/readyz?x=1&y'");
+        assert!(haproxy("a'b").is_err() && haproxy("a\nb").is_err());
+        assert_eq!(keepalived("eth0").unwrap(), "\"eth0\"");
+        for bad in ["a\"b", "a#b", "a!b", "a}b", "a\nnotify_master x"] {
+            assert!(keepalived(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
