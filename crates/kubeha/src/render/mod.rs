@@ -275,7 +275,7 @@ pub fn cluster_files<'a>(
 }
 
 /// The Calico manifest with the spec's pod subnet wired into `CALICO_IPV4POOL_CIDR`.
-pub use node::calico_manifest;
+pub use node::{calico_manifest, verify_manifest, ManifestMismatch};
 
 /// Header every managed text file starts with, in the file's comment syntax.
 fn managed_header(comment: &str, cluster: &Cluster) -> String {

@@ -520,7 +520,7 @@ mod tests {
         let sha = "ab".repeat(32);
         let c = cluster_from(|s| {
             s.replace(
-                "      # manifest: calico.yaml        # a local copy instead of the release URL",
+                "      # manifest: calico.yaml        # a local copy instead of the release URL, or a URL",
                 &format!("      manifest: http://mirror.internal/calico.yaml?x=1&y=2\n      sha256: {sha}"),
             )
         });

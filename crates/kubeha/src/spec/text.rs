@@ -222,6 +222,19 @@ pub fn url_problem(s: &str, what: UrlUse) -> Option<String> {
     None
 }
 
+/// `s` fit to print: a URL's `user:password@` replaced by `***@`, so a refused URL
+/// does not put its credentials in the terminal or a CI log.
+pub fn redact_url(s: &str) -> String {
+    let Some((scheme, rest)) = s.split_once("://") else {
+        return s.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***{}", &rest[at..]),
+        None => s.to_string(),
+    }
+}
+
 /// Whether an http(s) URL travels in clear text.
 pub fn is_plain_http(s: &str) -> bool {
     s.starts_with("http://")
@@ -408,6 +421,11 @@ mod tests {
             assert!(url_problem(bad, Repository).is_some(), "{bad}");
         }
         assert!(is_plain_http("http://x/"));
+        assert_eq!(
+            redact_url("https://u:pw@h.example/p@q"),
+            "https://***@h.example/p@q"
+        );
+        assert_eq!(redact_url("https://h.example/p@q"), "https://h.example/p@q");
         assert!(is_sha256_hex(&"ab".repeat(32)));
         assert!(!is_sha256_hex(&"AB".repeat(32)));
         assert!(!is_sha256_hex("abc"));

@@ -1112,7 +1112,10 @@ impl Validator<'_> {
             Some(problem) => {
                 self.error(
                     pos(s),
-                    format!("`{}` is not a usable http(s) URL: {problem}", s.value),
+                    format!(
+                        "`{}` is not a usable http(s) URL: {problem}",
+                        rules::redact_url(&s.value)
+                    ),
                     "write the full URL, e.g. `https://mirror.example.com/debian`",
                 );
                 None
@@ -1182,6 +1185,39 @@ pub fn suggest<'a>(word: &str, expected: &[&'a str]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn load_starter_with(calico: &str) -> Result<super::super::Loaded, super::super::Report> {
+        let text = super::super::starter::STARTER_SPEC.replace(
+            "      # manifest: calico.yaml        # a local copy instead of the release URL, or a URL",
+            calico,
+        );
+        let paths = PathContext {
+            spec_dir: "/nonexistent".into(),
+            home: None,
+        };
+        super::super::load_str(Path::new("c.yaml"), text, &paths)
+    }
+
+    #[test]
+    fn plain_http_manifest_needs_a_pin_or_an_insecure_mark() {
+        let url = "      manifest: http://mirror.internal/calico.yaml";
+        let refused = load_starter_with(url).unwrap_err();
+        assert!(refused
+            .render(false)
+            .contains("is plain http and not pinned"));
+        let pinned =
+            load_starter_with(&format!("{url}\n      sha256: {}", "ab".repeat(32))).unwrap();
+        assert!(!pinned.report.render(false).contains("plain http"));
+        assert_eq!(pinned.cluster.calico.sha256, Some("ab".repeat(32)));
+        let insecure = load_starter_with(&format!("{url}\n      insecure: true")).unwrap();
+        let warnings = insecure.report.render(false);
+        assert!(
+            warnings.contains(
+                "warning: the Calico manifest is fetched over plain http without a `sha256`"
+            ),
+            "{warnings}"
+        );
+    }
 
     #[test]
     fn overlap_is_symmetric() {
