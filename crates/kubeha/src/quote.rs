@@ -63,6 +63,11 @@ pub fn shell_words<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
 /// before 8.7 has no escapes inside quotes, so `"` and `\` cannot be written portably
 /// and are refused, as are control characters (a newline would start a new directive)
 /// and `%` (a token-expanding keyword would read it as a token).
+///
+/// Not for ProxyJump, ProxyCommand, LocalCommand or RemoteCommand: OpenSSH takes the
+/// rest of their line unparsed, quotes included. Give a bastion its own `Host` block
+/// (HostName, User, Port, IdentityFile quoted here) and point ProxyJump at that block's
+/// fixed alias.
 pub fn ssh_config(value: &str) -> Result<String, Unquotable> {
     if value.contains('%') {
         return Err(Unquotable {
