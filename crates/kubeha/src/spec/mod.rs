@@ -12,7 +12,7 @@ mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diagnostic::{Diagnostic, Position, Report, Severity};
+pub use diagnostic::{escape_controls, Diagnostic, Position, Report, Severity};
 pub use model::*;
 pub use validate::{PathContext, DEFAULT_CALICO_VERSION, DEFAULT_KUBERNETES_VERSION};
 
