@@ -302,22 +302,27 @@ install -d -m 0755 {keyrings}
     );
 }
 
+/// Uploads a kubeadm config with its secrets filled in, then runs
+/// `kubeadm VERB --config CONFIG` (plus `flags`) and `then` on the host.
+fn kubeadm(w: &mut String, host: &Host, verb: &str, config: &str, flags: &str, then: &str) {
+    let _ = writeln!(w, "put_secret {} {}", q(&host.name), q(config));
+    on(
+        w,
+        host,
+        &format!("kubeadm {verb} --config {}{flags}\n{then}", q(config)),
+    );
+}
+
 fn control_plane_steps(w: &mut String, cluster: &Cluster) {
     let first = cluster.first_control_plane();
     section(w, &format!("{}: kubeadm init", first.name));
-    let _ = writeln!(
-        w,
-        "put_secret {} {}",
-        q(&first.name),
-        q(super::KUBEADM_INIT_CONFIG)
-    );
-    on(
+    kubeadm(
         w,
         first,
-        &format!(
-            "kubeadm init --config {} --upload-certs\ninstall -d -m 0700 /root/.kube\ninstall -m 0600 /etc/kubernetes/admin.conf /root/.kube/config\n",
-            q(super::KUBEADM_INIT_CONFIG)
-        ),
+        "init",
+        super::KUBEADM_INIT_CONFIG,
+        " --upload-certs",
+        "install -d -m 0700 /root/.kube\ninstall -m 0600 /etc/kubernetes/admin.conf /root/.kube/config\n",
     );
     let _ = write!(
         w,
@@ -347,17 +352,7 @@ CA_HASH="sha256:$(ssh_to {name} sudo cat /etc/kubernetes/pki/ca.crt \
                 }
             ),
         );
-        let _ = writeln!(
-            w,
-            "put_secret {} {}",
-            q(&host.name),
-            q(super::KUBEADM_JOIN_CONFIG)
-        );
-        on(
-            w,
-            host,
-            &format!("kubeadm join --config {}\n", q(super::KUBEADM_JOIN_CONFIG)),
-        );
+        kubeadm(w, host, "join", super::KUBEADM_JOIN_CONFIG, "", "");
         if cp {
             // Each control-plane join adds an etcd member; the next must wait for it.
             // etcd refuses another member until every member has been up a few seconds.
