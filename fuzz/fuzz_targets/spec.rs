@@ -13,7 +13,10 @@ use kubeha::spec::{load_str, PathContext};
 use libfuzzer_sys::fuzz_target;
 
 fn assert_printable(what: &str, text: &str) {
-    if let Some(c) = text.chars().find(|&c| c.is_control() && c != '\n' && c != '\t') {
+    if let Some(c) = text
+        .chars()
+        .find(|&c| c.is_control() && c != '\n' && c != '\t')
+    {
         panic!("{what} holds control character U+{:04X}:\n{text}", c as u32);
     }
 }
