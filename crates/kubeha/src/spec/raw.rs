@@ -3,7 +3,8 @@
 //! Every field is optional here so that defaults and validation live in one place
 //! (`validate.rs`), where each problem can point at the line and column it came from.
 //! Unknown fields are rejected by serde (`deny_unknown_fields`); the loader turns that
-//! error into a "did you mean" diagnostic.
+//! error into a "did you mean" diagnostic. In tests every struct also serialises, so
+//! `spec::coverage` can list the string fields and hold the hostile corpus to them.
 
 use std::collections::BTreeMap;
 
