@@ -3,7 +3,8 @@
 //! Every field is optional here so that defaults and validation live in one place
 //! (`validate.rs`), where each problem can point at the line and column it came from.
 //! Unknown fields are rejected by serde (`deny_unknown_fields`); the loader turns that
-//! error into a "did you mean" diagnostic.
+//! error into a "did you mean" diagnostic. In tests every struct also serialises, so
+//! `spec::coverage` can list the string fields and hold the hostile corpus to them.
 
 use std::collections::BTreeMap;
 
@@ -12,22 +13,60 @@ use serde_saphyr::Spanned;
 
 pub type S<T> = Spanned<T>;
 
+/// A string as written in the spec, refused at parse time (with its location) when it
+/// holds what no field may: see [`super::text::universal`]. Every string field of the
+/// raw document has this type, so no field can skip the check.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[cfg_attr(test, derive(serde::Serialize))]
+#[cfg_attr(test, serde(transparent))]
+pub struct Text(String);
+
+impl std::ops::Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Text {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        super::text::universal(&s).map_err(serde::de::Error::custom)?;
+        Ok(Self(s))
+    }
+}
+
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Document {
-    pub api_version: Option<S<String>>,
-    pub kind: Option<S<String>>,
+    pub api_version: Option<S<Text>>,
+    pub kind: Option<S<Text>>,
     pub metadata: Option<S<Metadata>>,
     pub spec: Option<S<Spec>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Metadata {
-    pub name: Option<S<String>>,
+    pub name: Option<S<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Spec {
     pub ssh: Option<S<Ssh>>,
@@ -43,24 +82,26 @@ pub struct Spec {
 
 /// The targets `kubeha verify --disruptive` holds a failover drill to.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Availability {
-    pub max_api_outage: Option<S<String>>,
+    pub max_api_outage: Option<S<Text>>,
     pub min_success_ratio: Option<S<f64>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Ssh {
-    pub user: Option<S<String>>,
+    pub user: Option<S<Text>>,
     pub port: Option<S<i64>>,
-    pub identity_file: Option<S<String>>,
+    pub identity_file: Option<S<Text>>,
     pub use_agent: Option<S<bool>>,
     pub sudo: Option<S<bool>>,
     pub host_key_policy: Option<S<HostKeyPolicy>>,
-    pub known_hosts_file: Option<S<String>>,
+    pub known_hosts_file: Option<S<Text>>,
     pub bastion: Option<S<Bastion>>,
-    pub connect_timeout: Option<S<String>>,
+    pub connect_timeout: Option<S<Text>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -73,33 +114,36 @@ pub enum HostKeyPolicy {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Bastion {
-    pub address: Option<S<String>>,
+    pub address: Option<S<Text>>,
     pub port: Option<S<i64>>,
-    pub user: Option<S<String>>,
-    pub identity_file: Option<S<String>>,
+    pub user: Option<S<Text>>,
+    pub identity_file: Option<S<Text>>,
 }
 
 /// Per-host SSH settings that override `spec.ssh`.
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HostSsh {
-    pub user: Option<S<String>>,
+    pub user: Option<S<Text>>,
     pub port: Option<S<i64>>,
-    pub identity_file: Option<S<String>>,
+    pub identity_file: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Host {
-    pub name: Option<S<String>>,
-    pub address: Option<S<String>>,
-    pub internal_address: Option<S<String>>,
+    pub name: Option<S<Text>>,
+    pub address: Option<S<Text>>,
+    pub internal_address: Option<S<Text>>,
     pub roles: Option<S<Vec<S<Role>>>>,
     pub ssh: Option<S<HostSsh>>,
     #[serde(default)]
-    pub labels: BTreeMap<String, S<String>>,
+    pub labels: BTreeMap<Text, S<Text>>,
     #[serde(default)]
     pub taints: Vec<S<Taint>>,
 }
@@ -115,10 +159,11 @@ pub enum Role {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Taint {
-    pub key: Option<S<String>>,
-    pub value: Option<S<String>>,
+    pub key: Option<S<Text>>,
+    pub value: Option<S<Text>>,
     pub effect: Option<S<TaintEffect>>,
 }
 
@@ -130,30 +175,33 @@ pub enum TaintEffect {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct ApiEndpoint {
-    pub host: Option<S<String>>,
+    pub host: Option<S<Text>>,
     pub port: Option<S<i64>>,
     #[serde(default, rename = "extraSANs")]
-    pub extra_sans: Vec<S<String>>,
+    pub extra_sans: Vec<S<Text>>,
     pub manage_hosts_entry: Option<S<bool>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Kubernetes {
-    pub version: Option<S<String>>,
-    pub pod_subnet: Option<S<String>>,
-    pub service_subnet: Option<S<String>>,
-    pub dns_domain: Option<S<String>>,
+    pub version: Option<S<Text>>,
+    pub pod_subnet: Option<S<Text>>,
+    pub service_subnet: Option<S<Text>>,
+    pub dns_domain: Option<S<Text>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Packages {
     pub containerd: Option<S<ContainerdSource>>,
-    pub kubernetes_repository: Option<S<String>>,
-    pub docker_repository: Option<S<String>>,
+    pub kubernetes_repository: Option<S<Text>>,
+    pub docker_repository: Option<S<Text>>,
     pub mirror: Option<S<Mirror>>,
 }
 
@@ -167,16 +215,18 @@ pub enum ContainerdSource {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Mirror {
-    pub url: Option<S<String>>,
-    pub suite: Option<S<String>>,
+    pub url: Option<S<Text>>,
+    pub suite: Option<S<Text>>,
     #[serde(default)]
-    pub components: Vec<S<String>>,
-    pub key_file: Option<S<String>>,
+    pub components: Vec<S<Text>>,
+    pub key_file: Option<S<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct LoadBalancer {
     pub haproxy: Option<S<Haproxy>>,
@@ -185,39 +235,48 @@ pub struct LoadBalancer {
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Haproxy {
     pub health_check: Option<S<HealthCheck>>,
-    pub client_timeout: Option<S<String>>,
-    pub server_timeout: Option<S<String>>,
+    pub client_timeout: Option<S<Text>>,
+    pub server_timeout: Option<S<Text>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct HealthCheck {
-    pub path: Option<S<String>>,
-    pub interval: Option<S<String>>,
+    pub path: Option<S<Text>>,
+    pub interval: Option<S<Text>>,
     pub fall: Option<S<i64>>,
     pub rise: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct VirtualIp {
-    pub address: Option<S<String>>,
-    pub interface: Option<S<String>>,
+    pub address: Option<S<Text>>,
+    pub interface: Option<S<Text>>,
     pub virtual_router_id: Option<S<i64>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Cni {
     pub calico: Option<S<Calico>>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Calico {
-    pub version: Option<S<String>>,
-    pub manifest: Option<S<String>>,
+    pub version: Option<S<Text>>,
+    pub manifest: Option<S<Text>>,
+    /// The manifest's SHA-256: checked before anything is applied.
+    pub sha256: Option<S<Text>>,
+    /// Accept a manifest over plain http without a `sha256` (with a warning).
+    pub insecure: Option<S<bool>>,
 }
