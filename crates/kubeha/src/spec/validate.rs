@@ -683,13 +683,22 @@ impl Validator<'_> {
                 );
             }
         }
+        let manage = e.and_then(|e| e.value.manage_hosts_entry.as_ref());
+        if let (EndpointHost::Name(name), Some(m)) = (&host, manage) {
+            if !m.value {
+                // `check` cannot see the nodes: `plan` tells which of them do not resolve it.
+                self.warn(
+                    pos(m),
+                    format!("`apiEndpoint.manageHostsEntry` is off: every node must resolve `{name}` through DNS"),
+                    "`kubeha plan` checks each node and warns where it does not; leave it on to let kubeha map it",
+                );
+            }
+        }
         Some(ApiEndpoint {
             host,
             port,
             extra_sans,
-            manage_hosts_entry: e
-                .and_then(|e| e.value.manage_hosts_entry.as_ref())
-                .is_none_or(|m| m.value),
+            manage_hosts_entry: manage.is_none_or(|m| m.value),
         })
     }
 
@@ -1217,6 +1226,30 @@ mod tests {
             ),
             "{warnings}"
         );
+    }
+
+    #[test]
+    fn an_unmanaged_endpoint_name_warns_that_dns_must_serve_it() {
+        let load = |manage: &str| {
+            let text = super::super::starter::STARTER_SPEC.replace(
+                "    # manageHostsEntry: true  #",
+                &format!("    manageHostsEntry: {manage}  #"),
+            );
+            let paths = PathContext {
+                spec_dir: "/nonexistent".into(),
+                home: None,
+            };
+            super::super::load_str(Path::new("c.yaml"), text, &paths)
+                .unwrap()
+                .report
+                .render(false)
+        };
+        let off = load("false");
+        assert!(
+            off.contains("warning: `apiEndpoint.manageHostsEntry` is off: every node must resolve `load-balancer.local` through DNS"),
+            "{off}"
+        );
+        assert!(!load("true").contains("manageHostsEntry"));
     }
 
     #[test]
