@@ -347,6 +347,27 @@ fn unsupported_os_small_control_planes_and_version_drift_are_refused() {
 }
 
 #[test]
+fn os_release_values_that_are_not_plain_words_are_refused() {
+    let c = seed();
+    let mut facts = converged(&c);
+    let w = facts.get_mut("k8s-worker-1").unwrap();
+    w.os.id = "debian/e".into();
+    w.os.codename = "bookworm\nrm -rf /".into();
+    let text: Vec<String> = run(&c, &facts, None)
+        .unwrap_err()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(
+        text[0].starts_with(
+            "k8s-worker-1: the host's /etc/os-release ID \"debian/e\" is not a plain word"
+        ),
+        "{text:#?}"
+    );
+}
+
+#[test]
 fn a_stopped_service_is_started_without_a_restart() {
     let c = seed();
     let mut facts = converged(&c);
