@@ -144,6 +144,21 @@ pub fn allowed(u: &User, a: &Attrs) -> bool {
         && a.subresource.is_empty()
 }
 
+/// Non-resource URLs: admins may use any; every authenticated user may read
+/// discovery, health and version (system:discovery, system:public-info-viewer).
+pub fn allowed_path(u: &User, path: &str) -> bool {
+    let admin = u.has("system:masters") || u.has("kubeadm:cluster-admins");
+    let public = ["/healthz", "/livez", "/readyz", "/version"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let discovery = path == "/api"
+        || path == "/apis"
+        || path.starts_with("/api/")
+        || path.starts_with("/apis/")
+        || path.starts_with("/openapi/");
+    admin || public || (u.has("system:authenticated") && discovery)
+}
+
 /// The Forbidden message the real authorizer produces.
 pub fn forbidden_message(u: &User, a: &Attrs) -> String {
     let res = if a.subresource.is_empty() {

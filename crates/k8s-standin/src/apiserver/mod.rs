@@ -7,6 +7,8 @@ pub mod etcd;
 pub mod objects;
 pub mod registry;
 pub mod server;
+pub mod subresources;
+pub mod tables;
 
 use serde_json::json;
 use std::net::SocketAddr;

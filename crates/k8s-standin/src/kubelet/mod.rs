@@ -6,6 +6,7 @@
 
 pub mod node;
 pub mod pods;
+pub mod workloads;
 
 use serde_json::Value;
 use std::path::PathBuf;

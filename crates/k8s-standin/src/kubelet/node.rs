@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub const CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 /// The file Calico's install-cni container writes; the stand-in writes it once
-/// the calico-node DaemonSet exists and Pods could run on this node.
+/// a calico-node Pod runs on this node.
 pub const CALICO_CONFLIST: &str = "/etc/cni/net.d/10-calico.conflist";
 
 /// The client for the kubelet's kubeconfig, doing the TLS bootstrap first if
@@ -272,17 +272,24 @@ pub fn calico_conflist(cni_network_config: Option<&str>, node: &str, mtu: &str) 
         )
 }
 
-/// Writes Calico's CNI config once the calico-node DaemonSet exists.
-pub async fn calico_cni(c: &Client, paths: &Paths, node: &str) {
+/// Writes Calico's CNI config once a calico-node Pod runs on this node (what
+/// its install-cni init container does).
+pub async fn calico_cni(c: &Client, paths: &Paths, pods: &[Value]) {
     let target = paths.at(CALICO_CONFLIST);
-    if target.exists()
-        || !c
-            .get("/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node")
-            .await
-            .ok()
-    {
+    let calico_running = pods.iter().any(|p| {
+        p.pointer("/metadata/labels/k8s-app")
+            .and_then(Value::as_str)
+            == Some("calico-node")
+            && p["status"]["phase"] == "Running"
+    });
+    if target.exists() || !calico_running {
         return;
     }
+    let node = pods
+        .first()
+        .and_then(|p| p["spec"]["nodeName"].as_str())
+        .unwrap_or("")
+        .to_string();
     let cm = c
         .get("/api/v1/namespaces/kube-system/configmaps/calico-config")
         .await;
@@ -298,7 +305,7 @@ pub async fn calico_cni(c: &Client, paths: &Paths, node: &str) {
         .filter(|m| *m != "0")
         .unwrap_or("1500")
         .to_string();
-    let text = calico_conflist(cfg.as_deref(), node, &mtu);
+    let text = calico_conflist(cfg.as_deref(), &node, &mtu);
     if std::fs::create_dir_all(target.parent().expect("parent")).is_ok()
         && std::fs::write(&target, text).is_ok()
     {
