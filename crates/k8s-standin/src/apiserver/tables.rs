@@ -156,6 +156,18 @@ fn columns(kind: &str) -> Vec<Value> {
             wide("Images"),
             wide("Selector"),
         ],
+        "Event" => vec![
+            s("Last Seen"),
+            s("Type"),
+            s("Reason"),
+            s("Object"),
+            wide("Subobject"),
+            wide("Source"),
+            s("Message"),
+            wide("First Seen"),
+            wide("Count"),
+            col("Name", "string", "name", 1),
+        ],
         "PodDisruptionBudget" => vec![
             name,
             s("Min Available"),
@@ -281,6 +293,18 @@ fn cells(kind: &str, o: &Value) -> Value {
                 i,
                 selector_string(&o["spec"]["selector"])
             ])
+        }
+        "Event" => {
+            let since = |p: &str| {
+                o.pointer(p)
+                    .and_then(Value::as_str)
+                    .and_then(super::objects::parse_rfc3339)
+                    .map(|t| super::objects::human_duration((time::OffsetDateTime::now_utc() - t).whole_seconds()))
+                    .unwrap_or_else(|| "<unknown>".into())
+            };
+            let obj = format!("{}/{}", text(o, "/involvedObject/kind").to_lowercase(), text(o, "/involvedObject/name"));
+            json!([since("/lastTimestamp"), text(o, "/type"), text(o, "/reason"), obj, text(o, "/involvedObject/fieldPath"),
+                text(o, "/source/component"), text(o, "/message"), since("/firstTimestamp"), int(o, "/count"), name])
         }
         "PodDisruptionBudget" => {
             let show = |p: &str| match o.pointer(p) {
