@@ -299,12 +299,30 @@ fn cells(kind: &str, o: &Value) -> Value {
                 o.pointer(p)
                     .and_then(Value::as_str)
                     .and_then(super::objects::parse_rfc3339)
-                    .map(|t| super::objects::human_duration((time::OffsetDateTime::now_utc() - t).whole_seconds()))
+                    .map(|t| {
+                        super::objects::human_duration(
+                            (time::OffsetDateTime::now_utc() - t).whole_seconds(),
+                        )
+                    })
                     .unwrap_or_else(|| "<unknown>".into())
             };
-            let obj = format!("{}/{}", text(o, "/involvedObject/kind").to_lowercase(), text(o, "/involvedObject/name"));
-            json!([since("/lastTimestamp"), text(o, "/type"), text(o, "/reason"), obj, text(o, "/involvedObject/fieldPath"),
-                text(o, "/source/component"), text(o, "/message"), since("/firstTimestamp"), int(o, "/count"), name])
+            let obj = format!(
+                "{}/{}",
+                text(o, "/involvedObject/kind").to_lowercase(),
+                text(o, "/involvedObject/name")
+            );
+            json!([
+                since("/lastTimestamp"),
+                text(o, "/type"),
+                text(o, "/reason"),
+                obj,
+                text(o, "/involvedObject/fieldPath"),
+                text(o, "/source/component"),
+                text(o, "/message"),
+                since("/firstTimestamp"),
+                int(o, "/count"),
+                name
+            ])
         }
         "PodDisruptionBudget" => {
             let show = |p: &str| match o.pointer(p) {

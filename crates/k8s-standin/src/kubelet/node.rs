@@ -195,10 +195,13 @@ pub async fn heartbeat(
     let path = format!("/api/v1/nodes/{name}");
     let cur = c.get(&path).await;
     if cur.code == 404 {
-        let node = json!({"apiVersion": "v1", "kind": "Node",
+        let mut node = json!({"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                 "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}},
             "spec": {}, "status": status.clone()});
+        if !s.register_taints.is_empty() {
+            node["spec"]["taints"] = json!(s.register_taints);
+        }
         let r = c.create("/api/v1/nodes", &node).await;
         if !r.ok() && r.code != 409 {
             return Err(format!(
