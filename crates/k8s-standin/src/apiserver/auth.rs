@@ -116,6 +116,19 @@ pub fn allowed(u: &User, a: &Attrs) -> bool {
     if admin {
         return true;
     }
+    // system:basic-user: everyone authenticated may ask who they are and what they may do.
+    if u.has("system:authenticated")
+        && a.verb == "create"
+        && matches!(
+            (a.group, a.resource),
+            (
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+            ) | ("authentication.k8s.io", "selfsubjectreviews")
+        )
+    {
+        return true;
+    }
     let read = matches!(a.verb, "get" | "list" | "watch");
     if u.has("system:nodes") {
         // The stand-in does not emulate the Node authorizer's per-object graph.
@@ -240,6 +253,24 @@ mod tests {
             &a("get", "configmaps", "kube-public", "cluster-info")
         ));
         assert!(!allowed(&anon, &a("list", "nodes", "", "")));
+        let robot = User {
+            name: "system:serviceaccount:ci:robot".into(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ],
+        };
+        let review = Attrs {
+            verb: "create",
+            group: "authorization.k8s.io",
+            resource: "selfsubjectaccessreviews",
+            subresource: "",
+            namespace: "",
+            name: "",
+        };
+        assert!(allowed(&robot, &review));
+        assert!(!allowed(&anon, &review));
+        assert!(!allowed(&robot, &a("list", "secrets", "ci", "")));
         assert_eq!(
             forbidden_message(&anon, &a("list", "nodes", "", "")),
             "nodes is forbidden: User \"system:anonymous\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"

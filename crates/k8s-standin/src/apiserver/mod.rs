@@ -9,6 +9,7 @@ pub mod registry;
 pub mod server;
 pub mod subresources;
 pub mod tables;
+pub mod tokens;
 
 use serde_json::json;
 use std::net::SocketAddr;
@@ -28,6 +29,10 @@ pub struct Options {
     pub etcd_certfile: String,
     pub etcd_keyfile: String,
     pub service_cluster_ip_range: String,
+    pub service_account_issuer: String,
+    pub service_account_key_file: String,
+    pub service_account_signing_key_file: String,
+    pub api_audiences: Vec<String>,
 }
 
 impl Options {
@@ -69,6 +74,10 @@ impl Options {
                 "etcd-certfile" => o.etcd_certfile = v,
                 "etcd-keyfile" => o.etcd_keyfile = v,
                 "service-cluster-ip-range" => o.service_cluster_ip_range = v,
+                "service-account-issuer" => o.service_account_issuer = v,
+                "service-account-key-file" => o.service_account_key_file = v,
+                "service-account-signing-key-file" => o.service_account_signing_key_file = v,
+                "api-audiences" => o.api_audiences = v.split(',').map(String::from).collect(),
                 _ => {}
             }
         }
@@ -93,6 +102,23 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
         &read(&o.tls_private_key_file)?,
         &read(&o.client_ca_file)?,
     )?;
+    // ServiceAccount tokens need the public key; issuing them the private one.
+    let sa = if o.service_account_key_file.is_empty() {
+        None
+    } else {
+        let public = String::from_utf8_lossy(&read(&o.service_account_key_file)?).into_owned();
+        let signing = if o.service_account_signing_key_file.is_empty() {
+            None
+        } else {
+            Some(String::from_utf8_lossy(&read(&o.service_account_signing_key_file)?).into_owned())
+        };
+        Some(tokens::SaKeys::load(
+            &o.service_account_issuer,
+            &o.api_audiences,
+            signing.as_deref(),
+            &public,
+        )?)
+    };
     let listener = tokio::net::TcpListener::bind((o.bind_address.as_str(), o.secure_port))
         .await
         .map_err(|e| {
@@ -111,6 +137,7 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
             .filter(|v| v.starts_with('v'))
             .unwrap_or_else(|| crate::VERSION.to_string()),
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
+        sa,
     });
     let b = api.clone();
     let cidr = o.service_cluster_ip_range.clone();

@@ -256,6 +256,15 @@ const BUILTIN: &[Builtin] = &[
         false,
     ),
     (
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        false,
+        &[],
+        false,
+    ),
+    (
         "authorization.k8s.io",
         "v1",
         "selfsubjectaccessreviews",
@@ -366,6 +375,13 @@ fn subresources(
             ("binding", "", "v1", "Binding", vec!["create"]),
             ("eviction", "policy", "v1", "Eviction", vec!["create"]),
         ],
+        ("", "serviceaccounts") => vec![(
+            "token",
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest",
+            vec!["create"],
+        )],
         ("apps", "deployments" | "replicasets" | "statefulsets") => {
             vec![(
                 "scale",

@@ -27,6 +27,8 @@ pub struct Api {
     /// Set once the bootstrap objects (system namespaces) exist: until then
     /// /readyz fails, as the real post-start hooks make it.
     pub bootstrapped: std::sync::atomic::AtomicBool,
+    /// ServiceAccount token keys (None without --service-account-key-file).
+    pub sa: Option<super::tokens::SaKeys>,
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -454,8 +456,11 @@ pub struct Req {
 }
 
 impl Api {
-    /// Authenticates a bearer token (bootstrap tokens only).
+    /// Authenticates a bearer token: a ServiceAccount JWT or a bootstrap token.
     pub async fn token_user(&self, token: &str) -> Option<User> {
+        if token.matches('.').count() == 2 {
+            return self.service_account_user(token).await;
+        }
         let id = token.split_once('.').map(|(id, _)| id)?;
         let secrets = self.builtin.iter().find(|r| r.plural == "secrets")?;
         let secret = self
@@ -721,6 +726,16 @@ impl Api {
             ("authorization.k8s.io", "selfsubjectaccessreviews", "", "create") => {
                 return self.access_review(user, &req)
             }
+            ("authentication.k8s.io", "selfsubjectreviews", "", "create") => {
+                return json_response(
+                    StatusCode::CREATED,
+                    &json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {"creationTimestamp": null},
+                        "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+                )
+            }
+            ("", "serviceaccounts", "token", "create") => {
+                return self.token_request(&t, &req).await
+            }
             _ => {}
         }
         match verb {
@@ -807,6 +822,7 @@ impl Api {
             advertise: String::new(),
             version: String::new(),
             bootstrapped: std::sync::atomic::AtomicBool::new(true),
+            sa: None,
         };
         let target = Target {
             res: t.res.clone(),

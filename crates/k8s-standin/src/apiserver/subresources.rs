@@ -315,6 +315,100 @@ impl Api {
     }
 }
 
+impl Api {
+    /// POST serviceaccounts/{name}/token (TokenRequest): a bound JWT.
+    pub(super) async fn token_request(&self, t: &Target, req: &Req) -> Response<Body> {
+        let Some(keys) = &self.sa else {
+            return status(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+                None,
+            );
+        };
+        let mut tr = match decode_body(&req.body) {
+            Ok(b) => b,
+            Err(e) => return bad_request(&e),
+        };
+        let sa = match self.get_object(&t.res, &t.namespace, &t.name).await {
+            Ok(Some((sa, _))) => sa,
+            Ok(None) => return not_found(&t.res, &t.name),
+            Err(e) => return etcd_error(e),
+        };
+        let secs = tr["spec"]["expirationSeconds"].as_i64().unwrap_or(3600);
+        if secs < 600 {
+            return status(422, "Invalid", &format!("TokenRequest.authentication.k8s.io \"{}\" is invalid: spec.expirationSeconds: Invalid value: {secs}: may not specify a duration less than 10 minutes", t.name), None);
+        }
+        let audiences: Vec<String> = tr["spec"]["audiences"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str().map(String::from))
+                    .collect()
+            })
+            .filter(|a: &Vec<String>| !a.is_empty())
+            .unwrap_or_else(|| keys.audiences.clone());
+        let bound = tr["spec"]["boundObjectRef"].clone();
+        let now = time::OffsetDateTime::now_utc();
+        let claims = super::tokens::claims(
+            &keys.issuer,
+            &audiences,
+            &sa,
+            (!bound.is_null()).then_some(&bound),
+            now.unix_timestamp(),
+            now.unix_timestamp() + secs,
+        );
+        let token = match keys.sign(&claims) {
+            Ok(t) => t,
+            Err(e) => {
+                return status(
+                    500,
+                    "InternalError",
+                    &format!("failed to sign token: {e}"),
+                    None,
+                )
+            }
+        };
+        tr["kind"] = json!("TokenRequest");
+        tr["apiVersion"] = json!("authentication.k8s.io/v1");
+        tr["metadata"] =
+            json!({"name": t.name, "namespace": t.namespace, "creationTimestamp": null});
+        tr["spec"]["audiences"] = json!(audiences);
+        tr["spec"]["expirationSeconds"] = json!(secs);
+        tr["status"] = json!({"token": token, "expirationTimestamp": rfc3339(now + time::Duration::seconds(secs))});
+        json_response(StatusCode::CREATED, &tr)
+    }
+
+    /// A valid token whose ServiceAccount (and bound Pod or Secret) still exist
+    /// with the uids it was issued for.
+    pub async fn service_account_user(&self, token: &str) -> Option<User> {
+        let claims = self
+            .sa
+            .as_ref()?
+            .verify(token, time::OffsetDateTime::now_utc().unix_timestamp())
+            .ok()?;
+        let k = &claims["kubernetes.io"];
+        let ns = k["namespace"].as_str()?;
+        let still = |plural: &str, v: &Value| {
+            let r = self.resource("", plural);
+            let name = v["name"].as_str().unwrap_or("").to_string();
+            let want = v["uid"].clone();
+            async move {
+                matches!(self.get_object(&r, ns, &name).await, Ok(Some((o, _))) if o["metadata"]["uid"] == want)
+            }
+        };
+        if !still("serviceaccounts", &k["serviceaccount"]).await {
+            return None;
+        }
+        for (kind, plural) in [("pod", "pods"), ("secret", "secrets")] {
+            if k[kind].is_object() && !still(plural, &k[kind]).await {
+                return None;
+            }
+        }
+        Some(super::tokens::user(&claims))
+    }
+}
+
 /// Replaces (or adds) the condition of the same type.
 pub fn set_condition(obj: &mut Value, cond: Value) {
     let conds = &mut obj["status"]["conditions"];
