@@ -102,6 +102,41 @@ async fn service_account_tokens_and_access_reviews() {
     .await;
     assert!(ok && out.trim() == "yes", "{out}");
 
+    // RBAC objects are evaluated: the built-in view role, bound in one namespace.
+    let (ok, out) = kubectl(
+        &admin_kc,
+        &home,
+        &[
+            "create",
+            "rolebinding",
+            "robot-view",
+            "--clusterrole=view",
+            "--serviceaccount=default:robot",
+        ],
+    )
+    .await;
+    assert!(ok, "{out}");
+    let (ok, out) = kubectl(&robot_kc, &home, &["get", "pods"]).await;
+    assert!(ok && out.contains("No resources found"), "{out}");
+    let (ok, out) = kubectl(&robot_kc, &home, &["auth", "can-i", "list", "pods"]).await;
+    assert!(ok && out.trim() == "yes", "{out}");
+    let (ok, out) = kubectl(
+        &robot_kc,
+        &home,
+        &["auth", "can-i", "list", "pods", "-n", "kube-system"],
+    )
+    .await;
+    assert!(
+        !ok && out.trim() == "no",
+        "a RoleBinding grants only in its namespace: {out}"
+    );
+    let (ok, out) = kubectl(&robot_kc, &home, &["auth", "can-i", "delete", "pods"]).await;
+    assert!(!ok && out.trim() == "no", "view cannot delete: {out}");
+    assert!(
+        !kubectl(&robot_kc, &home, &["get", "secrets"]).await.0,
+        "view excludes secrets"
+    );
+
     // A second apiserver with the same keys (another control plane, or one
     // restarted after an etcd restore) accepts the token.
     let b = cl.apiserver().await;

@@ -185,6 +185,17 @@ async fn bootstrap(api: &server::Api, service_cidr: &str) -> bool {
         .unwrap_or_default();
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
+    let roles = api
+        .builtin
+        .iter()
+        .find(|r| r.plural == "clusterroles")
+        .cloned()
+        .expect("clusterroles");
+    for role in auth::bootstrap_cluster_roles() {
+        let name = role["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let _ = api.create_object(&roles, "", role).await;
+        done &= matches!(api.get_object(&roles, "", &name).await, Ok(Some(_)));
+    }
     let svcs = res("services");
     let _ = api.create_object(&svcs, "default", svc).await;
     done && matches!(

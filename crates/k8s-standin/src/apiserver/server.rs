@@ -456,6 +456,44 @@ pub struct Req {
 }
 
 impl Api {
+    /// The bootstrap policy, then the stored RBAC objects.
+    pub async fn authorize(&self, user: &User, a: &Attrs<'_>) -> bool {
+        if auth::allowed(user, a) {
+            return true;
+        }
+        let list = |plural: &str, ns: &str| {
+            let r = self
+                .builtin
+                .iter()
+                .find(|r| r.group == "rbac.authorization.k8s.io" && r.plural == plural)
+                .cloned()
+                .expect("rbac resources");
+            let ns = ns.to_string();
+            async move {
+                self.list_objects(&r, &ns)
+                    .await
+                    .map(|(i, _)| i)
+                    .unwrap_or_default()
+            }
+        };
+        let namespaced = !a.namespace.is_empty();
+        let rbac = auth::Rbac {
+            cluster_roles: list("clusterroles", "").await,
+            cluster_role_bindings: list("clusterrolebindings", "").await,
+            roles: if namespaced {
+                list("roles", a.namespace).await
+            } else {
+                vec![]
+            },
+            role_bindings: if namespaced {
+                list("rolebindings", a.namespace).await
+            } else {
+                vec![]
+            },
+        };
+        auth::rbac_allows(user, a, &rbac)
+    }
+
     /// Authenticates a bearer token: a ServiceAccount JWT or a bootstrap token.
     pub async fn token_user(&self, token: &str) -> Option<User> {
         if token.matches('.').count() == 2 {
@@ -698,7 +736,7 @@ impl Api {
             namespace: &ns,
             name: &name,
         };
-        if !auth::allowed(user, &attrs) {
+        if !self.authorize(user, &attrs).await {
             return status(
                 403,
                 "Forbidden",
@@ -724,7 +762,7 @@ impl Api {
                 return self.scale(&t, &req).await
             }
             ("authorization.k8s.io", "selfsubjectaccessreviews", "", "create") => {
-                return self.access_review(user, &req)
+                return self.access_review(user, &req).await
             }
             ("authentication.k8s.io", "selfsubjectreviews", "", "create") => {
                 return json_response(

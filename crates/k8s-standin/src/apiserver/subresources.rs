@@ -280,7 +280,7 @@ impl Api {
     }
 
     /// SelfSubjectAccessReview: the authorizer's answer for the caller.
-    pub(super) fn access_review(&self, user: &User, req: &Req) -> Response<Body> {
+    pub(super) async fn access_review(&self, user: &User, req: &Req) -> Response<Body> {
         let mut review = match decode_body(&req.body) {
             Ok(b) => b,
             Err(e) => return bad_request(&e),
@@ -288,7 +288,7 @@ impl Api {
         let ra = &review["spec"]["resourceAttributes"];
         let f = |k: &str| ra[k].as_str().unwrap_or("");
         let allowed = if ra.is_object() {
-            auth::allowed(
+            self.authorize(
                 user,
                 &Attrs {
                     verb: f("verb"),
@@ -299,6 +299,7 @@ impl Api {
                     name: f("name"),
                 },
             )
+            .await
         } else {
             // Non-resource URLs: discovery and health for every authenticated user.
             auth::allowed_path(
