@@ -15,6 +15,8 @@ use std::time::Duration;
 
 struct Lab {
     cl: Cluster,
+    /// The kubectl to run.
+    k: String,
     kubeconfig: String,
     client: Client,
     /// Nodes whose kubelet is running (heartbeats, Pod sync).
@@ -35,7 +37,12 @@ fn kubectl_bin() -> Option<String> {
 
 impl Lab {
     /// cp1 (control-plane taint), worker-1, worker-2; control loops every 300 ms.
-    async fn start(name: &str) -> Lab {
+    /// None (skipped) without kubectl or etcd.
+    async fn start(name: &str) -> Option<Lab> {
+        let k = kubectl_bin()?;
+        if !common::etcd_available() {
+            return None;
+        }
         let cl = Cluster::start(name);
         let url = cl.apiserver().await;
         let kc = cl.admin_kubeconfig(&url);
@@ -83,21 +90,22 @@ impl Lab {
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
         });
-        Lab {
+        Some(Lab {
             cl,
+            k,
             kubeconfig,
             client,
             alive,
-        }
+        })
     }
 
-    async fn kubectl(&self, k: &str, args: &[&str]) -> (bool, String) {
-        self.kubectl_stdin(k, args, None).await
+    async fn kubectl(&self, args: &[&str]) -> (bool, String) {
+        self.kubectl_stdin(args, None).await
     }
 
-    async fn kubectl_stdin(&self, k: &str, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    async fn kubectl_stdin(&self, args: &[&str], stdin: Option<&str>) -> (bool, String) {
         use tokio::io::AsyncWriteExt;
-        let mut child = tokio::process::Command::new(k)
+        let mut child = tokio::process::Command::new(&self.k)
             .arg("--kubeconfig")
             .arg(&self.kubeconfig)
             .args(args)
@@ -121,8 +129,8 @@ impl Lab {
         (out.status.success(), text)
     }
 
-    async fn ok(&self, k: &str, args: &[&str]) -> String {
-        let (ok, out) = self.kubectl(k, args).await;
+    async fn ok(&self, args: &[&str]) -> String {
+        let (ok, out) = self.kubectl(args).await;
         assert!(ok, "kubectl {args:?} failed:\n{out}");
         out
     }
@@ -189,28 +197,22 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
-    let Some(k) = kubectl_bin() else { return };
-    if !common::etcd_available() {
+    let Some(lab) = Lab::start("deploy").await else {
         return;
-    }
-    let lab = Lab::start("deploy").await;
-    let k = k.as_str();
-    lab.ok(
-        k,
-        &[
-            "create",
-            "deployment",
-            "web",
-            "--image=nginx:1.27",
-            "--replicas=3",
-        ],
-    )
+    };
+    lab.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=3",
+    ])
     .await;
     let out = lab
-        .ok(k, &["rollout", "status", "deployment/web", "--timeout=60s"])
+        .ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
         .await;
     assert!(out.contains("successfully rolled out"), "{out}");
-    let t = rows(&lab.ok(k, &["get", "deployment", "web"]).await);
+    let t = rows(&lab.ok(&["get", "deployment", "web"]).await);
     assert_eq!(t[0], ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]);
     assert_eq!(t[1][..4], ["web", "3/3", "3", "3"]);
     let first = lab
@@ -223,7 +225,7 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
         "nothing on the tainted control plane"
     );
     let t = rows(
-        &lab.ok(k, &["get", "pods", "-l", "app=web", "-o", "wide"])
+        &lab.ok(&["get", "pods", "-l", "app=web", "-o", "wide"])
             .await,
     );
     assert_eq!(
@@ -236,10 +238,10 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
     );
 
     // Rolling update: every Pod replaced, the old ReplicaSet scaled to 0.
-    lab.ok(k, &["set", "image", "deployment/web", "nginx=nginx:1.28"])
+    lab.ok(&["set", "image", "deployment/web", "nginx=nginx:1.28"])
         .await;
     let out = lab
-        .ok(k, &["rollout", "status", "deployment/web", "--timeout=60s"])
+        .ok(&["rollout", "status", "deployment/web", "--timeout=60s"])
         .await;
     assert!(out.contains("successfully rolled out"), "{out}");
     let old: BTreeSet<String> = first
@@ -258,16 +260,13 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
         .iter()
         .all(|p| p["spec"]["containers"][0]["image"] == "nginx:1.28"));
     let t = rows(
-        &lab.ok(
-            k,
-            &[
-                "get",
-                "rs",
-                "-l",
-                "app=web",
-                "--sort-by=.metadata.creationTimestamp",
-            ],
-        )
+        &lab.ok(&[
+            "get",
+            "rs",
+            "-l",
+            "app=web",
+            "--sort-by=.metadata.creationTimestamp",
+        ])
         .await,
     );
     assert_eq!(t[0], ["NAME", "DESIRED", "CURRENT", "READY", "AGE"]);
@@ -278,15 +277,10 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
     );
 
     // DaemonSet without a toleration: one Pod per worker, none on cp1.
-    let (ok, out) = lab
-        .kubectl_stdin(k, &["apply", "-f", "-"], Some(AGENT))
-        .await;
+    let (ok, out) = lab.kubectl_stdin(&["apply", "-f", "-"], Some(AGENT)).await;
     assert!(ok, "{out}");
-    lab.ok(
-        k,
-        &["rollout", "status", "daemonset/agent", "--timeout=60s"],
-    )
-    .await;
+    lab.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"])
+        .await;
     let agents = lab
         .until_pods("app%3Dagent", "agents", |p| {
             p.len() == 2 && p.iter().all(running)
@@ -294,7 +288,7 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
         .await;
     let nodes: BTreeSet<&str> = agents.iter().map(node_of).collect();
     assert_eq!(nodes, BTreeSet::from(["worker-1", "worker-2"]));
-    let t = rows(&lab.ok(k, &["get", "ds", "agent"]).await);
+    let t = rows(&lab.ok(&["get", "ds", "agent"]).await);
     assert_eq!(
         t[0][..6],
         [
@@ -311,13 +305,10 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
         ["agent", "2", "2", "2", "2", "2", "kubernetes.io/os=linux"]
     );
     // Tolerating the control-plane taint adds the third.
-    lab.ok(k, &["patch", "ds", "agent", "--type=merge", "-p",
+    lab.ok(&["patch", "ds", "agent", "--type=merge", "-p",
         r#"{"spec":{"template":{"spec":{"tolerations":[{"key":"node-role.kubernetes.io/control-plane","operator":"Exists","effect":"NoSchedule"}]}}}}"#]).await;
-    lab.ok(
-        k,
-        &["rollout", "status", "daemonset/agent", "--timeout=60s"],
-    )
-    .await;
+    lab.ok(&["rollout", "status", "daemonset/agent", "--timeout=60s"])
+        .await;
     lab.until_pods("app%3Dagent", "agent on cp1", |p| {
         p.iter().filter(|p| running(p)).count() == 3 && p.iter().any(|p| node_of(p) == "cp1")
     })
@@ -325,11 +316,7 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
 
     // A Pod no node can take stays Pending and says why.
     let big = "apiVersion: v1\nkind: Pod\nmetadata: {name: big, namespace: default, labels: {app: big}}\nspec:\n  containers: [{name: c, image: x, resources: {requests: {cpu: '64'}}}]\n";
-    assert!(
-        lab.kubectl_stdin(k, &["apply", "-f", "-"], Some(big))
-            .await
-            .0
-    );
+    assert!(lab.kubectl_stdin(&["apply", "-f", "-"], Some(big)).await.0);
     let p = lab
         .until_pods("app%3Dbig", "unschedulable condition", |p| {
             k8s_standin::workload::condition(&p[0], "PodScheduled") == "False"
@@ -346,15 +333,12 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
     assert_eq!(cond["message"], "0/3 nodes are available: 1 node(s) had untolerated taint {node-role.kubernetes.io/control-plane: }, 2 Insufficient cpu. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling.");
     assert_eq!(p[0]["status"]["phase"], "Pending");
     let ev = lab
-        .ok(
-            k,
-            &[
-                "get",
-                "events",
-                "--field-selector",
-                "involvedObject.name=big",
-            ],
-        )
+        .ok(&[
+            "get",
+            "events",
+            "--field-selector",
+            "involvedObject.name=big",
+        ])
         .await;
     assert!(
         ev.contains("FailedScheduling") && ev.contains("Insufficient cpu"),
@@ -362,12 +346,12 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
     );
 
     // Deleting the Deployment takes its ReplicaSets and Pods with it.
-    lab.ok(k, &["delete", "deployment", "web", "--wait=false"])
+    lab.ok(&["delete", "deployment", "web", "--wait=false"])
         .await;
     lab.until_pods("app%3Dweb", "web pods collected", |p| p.is_empty())
         .await;
     assert!(
-        lab.ok(k, &["auth", "can-i", "create", "deployments"])
+        lab.ok(&["auth", "can-i", "create", "deployments"])
             .await
             .trim()
             == "yes"
@@ -384,33 +368,23 @@ spec:
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
-    let Some(k) = kubectl_bin() else { return };
-    if !common::etcd_available() {
+    let Some(lab) = Lab::start("drain").await else {
         return;
-    }
-    let lab = Lab::start("drain").await;
-    let k = k.as_str();
-    lab.ok(
-        k,
-        &[
-            "create",
-            "deployment",
-            "web",
-            "--image=nginx:1.27",
-            "--replicas=2",
-        ],
-    )
+    };
+    lab.ok(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=nginx:1.27",
+        "--replicas=2",
+    ])
     .await;
     assert!(
-        lab.kubectl_stdin(k, &["apply", "-f", "-"], Some(AGENT))
+        lab.kubectl_stdin(&["apply", "-f", "-"], Some(AGENT))
             .await
             .0
     );
-    assert!(
-        lab.kubectl_stdin(k, &["apply", "-f", "-"], Some(PDB))
-            .await
-            .0
-    );
+    assert!(lab.kubectl_stdin(&["apply", "-f", "-"], Some(PDB)).await.0);
     let pods = lab
         .until_pods("app%3Dweb", "2 running", |p| {
             p.len() == 2 && p.iter().all(running)
@@ -426,7 +400,7 @@ async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
         p.len() == 2 && p.iter().all(running)
     })
     .await;
-    let t = rows(&lab.ok(k, &["get", "pdb", "web"]).await);
+    let t = rows(&lab.ok(&["get", "pdb", "web"]).await);
     assert_eq!(
         t[0],
         [
@@ -444,10 +418,7 @@ async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
 
     // The budget allows no disruption: drain cordons, then gives up.
     let (ok, out) = lab
-        .kubectl(
-            k,
-            &["drain", "worker-1", "--ignore-daemonsets", "--timeout=8s"],
-        )
+        .kubectl(&["drain", "worker-1", "--ignore-daemonsets", "--timeout=8s"])
         .await;
     assert!(!ok, "drain must fail while the budget is exhausted:\n{out}");
     assert!(
@@ -460,11 +431,11 @@ async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
         .await
         .iter()
         .any(|p| node_of(p) == "worker-1" && running(p)));
-    let t = rows(&lab.ok(k, &["get", "node", "worker-1"]).await);
+    let t = rows(&lab.ok(&["get", "node", "worker-1"]).await);
     assert_eq!(t[1][1], "Ready,SchedulingDisabled");
 
     // One more replica (it cannot go to worker-1 now) frees a disruption.
-    lab.ok(k, &["scale", "deployment", "web", "--replicas=3"])
+    lab.ok(&["scale", "deployment", "web", "--replicas=3"])
         .await;
     lab.until_pods("app%3Dweb", "3 running", |p| {
         p.iter().filter(|p| running(p)).count() == 3
@@ -483,10 +454,7 @@ async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let out = lab
-        .ok(
-            k,
-            &["drain", "worker-1", "--ignore-daemonsets", "--timeout=60s"],
-        )
+        .ok(&["drain", "worker-1", "--ignore-daemonsets", "--timeout=60s"])
         .await;
     assert!(out.contains("evicting pod default/web-"), "{out}");
     assert!(out.contains("node/worker-1 drained"), "{out}");
@@ -508,8 +476,8 @@ async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
     );
 
     // Uncordon: new Pods may land on worker-1 again.
-    lab.ok(k, &["uncordon", "worker-1"]).await;
-    lab.ok(k, &["scale", "deployment", "web", "--replicas=5"])
+    lab.ok(&["uncordon", "worker-1"]).await;
+    lab.ok(&["scale", "deployment", "web", "--replicas=5"])
         .await;
     lab.until_pods("app%3Dweb", "a web Pod on worker-1", |p| {
         p.iter().any(|p| node_of(p) == "worker-1" && running(p))
@@ -520,7 +488,7 @@ async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
     // Pods go not Ready, and one tolerating unreachable for 1 s is evicted.
     let quick = "apiVersion: v1\nkind: Pod\nmetadata: {name: quick, namespace: default, labels: {app: quick}}\nspec:\n  nodeSelector: {kubernetes.io/hostname: worker-2}\n  tolerations: [{key: node.kubernetes.io/unreachable, operator: Exists, effect: NoExecute, tolerationSeconds: 1}]\n  containers: [{name: c, image: x}]\n";
     assert!(
-        lab.kubectl_stdin(k, &["apply", "-f", "-"], Some(quick))
+        lab.kubectl_stdin(&["apply", "-f", "-"], Some(quick))
             .await
             .0
     );
@@ -567,6 +535,6 @@ async fn drain_respects_budgets_and_lost_nodes_lose_their_pods() {
             .all(|p| !k8s_standin::workload::pod_ready(p)),
         "Pods on a lost node are not Ready"
     );
-    let t = rows(&lab.ok(k, &["get", "pod", "quick"]).await);
+    let t = rows(&lab.ok(&["get", "pod", "quick"]).await);
     assert_eq!(t[1][2], "Terminating", "no kubelet confirms the deletion");
 }

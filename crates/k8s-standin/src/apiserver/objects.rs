@@ -157,6 +157,23 @@ fn pod_spec_defaults(spec: &mut Value) {
     }
 }
 
+/// A strategy defaulting to RollingUpdate, with its rollingUpdate defaults.
+fn rolling_defaults(strategy: &mut Value, fields: &[(&str, Value)]) {
+    if !strategy.is_object() {
+        *strategy = json!({});
+    }
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy["type"] == "RollingUpdate" {
+        let ru = &mut strategy["rollingUpdate"];
+        if !ru.is_object() {
+            *ru = json!({});
+        }
+        for (k, v) in fields {
+            default(ru, k, v.clone());
+        }
+    }
+}
+
 /// Scheme defaults applied on every write, as the real apiserver decodes
 /// objects: workloads' strategies and replicas, Pod spec defaults.
 pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
@@ -166,36 +183,18 @@ pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
             default(&mut obj["spec"], "replicas", json!(1));
             default(&mut obj["spec"], "revisionHistoryLimit", json!(10));
             default(&mut obj["spec"], "progressDeadlineSeconds", json!(600));
-            default(
-                &mut obj["spec"],
-                "strategy",
-                json!({"type": "RollingUpdate"}),
+            rolling_defaults(
+                &mut obj["spec"]["strategy"],
+                &[("maxSurge", json!("25%")), ("maxUnavailable", json!("25%"))],
             );
-            if obj["spec"]["strategy"]["type"] == "RollingUpdate" {
-                let ru = &mut obj["spec"]["strategy"]["rollingUpdate"];
-                if !ru.is_object() {
-                    *ru = json!({});
-                }
-                default(ru, "maxSurge", json!("25%"));
-                default(ru, "maxUnavailable", json!("25%"));
-            }
             pod_spec_defaults(&mut obj["spec"]["template"]["spec"]);
         }
         ("apps", "DaemonSet") => {
             default(&mut obj["spec"], "revisionHistoryLimit", json!(10));
-            default(
-                &mut obj["spec"],
-                "updateStrategy",
-                json!({"type": "RollingUpdate"}),
+            rolling_defaults(
+                &mut obj["spec"]["updateStrategy"],
+                &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
             );
-            if obj["spec"]["updateStrategy"]["type"] == "RollingUpdate" {
-                let ru = &mut obj["spec"]["updateStrategy"]["rollingUpdate"];
-                if !ru.is_object() {
-                    *ru = json!({});
-                }
-                default(ru, "maxUnavailable", json!(1));
-                default(ru, "maxSurge", json!(0));
-            }
             pod_spec_defaults(&mut obj["spec"]["template"]["spec"]);
         }
         ("apps", "ReplicaSet" | "StatefulSet") => {
