@@ -250,7 +250,9 @@ pub async fn mirror_pods(c: &Client, node: &str, ip: &str, pods: &[StaticPod]) {
         ann["kubernetes.io/config.source"] = json!("file");
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "kube-system", "annotations": ann, "labels": {"component": p.name, "tier": "control-plane"}},
+            // The kubelet lets static Pods tolerate every NoExecute taint.
             "spec": {"nodeName": node, "hostNetwork": true, "priorityClassName": "system-node-critical",
+                "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
                 "containers": [{"name": p.name, "command": p.command, "image": format!("registry.k8s.io/{}", p.name)}]}});
         let path = format!("/api/v1/namespaces/kube-system/pods/{name}");
         c.apply(&path, &pod, "kubelet").await;

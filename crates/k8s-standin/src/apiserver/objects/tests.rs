@@ -122,4 +122,9 @@ fn defaults_and_pod_admission() {
     assert_eq!(t.len(), 2, "only not-ready added: {t:?}");
     assert_eq!(t[1]["tolerationSeconds"], 300);
     assert_eq!(p["spec"]["priority"], 2000001000);
+    // Static Pods tolerate every NoExecute taint: nothing to add.
+    let mut mirror =
+        json!({"spec": {"tolerations": [{"operator": "Exists", "effect": "NoExecute"}]}});
+    admit_pod(&mut mirror);
+    assert_eq!(mirror["spec"]["tolerations"].as_array().unwrap().len(), 1);
 }
