@@ -345,6 +345,10 @@ async fn deployment_rollout_daemonset_and_scheduling_with_kubectl() {
         "{ev}"
     );
 
+    // An unbound Pod has no kubelet to wait for: deleted at once.
+    lab.ok(&["delete", "pod", "big", "--timeout=10s"]).await;
+    assert!(lab.pods("app%3Dbig").await.is_empty());
+
     // Deleting the Deployment takes its ReplicaSets and Pods with it.
     lab.ok(&["delete", "deployment", "web", "--wait=false"])
         .await;

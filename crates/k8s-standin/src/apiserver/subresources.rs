@@ -79,7 +79,11 @@ impl Api {
                 .or_else(|| pod["spec"]["terminationGracePeriodSeconds"].as_i64())
                 .unwrap_or(30)
                 .max(0);
-            if !bound || !workload::pod_active(&pod) && !workload::terminating(&pod) || grace == 0 {
+            let finished = matches!(
+                pod["status"]["phase"].as_str(),
+                Some("Succeeded" | "Failed")
+            );
+            if !bound || finished || grace == 0 {
                 match self
                     .etcd
                     .delete_if(&Self::key(&t.res, &t.namespace, &t.name), rev)
