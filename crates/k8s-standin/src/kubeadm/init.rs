@@ -623,14 +623,14 @@ fn kube_proxy_daemonset(repo: &str, version: &str) -> Value {
                         "securityContext": {"privileged": true}}]}}}})
 }
 
-async fn addons(
+/// Creates or updates CoreDNS and kube-proxy (init, and upgrade apply for the new version).
+pub async fn addons(
     client: &Client,
-    cfg: &InitConfig,
+    cluster: &config::ClusterConfiguration,
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<(), Failure> {
-    let dns_ip = dns_ip(&cfg.cluster);
-    let repo = cfg
-        .cluster
+    let dns_ip = dns_ip(cluster);
+    let repo = cluster
         .image_repository
         .clone()
         .unwrap_or_else(|| "registry.k8s.io".into());
@@ -657,10 +657,7 @@ async fn addons(
             "/apis/apps/v1/namespaces/kube-system/daemonsets".to_string(),
             kube_proxy_daemonset(
                 &repo,
-                cfg.cluster
-                    .kubernetes_version
-                    .as_deref()
-                    .unwrap_or_default(),
+                cluster.kubernetes_version.as_deref().unwrap_or_default(),
             ),
         ),
     ];
@@ -910,7 +907,7 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
     let ca_pem = env.read(&format!("{dir}/ca.crt")).unwrap_or_default();
     bootstrap_tokens(&admin, &cfg, &ca_pem, p.on("skip-token-print")).await?;
     println!("[kubelet-finalize] Updating \"/etc/kubernetes/kubelet.conf\" to point to a rotatable kubelet client certificate and key");
-    addons(&admin, &cfg, &|ph| skipped(&cfg, p, ph)).await?;
+    addons(&admin, &cfg.cluster, &|ph| skipped(&cfg, p, ph)).await?;
     let hash = pki::ca_cert_hash(&ca_pem).map_err(|e| e.to_string())?;
     let token = cfg
         .init

@@ -779,6 +779,8 @@ pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
     if let Some(local) = local {
         wait_api_version(&local, &target).await;
     }
+    // The add-ons follow the new version: kube-proxy's DaemonSet rolls its Pods.
+    crate::kubeadm::init::addons(&c, &updated, &|_| false).await?;
     println!("\n[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!\n\n[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading your kubelets if you haven't already done so.");
     Ok(())
 }
