@@ -216,11 +216,10 @@ impl<'a> Kubeadm<'a> {
 
     /// Workers join with credentials made before the worker phase (see `execute`).
     pub async fn join_worker(&self, host: &Host, remote: &Remote) -> Result<(), RemoteError> {
-        let (secrets, _) = self.credentials.as_ref().ok_or_else(|| RemoteError {
-            host: host.name.clone(),
-            what: "cannot join".into(),
-            detail: "no join credentials were prepared".into(),
-        })?;
+        let (secrets, _) = self
+            .credentials
+            .as_ref()
+            .ok_or_else(|| remote.error("cannot join", "no join credentials were prepared"))?;
         debug_assert!(!host.has(Role::ControlPlane));
         self.join(host, remote, secrets).await
     }

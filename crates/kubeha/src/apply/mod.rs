@@ -8,7 +8,7 @@ pub mod progress;
 pub mod steps;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +19,8 @@ use tokio::sync::Semaphore;
 use crate::api;
 use crate::facts::{self, HostFacts};
 use crate::plan::{self, Action, ClusterState, DesiredFile, Phase, Plan, Step};
+/// Kubeconfigs hold client keys: written 0600, atomically, never through a symlink.
+pub use crate::remote::write_private;
 use crate::remote::{Redactor, Remote, RemoteError, RunDir};
 use crate::render::{self, Content, RenderInputs};
 use crate::spec::{Cluster, Host, ManifestSource};
@@ -113,9 +115,7 @@ pub async fn connect(
     options: Options,
     progress: Arc<Progress>,
 ) -> Result<Connected, ApplyError> {
-    let run = RunDir::create(&options.run_dir).map_err(|e| {
-        ApplyError::Local(format!("cannot create {}: {e}", options.run_dir.display()))
-    })?;
+    let run = RunDir::create(&options.run_dir, &cluster).map_err(ApplyError::Local)?;
     let redactor = Arc::new(Redactor::default());
     let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let attempts = cluster.hosts.iter().map(|h| {
@@ -530,24 +530,4 @@ pub fn desired_files(
         out.insert(h.name.clone(), files);
     }
     Ok(out)
-}
-
-/// Writes a file only its owner can read (kubeconfigs hold client keys).
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let tmp = path.with_extension("kubeha-tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(fail)?;
-    f.write_all(bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
 }
