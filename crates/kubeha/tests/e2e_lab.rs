@@ -138,6 +138,207 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `ps -eo args` on a lab host every 100 ms, over one SSH session, into a file, until
+/// dropped: proof that no secret is ever on a command line there.
+struct PsSampler {
+    host: &'static str,
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl PsSampler {
+    fn start(lab: &LabGuard, host: &'static str) -> Self {
+        let out = lab.state.join(format!("ps-{host}.txt"));
+        let state = lab.state.display().to_string();
+        let child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
+            .args([
+                "lab",
+                "--name",
+                lab.name,
+                "--state-dir",
+                &state,
+                "ssh",
+                host,
+                "--",
+            ])
+            .args([
+                "sh",
+                "-c",
+                "while :; do ps -eo args; echo '--- sample'; sleep 0.1; done",
+            ])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        PsSampler { host, child, out }
+    }
+
+    /// Stops sampling; the samples and how many there were.
+    fn finish(mut self) -> (String, usize) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let samples = text.matches("--- sample").count();
+        (text, samples)
+    }
+}
+
+impl Drop for PsSampler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lower_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// Every 64-character lower-case hex word in `text` with the 20 characters before it.
+fn hex64_words(text: &str) -> Vec<(String, String)> {
+    let b = text.as_bytes();
+    let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if hex(b[i]) && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            let n = b[i..].iter().take_while(|&&c| hex(c)).count();
+            let ends = b.get(i + n).is_none_or(|c| !c.is_ascii_alphanumeric());
+            if n == 64 && ends {
+                let from = text[..i]
+                    .char_indices()
+                    .rev()
+                    .nth(19)
+                    .map_or(0, |(at, _)| at);
+                found.push((text[from..i].to_string(), text[i..i + 64].to_string()));
+            }
+            i += n.max(1);
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Where 64 hex digits may be a certificate key.
+#[derive(Clone, Copy, PartialEq)]
+enum Hex {
+    /// Anywhere but in a `sha256:` digest or a file hash the facts script printed
+    /// (kubeha's own output and files).
+    Anywhere,
+    /// After `certificate-key`, `certificateKey` or `certificate key` (command lines and
+    /// journals, full of container IDs).
+    AfterItsName,
+}
+
+/// What in `text` looks like a secret: a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`),
+/// a PEM private key, a kubeconfig's `client-key-data`, or a certificate key.
+fn secrets_in(text: &str, hex: Hex) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut found = Vec::new();
+    for i in 0..b.len().saturating_sub(22) {
+        let token = (i == 0 || !lower_alnum(b[i - 1]))
+            && b[i..i + 6].iter().all(|&c| lower_alnum(c))
+            && b[i + 6] == b'.'
+            && b[i + 7..i + 23].iter().all(|&c| lower_alnum(c))
+            && b.get(i + 23).is_none_or(|&c| !lower_alnum(c));
+        if token {
+            found.push(format!("token {}", &text[i..i + 23]));
+        }
+    }
+    for marker in ["PRIVATE KEY-----", "client-key-data"] {
+        if text.contains(marker) {
+            found.push(marker.to_string());
+        }
+    }
+    for (before, digits) in hex64_words(text) {
+        let named = ["certificate-key", "certificateKey", "certificate key"]
+            .iter()
+            .any(|name| before.contains(name));
+        let digest = before.ends_with("sha256:") || before.ends_with('=');
+        if named || (hex == Hex::Anywhere && !digest) {
+            found.push(format!("certificate key? {before}{digits}"));
+        }
+    }
+    found
+}
+
+/// Fails naming `what` and what was found when `text` holds anything secret-shaped.
+fn assert_no_secrets(what: &str, text: &str, hex: Hex) {
+    let found = secrets_in(text, hex);
+    assert!(found.is_empty(), "{what} holds secrets: {found:?}");
+}
+
+#[test]
+fn the_secret_scanner_finds_what_it_looks_for() {
+    let key = "0a".repeat(32);
+    for text in [
+        "kubeadm token create q1w2e3.r4t5y6u7i8o9p0a1 --ttl 2h".to_string(),
+        format!("kubeadm join --certificate-key {key}"),
+        "-----BEGIN EC PRIVATE KEY-----".into(),
+        "    client-key-data: <redacted>".into(),
+    ] {
+        assert!(!secrets_in(&text, Hex::AfterItsName).is_empty(), "{text}");
+    }
+    let sha = format!("file./etc/hosts={key} sha256:{key} cp-1.log 10.0.0.1:6443");
+    assert!(
+        secrets_in(&sha, Hex::Anywhere).is_empty(),
+        "{:?}",
+        secrets_in(&sha, Hex::Anywhere)
+    );
+    let shim = format!("containerd-shim-runc-v2 -namespace k8s.io -id {key}");
+    assert!(secrets_in(&shim, Hex::AfterItsName).is_empty());
+    assert!(!secrets_in(&shim, Hex::Anywhere).is_empty());
+}
+
+/// Every file under `dir`, recursively, with its path.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::symlink_metadata(p).unwrap().permissions())
+        & 0o777
+}
+
+/// The run folders under `.kubeha` are 0700, everything in them 0600, `.kubeha` is
+/// ignored by git, and no file holds a secret.
+fn assert_state_folder_private(state: &Path) {
+    let dot = state.join(".kubeha");
+    let ignore = std::fs::read_to_string(dot.join(".gitignore")).expect(".kubeha/.gitignore");
+    assert!(ignore.lines().any(|l| l.trim() == "*"), "{ignore}");
+    let runs = dot.join("e2e/runs");
+    let mut run_dirs = 0;
+    for run in std::fs::read_dir(&runs).unwrap() {
+        let run = run.unwrap().path();
+        assert_eq!(mode_of(&run), 0o700, "{}", run.display());
+        run_dirs += 1;
+    }
+    assert!(run_dirs >= 3, "one run folder per command run");
+    let mut files = Vec::new();
+    files_under(&dot, &mut files);
+    let logs = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        .count();
+    assert!(logs >= 6, "{files:?}");
+    for f in &files {
+        if f.starts_with(&runs) {
+            assert_eq!(mode_of(f), 0o600, "{}", f.display());
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        assert_no_secrets(&f.display().to_string(), &text, Hex::Anywhere);
+    }
+}
+
 #[test]
 fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing() {
     if !docker_available() {
@@ -163,6 +364,15 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         "an invalid spec must not start a run"
     );
 
+    // From here on, command lines on a joining control plane and a joining worker are
+    // sampled for secrets.
+    let samplers = [
+        PsSampler::start(&guard, "cp-2"),
+        PsSampler::start(&guard, "worker-1"),
+    ];
+    // Everything kubeha prints is kept, to be searched for secrets at the end.
+    let mut printed: Vec<(String, String)> = Vec::new();
+
     // First apply, killed while the third control plane joins.
     let started = Instant::now();
     let first_stderr = state.join("first-apply.stderr");
@@ -175,8 +385,11 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let reader = BufReader::new(child.stdout.take().unwrap());
     let mut killed = false;
     let mut seen = Vec::new();
+    let mut first_stdout = String::new();
     for line in reader.lines() {
         let line = line.unwrap();
+        first_stdout.push_str(&line);
+        first_stdout.push('\n');
         seen.push(line.chars().take(200).collect::<String>());
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
@@ -210,6 +423,11 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         "killed the first apply after {:.0}s",
         started.elapsed().as_secs_f64()
     );
+    printed.push(("first apply -o json".into(), first_stdout));
+    printed.push((
+        "first apply's stderr".into(),
+        std::fs::read_to_string(&first_stderr).unwrap_or_default(),
+    ));
 
     // The second apply finishes the job.
     let resumed = Instant::now();
@@ -224,15 +442,54 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         resumed.elapsed().as_secs_f64(),
         stderr(&out)
     );
+    printed.push(("resumed apply".into(), stdout(&out) + &stderr(&out)));
+    for sampler in samplers {
+        let host = sampler.host;
+        let (samples, count) = sampler.finish();
+        eprintln!("{count} ps samples on {host}");
+        assert!(count > 100, "too few ps samples on {host}: {count}");
+        assert!(
+            samples.contains("kubeadm join"),
+            "the samples on {host} never caught kubeadm join"
+        );
+        assert_no_secrets(
+            &format!("ps -eo args on {host}"),
+            &samples,
+            Hex::AfterItsName,
+        );
+    }
     let kubeconfig = state.join("e2e.kubeconfig");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&kubeconfig).unwrap().permissions(),
+    assert_eq!(
+        mode_of(&kubeconfig),
+        0o600,
+        "the admin kubeconfig is private"
     );
-    assert_eq!(mode & 0o777, 0o600, "the admin kubeconfig is private");
+    // The kubeconfig kubeha wrote holds only what it trusts from the host.
+    let written = std::fs::read_to_string(&kubeconfig).unwrap();
+    for gone in ["exec", "auth-provider", "token", "insecure", "proxy-url"] {
+        assert!(
+            !written.contains(gone),
+            "{gone} in the kubeconfig:\n{written}"
+        );
+    }
+    // The run revoked every join credential, the killed run's included.
+    let out = kubectl(&guard, "-n kube-system get secrets -o name");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<String> = stdout(&out)
+        .lines()
+        .filter_map(|n| n.strip_prefix("secret/"))
+        .filter(|n| n.starts_with("bootstrap-token-") || *n == "kubeadm-certs")
+        .map(String::from)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "join credentials left in the cluster: {left:?}"
+    );
 
     // Every node Ready, exactly three healthy etcd members, every backend up.
     let out = kubeha(&["status", "-f", &spec_arg, "-o", "json"], &state);
     assert!(out.status.success(), "{}", stderr(&out));
+    printed.push(("status -o json".into(), stdout(&out) + &stderr(&out)));
     let status = json_lines(&stdout(&out)).pop().expect("a status document");
     let nodes = status["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 5, "{status:#}");
@@ -260,6 +517,50 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         stdout(&out)
     );
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
+    printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
+
+    // No secret in anything kubeha printed, wrote or left in the hosts' journals.
+    let text_and_json = [
+        ("plan", vec!["plan", "-f", &spec_arg]),
+        ("plan -o json", vec!["plan", "-f", &spec_arg, "-o", "json"]),
+        (
+            "apply -o json",
+            vec!["apply", "-f", &spec_arg, "--yes", "-o", "json"],
+        ),
+        ("status", vec!["status", "-f", &spec_arg]),
+        ("verify", vec!["verify", "-f", &spec_arg]),
+        (
+            "verify -o json",
+            vec!["verify", "-f", &spec_arg, "-o", "json"],
+        ),
+    ];
+    for (what, args) in text_and_json {
+        let out = kubeha(&args, &state);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        printed.push((what.into(), stdout(&out) + &stderr(&out)));
+    }
+    for (what, text) in &printed {
+        assert_no_secrets(what, text, Hex::Anywhere);
+    }
+    assert_state_folder_private(&state);
+    for host in ["cp-1", "cp-2", "worker-1"] {
+        let out = guard.lab(&["ssh", host, "--", "sudo", "journalctl", "--no-pager", "-q"]);
+        assert!(
+            out.status.success(),
+            "journalctl on {host}: {}",
+            stderr(&out)
+        );
+        let journal = stdout(&out);
+        assert!(
+            journal.contains("sudo"),
+            "the journal of {host} records sudo"
+        );
+        assert_no_secrets(
+            &format!("the journal of {host}"),
+            &journal,
+            Hex::AfterItsName,
+        );
+    }
     drop(guard);
 }
 
