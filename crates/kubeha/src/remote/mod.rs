@@ -27,9 +27,9 @@ use crate::spec::{Cluster, Host, HostKeyPolicy};
 #[derive(Debug, thiserror::Error)]
 #[error("{host}: {what}: {detail}")]
 pub struct RemoteError {
-    pub host: String,
-    pub what: String,
-    pub detail: String,
+    host: String,
+    what: String,
+    detail: String,
 }
 
 impl RemoteError {
