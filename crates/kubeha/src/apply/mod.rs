@@ -591,3 +591,23 @@ pub fn desired_files(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_errors_are_displayed_redacted() {
+        let key = "9c".repeat(32);
+        let e = ApplyError::Local(format!(
+            "kubeadm printed: Using token: q1w2e3.r4t5y6u7i8o9p0a1 and certificateKey: {key}"
+        ));
+        let text = e.to_string();
+        assert!(
+            !text.contains("q1w2e3.r4t5y6u7i8o9p0a1") && !text.contains(&key),
+            "{text}"
+        );
+        let kube = ApplyError::Kube(api::KubeError::Api("client-key-data: S0VZ".into()));
+        assert!(!kube.to_string().contains("S0VZ"));
+    }
+}

@@ -442,6 +442,30 @@ mod tests {
         assert!(log_entry(&out, Logged::Everything).contains(&out.stdout));
     }
 
+    #[test]
+    fn errors_never_carry_a_secret() {
+        let redactor = Redactor::default();
+        redactor.add("a-registered-secret");
+        let e = RemoteError::new(
+            &redactor,
+            "cp-1",
+            "kubeadm join --token q1w2e3.r4t5y6u7i8o9p0a1 failed",
+            "exit 1: a-registered-secret | client-key-data: S0VZ | -----BEGIN PRIVATE KEY-----\nMIIE",
+        );
+        let text = e.to_string();
+        for secret in [
+            "q1w2e3.r4t5y6u7i8o9p0a1",
+            "a-registered-secret",
+            "S0VZ",
+            "MIIE",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.starts_with("cp-1: kubeadm join --token <redacted> failed: exit 1: <redacted>")
+        );
+    }
+
     /// A server that sends its banner and then never answers the key exchange:
     /// ConnectTimeout alone lets ssh wait for ever.
     #[tokio::test]
