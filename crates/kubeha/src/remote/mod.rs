@@ -123,7 +123,8 @@ impl Remote {
             .port(host.ssh.port)
             .connect_timeout(ssh.connect_timeout)
             .server_alive_interval(Duration::from_secs(15))
-            .user_known_hosts_file(&ssh.known_hosts_file)
+            // UserKnownHostsFile comes from the run's ssh_config, quoted: as `-o` on
+            // the command line ssh would split the path at spaces.
             .known_hosts_check(match ssh.host_key_policy {
                 HostKeyPolicy::Verify => KnownHosts::Strict,
                 HostKeyPolicy::AcceptNew => KnownHosts::Add,
@@ -136,6 +137,8 @@ impl Remote {
             // a killed kubeha should not linger for ever.
             .control_persist(ControlPersist::IdleFor(master_idle_limit(timeout)));
         if let Some(key) = &host.ssh.identity_file {
+            let key = ssh_config::identity_argument(key)
+                .map_err(|e| fail("cannot use the SSH key", e))?;
             builder.keyfile(key);
         }
         if ssh.bastion.is_some() {

@@ -69,10 +69,23 @@ pub fn quote(value: &str, expands: Expands) -> Result<String, String> {
 }
 
 fn path(p: &Path) -> Result<String, String> {
-    let text = p
-        .to_str()
-        .ok_or_else(|| format!("{}: not valid UTF-8", p.display()))?;
-    quote(text, Expands::Path)
+    quote(utf8(p)?, Expands::Path)
+}
+
+fn utf8(p: &Path) -> Result<&str, String> {
+    p.to_str()
+        .ok_or_else(|| format!("{}: not valid UTF-8", p.display()))
+}
+
+/// A key for `ssh -i`: ssh looks the path up as written, then expands `%` tokens and
+/// `${VAR}` in it, so no escape makes such a path work; it is refused instead.
+pub fn identity_argument(p: &Path) -> Result<&Path, String> {
+    let text = utf8(p)?;
+    quote(text, Expands::Path)?;
+    if text.contains('%') {
+        return Err(format!("{text:?}: ssh would expand `%` in a key path"));
+    }
+    Ok(p)
 }
 
 /// The configuration text, or why a value cannot be written safely.
@@ -209,6 +222,14 @@ mod tests {
         assert!(quote("relative/k", Expands::Path).is_err());
         assert!(quote("~/k", Expands::Path).is_err());
         assert!(quote("u%n", Expands::Nothing).is_err());
+    }
+
+    #[test]
+    fn key_paths_ssh_would_rewrite_are_refused() {
+        assert!(identity_argument(Path::new("/home/op/.ssh/id ed25519")).is_ok());
+        for bad in ["/k/50%h", "/k/${HOME}", "k", "~/.ssh/id", "/k/\nx"] {
+            assert!(identity_argument(Path::new(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]
