@@ -503,6 +503,22 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         );
         eprintln!("the resumed run joined only workers and uploaded no certificates");
     }
+    // The killed run left cp-3's join config (with the token and certificate key)
+    // behind; the resumed run removed it, whether or not it joined cp-3 again.
+    for host in ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"] {
+        let out = guard.lab(&[
+            "ssh",
+            host,
+            "--",
+            "sudo",
+            "find",
+            "/etc/kubeha",
+            "-name",
+            "kubeadm-*",
+        ]);
+        assert!(out.status.success(), "{host}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "secret files left on {host}");
+    }
     for sampler in samplers {
         let host = sampler.host;
         let (samples, count) = sampler.finish();
