@@ -7,7 +7,7 @@
 pub mod apt;
 mod containerd;
 pub mod haproxy;
-mod hosts_entry;
+pub mod hosts_entry;
 mod keepalived;
 pub mod kubeadm;
 pub mod node;
@@ -344,6 +344,9 @@ mod tests {
                 "/etc/apt/sources.list.d/kubernetes.list",
                 "/etc/apt/sources.list.d/docker.list",
                 "/etc/hosts",
+                hosts_entry::BLOCK_FILE,
+                hosts_entry::RESTORE_SCRIPT,
+                hosts_entry::UNIT_PATH,
                 "/etc/modules-load.d/containerd.conf",
                 "/etc/sysctl.d/k8s.conf",
                 "/etc/containerd/config.toml",

@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{apt, node, Content, KubeadmSecrets, RenderInputs};
+use super::{apt, hosts_entry, node, Content, KubeadmSecrets, RenderInputs};
 use crate::spec::{Cluster, Host, ManifestSource, Role};
 
 /// The rendered file for `path` on a host, relative to the render folder.
@@ -184,13 +184,21 @@ fn node_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInp
         ),
     );
     put_files(w, cluster, host, inputs, |p| {
-        p == node::MODULES_PATH || p == node::SYSCTL_PATH || p == "/etc/hosts"
+        p == node::MODULES_PATH
+            || p == node::SYSCTL_PATH
+            || p == hosts_entry::PATH
+            || hosts_entry::BOOT_FILES.contains(&p)
     });
     let modules = node::MODULES.join(" ");
+    let endpoint = if hosts_entry::render(cluster, host).is_empty() {
+        ""
+    } else {
+        "# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"
+    };
     let _ = write!(
         w,
         r#"on {name} <<'STEP'
-modprobe -a {modules}
+{endpoint}modprobe -a {modules}
 sysctl --system >/dev/null
 # kubelet refuses to run with swap: off now and at every boot.
 swapoff -a
@@ -355,6 +363,8 @@ mod tests {
         assert!(text.contains("apt-get install -y --allow-change-held-packages containerd.io\n"));
         assert!(text.contains("kubelet=1.31.0-1.1 kubeadm=1.31.0-1.1 kubectl=1.31.0-1.1\napt-mark hold kubelet kubeadm kubectl\n"));
         assert!(text.contains("swapoff -a"));
+        assert!(text.contains("put k8s-worker-2 /etc/systemd/system/kubeha-hosts.service 644\n"));
+        assert!(text.contains("on k8s-worker-2 <<'STEP'\n# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"));
     }
 
     #[test]
