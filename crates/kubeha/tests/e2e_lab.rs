@@ -273,13 +273,21 @@ impl PsSampler {
         PsSampler { host, child, out }
     }
 
-    /// Stops sampling; the samples and how many there were.
-    fn finish(mut self) -> (String, usize) {
+    /// Stops sampling and checks that the samples are many, caught `expected` running,
+    /// and hold no secret.
+    fn assert_clean(mut self, expected: &str) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let host = self.host;
         let text = std::fs::read_to_string(&self.out).unwrap_or_default();
-        let samples = text.matches("--- sample").count();
-        (text, samples)
+        let count = text.matches("--- sample").count();
+        eprintln!("{count} ps samples on {host}");
+        assert!(count > 100, "too few ps samples on {host}: {count}");
+        assert!(
+            text.contains(expected),
+            "the samples on {host} never caught {expected}"
+        );
+        assert_no_secrets(&format!("ps -eo args on {host}"), &text, Hex::AfterItsName);
     }
 }
 
@@ -506,11 +514,12 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         "an invalid spec must not start a run"
     );
 
-    // From here on, command lines on a joining control plane and a joining worker are
-    // sampled for secrets.
+    // From here on, command lines are sampled for secrets on the control plane that
+    // makes the tokens, a joining control plane and a joining worker.
     let samplers = [
-        PsSampler::start(&guard, "cp-2"),
-        PsSampler::start(&guard, "worker-1"),
+        (PsSampler::start(&guard, "cp-1"), "kubeadm init"),
+        (PsSampler::start(&guard, "cp-2"), "kubeadm join"),
+        (PsSampler::start(&guard, "worker-1"), "kubeadm join"),
     ];
     // Everything kubeha prints is kept, to be searched for secrets at the end.
     let mut printed: Vec<(String, String)> = Vec::new();
@@ -619,20 +628,8 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         assert!(out.status.success(), "{host}: {}", stderr(&out));
         assert_eq!(stdout(&out), "", "secret files left on {host}");
     }
-    for sampler in samplers {
-        let host = sampler.host;
-        let (samples, count) = sampler.finish();
-        eprintln!("{count} ps samples on {host}");
-        assert!(count > 100, "too few ps samples on {host}: {count}");
-        assert!(
-            samples.contains("kubeadm join"),
-            "the samples on {host} never caught kubeadm join"
-        );
-        assert_no_secrets(
-            &format!("ps -eo args on {host}"),
-            &samples,
-            Hex::AfterItsName,
-        );
+    for (sampler, expected) in samplers {
+        sampler.assert_clean(expected);
     }
     let kubeconfig = state.join("e2e.kubeconfig");
     assert_eq!(
@@ -694,6 +691,62 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     );
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
     printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
+
+    // A control plane rebuilt from scratch: the run that joins it makes a token through
+    // the API and uploads the certificates, and neither shows on a command line.
+    let out = kubectl(&guard, "delete node cp-3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = guard.lab(&[
+        "ssh",
+        "cp-3",
+        "--",
+        "sudo",
+        "sh",
+        "-c",
+        "kubeadm reset -f --cri-socket unix:///var/run/containerd/containerd.sock && rm -rf /etc/kubernetes/pki /var/lib/etcd",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let samplers = [
+        (
+            PsSampler::start(&guard, "cp-1"),
+            "kubeadm init phase upload-certs",
+        ),
+        (PsSampler::start(&guard, "cp-3"), "kubeadm join"),
+    ];
+    let rebuilt = Instant::now();
+    let out = kubeha(&["apply", "-f", &spec_arg, "--yes"], &state);
+    assert!(
+        out.status.success(),
+        "rebuilding cp-3 failed:\n{}",
+        stderr(&out)
+    );
+    eprintln!(
+        "rejoining a rebuilt control plane took {:.0}s",
+        rebuilt.elapsed().as_secs_f64()
+    );
+    for step in [
+        "new bootstrap token",
+        "uploading the control-plane certificates",
+        "kubeadm join (control plane)",
+        "revoked",
+    ] {
+        assert!(stderr(&out).contains(step), "{step}:\n{}", stderr(&out));
+    }
+    printed.push(("rebuilding apply".into(), stdout(&out) + &stderr(&out)));
+    for (sampler, expected) in samplers {
+        sampler.assert_clean(expected);
+    }
+    let healed = crate::status(&spec_arg);
+    assert_eq!(etcd_members(&healed).len(), 3, "{healed:#}");
+    assert!(
+        healed["etcd"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["healthy"] == true),
+        "{healed:#}"
+    );
+    assert_no_changes(&spec_arg);
 
     // No secret in anything kubeha printed, wrote or left in the hosts' journals.
     let text_and_json = [
