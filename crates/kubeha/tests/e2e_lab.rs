@@ -442,6 +442,19 @@ fn the_secret_scanner_finds_what_it_looks_for() {
     assert!(!secrets_in(&shim, Hex::Anywhere).is_empty());
 }
 
+/// `kubeha apply --yes`, which must succeed; prints how long it took and what it said.
+fn timed_apply(what: &str, spec: &str, dir: &Path) -> std::process::Output {
+    let started = Instant::now();
+    let out = kubeha(&["apply", "-f", spec, "--yes"], dir);
+    assert!(out.status.success(), "{what} failed:\n{}", stderr(&out));
+    eprintln!(
+        "{what} took {:.0}s\n{}",
+        started.elapsed().as_secs_f64(),
+        stderr(&out)
+    );
+    out
+}
+
 /// Every file under `dir`, recursively, with its path.
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
     for e in std::fs::read_dir(dir).unwrap() {
@@ -581,18 +594,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     ));
 
     // The second apply finishes the job.
-    let resumed = Instant::now();
-    let out = kubeha(&["apply", "-f", &spec_arg, "--yes"], &state);
-    assert!(
-        out.status.success(),
-        "resumed apply failed:\n{}",
-        stderr(&out)
-    );
-    eprintln!(
-        "resumed apply took {:.0}s\n{}",
-        resumed.elapsed().as_secs_f64(),
-        stderr(&out)
-    );
+    let out = timed_apply("resumed apply", &spec_arg, &state);
     printed.push(("resumed apply".into(), stdout(&out) + &stderr(&out)));
     // The killed control-plane join often completes on its own; a resumed run that then
     // joins only workers makes a token but uploads no control-plane certificates.
@@ -711,17 +713,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         (PsSampler::start(&guard, "cp-1"), "etcdctl"),
         (PsSampler::start(&guard, "cp-3"), "kubeadm join"),
     ];
-    let rebuilt = Instant::now();
-    let out = kubeha(&["apply", "-f", &spec_arg, "--yes"], &state);
-    assert!(
-        out.status.success(),
-        "rebuilding cp-3 failed:\n{}",
-        stderr(&out)
-    );
-    eprintln!(
-        "rejoining a rebuilt control plane took {:.0}s",
-        rebuilt.elapsed().as_secs_f64()
-    );
+    let out = timed_apply("rejoining a rebuilt control plane", &spec_arg, &state);
     for step in [
         "new bootstrap token",
         "uploading the control-plane certificates",
