@@ -1,12 +1,15 @@
 //! The Kubernetes API, through the admin kubeconfig: node readiness, the Calico
-//! DaemonSet, and server-side apply of manifests.
+//! DaemonSet, server-side apply of manifests, and the bootstrap tokens joins use.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod};
-use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
+use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::ByteString;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::{Client, Config};
@@ -32,6 +35,66 @@ fn api_error(e: kube::Error) -> KubeError {
     KubeError::Api(e.to_string())
 }
 
+/// A kubeconfig read from a host, cut down to what kubeha needs: the spec's API server,
+/// the CA data and the client certificate and key data. Whatever else a hostile host put
+/// there (`exec` or `auth-provider` commands, `insecure-skip-tls-verify`, token files,
+/// local paths, `proxy-url`, another server) is dropped, as kube-rs would honour it.
+pub fn trusted_kubeconfig(yaml: &str, server: &str) -> Result<String, KubeError> {
+    let bad = |why: &str| KubeError::Config(why.to_string());
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(yaml).map_err(|_| bad("not a YAML kubeconfig"))?;
+    let named = |list: &str, name: &str, field: &str| {
+        doc[list]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|e| e["name"].as_str() == Some(name))
+            .map(|e| e[field].clone())
+            .ok_or_else(|| bad(&format!("no {field} named in its current context")))
+    };
+    let current = doc["current-context"]
+        .as_str()
+        .ok_or_else(|| bad("no current-context"))?;
+    let context = named("contexts", current, "context")?;
+    let cluster = named(
+        "clusters",
+        context["cluster"].as_str().unwrap_or(""),
+        "cluster",
+    )?;
+    let user = named("users", context["user"].as_str().unwrap_or(""), "user")?;
+    let data = |v: &serde_json::Value, field: &str| {
+        v[field]
+            .as_str()
+            .filter(|d| !d.is_empty() && base64_text(d))
+            .map(str::to_string)
+            .ok_or_else(|| bad(&format!("no {field}")))
+    };
+    let trimmed = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "kubernetes", "cluster": {
+            "server": server,
+            "certificate-authority-data": data(&cluster, "certificate-authority-data")?,
+        }}],
+        "users": [{"name": "kubernetes-admin", "user": {
+            "client-certificate-data": data(&user, "client-certificate-data")?,
+            "client-key-data": data(&user, "client-key-data")?,
+        }}],
+        "contexts": [{"name": "kubernetes-admin@kubernetes", "context": {
+            "cluster": "kubernetes",
+            "user": "kubernetes-admin",
+        }}],
+        "current-context": "kubernetes-admin@kubernetes",
+    });
+    serde_saphyr::to_string(&trimmed).map_err(|e| KubeError::Config(e.to_string()))
+}
+
+fn base64_text(s: &str) -> bool {
+    s.bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'='))
+}
+
+/// A client for a kubeconfig that went through [`trusted_kubeconfig`].
 pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
     let kubeconfig =
         Kubeconfig::from_yaml(kubeconfig_yaml).map_err(|e| KubeError::Config(e.to_string()))?;
@@ -175,6 +238,97 @@ pub async fn wait_ready(
     }
 }
 
+/// Marks the bootstrap tokens kubeha makes (kubeadm init's, from its config, and those
+/// made for later joins), so that a run can revoke them, a killed run's included.
+pub const TOKEN_DESCRIPTION: &str = "kubeha: joins this cluster's nodes";
+/// The group kubeadm's RBAC rules let join.
+const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
+const TOKEN_TYPE: &str = "bootstrap.kubernetes.io/token";
+/// The Secret `kubeadm init phase upload-certs` stores the control-plane certificates in.
+const UPLOADED_CERTS: &str = "kubeadm-certs";
+
+/// Creates a bootstrap token through the API, as `kubeadm token create` does, so that
+/// it appears on no host's command line or sudo log.
+pub async fn create_bootstrap_token(
+    client: &Client,
+    token: &str,
+    ttl: Duration,
+) -> Result<(), KubeError> {
+    let (id, secret) = token
+        .split_once('.')
+        .ok_or_else(|| KubeError::Config("a bootstrap token is `id.secret`".into()))?;
+    let expires = humantime::format_rfc3339_seconds(std::time::SystemTime::now() + ttl);
+    let field = |v: &str| ByteString(v.as_bytes().to_vec());
+    let data = BTreeMap::from([
+        ("token-id".to_string(), field(id)),
+        ("token-secret".to_string(), field(secret)),
+        ("expiration".to_string(), field(&expires.to_string())),
+        ("description".to_string(), field(TOKEN_DESCRIPTION)),
+        ("usage-bootstrap-authentication".to_string(), field("true")),
+        ("usage-bootstrap-signing".to_string(), field("true")),
+        ("auth-extra-groups".to_string(), field(TOKEN_GROUP)),
+    ]);
+    let object = Secret {
+        metadata: ObjectMeta {
+            name: Some(format!("bootstrap-token-{id}")),
+            namespace: Some("kube-system".into()),
+            ..Default::default()
+        },
+        type_: Some(TOKEN_TYPE.into()),
+        data: Some(data),
+        ..Default::default()
+    };
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
+    secrets
+        .create(&PostParams::default(), &object)
+        .await
+        .map(|_| ())
+        .map_err(|e| KubeError::Api(format!("cannot create a bootstrap token: {e}")))
+}
+
+/// Deletes every bootstrap token kubeha made and the uploaded control-plane certificates
+/// with the token kubeadm made to expire them; returns how many Secrets went.
+pub async fn revoke_join_credentials(client: &Client) -> Result<usize, KubeError> {
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
+    let list = secrets
+        .list(&ListParams::default())
+        .await
+        .map_err(api_error)?;
+    let text = |s: &Secret, k: &str| {
+        s.data
+            .as_ref()
+            .and_then(|d| d.get(k))
+            .map(|v| String::from_utf8_lossy(&v.0).into_owned())
+    };
+    let mut doomed = Vec::new();
+    for s in &list.items {
+        let name = s.metadata.name.clone().unwrap_or_default();
+        let ours = s.type_.as_deref() == Some(TOKEN_TYPE)
+            && text(s, "description").as_deref() == Some(TOKEN_DESCRIPTION);
+        if ours {
+            doomed.push(name);
+        } else if name == UPLOADED_CERTS {
+            doomed.extend(
+                s.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .filter(|o| o.kind == "Secret" && o.name.starts_with("bootstrap-token-"))
+                    .map(|o| o.name.clone()),
+            );
+            doomed.push(name);
+        }
+    }
+    for name in &doomed {
+        match secrets.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(KubeError::Api(format!("cannot delete Secret {name}: {e}"))),
+        }
+    }
+    Ok(doomed.len())
+}
+
 /// Pods in kube-system that are not running: name and why.
 pub async fn unhealthy_system_pods(client: &Client) -> Result<Vec<String>, KubeError> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), "kube-system");
@@ -217,5 +371,104 @@ pub async fn wait_kube_system(client: &Client, timeout: Duration) -> Result<(), 
             )));
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SERVER: &str = "https://load-balancer.local:6443";
+
+    #[test]
+    fn a_hostile_kubeconfig_keeps_only_server_ca_and_client_data() {
+        let hostile = r#"
+apiVersion: v1
+kind: Config
+clusters:
+- name: kubernetes
+  cluster:
+    server: https://attacker.example:443
+    certificate-authority-data: Q0EtREFUQQ==
+    certificate-authority: /etc/passwd
+    insecure-skip-tls-verify: true
+    proxy-url: http://attacker.example:3128
+    tls-server-name: attacker.example
+contexts:
+- name: admin@kubernetes
+  context: {cluster: kubernetes, user: admin, namespace: evil}
+current-context: admin@kubernetes
+users:
+- name: admin
+  user:
+    client-certificate-data: Q0VSVA==
+    client-key-data: S0VZ
+    client-certificate: /home/op/.ssh/id_ed25519
+    tokenFile: /home/op/.aws/credentials
+    token: stolen
+    username: u
+    password: p
+    exec:
+      apiVersion: client.authentication.k8s.io/v1
+      command: sh
+      args: ["-c", "touch /tmp/pwned"]
+    auth-provider:
+      name: oidc
+      config: {cmd-path: /bin/sh}
+"#;
+        let trimmed = trusted_kubeconfig(hostile, SERVER).unwrap();
+        for gone in [
+            "attacker",
+            "/etc/passwd",
+            "insecure",
+            "proxy",
+            "tls-server-name",
+            "exec",
+            "command",
+            "pwned",
+            "auth-provider",
+            "cmd-path",
+            "tokenFile",
+            "token",
+            "stolen",
+            "password",
+            "/home/op",
+            "evil",
+        ] {
+            assert!(!trimmed.contains(gone), "{gone} survived:\n{trimmed}");
+        }
+        let doc: serde_json::Value = serde_saphyr::from_str(&trimmed).unwrap();
+        assert_eq!(doc["clusters"][0]["cluster"]["server"], SERVER);
+        assert_eq!(
+            doc["clusters"][0]["cluster"]["certificate-authority-data"],
+            "Q0EtREFUQQ=="
+        );
+        assert_eq!(
+            doc["users"][0]["user"]["client-certificate-data"],
+            "Q0VSVA=="
+        );
+        assert_eq!(doc["users"][0]["user"]["client-key-data"], "S0VZ");
+        // kube-rs reads the result as a kubeconfig with no auth but the client certificate.
+        let parsed = Kubeconfig::from_yaml(&trimmed).unwrap();
+        let auth = &parsed.auth_infos[0].auth_info.as_ref().unwrap();
+        assert!(auth.exec.is_none() && auth.auth_provider.is_none() && auth.token.is_none());
+        assert!(parsed.clusters[0]
+            .cluster
+            .as_ref()
+            .unwrap()
+            .insecure_skip_tls_verify
+            .is_none());
+    }
+
+    #[test]
+    fn a_kubeconfig_without_client_data_is_refused() {
+        let token_only = "apiVersion: v1\nkind: Config\ncurrent-context: c\ncontexts:\n- name: c\n  context: {cluster: k, user: u}\nclusters:\n- name: k\n  cluster: {server: https://x, certificate-authority-data: QQ==}\nusers:\n- name: u\n  user: {token: abc}\n";
+        assert!(trusted_kubeconfig(token_only, SERVER).is_err());
+        let yaml_injection = token_only.replace(
+            "user: {token: abc}",
+            "user: {client-certificate-data: QQ==, client-key-data: \"QQ==\\nexec: x\"}",
+        );
+        assert!(trusted_kubeconfig(&yaml_injection, SERVER).is_err());
+        assert!(trusted_kubeconfig("{not yaml", SERVER).is_err());
     }
 }

@@ -237,6 +237,271 @@ fn json_lines(text: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// `ps -eo args` on a lab host every 100 ms, over one SSH session, into a file, until
+/// dropped: proof that no secret is ever on a command line there.
+struct PsSampler {
+    host: &'static str,
+    child: std::process::Child,
+    out: PathBuf,
+}
+
+impl PsSampler {
+    fn start(lab: &LabGuard, host: &'static str) -> Self {
+        let out = lab.state.join(format!("ps-{host}.txt"));
+        let state = lab.state.display().to_string();
+        let child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
+            .args([
+                "lab",
+                "--name",
+                lab.name,
+                "--state-dir",
+                &state,
+                "ssh",
+                host,
+                "--",
+            ])
+            .args([
+                "sh",
+                "-c",
+                "while :; do ps -eo args; echo '--- sample'; sleep 0.1; done",
+            ])
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        PsSampler { host, child, out }
+    }
+
+    /// Stops sampling and checks that the samples are many, caught `expected` running,
+    /// and hold no secret.
+    fn assert_clean(mut self, expected: &str) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let host = self.host;
+        let text = std::fs::read_to_string(&self.out).unwrap_or_default();
+        let count = text.matches("--- sample").count();
+        eprintln!("{count} ps samples on {host}");
+        assert!(count > 100, "too few ps samples on {host}: {count}");
+        assert!(
+            text.contains(expected),
+            "the samples on {host} never caught {expected}"
+        );
+        assert_no_secrets(&format!("ps -eo args on {host}"), &text, Hex::AfterItsName);
+    }
+}
+
+impl Drop for PsSampler {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn lower_alnum(b: u8) -> bool {
+    b.is_ascii_lowercase() || b.is_ascii_digit()
+}
+
+/// Every 64-character lower-case hex word in `text` with the 20 characters before it.
+fn hex64_words(text: &str) -> Vec<(String, String)> {
+    let b = text.as_bytes();
+    let hex = |c: u8| c.is_ascii_digit() || (b'a'..=b'f').contains(&c);
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if hex(b[i]) && (i == 0 || !b[i - 1].is_ascii_alphanumeric()) {
+            let n = b[i..].iter().take_while(|&&c| hex(c)).count();
+            let ends = b.get(i + n).is_none_or(|c| !c.is_ascii_alphanumeric());
+            if n == 64 && ends {
+                let from = text[..i]
+                    .char_indices()
+                    .rev()
+                    .nth(19)
+                    .map_or(0, |(at, _)| at);
+                found.push((text[from..i].to_string(), text[i..i + 64].to_string()));
+            }
+            i += n.max(1);
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Where 64 hex digits may be a certificate key.
+#[derive(Clone, Copy, PartialEq)]
+enum Hex {
+    /// Anywhere but in a `sha256:` digest or a file hash the facts script printed
+    /// (kubeha's own output and files).
+    Anywhere,
+    /// After `certificate-key`, `certificateKey` or `certificate key` (command lines and
+    /// journals, full of container IDs).
+    AfterItsName,
+}
+
+/// The texts that runs of 32 or more base64 characters in `text` decode to: a file read
+/// through `base64` (as kubeha once logged admin.conf) hides its secrets one level down.
+fn base64_decoded(text: &str) -> Vec<String> {
+    use base64::Engine;
+    let b64 = |c: char| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '=');
+    text.split(|c: char| !b64(c))
+        .filter(|run| run.len() >= 32)
+        .filter_map(|run| {
+            let whole = &run[..run.len() - run.len() % 4];
+            base64::engine::general_purpose::STANDARD.decode(whole).ok()
+        })
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .collect()
+}
+
+/// What in `text` looks like a secret: a bootstrap token (`[a-z0-9]{6}.[a-z0-9]{16}`),
+/// a PEM private key, a kubeconfig's `client-key-data`, or a certificate key; also
+/// inside base64 (two levels: a kubeconfig's key data is itself base64).
+fn secrets_in(text: &str, hex: Hex) -> Vec<String> {
+    let mut found = secret_shapes(text, hex);
+    for once in base64_decoded(text) {
+        found.extend(
+            secret_shapes(&once, hex)
+                .into_iter()
+                .map(|f| format!("base64: {f}")),
+        );
+        for twice in base64_decoded(&once) {
+            found.extend(
+                secret_shapes(&twice, hex)
+                    .into_iter()
+                    .map(|f| format!("base64 twice: {f}")),
+            );
+        }
+    }
+    found
+}
+
+fn secret_shapes(text: &str, hex: Hex) -> Vec<String> {
+    let b = text.as_bytes();
+    let mut found = Vec::new();
+    for i in 0..b.len().saturating_sub(22) {
+        let token = (i == 0 || !lower_alnum(b[i - 1]))
+            && b[i..i + 6].iter().all(|&c| lower_alnum(c))
+            && b[i + 6] == b'.'
+            && b[i + 7..i + 23].iter().all(|&c| lower_alnum(c))
+            && b.get(i + 23).is_none_or(|&c| !lower_alnum(c));
+        if token {
+            found.push(format!("token {}", &text[i..i + 23]));
+        }
+    }
+    for marker in ["PRIVATE KEY-----", "client-key-data"] {
+        if text.contains(marker) {
+            found.push(marker.to_string());
+        }
+    }
+    for (before, digits) in hex64_words(text) {
+        let named = ["certificate-key", "certificateKey", "certificate key"]
+            .iter()
+            .any(|name| before.contains(name));
+        let digest = before.ends_with("sha256:") || before.ends_with('=');
+        if named || (hex == Hex::Anywhere && !digest) {
+            found.push(format!("certificate key? {before}{digits}"));
+        }
+    }
+    found
+}
+
+/// Fails naming `what` and what was found when `text` holds anything secret-shaped.
+fn assert_no_secrets(what: &str, text: &str, hex: Hex) {
+    let found = secrets_in(text, hex);
+    assert!(found.is_empty(), "{what} holds secrets: {found:?}");
+}
+
+#[test]
+fn the_secret_scanner_finds_what_it_looks_for() {
+    let key = "0a".repeat(32);
+    for text in [
+        "kubeadm token create q1w2e3.r4t5y6u7i8o9p0a1 --ttl 2h".to_string(),
+        format!("kubeadm join --certificate-key {key}"),
+        "-----BEGIN EC PRIVATE KEY-----".into(),
+        "    client-key-data: <redacted>".into(),
+        // How kubeha's host logs carried admin.conf: `base64 -w0` output.
+        format!(
+            "  | {}",
+            base64::Engine::encode(
+                &base64::engine::general_purpose::STANDARD,
+                "users:\n- user:\n    client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tCg==\n"
+            )
+        ),
+    ] {
+        assert!(!secrets_in(&text, Hex::AfterItsName).is_empty(), "{text}");
+    }
+    let sha = format!("file./etc/hosts={key} sha256:{key} cp-1.log 10.0.0.1:6443");
+    assert!(
+        secrets_in(&sha, Hex::Anywhere).is_empty(),
+        "{:?}",
+        secrets_in(&sha, Hex::Anywhere)
+    );
+    let shim = format!("containerd-shim-runc-v2 -namespace k8s.io -id {key}");
+    assert!(secrets_in(&shim, Hex::AfterItsName).is_empty());
+    assert!(!secrets_in(&shim, Hex::Anywhere).is_empty());
+}
+
+/// `kubeha apply --yes`, which must succeed; prints how long it took and what it said.
+fn timed_apply(what: &str, spec: &str, dir: &Path) -> std::process::Output {
+    let started = Instant::now();
+    let out = kubeha(&["apply", "-f", spec, "--yes"], dir);
+    assert!(out.status.success(), "{what} failed:\n{}", stderr(&out));
+    eprintln!(
+        "{what} took {:.0}s\n{}",
+        started.elapsed().as_secs_f64(),
+        stderr(&out)
+    );
+    out
+}
+
+/// Every file under `dir`, recursively, with its path.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if std::fs::symlink_metadata(&p).unwrap().is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::os::unix::fs::PermissionsExt::mode(&std::fs::symlink_metadata(p).unwrap().permissions())
+        & 0o777
+}
+
+/// The run folders under `.kubeha` are 0700, everything in them 0600, `.kubeha` is
+/// ignored by git, and no file holds a secret.
+fn assert_state_folder_private(state: &Path) {
+    let dot = state.join(".kubeha");
+    let ignore = std::fs::read_to_string(dot.join(".gitignore")).expect(".kubeha/.gitignore");
+    assert!(ignore.lines().any(|l| l.trim() == "*"), "{ignore}");
+    let runs = dot.join("e2e/runs");
+    let mut run_dirs = 0;
+    for run in std::fs::read_dir(&runs).unwrap() {
+        let run = run.unwrap().path();
+        assert_eq!(mode_of(&run), 0o700, "{}", run.display());
+        run_dirs += 1;
+    }
+    assert!(run_dirs >= 3, "one run folder per command run");
+    let mut files = Vec::new();
+    files_under(&dot, &mut files);
+    let logs = files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "log"))
+        .count();
+    assert!(logs >= 6, "{files:?}");
+    for f in &files {
+        if f.starts_with(&runs) {
+            assert_eq!(mode_of(f), 0o600, "{}", f.display());
+        }
+        let text = String::from_utf8_lossy(&std::fs::read(f).unwrap()).into_owned();
+        assert_no_secrets(&f.display().to_string(), &text, Hex::Anywhere);
+    }
+}
+
 #[test]
 fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing() {
     if !docker_available() {
@@ -262,6 +527,16 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         "an invalid spec must not start a run"
     );
 
+    // From here on, command lines are sampled for secrets on the control plane that
+    // makes the tokens, a joining control plane and a joining worker.
+    let samplers = [
+        (PsSampler::start(&guard, "cp-1"), "kubeadm init"),
+        (PsSampler::start(&guard, "cp-2"), "kubeadm join"),
+        (PsSampler::start(&guard, "worker-1"), "kubeadm join"),
+    ];
+    // Everything kubeha prints is kept, to be searched for secrets at the end.
+    let mut printed: Vec<(String, String)> = Vec::new();
+
     // First apply, killed while the third control plane joins.
     let started = Instant::now();
     let first_stderr = state.join("first-apply.stderr");
@@ -274,8 +549,11 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let reader = BufReader::new(child.stdout.take().unwrap());
     let mut killed = false;
     let mut seen = Vec::new();
+    let mut first_stdout = String::new();
     for line in reader.lines() {
         let line = line.unwrap();
+        first_stdout.push_str(&line);
+        first_stdout.push('\n');
         seen.push(line.chars().take(200).collect::<String>());
         let Ok(event) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
@@ -309,29 +587,84 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         "killed the first apply after {:.0}s",
         started.elapsed().as_secs_f64()
     );
+    printed.push(("first apply -o json".into(), first_stdout));
+    printed.push((
+        "first apply's stderr".into(),
+        std::fs::read_to_string(&first_stderr).unwrap_or_default(),
+    ));
 
     // The second apply finishes the job.
-    let resumed = Instant::now();
-    let out = kubeha(&["apply", "-f", &spec_arg, "--yes"], &state);
-    assert!(
-        out.status.success(),
-        "resumed apply failed:\n{}",
-        stderr(&out)
-    );
-    eprintln!(
-        "resumed apply took {:.0}s\n{}",
-        resumed.elapsed().as_secs_f64(),
-        stderr(&out)
-    );
+    let out = timed_apply("resumed apply", &spec_arg, &state);
+    printed.push(("resumed apply".into(), stdout(&out) + &stderr(&out)));
+    // The killed control-plane join often completes on its own; a resumed run that then
+    // joins only workers makes a token but uploads no control-plane certificates.
+    if !stderr(&out).contains("kubeadm join (control plane)") {
+        let mut runs: Vec<u64> = std::fs::read_dir(state.join(".kubeha/e2e/runs"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+            .collect();
+        runs.sort();
+        let resumed_log = state.join(format!(".kubeha/e2e/runs/{}/cp-1.log", runs[1]));
+        let log = std::fs::read_to_string(&resumed_log).unwrap();
+        assert!(
+            !log.lines()
+                .any(|l| l.starts_with("$ kubeadm init phase upload-certs")),
+            "a worker-only run re-uploaded the certificates: {}",
+            resumed_log.display()
+        );
+        eprintln!("the resumed run joined only workers and uploaded no certificates");
+    }
+    // The killed run left cp-3's join config (with the token and certificate key)
+    // behind; the resumed run removed it, whether or not it joined cp-3 again.
+    for host in ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"] {
+        let out = guard.lab(&[
+            "ssh",
+            host,
+            "--",
+            "sudo",
+            "find",
+            "/etc/kubeha",
+            "-name",
+            "kubeadm-*",
+        ]);
+        assert!(out.status.success(), "{host}: {}", stderr(&out));
+        assert_eq!(stdout(&out), "", "secret files left on {host}");
+    }
+    for (sampler, expected) in samplers {
+        sampler.assert_clean(expected);
+    }
     let kubeconfig = state.join("e2e.kubeconfig");
-    let mode = std::os::unix::fs::PermissionsExt::mode(
-        &std::fs::metadata(&kubeconfig).unwrap().permissions(),
+    assert_eq!(
+        mode_of(&kubeconfig),
+        0o600,
+        "the admin kubeconfig is private"
     );
-    assert_eq!(mode & 0o777, 0o600, "the admin kubeconfig is private");
+    // The kubeconfig kubeha wrote holds only what it trusts from the host.
+    let written = std::fs::read_to_string(&kubeconfig).unwrap();
+    for gone in ["exec", "auth-provider", "token", "insecure", "proxy-url"] {
+        assert!(
+            !written.contains(gone),
+            "{gone} in the kubeconfig:\n{written}"
+        );
+    }
+    // The run revoked every join credential, the killed run's included.
+    let out = kubectl(&guard, "-n kube-system get secrets -o name");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let left: Vec<String> = stdout(&out)
+        .lines()
+        .filter_map(|n| n.strip_prefix("secret/"))
+        .filter(|n| n.starts_with("bootstrap-token-") || *n == "kubeadm-certs")
+        .map(String::from)
+        .collect();
+    assert!(
+        left.is_empty(),
+        "join credentials left in the cluster: {left:?}"
+    );
 
     // Every node Ready, exactly three healthy etcd members, every backend up.
     let out = kubeha(&["status", "-f", &spec_arg, "-o", "json"], &state);
     assert!(out.status.success(), "{}", stderr(&out));
+    printed.push(("status -o json".into(), stdout(&out) + &stderr(&out)));
     let status = json_lines(&stdout(&out)).pop().expect("a status document");
     let nodes = status["nodes"].as_array().unwrap();
     assert_eq!(nodes.len(), 5, "{status:#}");
@@ -359,6 +692,94 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         stdout(&out)
     );
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
+    printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
+
+    // A control plane rebuilt from scratch: the run that joins it makes a token through
+    // the API and uploads the certificates, and neither shows on a command line.
+    let out = kubectl(&guard, "delete node cp-3");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = guard.lab(&[
+        "ssh",
+        "cp-3",
+        "--",
+        "sudo",
+        "sh",
+        "-c",
+        "kubeadm reset -f --cri-socket unix:///var/run/containerd/containerd.sock && rm -rf /etc/kubernetes/pki /var/lib/etcd",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let samplers = [
+        // etcdctl health checks run there all through the join.
+        (PsSampler::start(&guard, "cp-1"), "etcdctl"),
+        (PsSampler::start(&guard, "cp-3"), "kubeadm join"),
+    ];
+    let out = timed_apply("rejoining a rebuilt control plane", &spec_arg, &state);
+    for step in [
+        "new bootstrap token",
+        "uploading the control-plane certificates",
+        "kubeadm join (control plane)",
+        "revoked",
+    ] {
+        assert!(stderr(&out).contains(step), "{step}:\n{}", stderr(&out));
+    }
+    printed.push(("rebuilding apply".into(), stdout(&out) + &stderr(&out)));
+    for (sampler, expected) in samplers {
+        sampler.assert_clean(expected);
+    }
+    let healed = crate::status(&spec_arg);
+    assert_eq!(etcd_members(&healed).len(), 3, "{healed:#}");
+    assert!(
+        healed["etcd"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["healthy"] == true),
+        "{healed:#}"
+    );
+    assert_no_changes(&spec_arg);
+
+    // No secret in anything kubeha printed, wrote or left in the hosts' journals.
+    let text_and_json = [
+        ("plan", vec!["plan", "-f", &spec_arg]),
+        ("plan -o json", vec!["plan", "-f", &spec_arg, "-o", "json"]),
+        (
+            "apply -o json",
+            vec!["apply", "-f", &spec_arg, "--yes", "-o", "json"],
+        ),
+        ("status", vec!["status", "-f", &spec_arg]),
+        ("verify", vec!["verify", "-f", &spec_arg]),
+        (
+            "verify -o json",
+            vec!["verify", "-f", &spec_arg, "-o", "json"],
+        ),
+    ];
+    for (what, args) in text_and_json {
+        let out = kubeha(&args, &state);
+        assert!(out.status.success(), "{what}: {}", stderr(&out));
+        printed.push((what.into(), stdout(&out) + &stderr(&out)));
+    }
+    for (what, text) in &printed {
+        assert_no_secrets(what, text, Hex::Anywhere);
+    }
+    assert_state_folder_private(&state);
+    for host in ["cp-1", "cp-2", "worker-1"] {
+        let out = guard.lab(&["ssh", host, "--", "sudo", "journalctl", "--no-pager", "-q"]);
+        assert!(
+            out.status.success(),
+            "journalctl on {host}: {}",
+            stderr(&out)
+        );
+        let journal = stdout(&out);
+        assert!(
+            journal.contains("sudo"),
+            "the journal of {host} records sudo"
+        );
+        assert_no_secrets(
+            &format!("the journal of {host}"),
+            &journal,
+            Hex::AfterItsName,
+        );
+    }
     drop(guard);
 }
 

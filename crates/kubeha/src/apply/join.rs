@@ -1,6 +1,8 @@
 //! kubeadm init and joins. kubeha generates the bootstrap token and certificate key
 //! itself, computes the CA hash from the CA certificate, and passes secrets to kubeadm
-//! only inside 0600 config files that are removed as soon as kubeadm returns.
+//! only inside 0600 config files that are removed as soon as kubeadm returns (and, if a
+//! run was killed, by the next run). Tokens for later joins are made through the API,
+//! never on a host's command line; every token a run made is revoked when it ends.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,39 +10,77 @@ use std::time::{Duration, Instant};
 use rand::RngExt;
 
 use super::{steps, ApplyError, Connected, Survey};
+use crate::api;
 use crate::plan;
-use crate::remote::{Remote, RemoteError};
+use crate::remote::{quote, Remote, RemoteError};
 use crate::render::{self, KubeadmSecrets};
 use crate::spec::{url_host, Host, Role};
 
-/// Re-upload the control-plane certificates well before kubeadm's 2 h expiry.
+/// Make a new token or re-upload the certificates well before kubeadm's 2 h expiry.
 const CREDENTIALS_MAX_AGE: Duration = Duration::from_secs(90 * 60);
+/// How long a token made for joins lives if the run is killed before revoking it.
+const TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
+/// How long the API may take to answer through the load balancer right after init.
+const API_WITHIN: Duration = Duration::from_secs(60);
 /// How long etcd must stay healthy after a join before the next member may be added.
 const ETCD_SETTLE: Duration = Duration::from_secs(6);
 /// How long a newly joined control plane may take to become a healthy etcd member.
 const ETCD_HEALTHY_WITHIN: Duration = Duration::from_secs(180);
+
+/// The config `kubeadm init phase upload-certs` reads the certificate key from.
+const UPLOAD_CERTS_CONFIG: &str = "/etc/kubeha/kubeadm-upload-certs.yaml";
+/// Every file kubeha puts a secret in on a host; a killed run can leave any of them.
+pub const SECRET_FILES: [&str; 3] = [
+    render::KUBEADM_INIT_CONFIG,
+    render::KUBEADM_JOIN_CONFIG,
+    UPLOAD_CERTS_CONFIG,
+];
+
+/// Removes the secret-bearing files and their temporaries ([`Remote::write_file`]'s
+/// `<path>.kubeha-XXXXXX`).
+pub fn remove_secret_files() -> String {
+    let files: Vec<String> = SECRET_FILES
+        .iter()
+        .map(|f| format!("{q} {q}.kubeha-*", q = quote(f)))
+        .collect();
+    format!("rm -f -- {}", files.join(" "))
+}
 
 pub struct Kubeadm<'a> {
     c: &'a Connected,
     /// An initialised control plane that joins go through.
     bootstrap: Option<String>,
     ca_hash: Option<String>,
-    credentials: Option<(KubeadmSecrets, Instant)>,
+    /// The bootstrap token this run made, and when.
+    token: Option<(String, Instant)>,
+    /// The key this run uploaded the control-plane certificates with, and when.
+    certificate_key: Option<(String, Instant)>,
     kubeconfig: Option<String>,
 }
 
-/// A token `[a-z0-9]{6}.[a-z0-9]{16}` and a 32-byte certificate key, from the OS RNG.
-fn generate_secrets() -> (String, String) {
-    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+const TOKEN_ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+
+/// A token `[a-z0-9]{6}.[a-z0-9]{16}` from the OS RNG.
+fn generate_token() -> String {
     let mut rng = rand::rng();
     let mut pick = |n: usize| -> String {
         (0..n)
-            .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+            .map(|_| TOKEN_ALPHABET[rng.random_range(0..TOKEN_ALPHABET.len())] as char)
             .collect()
     };
-    let token = format!("{}.{}", pick(6), pick(16));
-    let key: [u8; 32] = rng.random();
-    (token, hex::encode(key))
+    format!("{}.{}", pick(6), pick(16))
+}
+
+/// A 32-byte certificate key, hex, from the OS RNG.
+fn generate_certificate_key() -> String {
+    hex::encode(rand::rng().random::<[u8; 32]>())
+}
+
+fn fresh(secret: &Option<(String, Instant)>) -> Option<String> {
+    secret
+        .as_ref()
+        .filter(|(_, at)| at.elapsed() < CREDENTIALS_MAX_AGE)
+        .map(|(s, _)| s.clone())
 }
 
 impl<'a> Kubeadm<'a> {
@@ -56,7 +96,8 @@ impl<'a> Kubeadm<'a> {
             c,
             bootstrap: bootstrap.map(|h| h.name.clone()),
             ca_hash,
-            credentials: None,
+            token: None,
+            certificate_key: None,
             kubeconfig: survey.kubeconfig.clone(),
         }
     }
@@ -78,15 +119,26 @@ impl<'a> Kubeadm<'a> {
             .ok_or_else(|| ApplyError::Local("no control plane is initialised".into()))
     }
 
-    fn new_secrets(&self) -> KubeadmSecrets {
-        let (token, key) = generate_secrets();
-        self.c.redactor.add(&token);
-        self.c.redactor.add(&key);
-        KubeadmSecrets {
+    /// A secret drawn for this run, known to the redactor before it is used anywhere.
+    fn draw(&self, generate: fn() -> String) -> String {
+        let secret = generate();
+        self.c.redactor.add(&secret);
+        secret
+    }
+
+    fn secrets(
+        &self,
+        token: String,
+        certificate_key: String,
+    ) -> Result<KubeadmSecrets, ApplyError> {
+        Ok(KubeadmSecrets {
             bootstrap_token: token,
-            certificate_key: key,
-            ca_cert_hash: self.ca_hash.clone().unwrap_or_default(),
-        }
+            certificate_key,
+            ca_cert_hash: self
+                .ca_hash
+                .clone()
+                .ok_or_else(|| ApplyError::Local("no CA certificate to pin".into()))?,
+        })
     }
 
     /// Writes a secret config, runs kubeadm with it, and removes it whatever happened.
@@ -102,11 +154,11 @@ impl<'a> Kubeadm<'a> {
         let result = remote
             .run_for(
                 what,
-                &format!("{command} --config {path}"),
+                &format!("{command} --config {}", quote(path)),
                 self.c.options.kubeadm_timeout,
             )
             .await;
-        let cleanup = remote.sh(&format!("rm -f {path}")).await;
+        let cleanup = remote.sh(&format!("rm -f -- {}", quote(path))).await;
         result?;
         cleanup.map(|_| ())
     }
@@ -115,14 +167,19 @@ impl<'a> Kubeadm<'a> {
         let p = &self.c.progress;
         p.started(&host.name, "kubeadm init");
         let started = Instant::now();
-        let secrets = self.new_secrets();
+        let secrets = KubeadmSecrets {
+            bootstrap_token: self.draw(generate_token),
+            certificate_key: self.draw(generate_certificate_key),
+            // Not known before init makes the CA; an init config has no use for it.
+            ca_cert_hash: String::new(),
+        };
         let config = render::kubeadm::init_config(&self.c.cluster, host, &secrets);
         self.with_config(
             remote,
             render::KUBEADM_INIT_CONFIG,
             &config,
             "kubeadm init failed",
-            "kubeadm init --upload-certs",
+            "kubeadm init --upload-certs --skip-token-print --skip-certificate-key-print",
         )
         .await
         .inspect_err(|e| p.failed(&host.name, &e.to_string()))?;
@@ -137,58 +194,96 @@ impl<'a> Kubeadm<'a> {
             })?;
         let hash =
             crate::pki::ca_cert_hash(&String::from_utf8_lossy(&ca)).map_err(ApplyError::Local)?;
-        self.ca_hash = Some(hash.clone());
+        self.ca_hash = Some(hash);
         self.bootstrap = Some(host.name.clone());
         // init uploaded the certificates with this key and created this token.
-        self.credentials = Some((
-            KubeadmSecrets {
-                ca_cert_hash: hash,
-                ..secrets
-            },
-            Instant::now(),
-        ));
+        self.token = Some((secrets.bootstrap_token, Instant::now()));
+        self.certificate_key = Some((secrets.certificate_key, Instant::now()));
         self.kubeconfig = None;
         p.done(&host.name, "kubeadm init", started.elapsed().as_secs_f64());
         Ok(())
     }
 
-    /// A fresh token and re-uploaded certificates, unless the current ones are recent.
-    pub async fn ensure_credentials(&mut self) -> Result<KubeadmSecrets, ApplyError> {
-        if let Some((secrets, at)) = &self.credentials {
-            if at.elapsed() < CREDENTIALS_MAX_AGE {
-                return Ok(secrets.clone());
+    async fn client(&mut self) -> Result<kube::Client, ApplyError> {
+        let kubeconfig = self.admin_kubeconfig().await?;
+        Ok(api::client(&kubeconfig).await?)
+    }
+
+    /// A bootstrap token for joins: this run's, or a new one made through the API.
+    async fn token(&mut self) -> Result<String, ApplyError> {
+        if let Some(token) = fresh(&self.token) {
+            return Ok(token);
+        }
+        let host = self.bootstrap_host()?;
+        let p = self.c.progress.clone();
+        p.started(&host.name, "new bootstrap token");
+        let token = self.draw(generate_token);
+        let client = self.client().await?;
+        let deadline = Instant::now() + API_WITHIN;
+        loop {
+            match api::create_bootstrap_token(&client, &token, TOKEN_TTL).await {
+                Ok(()) => break,
+                // Right after init the load balancer may not route to the API yet.
+                Err(_) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_secs(2)).await
+                }
+                Err(e) => return Err(e.into()),
             }
         }
+        p.done(&host.name, "new bootstrap token", 0.0);
+        self.token = Some((token.clone(), Instant::now()));
+        Ok(token)
+    }
+
+    /// The key the control-plane certificates are uploaded with: this run's, or a new
+    /// upload. Only control-plane joins need it, so a worker-only run never uploads.
+    async fn certificate_key(&mut self) -> Result<String, ApplyError> {
+        if let Some(key) = fresh(&self.certificate_key) {
+            return Ok(key);
+        }
+        // The upload reads an InitConfiguration, whose token must be well-formed.
+        let token = self.token().await?;
         let host = self.bootstrap_host()?;
         let remote = self.bootstrap_remote()?.clone();
         let p = &self.c.progress;
-        p.started(&host.name, "new join token and certificate key");
-        let mut secrets = self.new_secrets();
-        secrets.ca_cert_hash = self
-            .ca_hash
-            .clone()
-            .ok_or_else(|| ApplyError::Local(format!("{}: no CA certificate to pin", host.name)))?;
+        p.started(&host.name, "uploading the control-plane certificates");
+        let key = self.draw(generate_certificate_key);
+        let secrets = self.secrets(token, key.clone())?;
         let config = render::kubeadm::init_config(&self.c.cluster, host, &secrets);
         self.with_config(
             &remote,
-            "/etc/kubeha/kubeadm-upload-certs.yaml",
+            UPLOAD_CERTS_CONFIG,
             &config,
             "cannot upload the control-plane certificates",
-            "kubeadm init phase upload-certs --upload-certs",
+            "kubeadm init phase upload-certs --upload-certs --skip-certificate-key-print",
         )
         .await?;
-        remote
-            .run(
-                "cannot create a bootstrap token",
-                &format!(
-                    "kubeadm token create {} --ttl 2h0m0s --description 'kubeha: joins this cluster'\"'\"'s nodes'",
-                    secrets.bootstrap_token
-                ),
-            )
-            .await?;
-        p.done(&host.name, "new join token and certificate key", 0.0);
-        self.credentials = Some((secrets.clone(), Instant::now()));
-        Ok(secrets)
+        p.done(&host.name, "uploaded the control-plane certificates", 0.0);
+        self.certificate_key = Some((key.clone(), Instant::now()));
+        Ok(key)
+    }
+
+    /// Workers join in parallel with one token, made before their phase.
+    pub async fn prepare_worker_joins(&mut self) -> Result<(), ApplyError> {
+        self.token().await.map(|_| ())
+    }
+
+    /// Deletes every token kubeha made (this run's and any a killed run left) and the
+    /// uploaded certificates. Nothing to do before a control plane is initialised.
+    pub async fn revoke(&mut self) -> Result<(), ApplyError> {
+        if self.bootstrap.is_none() {
+            return Ok(());
+        }
+        let client = self.client().await?;
+        let removed = api::revoke_join_credentials(&client).await?;
+        if removed > 0 {
+            self.c
+                .progress
+                .info(&format!("revoked {removed} join credential(s)"));
+        }
+        self.token = None;
+        self.certificate_key = None;
+        Ok(())
     }
 
     pub async fn join_control_plane(
@@ -196,7 +291,9 @@ impl<'a> Kubeadm<'a> {
         host: &Host,
         remote: &Remote,
     ) -> Result<(), ApplyError> {
-        let secrets = self.ensure_credentials().await?;
+        let key = self.certificate_key().await?;
+        let token = self.token().await?;
+        let secrets = self.secrets(token, key)?;
         let p = &self.c.progress;
         p.started(&host.name, "kubeadm join (control plane)");
         let started = Instant::now();
@@ -214,15 +311,16 @@ impl<'a> Kubeadm<'a> {
         Ok(())
     }
 
-    /// Workers join with credentials made before the worker phase (see `execute`).
+    /// Workers join with the token made before the worker phase (see `execute`).
     pub async fn join_worker(&self, host: &Host, remote: &Remote) -> Result<(), RemoteError> {
-        let (secrets, _) = self.credentials.as_ref().ok_or_else(|| RemoteError {
-            host: host.name.clone(),
-            what: "cannot join".into(),
-            detail: "no join credentials were prepared".into(),
-        })?;
+        let no_token = || remote.error("cannot join", "no bootstrap token was prepared");
+        let (token, _) = self.token.clone().ok_or_else(no_token)?;
         debug_assert!(!host.has(Role::ControlPlane));
-        self.join(host, remote, secrets).await
+        // A worker's join config carries no certificate key.
+        let secrets = self
+            .secrets(token, String::new())
+            .map_err(|e| remote.error("cannot join", &e.to_string()))?;
+        self.join(host, remote, &secrets).await
     }
 
     async fn join(
@@ -316,19 +414,17 @@ impl<'a> Kubeadm<'a> {
         }
     }
 
-    /// The admin kubeconfig of the bootstrap control plane (read once).
+    /// The admin kubeconfig of the bootstrap control plane (read once, trimmed).
     pub async fn admin_kubeconfig(&mut self) -> Result<String, ApplyError> {
         if let Some(k) = &self.kubeconfig {
             return Ok(k.clone());
         }
         let remote = self.bootstrap_remote()?;
-        let bytes = remote
-            .read_file("/etc/kubernetes/admin.conf")
+        let text = super::read_admin_kubeconfig(&self.c.cluster, remote)
             .await?
             .ok_or_else(|| {
                 ApplyError::Local("the initialised control plane has no admin.conf".into())
             })?;
-        let text = String::from_utf8_lossy(&bytes).into_owned();
         self.kubeconfig = Some(text.clone());
         Ok(text)
     }
@@ -379,7 +475,7 @@ mod tests {
 
     #[test]
     fn secrets_have_kubeadms_formats() {
-        let (token, key) = generate_secrets();
+        let (token, key) = (generate_token(), generate_certificate_key());
         let (id, secret) = token.split_once('.').unwrap();
         assert_eq!((id.len(), secret.len()), (6, 16));
         assert!(token
@@ -389,7 +485,38 @@ mod tests {
         assert!(key
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert_ne!(generate_secrets().0, token, "each run draws new secrets");
+        assert_ne!(generate_token(), token, "each run draws new secrets");
+        assert_ne!(generate_certificate_key(), key);
+    }
+
+    #[test]
+    fn the_next_run_removes_every_secret_file_a_killed_run_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let mut left = Vec::new();
+        for f in SECRET_FILES {
+            let file = format!("{root}{f}");
+            std::fs::create_dir_all(std::path::Path::new(&file).parent().unwrap()).unwrap();
+            std::fs::write(&file, "token: x").unwrap();
+            std::fs::write(format!("{file}.kubeha-Ab12Cd"), "token: x").unwrap();
+            left.push(file);
+        }
+        let keep = format!("{root}/etc/kubeha/keepalived-check.sh");
+        std::fs::write(&keep, "").unwrap();
+        // The same script, aimed under the temporary root.
+        let script = remove_secret_files().replace(" /etc/", &format!(" {root}/etc/"));
+        assert!(script.contains(&root), "{script}");
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let remaining: Vec<_> = std::fs::read_dir(format!("{root}/etc/kubeha"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(remaining, ["keepalived-check.sh"]);
     }
 
     #[test]

@@ -8,7 +8,7 @@ pub mod progress;
 pub mod steps;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,7 +19,9 @@ use tokio::sync::Semaphore;
 use crate::api;
 use crate::facts::{self, HostFacts};
 use crate::plan::{self, Action, ClusterState, DesiredFile, Phase, Plan, Step};
-use crate::remote::{Redactor, Remote, RemoteError, RunDir};
+/// Kubeconfigs hold client keys: written 0600, atomically, never through a symlink.
+pub use crate::remote::write_private;
+use crate::remote::{redact_shapes, Redactor, Remote, RemoteError, RunDir};
 use crate::render::{self, Content, RenderInputs};
 use crate::spec::{Cluster, Host, ManifestSource};
 
@@ -42,15 +44,16 @@ pub struct Options {
 }
 
 /// Any way a run can fail; each names the host or the step.
+/// Displayed with anything shaped like a secret redacted, whatever produced the text.
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error("{}", join_lines(.0))]
     Remote(Vec<RemoteError>),
-    #[error("{0}")]
+    #[error("{}", redact_shapes(.0))]
     Conflicts(String),
-    #[error("{0}")]
+    #[error("{}", redact_shapes(&.0.to_string()))]
     Kube(#[from] api::KubeError),
-    #[error("{0}")]
+    #[error("{}", redact_shapes(.0))]
     Local(String),
 }
 
@@ -113,9 +116,7 @@ pub async fn connect(
     options: Options,
     progress: Arc<Progress>,
 ) -> Result<Connected, ApplyError> {
-    let run = RunDir::create(&options.run_dir).map_err(|e| {
-        ApplyError::Local(format!("cannot create {}: {e}", options.run_dir.display()))
-    })?;
+    let run = RunDir::create(&options.run_dir, &cluster).map_err(ApplyError::Local)?;
     let redactor = Arc::new(Redactor::default());
     let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
     let attempts = cluster.hosts.iter().map(|h| {
@@ -245,9 +246,12 @@ impl Connected {
         let facts: BTreeMap<String, HostFacts> = gathered.into_iter().collect();
         let desired = desired_files(cluster, &facts).map_err(ApplyError::Local)?;
         let current = self.changed_contents(&facts, &desired).await?;
-        let kubeconfig = self.admin_kubeconfig(&facts).await;
+        let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts).await {
+            Ok(k) => (k, None),
+            Err(e) => (None, Some(e.to_string())),
+        };
         let (cluster_state, api_problem) = match &kubeconfig {
-            None => (None, None),
+            None => (None, unreadable),
             Some(k) => match async { api::cluster_state(&api::client(k).await?).await }.await {
                 Ok(s) => (Some(s), None),
                 Err(e) => (None, Some(e.to_string())),
@@ -295,22 +299,59 @@ impl Connected {
         Ok(out)
     }
 
-    async fn admin_kubeconfig(&self, facts: &BTreeMap<String, HostFacts>) -> Option<String> {
-        let host = self
+    async fn admin_kubeconfig(
+        &self,
+        facts: &BTreeMap<String, HostFacts>,
+    ) -> Result<Option<String>, ApplyError> {
+        let Some(host) = self
             .cluster
             .control_planes()
-            .find(|h| plan::joined(h, &facts[&h.name]))?;
-        let bytes = self.remotes[&host.name]
-            .read_file("/etc/kubernetes/admin.conf")
-            .await
-            .ok()??;
-        String::from_utf8(bytes).ok()
+            .find(|h| plan::joined(h, &facts[&h.name]))
+        else {
+            return Ok(None);
+        };
+        read_admin_kubeconfig(&self.cluster, &self.remotes[&host.name]).await
     }
 
-    /// Runs the plan phase by phase, then waits for the cluster and writes the kubeconfig.
+    /// Runs the plan phase by phase, then waits for the cluster and writes the
+    /// kubeconfig. Secret files a killed run left are removed first; the join
+    /// credentials are revoked at the end, whether the run succeeded or not.
     pub async fn execute(&self, plan: &Plan, survey: &Survey) -> Result<Timings, ApplyError> {
-        let mut timings = Timings::default();
+        let hosts: Vec<&Host> = self.cluster.hosts.iter().collect();
+        self.each_host(hosts, |_, remote| async move {
+            remote
+                .run(
+                    "cannot remove secret files a killed run left",
+                    &join::remove_secret_files(),
+                )
+                .await
+                .map(|_| ())
+        })
+        .await?;
         let mut kubeadm = join::Kubeadm::new(self, survey);
+        let result = self.run_plan(plan, &mut kubeadm).await;
+        let revoked = kubeadm.revoke().await;
+        match (result, revoked) {
+            (Ok(timings), Ok(())) => Ok(timings),
+            (Ok(_), Err(e)) => Err(ApplyError::Local(format!(
+                "the cluster is ready, but its join credentials could not be revoked (they expire within 2 h): {e}"
+            ))),
+            (Err(e), revoked) => {
+                if let Err(r) = revoked {
+                    self.progress
+                        .info(&format!("join credentials not revoked (they expire within 2 h): {r}"));
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn run_plan(
+        &self,
+        plan: &Plan,
+        kubeadm: &mut join::Kubeadm<'_>,
+    ) -> Result<Timings, ApplyError> {
+        let mut timings = Timings::default();
         for phase in [
             Phase::Prepare,
             Phase::Init,
@@ -324,13 +365,13 @@ impl Connected {
             let started = Instant::now();
             self.progress.phase(&phase.to_string());
             if phase == Phase::JoinWorkers {
-                kubeadm.ensure_credentials().await?;
+                kubeadm.prepare_worker_joins().await?;
             }
             if phase.parallel() {
-                self.run_parallel(&steps, &kubeadm).await?;
+                self.run_parallel(&steps, kubeadm).await?;
             } else {
                 for step in steps {
-                    self.run_step(step, &mut kubeadm).await?;
+                    self.run_step(step, kubeadm).await?;
                 }
             }
             let seconds = started.elapsed().as_secs_f64();
@@ -344,7 +385,7 @@ impl Connected {
         if plan.phase(Phase::Network).next().is_some() {
             self.progress
                 .info(&format!("applying Calico {}", self.cluster.calico.version));
-            let manifest = self.calico_manifest(&kubeadm).await?;
+            let manifest = self.calico_manifest(kubeadm).await?;
             let count = api::apply_manifest(&client, &manifest).await?;
             self.progress
                 .info(&format!("applied {count} Calico objects"));
@@ -491,6 +532,25 @@ impl Connected {
     }
 }
 
+/// Where kubeadm leaves the admin kubeconfig on a control plane.
+const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+
+/// A control plane's admin kubeconfig, trimmed to what kubeha trusts (see
+/// [`api::trusted_kubeconfig`]); `None` when the host has none.
+async fn read_admin_kubeconfig(
+    cluster: &Cluster,
+    remote: &Remote,
+) -> Result<Option<String>, ApplyError> {
+    let Some(bytes) = remote.read_file(ADMIN_CONF).await? else {
+        return Ok(None);
+    };
+    let unusable = |why: String| ApplyError::Local(format!("{}: {ADMIN_CONF}: {why}", remote.host));
+    let text = String::from_utf8(bytes).map_err(|_| unusable("not UTF-8".into()))?;
+    api::trusted_kubeconfig(&text, &format!("https://{}", cluster.api_endpoint))
+        .map(Some)
+        .map_err(|e| unusable(e.to_string()))
+}
+
 /// Paths whose hashes the facts script reports: managed files and apt keyrings.
 fn managed_paths(cluster: &Cluster, host: &Host) -> Vec<String> {
     let mut paths: Vec<String> = render::host_files(cluster, host, &RenderInputs::placeholders())
@@ -536,22 +596,22 @@ pub fn desired_files(
     Ok(out)
 }
 
-/// Writes a file only its owner can read (kubeconfigs hold client keys).
-pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| format!("cannot write {}: {e}", path.display());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(fail)?;
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_errors_are_displayed_redacted() {
+        let key = "9c".repeat(32);
+        let e = ApplyError::Local(format!(
+            "kubeadm printed: Using token: q1w2e3.r4t5y6u7i8o9p0a1 and certificateKey: {key}"
+        ));
+        let text = e.to_string();
+        assert!(
+            !text.contains("q1w2e3.r4t5y6u7i8o9p0a1") && !text.contains(&key),
+            "{text}"
+        );
+        let kube = ApplyError::Kube(api::KubeError::Api("client-key-data: S0VZ".into()));
+        assert!(!kube.to_string().contains("S0VZ"));
     }
-    let tmp = path.with_extension("kubeha-tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(fail)?;
-    f.write_all(bytes).map_err(fail)?;
-    std::fs::rename(&tmp, path).map_err(fail)
 }

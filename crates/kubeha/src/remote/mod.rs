@@ -3,6 +3,7 @@
 //! with a timeout, and everything a host prints is kept in a per-host log with known
 //! secrets redacted.
 
+mod local_files;
 mod redact;
 mod ssh_config;
 
@@ -15,18 +16,30 @@ use std::time::Duration;
 use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
 use tokio::io::AsyncWriteExt;
 
-pub use redact::Redactor;
+pub use local_files::write_private;
+pub use redact::{redact_shapes, Redactor};
 pub use ssh_config::render as ssh_config;
 
 use crate::spec::{Cluster, Host, HostKeyPolicy};
 
-/// A failure to reach or drive one host.
+/// A failure to reach or drive one host. Built only through [`RemoteError::new`], which
+/// redacts, so that no error carries a secret a host printed.
 #[derive(Debug, thiserror::Error)]
 #[error("{host}: {what}: {detail}")]
 pub struct RemoteError {
-    pub host: String,
-    pub what: String,
-    pub detail: String,
+    host: String,
+    what: String,
+    detail: String,
+}
+
+impl RemoteError {
+    pub fn new(redactor: &Redactor, host: &str, what: &str, detail: &str) -> Self {
+        Self {
+            host: host.to_string(),
+            what: redactor.redact(what),
+            detail: redactor.redact(detail),
+        }
+    }
 }
 
 /// What a remote command printed and how it ended.
@@ -43,19 +56,38 @@ impl Output {
     }
 }
 
-/// Where a run keeps its per-host logs and its SSH client configuration.
+/// Where a run keeps its per-host logs (0600) and its SSH client configuration, in a
+/// folder only the operator can read.
 #[derive(Debug, Clone)]
 pub struct RunDir {
     pub path: PathBuf,
 }
 
 impl RunDir {
-    pub fn create(path: &Path) -> std::io::Result<Self> {
-        std::fs::create_dir_all(path)?;
-        Ok(Self {
+    /// Creates the folder and writes the run's ssh_config, once and atomically, before
+    /// any connection reads it.
+    pub fn create(path: &Path, cluster: &Cluster) -> Result<Self, String> {
+        local_files::create_run_dir(path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let run = Self {
             path: path.to_path_buf(),
-        })
+        };
+        let config = ssh_config(cluster).map_err(|e| format!("spec.ssh: {e}"))?;
+        write_private(&run.ssh_config(), config.as_bytes())?;
+        Ok(run)
     }
+
+    fn ssh_config(&self) -> PathBuf {
+        self.path.join("ssh_config")
+    }
+}
+
+/// Whether a command's output goes into the host's log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Logged {
+    Everything,
+    /// The command line and its exit only: file reads return kubeconfigs and keys.
+    CommandOnly,
 }
 
 pub struct Remote {
@@ -76,20 +108,11 @@ impl Remote {
         redactor: Arc<Redactor>,
         timeout: Duration,
     ) -> Result<Self, RemoteError> {
-        let fail = |what: &str, detail: String| RemoteError {
-            host: host.name.clone(),
-            what: what.into(),
-            detail,
-        };
-        let config = run.path.join("ssh_config");
-        // Every host writes the same text; writing it each time keeps `connect` standalone.
-        std::fs::write(&config, ssh_config(cluster))
-            .map_err(|e| fail("cannot write the ssh client config", e.to_string()))?;
+        let scrub = redactor.clone();
+        let fail = |what: &str, detail: String| RemoteError::new(&scrub, &host.name, what, &detail);
+        let config = run.ssh_config();
         let log_path = run.path.join(format!("{}.log", host.name));
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
+        let log = local_files::open_log(&log_path)
             .map_err(|e| fail("cannot open the host log", e.to_string()))?;
 
         let ssh = &cluster.ssh;
@@ -100,7 +123,8 @@ impl Remote {
             .port(host.ssh.port)
             .connect_timeout(ssh.connect_timeout)
             .server_alive_interval(Duration::from_secs(15))
-            .user_known_hosts_file(&ssh.known_hosts_file)
+            // UserKnownHostsFile comes from the run's ssh_config, quoted: as `-o` on
+            // the command line ssh would split the path at spaces.
             .known_hosts_check(match ssh.host_key_policy {
                 HostKeyPolicy::Verify => KnownHosts::Strict,
                 HostKeyPolicy::AcceptNew => KnownHosts::Add,
@@ -113,14 +137,24 @@ impl Remote {
             // a killed kubeha should not linger for ever.
             .control_persist(ControlPersist::IdleFor(master_idle_limit(timeout)));
         if let Some(key) = &host.ssh.identity_file {
+            let key = ssh_config::identity_argument(key)
+                .map_err(|e| fail("cannot use the SSH key", e))?;
             builder.keyfile(key);
         }
         if ssh.bastion.is_some() {
             builder.jump_hosts([ssh_config::BASTION_ALIAS]);
         }
-        let session = builder
-            .connect(host.address.to_string())
+        // ConnectTimeout bounds the TCP connect and the banner only: a server that then
+        // stalls the key exchange or the login would hold the run for ever.
+        let limit = connect_limit(ssh.connect_timeout);
+        let session = tokio::time::timeout(limit, builder.connect(host.address.to_string()))
             .await
+            .map_err(|_| {
+                fail(
+                    "cannot connect over SSH",
+                    format!("no session within {limit:?} (handshake and login included)"),
+                )
+            })?
             .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
         let remote = Self {
             host: host.name.clone(),
@@ -130,7 +164,7 @@ impl Remote {
             log: Mutex::new(log),
             redactor,
         };
-        let probe = remote.sh("true").await?;
+        let probe = remote.exec("true", None, limit, Logged::Everything).await?;
         if !probe.success() {
             return Err(fail(
                 "cannot run commands as root",
@@ -146,7 +180,8 @@ impl Remote {
     /// Runs a shell script as root and returns whatever it printed; a non-zero exit is
     /// not an error here (see [`Remote::run`]).
     pub async fn sh(&self, script: &str) -> Result<Output, RemoteError> {
-        self.exec(script, None, self.timeout).await
+        self.exec(script, None, self.timeout, Logged::Everything)
+            .await
     }
 
     /// Like [`Remote::sh`], but a non-zero exit becomes an error naming `what`.
@@ -162,7 +197,7 @@ impl Remote {
         script: &str,
         timeout: Duration,
     ) -> Result<Output, RemoteError> {
-        let out = self.exec(script, None, timeout).await?;
+        let out = self.exec(script, None, timeout, Logged::Everything).await?;
         self.checked(what, out)
     }
 
@@ -173,7 +208,9 @@ impl Remote {
         script: &str,
         input: &[u8],
     ) -> Result<Output, RemoteError> {
-        let out = self.exec(script, Some(input), self.timeout).await?;
+        let out = self
+            .exec(script, Some(input), self.timeout, Logged::Everything)
+            .await?;
         self.checked(what, out)
     }
 
@@ -194,15 +231,19 @@ impl Remote {
         };
         let tail: Vec<&str> = text.trim().lines().rev().take(6).collect();
         let tail: Vec<&str> = tail.into_iter().rev().collect();
-        RemoteError {
-            host: self.host.clone(),
-            what: what.into(),
-            detail: self.redactor.redact(&format!(
+        self.error(
+            what,
+            &format!(
                 "exit {}: {}",
                 out.code.map_or("?".into(), |c| c.to_string()),
                 tail.join(" | ")
-            )),
-        }
+            ),
+        )
+    }
+
+    /// An error about this host, redacted.
+    pub fn error(&self, what: &str, detail: &str) -> RemoteError {
+        RemoteError::new(&self.redactor, &self.host, what, detail)
     }
 
     /// Writes a file atomically (temporary file, then rename) with the given mode, owned
@@ -222,7 +263,9 @@ impl Remote {
             tmp = quote(&format!("{path}.kubeha-XXXXXX")),
             path = quote(path),
         );
-        let out = self.exec(&script, Some(content), self.timeout).await?;
+        let out = self
+            .exec(&script, Some(content), self.timeout, Logged::Everything)
+            .await?;
         if out.success() {
             Ok(())
         } else {
@@ -230,25 +273,29 @@ impl Remote {
         }
     }
 
-    /// A file's bytes, or `None` when it does not exist.
+    /// A file's bytes, or `None` when it does not exist. What it holds is never logged
+    /// (admin.conf carries a client key) nor put in an error.
     pub async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, RemoteError> {
         let p = quote(path);
-        let out = self
-            .sh(&format!(
-                "if [ -e {p} ]; then base64 -w0 {p}; else exit 3; fi"
-            ))
+        let mut out = self
+            .exec(
+                &format!("if [ -e {p} ]; then base64 -w0 {p}; else exit 3; fi"),
+                None,
+                self.timeout,
+                Logged::CommandOnly,
+            )
             .await?;
         match out.code {
             Some(0) => {
-                let bytes = base64_decode(out.stdout.trim()).map_err(|e| RemoteError {
-                    host: self.host.clone(),
-                    what: format!("cannot read {path}"),
-                    detail: e,
-                })?;
+                let bytes = base64_decode(out.stdout.trim())
+                    .map_err(|e| self.error(&format!("cannot read {path}"), &e))?;
                 Ok(Some(bytes))
             }
             Some(3) => Ok(None),
-            _ => Err(self.failed(&format!("cannot read {path}"), &out)),
+            _ => {
+                out.stdout.clear();
+                Err(self.failed(&format!("cannot read {path}"), &out))
+            }
         }
     }
 
@@ -257,12 +304,9 @@ impl Remote {
         script: &str,
         input: Option<&[u8]>,
         timeout: Duration,
+        logged: Logged,
     ) -> Result<Output, RemoteError> {
-        let fail = |what: &str, detail: String| RemoteError {
-            host: self.host.clone(),
-            what: what.into(),
-            detail,
-        };
+        let fail = |what: &str, detail: String| self.error(what, &detail);
         let wrapped = if self.sudo {
             format!("sudo -n sh -c {}", quote(script))
         } else {
@@ -295,7 +339,6 @@ impl Remote {
                 .map_err(|e| fail("the command was cut off", error_chain(&e)))
         };
         let raw = tokio::time::timeout(timeout, run).await.map_err(|_| {
-            let script = self.redactor.redact(script);
             fail(
                 "timed out",
                 format!("no answer within {timeout:?}: {script}"),
@@ -313,12 +356,7 @@ impl Remote {
                 out.stderr.trim().to_string(),
             ));
         }
-        self.log_line(&format!(
-            "exit {:?}\n{}{}",
-            out.code,
-            indent(&out.stdout, "  | "),
-            indent(&out.stderr, "  ! ")
-        ));
+        self.log_line(&log_entry(&out, logged));
         Ok(out)
     }
 
@@ -332,6 +370,29 @@ impl Remote {
     pub async fn close(self) {
         let _ = self.session.close().await;
     }
+}
+
+/// How a command's end is written to the host log.
+fn log_entry(out: &Output, logged: Logged) -> String {
+    match logged {
+        Logged::Everything => format!(
+            "exit {:?}\n{}{}",
+            out.code,
+            indent(&out.stdout, "  | "),
+            indent(&out.stderr, "  ! ")
+        ),
+        Logged::CommandOnly => format!(
+            "exit {:?} ({} bytes of output, not logged)",
+            out.code,
+            out.stdout.len() + out.stderr.len()
+        ),
+    }
+}
+
+/// The limit for a whole SSH connect: the TCP connect, banner, key exchange and login
+/// (through a bastion, twice), each a few round trips bounded like the connect itself.
+fn connect_limit(connect_timeout: Duration) -> Duration {
+    connect_timeout * 6
 }
 
 fn master_idle_limit(command_timeout: Duration) -> std::num::NonZeroUsize {
@@ -366,4 +427,83 @@ fn base64_decode(text: &str) -> Result<Vec<u8>, String> {
     base64::engine::general_purpose::STANDARD
         .decode(text)
         .map_err(|e| format!("bad base64 from the host: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_output_never_reaches_the_log() {
+        let out = Output {
+            code: Some(0),
+            stdout: "Y2xpZW50LWtleS1kYXRhOiBTRUNSRVQ=".into(),
+            stderr: String::new(),
+        };
+        let entry = log_entry(&out, Logged::CommandOnly);
+        assert_eq!(entry, "exit Some(0) (32 bytes of output, not logged)");
+        assert!(log_entry(&out, Logged::Everything).contains(&out.stdout));
+    }
+
+    #[test]
+    fn errors_never_carry_a_secret() {
+        let redactor = Redactor::default();
+        redactor.add("a-registered-secret");
+        let e = RemoteError::new(
+            &redactor,
+            "cp-1",
+            "kubeadm join --token q1w2e3.r4t5y6u7i8o9p0a1 failed",
+            "exit 1: a-registered-secret | client-key-data: S0VZ | -----BEGIN PRIVATE KEY-----\nMIIE",
+        );
+        let text = e.to_string();
+        for secret in [
+            "q1w2e3.r4t5y6u7i8o9p0a1",
+            "a-registered-secret",
+            "S0VZ",
+            "MIIE",
+        ] {
+            assert!(!text.contains(secret), "{secret} in {text}");
+        }
+        assert!(
+            text.starts_with("cp-1: kubeadm join --token <redacted> failed: exit 1: <redacted>")
+        );
+    }
+
+    /// A server that sends its banner and then never answers the key exchange:
+    /// ConnectTimeout alone lets ssh wait for ever.
+    #[tokio::test]
+    async fn a_stalled_handshake_ends_the_connect() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let _ = sock.write_all(b"SSH-2.0-OpenSSH_9.2\r\n").await;
+                held.push(sock);
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = crate::render::test_support::cluster_from(|s| s);
+        cluster.ssh.connect_timeout = Duration::from_millis(500);
+        cluster.ssh.known_hosts_file = dir.path().join("known_hosts");
+        let mut host = cluster.hosts[0].clone();
+        host.address = "127.0.0.1".parse().unwrap();
+        host.ssh.port = port;
+        host.ssh.identity_file = None;
+        let run = RunDir::create(&dir.path().join("run"), &cluster).unwrap();
+        let started = std::time::Instant::now();
+        let attempt = Remote::connect(
+            &cluster,
+            &host,
+            &run,
+            Arc::new(Redactor::default()),
+            Duration::from_secs(60),
+        );
+        let result = tokio::time::timeout(Duration::from_secs(20), attempt)
+            .await
+            .expect("connect gave up on its own");
+        let err = result.err().expect("no session with a silent server");
+        assert!(err.detail.contains("no session within"), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+    }
 }

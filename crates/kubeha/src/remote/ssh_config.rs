@@ -1,27 +1,112 @@
 //! The OpenSSH client configuration for a run, so every connection's settings are
 //! explicit (`ssh -F`) rather than read from the operator's own `~/.ssh/config`.
+//!
+//! Every value is written with ssh_config's own quoting, so that no value can end its
+//! line, start a new directive or be split into several arguments. Values ssh cannot
+//! represent (control characters) or would expand (`${VAR}` in paths) are refused.
+
+use std::path::Path;
 
 use crate::spec::Cluster;
 
 /// The alias a bastion is reached by (`ProxyJump`).
 pub const BASTION_ALIAS: &str = "kubeha-bastion";
 
-pub fn render(cluster: &Cluster) -> String {
+/// How ssh treats a directive's argument after removing the quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expands {
+    /// Taken literally (`User` in the OpenSSH of Debian 12; newer versions expand `%`
+    /// tokens there, so `%` is refused rather than escaped one way or the other).
+    Nothing,
+    /// `%` tokens (`HostName`): `%` is written `%%`.
+    Tokens,
+    /// `%` tokens, `${VAR}` and a leading `~` (`IdentityFile`, `UserKnownHostsFile`):
+    /// `%` is written `%%`, `${` is refused (it has no escape), the path must be absolute.
+    Path,
+}
+
+/// One ssh_config argument that ssh reads back as exactly `value`: inside double
+/// quotes, with `"` and `\` backslash-escaped (OpenSSH's `argv_split`).
+pub fn quote(value: &str, expands: Expands) -> Result<String, String> {
+    if value.is_empty() {
+        return Err("an empty value cannot be written to ssh_config".into());
+    }
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{:?} contains the control character {:?}, which ssh_config cannot hold",
+            value.escape_debug().to_string(),
+            c
+        ));
+    }
+    match expands {
+        Expands::Nothing if value.contains('%') => {
+            return Err(format!("{value:?}: `%` is not allowed here"));
+        }
+        Expands::Path if value.contains("${") => {
+            return Err(format!(
+                "{value:?}: ssh would expand `${{…}}` in this path, and it has no escape"
+            ));
+        }
+        Expands::Path if !value.starts_with('/') => {
+            return Err(format!("{value:?}: the path must be absolute"));
+        }
+        _ => {}
+    }
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '%' if expands != Expands::Nothing => out.push_str("%%"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    Ok(out)
+}
+
+fn path(p: &Path) -> Result<String, String> {
+    quote(utf8(p)?, Expands::Path)
+}
+
+fn utf8(p: &Path) -> Result<&str, String> {
+    p.to_str()
+        .ok_or_else(|| format!("{}: not valid UTF-8", p.display()))
+}
+
+/// A key for `ssh -i`: ssh looks the path up as written, then expands `%` tokens and
+/// `${VAR}` in it, so no escape makes such a path work; it is refused instead.
+pub fn identity_argument(p: &Path) -> Result<&Path, String> {
+    let text = utf8(p)?;
+    quote(text, Expands::Path)?;
+    if text.contains('%') {
+        return Err(format!("{text:?}: ssh would expand `%` in a key path"));
+    }
+    Ok(p)
+}
+
+/// The configuration text, or why a value cannot be written safely.
+pub fn render(cluster: &Cluster) -> Result<String, String> {
     let ssh = &cluster.ssh;
     let mut out = String::from("# Written by kubeha for this run.\n");
     if let Some(b) = &ssh.bastion {
         out.push_str(&format!(
             "Host {BASTION_ALIAS}\n  HostName {}\n  Port {}\n  User {}\n",
-            b.address, b.port, b.user
+            quote(&b.address, Expands::Tokens)?,
+            b.port,
+            quote(&b.user, Expands::Nothing)?
         ));
         if let Some(key) = &b.identity_file {
-            out.push_str(&format!("  IdentityFile \"{}\"\n", key.display()));
+            out.push_str(&format!("  IdentityFile {}\n", path(key)?));
         }
     }
     out.push_str(&format!(
-        "Host *\n  BatchMode yes\n  IdentitiesOnly {}\n  UserKnownHostsFile \"{}\"\n  StrictHostKeyChecking {}\n  LogLevel ERROR\n",
+        "Host *\n  BatchMode yes\n  IdentitiesOnly {}\n  UserKnownHostsFile {}\n  StrictHostKeyChecking {}\n  LogLevel ERROR\n",
         if ssh.use_agent { "no" } else { "yes" },
-        ssh.known_hosts_file.display(),
+        path(&ssh.known_hosts_file)?,
         match ssh.host_key_policy {
             crate::spec::HostKeyPolicy::Verify => "yes",
             crate::spec::HostKeyPolicy::AcceptNew => "accept-new",
@@ -30,7 +115,7 @@ pub fn render(cluster: &Cluster) -> String {
     if !ssh.use_agent {
         out.push_str("  IdentityAgent none\n");
     }
-    out
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -41,7 +126,7 @@ mod tests {
     #[test]
     fn verifies_host_keys_by_default() {
         let c = cluster_from(|s| s);
-        let text = render(&c);
+        let text = render(&c).unwrap();
         assert!(text.contains("StrictHostKeyChecking yes\n"));
         assert!(text.contains("BatchMode yes\n"));
         assert!(!text.contains(BASTION_ALIAS));
@@ -60,11 +145,108 @@ mod tests {
             )
             .replace("    # useAgent: true", "    useAgent: false")
         });
-        let text = render(&c);
+        let text = render(&c).unwrap();
         assert!(text.contains(
-            "Host kubeha-bastion\n  HostName jump.example.com\n  Port 2222\n  User ops\n"
+            "Host kubeha-bastion\n  HostName \"jump.example.com\"\n  Port 2222\n  User \"ops\"\n"
         ));
         assert!(text.contains("StrictHostKeyChecking accept-new\n"));
         assert!(text.contains("IdentityAgent none\n"));
+    }
+
+    /// What the real `ssh -G` reads back for host `kubeha-bastion` from `config`.
+    fn ssh_reads(config: &str) -> std::collections::BTreeMap<String, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ssh_config");
+        std::fs::write(&file, config).unwrap();
+        let out = std::process::Command::new("ssh")
+            .arg("-G")
+            .arg("-F")
+            .arg(&file)
+            .arg(BASTION_ALIAS)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ssh is installed");
+        assert!(
+            out.status.success(),
+            "ssh -G refused:\n{config}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn ssh_reads_every_quoted_value_back_unchanged() {
+        let hostile = [
+            "plain",
+            "two words",
+            "quote\"inside",
+            "back\\slash",
+            "trailing\\",
+            "'single'",
+            "#not-a-comment",
+            "50%h%%",
+            "x ProxyCommand touch /tmp/pwned",
+        ];
+        for value in hostile {
+            let config = format!(
+                "Host {BASTION_ALIAS}\n  HostName {}\n  UserKnownHostsFile {}\n",
+                quote(value, Expands::Tokens).unwrap(),
+                quote(&format!("/k/{value}"), Expands::Path).unwrap(),
+            );
+            let read = ssh_reads(&config);
+            // ssh lower-cases host names, and nothing else.
+            assert_eq!(read["hostname"], value.to_lowercase(), "{config}");
+            assert_eq!(
+                read["userknownhostsfile"],
+                format!("/k/{value}"),
+                "{config}"
+            );
+            assert!(!read.contains_key("proxycommand"), "{config}");
+        }
+        let user = quote("o'p \"s\\", Expands::Nothing).unwrap();
+        let read = ssh_reads(&format!("Host {BASTION_ALIAS}\n  User {user}\n"));
+        assert_eq!(read["user"], "o'p \"s\\");
+    }
+
+    #[test]
+    fn values_ssh_cannot_hold_are_refused() {
+        for bad in ["a\nProxyCommand x", "a\rb", "nul\0", "tab\tx", ""] {
+            assert!(quote(bad, Expands::Tokens).is_err(), "{bad:?}");
+        }
+        assert!(quote("/home/${USER}/k", Expands::Path).is_err());
+        assert!(quote("relative/k", Expands::Path).is_err());
+        assert!(quote("~/k", Expands::Path).is_err());
+        assert!(quote("u%n", Expands::Nothing).is_err());
+    }
+
+    #[test]
+    fn key_paths_ssh_would_rewrite_are_refused() {
+        assert!(identity_argument(Path::new("/home/op/.ssh/id ed25519")).is_ok());
+        for bad in ["/k/50%h", "/k/${HOME}", "k", "~/.ssh/id", "/k/\nx"] {
+            assert!(identity_argument(Path::new(bad)).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_hostile_bastion_cannot_add_a_directive() {
+        let mut c = cluster_from(|s| {
+            s.replace(
+                "    # bastion: {address: jump.example.com, port: 22, user: ops}",
+                "    bastion: {address: jump.example.com, port: 22, user: ops}",
+            )
+        });
+        let b = c.ssh.bastion.as_mut().unwrap();
+        b.address = "jump.example.com\n  ProxyCommand touch /tmp/pwned".into();
+        assert!(render(&c).is_err());
+        let b = c.ssh.bastion.as_mut().unwrap();
+        b.address = "jump.example.com ProxyCommand=x".into();
+        let read = ssh_reads(&render(&c).unwrap());
+        assert_eq!(read["hostname"], "jump.example.com proxycommand=x");
+        assert!(!read.contains_key("proxycommand"));
     }
 }
