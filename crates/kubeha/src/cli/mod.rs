@@ -2,6 +2,7 @@
 //! (0 success, 1 runtime failure, 2 invalid input).
 
 mod apply;
+mod backup;
 mod check;
 mod init;
 mod kubeconfig;
@@ -9,6 +10,7 @@ mod lab;
 mod plan;
 pub mod remote_args;
 mod render;
+mod restore;
 pub mod status;
 mod verify;
 
@@ -62,6 +64,10 @@ enum Command {
     Kubeconfig(kubeconfig::Args),
     /// Prove the HA claim: health checks, and with --disruptive failover drills.
     Verify(verify::Args),
+    /// Save etcd, the cluster PKI and the kubeadm configuration into one archive.
+    Backup(backup::Args),
+    /// Bring a cluster whose control planes lost etcd back from a `backup` archive.
+    Restore(restore::Args),
     /// The seed's machines as local Docker containers, for trying kubeha and testing it.
     Lab(lab::Args),
 }
@@ -106,6 +112,8 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(&ui, args),
         Command::Kubeconfig(args) => kubeconfig::run(&ui, args),
         Command::Verify(args) => verify::run(&ui, args),
+        Command::Backup(args) => backup::run(&ui, args),
+        Command::Restore(args) => restore::run(&ui, args),
         Command::Lab(args) => lab::run(&ui, args),
     };
     match result {

@@ -1,0 +1,66 @@
+//! `kubeha backup`: an etcd snapshot, the cluster PKI and the kubeadm
+//! ClusterConfiguration in one verified archive on the operator's machine (0600).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::remote_args::{block_on, runtime, RemoteArgs};
+use super::{load_spec, Failure, Format, Ui};
+use crate::dr;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    remote: RemoteArgs,
+    /// Folder the archive is written to (default: .kubeha/<cluster>/backups beside the spec).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
+    let loaded = load_spec(ui, &args.remote.file)?;
+    let started = Instant::now();
+    let name = loaded.cluster.name.clone();
+    let archive = block_on(async {
+        let connected = args.remote.connect(ui, loaded).await?;
+        let result = async {
+            let survey = connected.survey().await.map_err(runtime)?;
+            dr::backup(&connected, &survey).await.map_err(runtime)
+        }
+        .await;
+        connected.progress.finish();
+        connected.close().await;
+        result
+    })?;
+    let dir = args.out.unwrap_or_else(|| {
+        args.remote
+            .spec_dir()
+            .join(".kubeha")
+            .join(&name)
+            .join("backups")
+    });
+    let m = &archive.manifest;
+    let path = dir.join(format!(
+        "{name}-{}-rev{}.tar",
+        m.created, m.snapshot.revision
+    ));
+    let bytes = archive.to_tar();
+    crate::remote::write_private(&path, &bytes).map_err(Failure::Runtime)?;
+    let seconds = started.elapsed().as_secs_f64();
+    match ui.format {
+        Format::Json => println!(
+            "{}",
+            serde_json::json!({"event": "backup", "path": path, "bytes": bytes.len(), "seconds": seconds, "manifest": m})
+        ),
+        Format::Text => println!(
+            "Backup of {name} written to {} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}",
+            path.display(),
+            bytes.len(),
+            m.etcd_version,
+            m.snapshot.revision,
+            m.snapshot.total_keys,
+            m.source_host
+        ),
+    }
+    Ok(())
+}
