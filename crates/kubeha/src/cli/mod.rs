@@ -3,6 +3,7 @@
 
 mod apply;
 mod backup;
+mod certs;
 mod check;
 mod init;
 mod kubeconfig;
@@ -68,6 +69,8 @@ enum Command {
     Backup(backup::Args),
     /// Bring a cluster whose control planes lost etcd back from a `backup` archive.
     Restore(restore::Args),
+    /// Certificate expiry per control plane, and renewal.
+    Certs(certs::Args),
     /// The seed's machines as local Docker containers, for trying kubeha and testing it.
     Lab(lab::Args),
 }
@@ -114,6 +117,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&ui, args),
         Command::Backup(args) => backup::run(&ui, args),
         Command::Restore(args) => restore::run(&ui, args),
+        Command::Certs(args) => certs::run(&ui, args),
         Command::Lab(args) => lab::run(&ui, args),
     };
     match result {

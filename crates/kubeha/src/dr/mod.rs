@@ -3,6 +3,7 @@
 //! `archive` and `steps` are pure; this module is the SSH shell around them.
 
 pub mod archive;
+pub mod certs;
 pub mod steps;
 
 use std::collections::BTreeMap;
@@ -39,7 +40,7 @@ pub fn member_status(json: &str) -> Option<MemberStatus> {
     })
 }
 
-fn joined_control_planes<'a>(c: &'a Connected, survey: &Survey) -> Vec<&'a Host> {
+pub(crate) fn joined_control_planes<'a>(c: &'a Connected, survey: &Survey) -> Vec<&'a Host> {
     c.cluster
         .control_planes()
         .filter(|h| plan::joined(h, &survey.facts[&h.name]))
@@ -297,22 +298,29 @@ async fn start(remote: &Remote) -> Result<(), ApplyError> {
     remote
         .run("cannot start the kubelet", "systemctl start kubelet")
         .await?;
-    let deadline = Instant::now() + BACK_WITHIN;
+    wait_healthy(remote, BACK_WITHIN, "the restore").await
+}
+
+/// Waits until the host's etcd member and its API server answer, `after` saying what
+/// they are coming back from.
+pub(crate) async fn wait_healthy(
+    remote: &Remote,
+    within: Duration,
+    after: &str,
+) -> Result<(), ApplyError> {
+    let deadline = Instant::now() + within;
     for (what, check) in [
         ("etcd", apply_steps::etcdctl("endpoint health")),
         ("the API", format!("{ADMIN_KUBECTL} get --raw /readyz")),
     ] {
-        loop {
-            if remote.sh(&check).await?.success() {
-                break;
-            }
+        while !remote.sh(&check).await?.success() {
             if Instant::now() >= deadline {
                 return Err(ApplyError::Local(format!(
-                    "{}: {what} did not come back within {BACK_WITHIN:?} after the restore",
+                    "{}: {what} did not come back within {within:?} after {after}",
                     remote.host
                 )));
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     }
     Ok(())
