@@ -11,6 +11,7 @@ mod lab;
 mod plan;
 pub mod remote_args;
 mod render;
+mod reset;
 mod restore;
 pub mod status;
 mod verify;
@@ -69,6 +70,8 @@ enum Command {
     Backup(backup::Args),
     /// Bring a cluster whose control planes lost etcd back from a `backup` archive.
     Restore(restore::Args),
+    /// Take every host back to before `apply` (asks for the cluster's name).
+    Reset(reset::Args),
     /// Certificate expiry per control plane, and renewal.
     Certs(certs::Args),
     /// The seed's machines as local Docker containers, for trying kubeha and testing it.
@@ -117,6 +120,7 @@ pub fn main() -> ExitCode {
         Command::Verify(args) => verify::run(&ui, args),
         Command::Backup(args) => backup::run(&ui, args),
         Command::Restore(args) => restore::run(&ui, args),
+        Command::Reset(args) => reset::run(&ui, args),
         Command::Certs(args) => certs::run(&ui, args),
         Command::Lab(args) => lab::run(&ui, args),
     };

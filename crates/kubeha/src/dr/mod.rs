@@ -4,6 +4,7 @@
 
 pub mod archive;
 pub mod certs;
+pub mod reset;
 pub mod steps;
 
 use std::collections::BTreeMap;
