@@ -126,17 +126,53 @@ impl Lab {
         stdout(&out)
     }
 
-    fn kubectl(&self, args: &str) -> String {
-        self.ok(
-            "cp-1",
-            &format!("kubectl --kubeconfig /etc/kubernetes/admin.conf {args}"),
-        )
+    /// The admin kubeconfig `apply` wrote beside the spec.
+    fn kubeconfig(&self) -> PathBuf {
+        std::fs::read_dir(&self.state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "kubeconfig"))
+            .expect("apply wrote the admin kubeconfig")
+    }
+
+    /// This machine's kubectl through the endpoint with the operator's kubeconfig (the
+    /// lab hosts' Debian kubectl predates `create token` and `auth whoami`).
+    fn kubectl(&self, args: &[&str], input: Option<&str>) -> Output {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(input.unwrap_or("").as_bytes()).unwrap();
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    }
+
+    fn kubectl_ok(&self, args: &[&str], input: Option<&str>) -> String {
+        let out = self.kubectl(args, input);
+        assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
+        stdout(&out)
     }
 
     /// `name=uid` of every proof ConfigMap, sorted.
     fn configmap_uids(&self) -> Vec<String> {
-        let text = self.kubectl(
-            "get configmaps -l kubeha-dr=proof -o jsonpath='{range .items[*]}{.metadata.name}={.metadata.uid}{\"\\n\"}{end}'",
+        let text = self.kubectl_ok(
+            &[
+                "get",
+                "configmaps",
+                "-l",
+                "kubeha-dr=proof",
+                "-o",
+                "jsonpath={range .items[*]}{.metadata.name}={.metadata.uid}{\"\\n\"}{end}",
+            ],
+            None,
         );
         let mut uids: Vec<String> = text.lines().map(str::to_string).collect();
         uids.sort();
@@ -151,10 +187,18 @@ impl Lab {
         )
     }
 
-    fn whoami(&self, token: &str) -> Output {
-        self.sh(
-            "cp-1",
-            &format!("kubectl --kubeconfig /etc/kubernetes/admin.conf auth whoami --token {token} -o jsonpath='{{.status.userInfo.username}}'"),
+    /// Who the API says `token` is.
+    fn whoami(&self, token: &str) -> String {
+        self.kubectl_ok(
+            &[
+                "auth",
+                "whoami",
+                "--token",
+                token,
+                "-o",
+                "jsonpath={.status.userInfo.username}",
+            ],
+            None,
         )
     }
 }
@@ -212,21 +256,20 @@ fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
     assert!(out.status.success(), "apply failed:\n{}", stderr(&out));
 
     // The data and credentials that must survive.
-    lab.ok(
-        "cp-1",
-        &format!(
-            "for i in $(seq 1 {CONFIGMAPS}); do printf 'apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: dr-%03d\\n  labels:\\n    kubeha-dr: proof\\ndata:\\n  i: \"%d\"\\n---\\n' $i $i; done \
-             | kubectl --kubeconfig /etc/kubernetes/admin.conf create -f - >/dev/null"
-        ),
-    );
+    let manifests: String = (1..=CONFIGMAPS)
+        .map(|i| {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: dr-{i:03}\n  labels:\n    kubeha-dr: proof\ndata:\n  i: \"{i}\"\n---\n")
+        })
+        .collect();
+    lab.kubectl_ok(&["create", "-f", "-"], Some(&manifests));
     let uids = lab.configmap_uids();
     assert_eq!(uids.len(), CONFIGMAPS);
     let token = lab
-        .kubectl("create token default --duration 24h")
+        .kubectl_ok(&["create", "token", "default", "--duration=24h"], None)
         .trim()
         .to_string();
     let sa = "system:serviceaccount:default:default";
-    assert_eq!(stdout(&lab.whoami(&token)), sa);
+    assert_eq!(lab.whoami(&token), sa);
     let workers: Vec<String> = WORKERS.iter().map(|w| lab.worker_identity(w)).collect();
 
     let scratch = tempfile::tempdir().unwrap();
@@ -307,7 +350,10 @@ fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
              rm -rf /var/lib/etcd /etc/kubernetes/pki; sleep 1; ! pgrep -x etcd",
         );
     }
-    assert!(!lab.sh("cp-1", "kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz --request-timeout 3s").status.success());
+    assert!(!lab
+        .kubectl(&["get", "--raw", "/readyz"], None)
+        .status
+        .success());
 
     let started = Instant::now();
     let out = kubeha(
@@ -326,11 +372,7 @@ fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
     eprintln!("restore took {restore_seconds:.0}s\n{}", stderr(&out));
 
     assert_eq!(lab.configmap_uids(), uids, "the same ConfigMaps, same UIDs");
-    assert_eq!(
-        stdout(&lab.whoami(&token)),
-        sa,
-        "the old token authenticates"
-    );
+    assert_eq!(lab.whoami(&token), sa, "the old token authenticates");
     for (w, before) in WORKERS.iter().zip(&workers) {
         assert_eq!(&lab.worker_identity(w), before, "{w} rejoined or restarted");
     }
