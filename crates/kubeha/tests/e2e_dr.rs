@@ -295,7 +295,7 @@ fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
     assert_eq!(mode, 0o600, "the archive is private");
     let bytes = std::fs::read(&path).unwrap();
     let archive = Archive::from_tar(&bytes).unwrap();
-    assert!(archive.manifest.snapshot.total_keys as usize > CONFIGMAPS);
+    assert!(archive.manifest.about.snapshot.total_keys as usize > CONFIGMAPS);
     for cp in CONTROL_PLANES {
         let left = lab.ok(cp, "ls -A /var/lib/kubeha/dr 2>/dev/null || true");
         assert_eq!(left.trim(), "", "{cp} kept a copy of the snapshot");
@@ -303,9 +303,9 @@ fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
     eprintln!(
         "backup: {} bytes in {backup_seconds:.1}s from {} (revision {}, {} keys)",
         bytes.len(),
-        archive.manifest.source_host,
-        archive.manifest.snapshot.revision,
-        archive.manifest.snapshot.total_keys
+        archive.manifest.about.source_host,
+        archive.manifest.about.snapshot.revision,
+        archive.manifest.about.snapshot.total_keys
     );
 
     // A restore while etcd has quorum would roll back live data.
@@ -337,7 +337,7 @@ fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
     std::fs::write(&corrupted_path, corrupted).unwrap();
     assert_refused_untouched(&spec, &corrupted_path, "corrupted", scratch.path());
     let mut foreign = archive.clone();
-    foreign.manifest.cluster = "elsewhere".into();
+    foreign.manifest.about.cluster = "elsewhere".into();
     let foreign_path = scratch.path().join("foreign.tar");
     std::fs::write(&foreign_path, foreign.to_tar()).unwrap();
     assert_refused_untouched(&spec, &foreign_path, "elsewhere", scratch.path());

@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
+use crate::apply::{Connected, Survey};
 use crate::dr;
+use crate::spec::Loaded;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -21,16 +23,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
     let started = Instant::now();
     let name = loaded.cluster.name.clone();
-    let archive = block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let result = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            dr::backup(&connected, &survey).await.map_err(runtime)
-        }
-        .await;
-        connected.progress.finish();
-        connected.close().await;
-        result
+    let archive = with_survey(ui, &args.remote, loaded, async |c, survey| {
+        dr::backup(c, survey).await.map_err(runtime)
     })?;
     let dir = args.out.unwrap_or_else(|| {
         args.remote
@@ -39,7 +33,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             .join(&name)
             .join("backups")
     });
-    let m = &archive.manifest;
+    let m = &archive.manifest.about;
     let path = dir.join(format!(
         "{name}-{}-rev{}.tar",
         m.created, m.snapshot.revision
@@ -50,7 +44,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     match ui.format {
         Format::Json => println!(
             "{}",
-            serde_json::json!({"event": "backup", "path": path, "bytes": bytes.len(), "seconds": seconds, "manifest": m})
+            serde_json::json!({"event": "backup", "path": path, "bytes": bytes.len(), "seconds": seconds, "manifest": archive.manifest})
         ),
         Format::Text => println!(
             "Backup of {name} written to {} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}",
@@ -63,4 +57,24 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         ),
     }
     Ok(())
+}
+
+/// Connects to every host, surveys them, runs `work`, and closes the connections
+/// however it ended.
+pub(super) fn with_survey<T>(
+    ui: &Ui,
+    remote: &RemoteArgs,
+    loaded: Loaded,
+    work: impl AsyncFnOnce(&Connected, &Survey) -> Result<T, Failure>,
+) -> Result<T, Failure> {
+    block_on(async {
+        let connected = remote.connect(ui, loaded).await?;
+        let result = match connected.survey().await {
+            Ok(survey) => work(&connected, &survey).await,
+            Err(e) => Err(runtime(e)),
+        };
+        connected.progress.finish();
+        connected.close().await;
+        result
+    })
 }

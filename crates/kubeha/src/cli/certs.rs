@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 
-use super::remote_args::{block_on, runtime, RemoteArgs};
+use super::backup::with_survey;
+use super::remote_args::{runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
 use crate::dr::certs::{self, Expiry, WARN_DAYS};
 
@@ -41,16 +42,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
 
 fn check(ui: &Ui, remote: &RemoteArgs) -> Result<(), Failure> {
     let loaded = load_spec(ui, &remote.file)?;
-    let (expiries, problems) = block_on(async {
-        let connected = remote.connect(ui, loaded).await?;
-        let result = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            certs::check(&connected, &survey).await.map_err(runtime)
-        }
-        .await;
-        connected.progress.finish();
-        connected.close().await;
-        result
+    let (expiries, problems) = with_survey(ui, remote, loaded, async |c, survey| {
+        certs::check(c, survey).await.map_err(runtime)
     })?;
     match ui.format {
         Format::Json => println!(
@@ -89,28 +82,20 @@ fn renew(ui: &Ui, remote: &RemoteArgs, yes: bool) -> Result<(), Failure> {
     }
     let started = std::time::Instant::now();
     let kubeconfig = remote.kubeconfig_path(&loaded.cluster.name);
-    block_on(async {
-        let connected = remote.connect(ui, loaded).await?;
-        let result = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            let admin = certs::renew(&connected, &survey).await.map_err(runtime)?;
-            if let Some(admin) = admin {
-                let text = String::from_utf8(admin)
-                    .map_err(|_| Failure::Runtime("admin.conf is not UTF-8".into()))?;
-                let trusted = crate::api::trusted_kubeconfig(
-                    &text,
-                    &format!("https://{}", connected.cluster.api_endpoint),
-                )
-                .map_err(|e| Failure::Runtime(format!("admin.conf: {e}")))?;
-                crate::remote::write_private(&kubeconfig, trusted.as_bytes())
-                    .map_err(Failure::Runtime)?;
-            }
-            Ok(())
+    with_survey(ui, remote, loaded, async |connected, survey| {
+        let admin = certs::renew(connected, survey).await.map_err(runtime)?;
+        if let Some(admin) = admin {
+            let text = String::from_utf8(admin)
+                .map_err(|_| Failure::Runtime("admin.conf is not UTF-8".into()))?;
+            let trusted = crate::api::trusted_kubeconfig(
+                &text,
+                &format!("https://{}", connected.cluster.api_endpoint),
+            )
+            .map_err(|e| Failure::Runtime(format!("admin.conf: {e}")))?;
+            crate::remote::write_private(&kubeconfig, trusted.as_bytes())
+                .map_err(Failure::Runtime)?;
         }
-        .await;
-        connected.progress.finish();
-        connected.close().await;
-        result
+        Ok(())
     })?;
     println!(
         "Certificates renewed in {:.0}s; admin kubeconfig refreshed at {}",

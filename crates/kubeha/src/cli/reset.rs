@@ -1,11 +1,14 @@
 //! `kubeha reset`: take every host back to before `apply` (workers, control planes, then
 //! load balancers). Without `--yes` the operator types the cluster's name.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
-use super::remote_args::{block_on, runtime, RemoteArgs};
+use super::backup::with_survey;
+use super::remote_args::{runtime, RemoteArgs};
+use super::restore::confirm_name;
 use super::{load_spec, Failure, Ui};
 use crate::dr::reset;
+use crate::spec::escape_controls;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,44 +31,34 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 "reset destroys the cluster: pass --yes to run it without a terminal".into(),
             ));
         }
-        eprint!("This removes cluster {name} from every host. Type its name to go on: ");
-        let _ = std::io::stderr().flush();
-        let mut answer = String::new();
-        std::io::stdin()
-            .lock()
-            .read_line(&mut answer)
-            .map_err(|e| Failure::Runtime(format!("cannot read the answer: {e}")))?;
-        if answer.trim() != name {
+        if !confirm_name(
+            &format!("This removes cluster {name} from every host."),
+            &name,
+        )? {
             return Err(Failure::Invalid("nothing was changed".into()));
         }
     }
     let started = std::time::Instant::now();
-    block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let result = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            if let Err(conflicts) = survey.plan(&connected.cluster) {
-                // A host of another cluster is never reset.
-                let foreign: Vec<String> = conflicts
-                    .iter()
-                    .filter(|c| c.message.starts_with("belongs to cluster"))
-                    .map(|c| format!("  {c}"))
-                    .collect();
-                if !foreign.is_empty() {
-                    return Err(Failure::Runtime(format!(
-                        "refusing to reset:\n{}",
-                        foreign.join("\n")
-                    )));
-                }
-            }
-            reset::reset(&connected, &survey, args.keep_packages)
-                .await
-                .map_err(runtime)
+    with_survey(ui, &args.remote, loaded, async |connected, survey| {
+        // A host another cluster's marker claims is never reset.
+        let foreign: Vec<String> = survey
+            .facts
+            .iter()
+            .filter_map(|(host, f)| {
+                let marker = f.cluster_marker.as_deref()?;
+                (marker != connected.cluster.name)
+                    .then(|| format!("  {host}: belongs to cluster `{}`", escape_controls(marker)))
+            })
+            .collect();
+        if !foreign.is_empty() {
+            return Err(Failure::Runtime(format!(
+                "refusing to reset:\n{}",
+                foreign.join("\n")
+            )));
         }
-        .await;
-        connected.progress.finish();
-        connected.close().await;
-        result
+        reset::reset(connected, survey, args.keep_packages)
+            .await
+            .map_err(runtime)
     })?;
     println!(
         "Cluster {name} reset on every host in {:.0}s",

@@ -55,15 +55,16 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             if ui.format == Format::Text {
                 eprintln!(
                     "Restoring revision {} of {} (taken on {}):",
-                    archive.manifest.snapshot.revision,
-                    archive.manifest.cluster,
-                    archive.manifest.source_host
+                    archive.manifest.about.snapshot.revision,
+                    archive.manifest.about.cluster,
+                    archive.manifest.about.source_host
                 );
                 for s in &steps {
                     eprintln!("  {s}");
                 }
             }
-            if !args.yes && !confirm(&connected.cluster.name)? {
+            let name = &connected.cluster.name;
+            if !args.yes && !confirm_name(&format!("This replaces the data of cluster {name}."), name)? {
                 return Err(Failure::Invalid("nothing was changed".into()));
             }
             dr::restore(&connected, &archive, &steps)
@@ -84,19 +85,19 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     match ui.format {
         Format::Json => println!(
             "{}",
-            serde_json::json!({"event": "restored", "revision": archive.manifest.snapshot.revision, "seconds": seconds})
+            serde_json::json!({"event": "restored", "revision": archive.manifest.about.snapshot.revision, "seconds": seconds})
         ),
         Format::Text => println!(
             "Cluster {} restored to revision {} in {seconds:.0}s",
-            archive.manifest.cluster, archive.manifest.snapshot.revision
+            archive.manifest.about.cluster, archive.manifest.about.snapshot.revision
         ),
     }
     Ok(())
 }
 
-/// A restore replaces every control plane's data: the operator types the cluster's name.
-fn confirm(cluster: &str) -> Result<bool, Failure> {
-    eprint!("Type the cluster's name ({cluster}) to restore it: ");
+/// For commands that destroy data: the operator types the cluster's name after `what`.
+pub(super) fn confirm_name(what: &str, cluster: &str) -> Result<bool, Failure> {
+    eprint!("{what} Type its name ({cluster}) to go on: ");
     let _ = std::io::stderr().flush();
     let mut answer = String::new();
     std::io::stdin()

@@ -65,14 +65,8 @@ impl SnapshotStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: u32,
-    pub cluster: String,
-    pub kubernetes_version: String,
-    pub etcd_version: String,
-    /// The control plane the snapshot was taken on; its own certificates are in `pki/`.
-    pub source_host: String,
-    /// Seconds since the Unix epoch.
-    pub created: u64,
-    pub snapshot: SnapshotStatus,
+    #[serde(flatten)]
+    pub about: About,
     /// Every other member's sha256, by name.
     pub members: BTreeMap<String, String>,
 }
@@ -84,12 +78,15 @@ pub struct Archive {
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
-/// The manifest fields that are not derived from the files.
+/// What the archive is a backup of.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct About {
     pub cluster: String,
     pub kubernetes_version: String,
     pub etcd_version: String,
+    /// The control plane the snapshot was taken on; its own certificates are in `pki/`.
     pub source_host: String,
+    /// Seconds since the Unix epoch.
     pub created: u64,
     pub snapshot: SnapshotStatus,
 }
@@ -100,12 +97,7 @@ impl Archive {
     pub fn new(about: About, files: BTreeMap<String, Vec<u8>>) -> Result<Self, String> {
         let manifest = Manifest {
             format: FORMAT,
-            cluster: about.cluster,
-            kubernetes_version: about.kubernetes_version,
-            etcd_version: about.etcd_version,
-            source_host: about.source_host,
-            created: about.created,
-            snapshot: about.snapshot,
+            about,
             members: files
                 .iter()
                 .map(|(n, b)| (n.clone(), sha256_hex(b)))
@@ -125,7 +117,7 @@ impl Archive {
             let mut header = tar::Header::new_ustar();
             header.set_size(bytes.len() as u64);
             header.set_mode(0o600);
-            header.set_mtime(self.manifest.created);
+            header.set_mtime(self.manifest.about.created);
             header.set_entry_type(tar::EntryType::Regular);
             builder
                 .append_data(&mut header, name, bytes)
@@ -203,12 +195,12 @@ impl Archive {
 
     /// Refuses an archive of another cluster.
     pub fn check_cluster(&self, cluster: &str) -> Result<(), String> {
-        if self.manifest.cluster == cluster {
+        if self.manifest.about.cluster == cluster {
             Ok(())
         } else {
             Err(format!(
                 "the archive is a backup of cluster `{}`, not `{cluster}`",
-                self.manifest.cluster
+                self.manifest.about.cluster
             ))
         }
     }
@@ -429,7 +421,7 @@ pub(crate) mod tests {
             etcd_version: String::new(),
             source_host: "cp-1".into(),
             created: 0,
-            snapshot: archive.manifest.snapshot.clone(),
+            snapshot: archive.manifest.about.snapshot.clone(),
         };
         assert!(Archive::new(about, files)
             .unwrap_err()

@@ -206,7 +206,7 @@ pub fn restore_steps(c: &Connected, archive: &Archive) -> Result<Vec<Step>, Appl
         })
         .collect();
     let token = format!("kubeha-restore-{}", hex::encode(rand::random::<[u8; 8]>()));
-    steps::plan(&cps, &archive.manifest.source_host, &token).map_err(ApplyError::Local)
+    steps::plan(&cps, &archive.manifest.about.source_host, &token).map_err(ApplyError::Local)
 }
 
 /// Runs the restore's host steps up to (not including) [`Step::Apply`], which the
@@ -325,6 +325,17 @@ pub(crate) async fn wait_healthy(
         }
     }
     Ok(())
+}
+
+/// Fails unless `sh -n` accepts `script`.
+#[cfg(test)]
+pub(crate) fn assert_valid_sh(script: &str) {
+    let ok = std::process::Command::new("sh")
+        .args(["-n", "-c", script])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "{script}");
 }
 
 #[cfg(test)]

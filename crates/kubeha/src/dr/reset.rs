@@ -182,12 +182,7 @@ mod tests {
             for keep in [false, true] {
                 let reset = HostReset::new(&cluster, h, &inputs, keep);
                 let script = reset.script();
-                let ok = std::process::Command::new("sh")
-                    .args(["-n", "-c", &script])
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok, "{script}");
+                crate::dr::assert_valid_sh(&script);
                 for f in render::host_files(&cluster, h, &inputs) {
                     assert!(script.contains(&f.path), "{} keeps {}", h.name, f.path);
                 }

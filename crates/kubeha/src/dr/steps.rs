@@ -238,12 +238,7 @@ mod tests {
         let restore = restore_script("/var/lib/kubeha/dr/s.db", "cp-1; rm", "https://x:2380", "t");
         assert!(restore.contains("--name 'cp-1; rm'"), "{restore}");
         for script in [stop_script(), restore] {
-            let ok = std::process::Command::new("sh")
-                .args(["-n", "-c", &script])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok, "{script}");
+            crate::dr::assert_valid_sh(&script);
         }
     }
 }
