@@ -246,7 +246,7 @@ fn assert_refused_untouched(spec: &str, archive: &Path, why: &str, scratch: &Pat
 }
 
 #[test]
-fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
+fn backup_restore_renew_and_reset_the_seed_cluster() {
     if !docker_available() {
         return;
     }
@@ -400,6 +400,126 @@ fn backup_then_restore_after_losing_etcd_on_every_control_plane() {
         "disaster recovery: backup {} bytes in {backup_seconds:.1}s; restore {restore_seconds:.0}s",
         bytes.len()
     );
+
+    // Renewal: every control plane's apiserver certificate ends later, the API stays up.
+    let before = apiserver_not_after(&spec);
+    let probe = Probe::start();
+    let started = Instant::now();
+    let out = kubeha(&["certs", "renew", "-f", &spec, "--yes"], Path::new("."));
+    assert!(
+        out.status.success(),
+        "certs renew failed:\n{}",
+        stderr(&out)
+    );
+    let renew_seconds = started.elapsed().as_secs_f64();
+    let (ok, all) = probe.stop();
+    let after = apiserver_not_after(&spec);
+    assert_eq!(before.len(), 3, "{before:?}");
+    for (host, end) in &before {
+        assert!(
+            after[host] > *end,
+            "{host}: notAfter did not move: {before:?} {after:?}"
+        );
+    }
+    let availability = ok as f64 / all as f64;
+    eprintln!(
+        "certs renew took {renew_seconds:.0}s; API answered {ok}/{all} probes ({:.2} %)",
+        availability * 100.0
+    );
+    assert!(availability >= 0.999, "the API was down during renewal");
+    wait_healthy(&spec);
+    let out = kubeha(
+        &["plan", "-f", &spec, "--detailed-exitcode"],
+        Path::new("."),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+
+    // Reset leaves nothing of the cluster; a second reset has nothing to do.
+    for round in ["first", "second"] {
+        let out = kubeha(&["reset", "-f", &spec, "--yes"], Path::new("."));
+        assert!(
+            out.status.success(),
+            "{round} reset failed:\n{}",
+            stderr(&out)
+        );
+    }
+    for host in CONTROL_PLANES.iter().chain(&WORKERS).chain(&["lb-1"]) {
+        let left = lab.ok(
+            host,
+            "ls -d /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /var/lib/etcd/member /etc/kubeha /etc/haproxy/haproxy.cfg 2>/dev/null || true; \
+             grep -c 'BEGIN kubeha' /etc/hosts || true",
+        );
+        assert_eq!(left.trim(), "0", "{host} kept: {left}");
+    }
+}
+
+/// `certs check`'s notAfter of each control plane's apiserver certificate.
+fn apiserver_not_after(spec: &str) -> std::collections::BTreeMap<String, i64> {
+    let out = kubeha(
+        &["certs", "check", "-f", spec, "-o", "json"],
+        Path::new("."),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let report = last_json(&out);
+    assert_eq!(
+        report["problems"].as_array().map(Vec::len),
+        Some(0),
+        "{report:#}"
+    );
+    report["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["file"] == "/etc/kubernetes/pki/apiserver.crt")
+        .map(|c| {
+            assert!(c["days_left"].as_i64().unwrap() > 300, "{c}");
+            (
+                c["host"].as_str().unwrap().to_string(),
+                c["not_after"].as_i64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Probes the API's /readyz through the endpoint every 100 ms on a thread.
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<(usize, usize)>,
+}
+
+impl Probe {
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let (mut ok, mut all) = (0, 0);
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                all += 1;
+                ok += usize::from(
+                    Command::new("curl")
+                        .args(["-skf", "--max-time", "2", "-o", "/dev/null"])
+                        .arg("https://load-balancer.local:6443/readyz")
+                        .status()
+                        .is_ok_and(|s| s.success()),
+                );
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            (ok, all)
+        });
+        Self { stop, thread }
+    }
+
+    /// (answered, sent).
+    fn stop(self) -> (usize, usize) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
 }
 
 /// Polls `kubeha status` until every node is Ready and three etcd members are healthy

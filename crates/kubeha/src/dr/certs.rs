@@ -148,7 +148,7 @@ pub async fn renew(c: &Connected, survey: &Survey) -> Result<Option<Vec<u8>>, Ap
             remote
                 .run(&format!("cannot restart {pod}"), &restart_script(pod))
                 .await?;
-            super::wait_healthy(remote, HEALTHY_WITHIN, &format!("restarting {pod}")).await?;
+            super::wait_healthy(remote, h, HEALTHY_WITHIN, &format!("restarting {pod}")).await?;
         }
         admin = remote.read_file("/etc/kubernetes/admin.conf").await?;
         c.progress.done(

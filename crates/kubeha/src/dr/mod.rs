@@ -261,7 +261,15 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                     )
                     .await?;
             }
-            Step::Start { host } => start(c.remote(host)).await?,
+            Step::Start { host } => {
+                let spec_host = c
+                    .cluster
+                    .hosts
+                    .iter()
+                    .find(|h| h.name == *host)
+                    .expect("steps name hosts of the spec");
+                start(c.remote(host), spec_host).await?
+            }
             Step::Reset { host } => {
                 let script =
                     apply_steps::script(&Action::ResetPartialJoin).expect("a reset has a script");
@@ -295,24 +303,35 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
 }
 
 /// Starts the kubelet and waits until the restored etcd and the API answer.
-async fn start(remote: &Remote) -> Result<(), ApplyError> {
+async fn start(remote: &Remote, host: &Host) -> Result<(), ApplyError> {
     remote
         .run("cannot start the kubelet", "systemctl start kubelet")
         .await?;
-    wait_healthy(remote, BACK_WITHIN, "the restore").await
+    wait_healthy(remote, host, BACK_WITHIN, "the restore").await
 }
 
-/// Waits until the host's etcd member and its API server answer, `after` saying what
-/// they are coming back from.
+/// Waits until the host's own etcd member and API server (not the load balancer's)
+/// answer, `after` saying what they are coming back from.
 pub(crate) async fn wait_healthy(
     remote: &Remote,
+    host: &Host,
     within: Duration,
     after: &str,
 ) -> Result<(), ApplyError> {
     let deadline = Instant::now() + within;
     for (what, check) in [
         ("etcd", apply_steps::etcdctl("endpoint health")),
-        ("the API", format!("{ADMIN_KUBECTL} get --raw /readyz")),
+        (
+            "the API",
+            format!(
+                "{ADMIN_KUBECTL} --request-timeout 5s --server {} get --raw /readyz",
+                quote(&format!(
+                    "https://{}:{}",
+                    crate::spec::url_host(host.node_ip()),
+                    crate::spec::APISERVER_PORT
+                ))
+            ),
+        ),
     ] {
         while !remote.sh(&check).await?.success() {
             if Instant::now() >= deadline {
