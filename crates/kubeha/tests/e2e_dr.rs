@@ -296,6 +296,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     let bytes = std::fs::read(&path).unwrap();
     let archive = Archive::from_tar(&bytes).unwrap();
     assert!(archive.manifest.about.snapshot.total_keys as usize > CONFIGMAPS);
+    assert_no_key_in_logs(&lab.state.join(".kubeha"));
     for cp in CONTROL_PLANES {
         let left = lab.ok(cp, "ls -A /var/lib/kubeha/dr 2>/dev/null || true");
         assert_eq!(left.trim(), "", "{cp} kept a copy of the snapshot");
@@ -456,6 +457,24 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
              grep -c 'BEGIN kubeha' /etc/hosts || true",
         );
         assert_eq!(left.trim(), "0", "{host} kept: {left}");
+    }
+}
+
+/// No run log holds a key the backup read, as PEM or as the base64 `read_file` moves.
+fn assert_no_key_in_logs(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            assert_no_key_in_logs(&p);
+        } else if p.extension().is_some_and(|x| x == "log") {
+            let text = std::fs::read_to_string(&p).unwrap();
+            for shape in ["PRIVATE KEY", "LS0tLS1CRUdJTi"] {
+                assert!(!text.contains(shape), "{} holds {shape}", p.display());
+            }
+        }
     }
 }
 
