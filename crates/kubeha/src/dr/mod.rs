@@ -254,12 +254,16 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                 remote
                     .write_file(&path, &archive.files[archive::SNAPSHOT], 0o600)
                     .await?;
-                remote
+                let restored = remote
                     .run(
                         "etcdctl snapshot restore failed",
                         &steps::restore_script(&path, host, peer_url, cluster_token),
                     )
-                    .await?;
+                    .await;
+                // The snapshot holds every Secret of the cluster: never left behind.
+                let removed = remote.sh(&format!("rm -f -- {}", quote(&path))).await;
+                restored?;
+                removed?;
             }
             Step::Start { host } => {
                 let spec_host = c

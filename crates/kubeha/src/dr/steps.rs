@@ -142,7 +142,7 @@ pub fn stop_script() -> String {
     )
 }
 
-/// Restores `snapshot` into a fresh etcd data folder, then removes the snapshot.
+/// Restores `snapshot` into a fresh etcd data folder (the caller removes the snapshot).
 pub fn restore_script(snapshot: &str, name: &str, peer_url: &str, token: &str) -> String {
     let (snapshot, data) = (quote(snapshot), quote(ETCD_DATA));
     format!(
@@ -152,8 +152,7 @@ pub fn restore_script(snapshot: &str, name: &str, peer_url: &str, token: &str) -
          --initial-cluster {name}={peer} --initial-cluster-token {token} \
          --initial-advertise-peer-urls {peer} --data-dir {data}.restoring\n\
          chmod 700 {data}.restoring\n\
-         mv {data}.restoring {data}\n\
-         rm -f {snapshot}",
+         mv {data}.restoring {data}",
         name = quote(name),
         peer = quote(peer_url),
         token = quote(token),
