@@ -257,7 +257,13 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                 let restored = remote
                     .run(
                         "etcdctl snapshot restore failed",
-                        &steps::restore_script(&path, host, peer_url, cluster_token),
+                        &steps::restore_script(
+                            &path,
+                            steps::ETCD_DATA,
+                            host,
+                            peer_url,
+                            cluster_token,
+                        ),
                     )
                     .await;
                 // The snapshot holds every Secret of the cluster: never left behind.

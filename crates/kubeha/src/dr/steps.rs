@@ -143,8 +143,14 @@ pub fn stop_script() -> String {
 }
 
 /// Restores `snapshot` into a fresh etcd data folder (the caller removes the snapshot).
-pub fn restore_script(snapshot: &str, name: &str, peer_url: &str, token: &str) -> String {
-    let (snapshot, data) = (quote(snapshot), quote(ETCD_DATA));
+pub fn restore_script(
+    snapshot: &str,
+    data_dir: &str,
+    name: &str,
+    peer_url: &str,
+    token: &str,
+) -> String {
+    let (snapshot, data) = (quote(snapshot), quote(data_dir));
     format!(
         "set -e\n\
          rm -rf {data} {data}.restoring\n\
@@ -234,7 +240,13 @@ mod tests {
 
     #[test]
     fn the_scripts_are_valid_sh_with_every_value_quoted() {
-        let restore = restore_script("/var/lib/kubeha/dr/s.db", "cp-1; rm", "https://x:2380", "t");
+        let restore = restore_script(
+            "/var/lib/kubeha/dr/s.db",
+            ETCD_DATA,
+            "cp-1; rm",
+            "https://x:2380",
+            "t",
+        );
         assert!(restore.contains("--name 'cp-1; rm'"), "{restore}");
         for script in [stop_script(), restore] {
             crate::dr::assert_valid_sh(&script);
