@@ -310,17 +310,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     );
 
     // A restore while etcd has quorum would roll back live data.
-    let out = kubeha(
-        &[
-            "restore",
-            "-f",
-            &spec,
-            "--from",
-            path.to_str().unwrap(),
-            "--yes",
-        ],
-        Path::new("."),
-    );
+    let out = restore(&spec, &path);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("quorum"), "{}", stderr(&out));
 
@@ -357,17 +347,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         .success());
 
     let started = Instant::now();
-    let out = kubeha(
-        &[
-            "restore",
-            "-f",
-            &spec,
-            "--from",
-            path.to_str().unwrap(),
-            "--yes",
-        ],
-        Path::new("."),
-    );
+    let out = restore(&spec, &path);
     assert!(out.status.success(), "restore failed:\n{}", stderr(&out));
     let restore_seconds = started.elapsed().as_secs_f64();
     eprintln!("restore took {restore_seconds:.0}s\n{}", stderr(&out));
@@ -458,6 +438,15 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         );
         assert_eq!(left.trim(), "0", "{host} kept: {left}");
     }
+}
+
+/// `kubeha restore --yes` from `archive`.
+fn restore(spec: &str, archive: &Path) -> Output {
+    let from = archive.display().to_string();
+    kubeha(
+        &["restore", "-f", spec, "--from", &from, "--yes"],
+        Path::new("."),
+    )
 }
 
 /// No run log holds a key the backup read, as PEM or as the base64 `read_file` moves.
