@@ -171,7 +171,8 @@ pub fn restart_script(pod: &str) -> String {
         "set -e\n[ -f {manifest} ] || exit 0\nmkdir -p -m 0700 {PAUSED}\nmv {manifest} {paused}\n\
          i=0; while pgrep -x {p} >/dev/null && [ $i -lt 150 ]; do sleep 0.2; i=$((i+1)); done\n\
          mv {paused} {manifest}",
-        p = quote(pod)
+        // A process name is matched on its first 15 bytes (/proc/PID/comm).
+        p = quote(&pod[..pod.len().min(15)])
     )
 }
 
@@ -223,6 +224,9 @@ mod tests {
 
     #[test]
     fn the_restart_script_is_valid_sh() {
+        // /proc/PID/comm holds 15 bytes: the full name would never match.
+        let long = restart_script("kube-controller-manager");
+        assert!(long.contains("pgrep -x kube-controller >"), "{long}");
         let script = restart_script("kube-apiserver");
         crate::dr::assert_valid_sh(&script);
     }

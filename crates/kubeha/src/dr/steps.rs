@@ -131,14 +131,15 @@ fn peer_url(address: std::net::IpAddr) -> String {
 /// Stops the kubelet, then the control-plane processes it ran, waiting until they are gone.
 pub fn stop_script() -> String {
     let names = CONTROL_PLANE_PROCESSES.join(" ");
+    // A process name is matched on its first 15 bytes (/proc/PID/comm).
     format!(
         "systemctl stop kubelet\n\
-         for p in {names}; do pkill -x \"$p\" || true; done\n\
+         for p in {names}; do pkill -x \"$(printf %.15s \"$p\")\" || true; done\n\
          for i in $(seq 1 50); do\n\
-         \x20 running=0; for p in {names}; do pgrep -x \"$p\" >/dev/null && running=1; done\n\
+         \x20 running=0; for p in {names}; do pgrep -x \"$(printf %.15s \"$p\")\" >/dev/null && running=1; done\n\
          \x20 [ $running = 0 ] && exit 0; sleep 0.2\n\
          done\n\
-         for p in {names}; do pkill -KILL -x \"$p\" || true; done"
+         for p in {names}; do pkill -KILL -x \"$(printf %.15s \"$p\")\" || true; done"
     )
 }
 
