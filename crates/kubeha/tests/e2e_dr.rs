@@ -264,11 +264,13 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     lab.kubectl_ok(&["create", "-f", "-"], Some(&manifests));
     let uids = lab.configmap_uids();
     assert_eq!(uids.len(), CONFIGMAPS);
+    // The stand-in's controller manager makes no `default` ServiceAccount: one of our own.
+    lab.kubectl_ok(&["create", "serviceaccount", "dr-proof"], None);
     let token = lab
-        .kubectl_ok(&["create", "token", "default", "--duration=24h"], None)
+        .kubectl_ok(&["create", "token", "dr-proof", "--duration=24h"], None)
         .trim()
         .to_string();
-    let sa = "system:serviceaccount:default:default";
+    let sa = "system:serviceaccount:default:dr-proof";
     assert_eq!(lab.whoami(&token), sa);
     let workers: Vec<String> = WORKERS.iter().map(|w| lab.worker_identity(w)).collect();
 
