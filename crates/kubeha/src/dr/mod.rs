@@ -294,11 +294,20 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                     })
                     .expect("nodes are deleted through the restored control plane");
                 let names: Vec<String> = hosts.iter().map(|h| quote(h)).collect();
+                let spec_host = c
+                    .cluster
+                    .hosts
+                    .iter()
+                    .find(|h| h.name == *target)
+                    .expect("steps name hosts of the spec");
+                // Through the restored host's own API: the load balancer may not have
+                // seen it come back yet.
                 c.remote(target)
                     .run(
                         "cannot delete the Nodes of the rejoining control planes",
                         &format!(
-                            "{ADMIN_KUBECTL} delete node --ignore-not-found {}",
+                            "{} delete node --ignore-not-found {}",
+                            local_kubectl(spec_host),
                             names.join(" ")
                         ),
                     )
@@ -320,6 +329,18 @@ async fn start(remote: &Remote, host: &Host) -> Result<(), ApplyError> {
     wait_healthy(remote, host, BACK_WITHIN, "the restore").await
 }
 
+/// kubectl with the admin kubeconfig against `host`'s own API server.
+fn local_kubectl(host: &Host) -> String {
+    format!(
+        "{ADMIN_KUBECTL} --request-timeout 5s --server {}",
+        quote(&format!(
+            "https://{}:{}",
+            crate::spec::url_host(host.node_ip()),
+            crate::spec::APISERVER_PORT
+        ))
+    )
+}
+
 /// Waits until the host's own etcd member and API server (not the load balancer's)
 /// answer, `after` saying what they are coming back from.
 pub(crate) async fn wait_healthy(
@@ -333,14 +354,7 @@ pub(crate) async fn wait_healthy(
         ("etcd", apply_steps::etcdctl("endpoint health")),
         (
             "the API",
-            format!(
-                "{ADMIN_KUBECTL} --request-timeout 5s --server {} get --raw /readyz",
-                quote(&format!(
-                    "https://{}:{}",
-                    crate::spec::url_host(host.node_ip()),
-                    crate::spec::APISERVER_PORT
-                ))
-            ),
+            format!("{} get --raw /readyz", local_kubectl(host)),
         ),
     ] {
         while !remote.sh(&check).await?.success() {
