@@ -1,4 +1,5 @@
-//! The `init`, `check` and `render` commands as a user runs them.
+//! The offline commands as a user runs them (`init`, `check`, `render`, `version`,
+//! `completion`, `man`), and the stdout/stderr split of `-o` for the remote ones.
 
 mod common;
 
@@ -154,4 +155,154 @@ fn local_calico_manifest_is_rendered_with_the_pod_subnet() {
     assert!(calico.contains("- name: CALICO_IPV4POOL_CIDR\n              value: \"172.20.0.0/16\""));
     let runbook = std::fs::read_to_string(dir.path().join("r/runbook.sh")).unwrap();
     assert!(runbook.contains("manifest=cluster/calico.yaml"));
+}
+
+#[test]
+fn version_names_the_commit_and_the_default_versions() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubeha(&["version", "-o", "json"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(doc["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc["defaultKubernetesVersion"], "v1.31.0");
+    assert_eq!(doc["defaultCalicoVersion"], "v3.28.1");
+    // This test runs from a git checkout, so the build found its commit.
+    let commit = doc["gitCommit"].as_str().unwrap();
+    assert!(
+        commit.len() == 12 && commit.chars().all(|c| c.is_ascii_hexdigit()),
+        "{commit}"
+    );
+    let text = stdout(&kubeha(&["version"], dir.path()));
+    let flag = stdout(&kubeha(&["--version"], dir.path()));
+    assert_eq!(text, flag, "`--version` and `version` say the same");
+    assert!(text.starts_with(&format!(
+        "kubeha {} (commit {commit})\n",
+        env!("CARGO_PKG_VERSION")
+    )));
+    assert!(text.contains("default Kubernetes v1.31.0\ndefault Calico v3.28.1\n"));
+}
+
+#[test]
+fn yaml_output_is_the_same_document_as_json() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(kubeha(&["init"], dir.path()).status.success());
+    let json = kubeha(&["check", "-o", "json"], dir.path());
+    let yaml = kubeha(&["check", "-o", "yaml"], dir.path());
+    assert!(yaml.status.success(), "{}", stderr(&yaml));
+    let from_json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let from_yaml: serde_json::Value = serde_saphyr::from_str(&stdout(&yaml)).unwrap();
+    assert_eq!(from_json, from_yaml);
+    assert!(
+        !stdout(&yaml).starts_with("---"),
+        "one document, as kubectl prints it"
+    );
+}
+
+/// The starter spec with every host on a loopback address whose SSH port is closed, so
+/// the remote commands fail at once without a lab.
+fn unreachable_spec(dir: &std::path::Path) {
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir))
+        .replace("10.20.1.", "127.0.0.")
+        .replace("    port: 22\n", "    port: 1\n");
+    std::fs::write(dir.join("cluster.yaml"), spec).unwrap();
+}
+
+#[test]
+fn structured_output_keeps_progress_off_stdout() {
+    let dir = tempfile::tempdir().unwrap();
+    unreachable_spec(dir.path());
+    for format in ["json", "yaml"] {
+        let out = kubeha(&["status", "-o", format], dir.path());
+        assert_eq!(out.status.code(), Some(1));
+        assert_eq!(
+            stdout(&out),
+            "",
+            "no progress events on stdout with -o {format}"
+        );
+        assert!(
+            stderr(&out).contains("[k8s-master-1] connecting"),
+            "{}",
+            stderr(&out)
+        );
+        assert!(stderr(&out).contains("Connection refused"));
+    }
+    // Asked for, events stream on stdout, one JSON object a line.
+    let out = kubeha(&["apply", "--yes", "--events"], dir.path());
+    assert_eq!(out.status.code(), Some(1));
+    let events: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("every line is one JSON object"))
+        .collect();
+    assert_eq!(
+        events.len(),
+        12,
+        "connecting and failed for each of 6 hosts"
+    );
+    for e in &events {
+        assert_eq!(e["event"], "progress");
+        assert!(
+            ["started", "failed"].contains(&e["status"].as_str().unwrap()),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn bash_sources_the_completion_script_and_completes_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = kubeha(&["completion", "bash"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    std::fs::write(dir.path().join("kubeha.bash"), &out.stdout).unwrap();
+    // What bash does on `kubeha st<TAB>` and `kubeha status --out<TAB>`.
+    let script = r#"
+        source ./kubeha.bash
+        complete -p kubeha
+        COMP_WORDS=(kubeha st); COMP_CWORD=1; _kubeha kubeha st kubeha
+        echo "commands: ${COMPREPLY[*]}"
+        COMP_WORDS=(kubeha status --out); COMP_CWORD=2; _kubeha kubeha --out status
+        echo "options: ${COMPREPLY[*]}"
+    "#;
+    let out = std::process::Command::new("bash")
+        .args(["-c", script])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("-F _kubeha kubeha"), "{text}");
+    assert!(text.contains("commands: status"), "{text}");
+    assert!(text.contains("options: --output"), "{text}");
+    for shell in ["zsh", "fish", "powershell"] {
+        let out = kubeha(&["completion", shell], dir.path());
+        assert!(out.status.success() && out.stdout.len() > 1000, "{shell}");
+    }
+}
+
+#[test]
+fn man_pages_cover_every_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let page = stdout(&kubeha(&["man"], dir.path()));
+    assert!(page.contains(".TH kubeha 1"), "{page}");
+    let out = kubeha(&["man", "--out", "man"], dir.path());
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in [
+        "kubeha.1",
+        "kubeha-apply.1",
+        "kubeha-lab-up.1",
+        "kubeha-verify.1",
+    ] {
+        let page = std::fs::read_to_string(dir.path().join("man").join(name)).unwrap();
+        assert!(page.starts_with(".ie"), "{name} is roff");
+    }
+    // man(1) itself formats the page when it is installed.
+    if let Ok(out) = std::process::Command::new("man")
+        .args(["-l", "man/kubeha-apply.1"])
+        .current_dir(dir.path())
+        .env("MANPAGER", "cat")
+        .output()
+    {
+        if out.status.success() {
+            assert!(stdout(&out).contains("--yes"));
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use super::plan::{plan_or_conflicts, show};
+use super::plan::{self, plan_or_conflicts};
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
 
@@ -13,9 +13,20 @@ pub struct Args {
     /// Apply without asking for confirmation.
     #[arg(long)]
     yes: bool,
+    /// Stream progress events on stdout, one JSON object a line (the same as `-o ndjson`).
+    #[arg(long)]
+    events: bool,
 }
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
+    let ui = &Ui {
+        format: if args.events {
+            Format::Ndjson
+        } else {
+            ui.format
+        },
+        ..*ui
+    };
     let loaded = load_spec(ui, &args.remote.file)?;
     let interactive = std::io::stdin().is_terminal();
     if !args.yes && !interactive {
@@ -28,29 +39,46 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         let result = async {
             let survey = connected.survey().await.map_err(runtime)?;
             let plan = plan_or_conflicts(&connected.cluster, &survey)?;
-            show(ui, &connected.cluster, &plan, &survey);
+            let plan_doc = plan::document(&connected.cluster, &plan, &survey);
+            match ui.format {
+                Format::Text => print!("{}", plan::text(&connected.cluster, &plan, &survey)),
+                Format::Ndjson => {
+                    println!("{}", serde_json::json!({"event": "plan", "plan": plan_doc}))
+                }
+                // The plan goes into the one result document.
+                Format::Json | Format::Yaml => {}
+            }
             if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {
                 return Err(Failure::Invalid("nothing was changed".into()));
             }
             let timings = connected.execute(&plan, &survey).await.map_err(runtime)?;
             connected.progress.finish();
-            match ui.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({"event": "done", "changes": plan.steps.len(), "timings": timings.phases, "kubeconfig": connected.options.kubeconfig})
-                ),
-                Format::Text => {
-                    for (phase, seconds) in &timings.phases {
-                        eprintln!("  {phase:<24} {seconds:>7.1}s");
-                    }
-                    println!(
-                        "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}",
-                        connected.cluster.name,
-                        plan.steps.len(),
-                        connected.options.kubeconfig.display()
-                    );
-                }
+            let phases: Vec<_> = timings
+                .phases
+                .iter()
+                .map(|(phase, seconds)| serde_json::json!({"phase": phase, "seconds": seconds}))
+                .collect();
+            let mut result = serde_json::json!({
+                "cluster": connected.cluster.name,
+                "changes": plan.steps.len(),
+                "timings": phases,
+                "kubeconfig": connected.options.kubeconfig,
+            });
+            if ui.format != Format::Ndjson {
+                result["plan"] = plan_doc;
             }
+            ui.print(&result, || {
+                let mut out = String::new();
+                for (phase, seconds) in &timings.phases {
+                    out += &format!("  {phase:<24} {seconds:>7.1}s\n");
+                }
+                out + &format!(
+                    "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}\n",
+                    connected.cluster.name,
+                    plan.steps.len(),
+                    connected.options.kubeconfig.display()
+                )
+            });
             Ok(())
         }
         .await;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use super::remote_args::{block_on, RemoteArgs};
-use super::{load_spec, Failure, Ui};
+use super::{load_spec, Failure, Format, Ui};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,12 +33,26 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             })
     })?;
     if path.as_os_str() == "-" {
+        // The kubeconfig is YAML already; `-o json` converts it as `kubectl config view -o json` does.
+        let text = match ui.format {
+            Format::Json => {
+                let doc: serde_json::Value = serde_saphyr::from_str(&kubeconfig).map_err(|e| {
+                    Failure::Runtime(format!("the cluster's admin kubeconfig is not YAML: {e}"))
+                })?;
+                format!("{doc}\n")
+            }
+            _ => kubeconfig,
+        };
         std::io::stdout()
-            .write_all(kubeconfig.as_bytes())
+            .write_all(text.as_bytes())
             .map_err(|e| Failure::Runtime(e.to_string()))?;
     } else {
         crate::apply::write_private(&path, kubeconfig.as_bytes()).map_err(Failure::Runtime)?;
         eprintln!("wrote {} (mode 0600)", path.display());
+        ui.print(
+            &serde_json::json!({ "kubeconfig": path, "mode": "0600" }),
+            String::new,
+        );
     }
     Ok(())
 }

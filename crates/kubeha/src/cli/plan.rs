@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::Survey;
 use crate::plan::{Action, Phase, Plan};
 use crate::spec::Cluster;
@@ -49,18 +49,19 @@ pub fn plan_or_conflicts(cluster: &Cluster, survey: &Survey) -> Result<Plan, Fai
 }
 
 pub fn show(ui: &Ui, cluster: &Cluster, plan: &Plan, survey: &Survey) {
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({
-                "cluster": cluster.name,
-                "changes": plan.steps.len(),
-                "steps": plan.steps,
-                "apiProblem": survey.api_problem,
-            })
-        ),
-        Format::Text => print!("{}", text(cluster, plan, survey)),
-    }
+    ui.print(&document(cluster, plan, survey), || {
+        text(cluster, plan, survey)
+    });
+}
+
+/// The plan as one machine-readable document.
+pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::Value {
+    serde_json::json!({
+        "cluster": cluster.name,
+        "changes": plan.steps.len(),
+        "steps": plan.steps,
+        "apiProblem": survey.api_problem,
+    })
 }
 
 /// The plan as a person reads it: phase, host, step, and diffs of changed files.

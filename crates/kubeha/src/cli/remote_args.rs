@@ -69,17 +69,16 @@ impl RemoteArgs {
     pub async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
         let name = loaded.cluster.name.clone();
         let mode = match ui.format {
-            Format::Json => Mode::Json,
-            Format::Text if ui.interactive => Mode::Terminal,
-            Format::Text => Mode::Lines,
+            Format::Ndjson => Mode::Json,
+            _ if ui.interactive => Mode::Terminal,
+            _ => Mode::Lines,
         };
-        apply::connect(
-            loaded.cluster,
-            self.options(&name),
-            Arc::new(Progress::new(mode)),
-        )
-        .await
-        .map_err(runtime)
+        let options = self.options(&name);
+        tracing::info!(logs = %options.run_dir.display(), "per-host logs");
+        tracing::debug!(?options, "run options");
+        apply::connect(loaded.cluster, options, Arc::new(Progress::new(mode)))
+            .await
+            .map_err(runtime)
     }
 }
 

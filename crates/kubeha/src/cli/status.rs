@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::{steps, Connected, Survey};
 use crate::remote::quote;
 use crate::render::haproxy;
@@ -77,13 +77,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         connected.close().await;
         status
     })?;
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string(&status).expect("status serializes")
-        ),
-        Format::Text => print!("{}", text(&status)),
-    }
+    ui.print(&status, || text(&status));
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::status::{self, Status};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::Connected;
 use crate::spec::{Cluster, Host};
 use crate::verify::{report, DrillReport, Sample};
@@ -59,10 +59,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         c.close().await;
         result
     })?;
-    match ui.format {
-        Format::Json => println!("{}", serde_json::to_string(&verdict).expect("serializes")),
-        Format::Text => print!("{}", text(&verdict)),
-    }
+    ui.print(&verdict, || text(&verdict));
     if verdict.passed {
         Ok(())
     } else {
