@@ -306,3 +306,131 @@ fn man_pages_cover_every_command() {
         }
     }
 }
+
+/// The repository's root (this crate is `crates/kubeha`).
+fn repository() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn bash(script: &str, dir: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("bash")
+        .args(["-c", script, "bash"])
+        .args(args)
+        .current_dir(dir)
+        .env_remove("KUBEHA_CALICO_MANIFEST")
+        .env_remove("KUBEHA_CALICO_DOWNLOAD")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_fresh_clone_finds_a_given_calico_manifest_or_says_where_to_put_one() {
+    // A clone of the committed repository, with no ../shared beside it.
+    let tmp = tempfile::tempdir().unwrap();
+    let clone = tmp.path().join("kubeha");
+    let out = std::process::Command::new("git")
+        .args(["clone", "--quiet", "--no-hardlinks"])
+        .arg(repository())
+        .arg(&clone)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifest = tmp.path().join("my-calico.yaml");
+    std::fs::write(&manifest, "kind: List\n").unwrap();
+    let lookup = r#"source scripts/calico-manifest.sh && calico_manifest "$@""#;
+
+    let out = bash(lookup, &clone, &[manifest.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), manifest.to_str().unwrap());
+
+    let out = bash(lookup, &clone, &["typo.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: the Calico manifest typo.yaml does not exist\n"
+    );
+
+    // Nothing given: try-lab.sh itself stops before building anything, in one line
+    // that names every place the manifest may come from.
+    let out = bash("./try-lab.sh", &clone, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let shared = tmp.path().join("shared/fixtures/calico-v3.28.1.yaml");
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "error: no Calico manifest: pass its path (./try-lab.sh calico.yaml), set KUBEHA_CALICO_MANIFEST, put it at {}, or set KUBEHA_CALICO_DOWNLOAD=1 to fetch it from github.com\n",
+            shared.display()
+        )
+    );
+    assert!(!clone.join("target").exists(), "nothing was built");
+
+    // ../shared is the last place looked at; the script's version is kubeha's default.
+    std::fs::create_dir_all(shared.parent().unwrap()).unwrap();
+    std::fs::write(&shared, "kind: List\n").unwrap();
+    let out = bash(lookup, &clone, &[]);
+    assert_eq!(stdout(&out).trim(), shared.to_str().unwrap());
+    let version = stdout(&kubeha(&["version", "-o", "json"], tmp.path()));
+    let version: serde_json::Value = serde_json::from_str(&version).unwrap();
+    let script = std::fs::read_to_string(clone.join("scripts/calico-manifest.sh")).unwrap();
+    assert!(script.contains(&format!(
+        "\nCALICO_VERSION={}\n",
+        version["defaultCalicoVersion"].as_str().unwrap()
+    )));
+}
+
+#[test]
+fn prerequisites_name_the_exact_install_command_for_what_is_missing() {
+    // A PATH with every command the script needs except curl.
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = tmp.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let tools = [
+        "bash",
+        "sort",
+        "id",
+        "dirname",
+        "haproxy",
+        "keepalived",
+        "containerd",
+        "debootstrap",
+        "etcd",
+        "etcdctl",
+        "ssh",
+        "ssh-keygen",
+        "dpkg-scanpackages",
+        "apt-ftparchive",
+        "gpg",
+        "ip",
+        "git",
+        "cargo-nextest",
+    ];
+    for tool in tools {
+        let found = ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(tool))
+            .find(|p| p.exists());
+        let Some(found) = found else {
+            eprintln!("skipped: {tool} is not installed here");
+            return;
+        };
+        std::os::unix::fs::symlink(found, bin.join(tool)).unwrap();
+    }
+    let out = std::process::Command::new(bin.join("bash"))
+        .arg(repository().join("scripts/prerequisites.sh"))
+        .arg("--check")
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let text = stderr(&out);
+    assert!(
+        text.contains(
+            "missing: curl; install with: sudo apt-get install -y --no-install-recommends curl\n"
+        ),
+        "{text}"
+    );
+    assert!(
+        !text.contains("haproxy"),
+        "present tools are not named: {text}"
+    );
+}
