@@ -1,5 +1,6 @@
 //! What a run shows while it works: a spinner per host on a terminal, plain lines
-//! otherwise, or JSON events (one per line on stdout) for CI.
+//! otherwise (both on stderr), or JSON events (one per line on stdout, `-o ndjson`) for
+//! CI. The events' schema is documented in the README and pinned by the test below.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -173,5 +174,50 @@ impl Progress {
                 bar.finish();
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The README documents these shapes as stable: a change here is a breaking change.
+    #[test]
+    fn events_keep_their_documented_shape() {
+        let json = |e: Event| serde_json::to_value(e).unwrap();
+        assert_eq!(
+            json(Progress::event(
+                Status::Started,
+                Some("cp-1"),
+                None,
+                "kubeadm join",
+                None
+            )),
+            serde_json::json!({"event": "progress", "status": "started", "host": "cp-1", "message": "kubeadm join"})
+        );
+        assert_eq!(
+            json(Progress::event(
+                Status::Done,
+                None,
+                Some("prepare"),
+                "finished",
+                Some(1.5)
+            )),
+            serde_json::json!({"event": "progress", "status": "done", "phase": "prepare", "message": "finished", "seconds": 1.5})
+        );
+        assert_eq!(
+            json(Progress::event(
+                Status::Failed,
+                Some("lb"),
+                None,
+                "boom",
+                None
+            ))["status"],
+            "failed"
+        );
+        assert_eq!(
+            json(Progress::event(Status::Info, None, None, "note", None))["status"],
+            "info"
+        );
     }
 }
