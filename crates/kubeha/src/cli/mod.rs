@@ -4,6 +4,8 @@
 mod apply;
 mod check;
 mod generate;
+#[cfg(test)]
+mod golden;
 mod init;
 mod kubeconfig;
 mod lab;
