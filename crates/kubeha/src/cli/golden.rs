@@ -48,7 +48,10 @@ fn assert_golden(name: &str, actual: &str) {
 fn helps(command: &mut clap::Command, path: &str, out: &mut Vec<(String, String)>) {
     out.push((path.to_string(), command.render_long_help().to_string()));
     // clap's own `help` subcommand says nothing of ours.
-    for sub in command.get_subcommands_mut().filter(|s| s.get_name() != "help") {
+    for sub in command
+        .get_subcommands_mut()
+        .filter(|s| s.get_name() != "help")
+    {
         let name = format!("{path}-{}", sub.get_name());
         helps(sub, &name, out);
     }
@@ -143,4 +146,59 @@ fn golden_plan_text_and_json_on_recorded_facts() {
     assert_golden("plan/fresh-seed.txt", &text);
     let json = serde_json::to_string_pretty(&plan::document(&cluster, &plan, &survey)).unwrap();
     assert_golden("plan/fresh-seed.json", &(json + "\n"));
+}
+
+#[test]
+fn golden_status_text_and_json_from_recorded_outputs() {
+    use super::status::{
+        backend_states, etcd_members, Certificate, LoadBalancerStatus, NodeStatus, Status,
+    };
+    // What HAProxy's stats CSV and etcdctl print on a seed cluster with cp-3's apiserver down.
+    let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+        kube-apiserver,FRONTEND,,,3,9,4096,120,0,0,0,0,0,,,,,OPEN,\n\
+        kube-apiserver,k8s-master-1,0,0,1,3,,40,0,0,,0,,0,0,0,0,UP,1\n\
+        kube-apiserver,k8s-master-2,0,0,1,3,,40,0,0,,0,,0,0,0,0,UP,1\n\
+        kube-apiserver,k8s-master-3,0,0,0,3,,40,0,0,,0,,0,0,0,0,DOWN,1\n\
+        kube-apiserver,BACKEND,0,0,2,9,410,120,0,0,0,,0,0,0,0,0,UP,2\n";
+    let members = r#"{"header":{"cluster_id":1},"members":[
+        {"ID":11,"name":"k8s-master-1","peerURLs":["https://10.20.1.10:2380"],"clientURLs":["https://10.20.1.10:2379"]},
+        {"ID":12,"name":"k8s-master-2","peerURLs":["https://10.20.1.11:2380"],"clientURLs":["https://10.20.1.11:2379"]},
+        {"ID":13,"name":"k8s-master-3","peerURLs":["https://10.20.1.12:2380"],"clientURLs":["https://10.20.1.12:2379"]}]}"#;
+    let health = r#"[{"endpoint":"https://10.20.1.10:2379","health":true,"took":"2ms"},
+        {"endpoint":"https://10.20.1.11:2379","health":true,"took":"3ms"},
+        {"endpoint":"https://10.20.1.12:2379","health":true,"took":"2ms"}]"#;
+    let node = |name: &str, ready: bool, detail: &str| NodeStatus {
+        name: name.into(),
+        ready,
+        detail: detail.into(),
+    };
+    let status = Status {
+        nodes: vec![
+            node("k8s-master-1", true, ""),
+            node("k8s-master-2", true, ""),
+            node("k8s-master-3", true, ""),
+            node("k8s-worker-1", true, ""),
+            node(
+                "k8s-worker-2",
+                false,
+                "KubeletNotReady: container runtime network not ready",
+            ),
+        ],
+        etcd: etcd_members(members, health),
+        load_balancers: vec![LoadBalancerStatus {
+            host: "load-balancer".into(),
+            holds_vip: None,
+            backends: backend_states(csv),
+        }],
+        certificates: vec![Certificate {
+            host: "k8s-master-1".into(),
+            file: "/etc/kubernetes/pki/apiserver.crt".into(),
+            subject: "CN=kube-apiserver".into(),
+            not_after: "2027-12-01T09:00:00Z".into(),
+        }],
+        problems: vec!["k8s-worker-2: kubelet restarted 3 times".into()],
+    };
+    assert_golden("status/seed.txt", &super::status::text(&status));
+    let json = serde_json::to_string_pretty(&status).unwrap();
+    assert_golden("status/seed.json", &(json + "\n"));
 }
