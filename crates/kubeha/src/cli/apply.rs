@@ -5,6 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use super::plan::{self, plan_or_conflicts};
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
+use crate::apply::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -51,7 +52,11 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {
                 return Err(Failure::Invalid("nothing was changed".into()));
             }
-            let timings = connected.execute(&plan, &survey).await.map_err(runtime)?;
+            // Ctrl-C drops the run: no new step starts, and the SSH masters close below.
+            let timings = tokio::select! {
+                timings = connected.execute(&plan, &survey) => timings.map_err(runtime)?,
+                _ = tokio::signal::ctrl_c() => return Err(interrupted(&connected.progress)),
+            };
             connected.progress.finish();
             let phases: Vec<_> = timings
                 .phases
@@ -85,6 +90,25 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         connected.close().await;
         result
     })
+}
+
+/// What an interrupted run tells the operator: what was cut short and how to go on.
+fn interrupted(progress: &Progress) -> Failure {
+    progress.finish();
+    let cut: Vec<String> = progress
+        .running()
+        .into_iter()
+        .map(|(host, step)| format!("{host} ({step})"))
+        .collect();
+    let cut = match cut.as_slice() {
+        [] => String::new(),
+        _ => format!(" Cut short: {}.", cut.join(", ")),
+    };
+    Failure::Interrupted(format!(
+        "interrupted: no new step was started and the SSH connections are closed.{cut} \
+         The cluster is partly converged; run `kubeha apply` again: it plans from what the \
+         hosts are now and continues (an interrupted kubeadm join is reset and repeated)."
+    ))
 }
 
 fn confirm(changes: usize) -> Result<bool, Failure> {

@@ -107,6 +107,8 @@ pub enum Failure {
     Runtime(String),
     /// Not a failure: a command-specific exit code (`plan --detailed-exitcode`).
     Exit(u8),
+    /// Ctrl-C stopped the work (exit 130, as shells report it); says what state it left.
+    Interrupted(String),
 }
 
 pub fn main() -> ExitCode {
@@ -159,6 +161,10 @@ pub fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(Failure::Exit(code)) => ExitCode::from(code),
+        Err(Failure::Interrupted(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(130)
+        }
     }
 }
 
