@@ -12,6 +12,7 @@ mod lab;
 mod plan;
 pub mod remote_args;
 mod render;
+mod schema;
 pub mod status;
 mod verify;
 pub mod version;
@@ -85,6 +86,8 @@ enum Command {
     Completion(generate::CompletionArgs),
     /// Print the man page (roff), or write one page per command with --out.
     Man(generate::ManArgs),
+    /// Print a JSON Schema of cluster.yaml for editors (YAML language server).
+    Schema(schema::Args),
 }
 
 /// Settings every command shares.
@@ -145,6 +148,7 @@ pub fn main() -> ExitCode {
         Command::Version(args) => version::run(&ui, args),
         Command::Completion(args) => generate::completion(&ui, args),
         Command::Man(args) => generate::man(&ui, args),
+        Command::Schema(args) => schema::run(&ui, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

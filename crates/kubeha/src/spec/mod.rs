@@ -3,7 +3,7 @@
 
 mod diagnostic;
 pub mod model;
-mod raw;
+pub(crate) mod raw;
 pub mod starter;
 mod validate;
 
