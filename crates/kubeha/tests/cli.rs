@@ -225,6 +225,11 @@ fn structured_output_keeps_progress_off_stdout() {
             stderr(&out)
         );
         assert!(stderr(&out).contains("Connection refused"));
+        assert!(
+            stderr(&out).contains("every command's full output: ./.kubeha/k8s-ha/runs/"),
+            "a failure says where the per-host logs are: {}",
+            stderr(&out)
+        );
     }
     // Asked for, events stream on stdout, one JSON object a line.
     let out = kubeha(&["apply", "--yes", "--events"], dir.path());

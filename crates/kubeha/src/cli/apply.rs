@@ -35,61 +35,55 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             "apply changes hosts: pass --yes to run it without a terminal".into(),
         ));
     }
-    block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let result = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            let plan = plan_or_conflicts(&connected.cluster, &survey)?;
-            let plan_doc = plan::document(&connected.cluster, &plan, &survey);
-            match ui.format {
-                Format::Text => print!("{}", plan::text(&connected.cluster, &plan, &survey)),
-                Format::Ndjson => {
-                    println!("{}", serde_json::json!({"event": "plan", "plan": plan_doc}))
-                }
-                // The plan goes into the one result document.
-                Format::Json | Format::Yaml => {}
+    block_on(args.remote.session(ui, loaded, async |connected| {
+        let survey = connected.survey().await.map_err(runtime)?;
+        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
+        let plan_doc = plan::document(&connected.cluster, &plan, &survey);
+        match ui.format {
+            Format::Text => print!("{}", plan::text(&connected.cluster, &plan, &survey)),
+            Format::Ndjson => {
+                println!("{}", serde_json::json!({"event": "plan", "plan": plan_doc}))
             }
-            if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {
-                return Err(Failure::Invalid("nothing was changed".into()));
-            }
-            // Ctrl-C drops the run: no new step starts, and the SSH masters close below.
-            let timings = tokio::select! {
-                timings = connected.execute(&plan, &survey) => timings.map_err(runtime)?,
-                _ = tokio::signal::ctrl_c() => return Err(interrupted(&connected.progress)),
-            };
-            connected.progress.finish();
-            let phases: Vec<_> = timings
-                .phases
-                .iter()
-                .map(|(phase, seconds)| serde_json::json!({"phase": phase, "seconds": seconds}))
-                .collect();
-            let mut result = serde_json::json!({
-                "cluster": connected.cluster.name,
-                "changes": plan.steps.len(),
-                "timings": phases,
-                "kubeconfig": connected.options.kubeconfig,
-            });
-            if ui.format != Format::Ndjson {
-                result["plan"] = plan_doc;
-            }
-            ui.print(&result, || {
-                let mut out = String::new();
-                for (phase, seconds) in &timings.phases {
-                    out += &format!("  {phase:<24} {seconds:>7.1}s\n");
-                }
-                out + &format!(
-                    "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}\n",
-                    connected.cluster.name,
-                    plan.steps.len(),
-                    connected.options.kubeconfig.display()
-                )
-            });
-            Ok(())
+            // The plan goes into the one result document.
+            Format::Json | Format::Yaml => {}
         }
-        .await;
-        connected.close().await;
-        result
-    })
+        if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {
+            return Err(Failure::Invalid("nothing was changed".into()));
+        }
+        // Ctrl-C drops the run: no new step starts, and `session` closes the SSH masters.
+        let timings = tokio::select! {
+            timings = connected.execute(&plan, &survey) => timings.map_err(runtime)?,
+            _ = tokio::signal::ctrl_c() => return Err(interrupted(&connected.progress)),
+        };
+        connected.progress.finish();
+        let phases: Vec<_> = timings
+            .phases
+            .iter()
+            .map(|(phase, seconds)| serde_json::json!({"phase": phase, "seconds": seconds}))
+            .collect();
+        let mut result = serde_json::json!({
+            "cluster": connected.cluster.name,
+            "changes": plan.steps.len(),
+            "timings": phases,
+            "kubeconfig": connected.options.kubeconfig,
+        });
+        if ui.format != Format::Ndjson {
+            result["plan"] = plan_doc;
+        }
+        ui.print(&result, || {
+            let mut out = String::new();
+            for (phase, seconds) in &timings.phases {
+                out += &format!("  {phase:<24} {seconds:>7.1}s\n");
+            }
+            out + &format!(
+                "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}\n",
+                connected.cluster.name,
+                plan.steps.len(),
+                connected.options.kubeconfig.display()
+            )
+        });
+        Ok(())
+    }))
 }
 
 /// What an interrupted run tells the operator: what was cut short and how to go on.

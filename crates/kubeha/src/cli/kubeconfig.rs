@@ -21,17 +21,16 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         .out
         .clone()
         .unwrap_or_else(|| args.remote.kubeconfig_path(&loaded.cluster.name));
-    let kubeconfig = block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let survey = connected.survey().await;
-        connected.close().await;
-        survey
+    let kubeconfig = block_on(args.remote.session(ui, loaded, async |connected| {
+        connected
+            .survey()
+            .await
             .map_err(super::remote_args::runtime)?
             .kubeconfig
             .ok_or_else(|| {
                 Failure::Runtime("no control plane is initialised: run `kubeha apply` first".into())
             })
-    })?;
+    }))?;
     if path.as_os_str() == "-" {
         // The kubeconfig is YAML already; `-o json` converts it as `kubectl config view -o json` does.
         let text = match ui.format {

@@ -22,16 +22,12 @@ pub const CHANGES_EXIT: u8 = 3;
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
-    let plan = block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let survey = connected.survey().await.map_err(runtime);
-        let cluster = connected.cluster.clone();
-        connected.close().await;
-        let survey = survey?;
-        let plan = plan_or_conflicts(&cluster, &survey)?;
-        show(ui, &cluster, &plan, &survey);
-        Ok::<_, Failure>(plan)
-    })?;
+    let plan = block_on(args.remote.session(ui, loaded, async |connected| {
+        let survey = connected.survey().await.map_err(runtime)?;
+        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
+        show(ui, &connected.cluster, &plan, &survey);
+        Ok(plan)
+    }))?;
     if args.detailed_exitcode && !plan.is_empty() {
         return Err(Failure::Exit(CHANGES_EXIT));
     }

@@ -65,8 +65,22 @@ impl RemoteArgs {
         }
     }
 
-    /// Connects to every host of a validated spec.
-    pub async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
+    /// Connects to every host of a validated spec, runs `work` against them and closes the
+    /// SSH connections whatever happened. A runtime failure says where the logs are.
+    pub async fn session<T>(
+        &self,
+        ui: &Ui,
+        loaded: Loaded,
+        work: impl AsyncFnOnce(&Connected) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let connected = self.connect(ui, loaded).await?;
+        let result = work(&connected).await;
+        let logs = connected.options.run_dir.clone();
+        connected.close().await;
+        result.map_err(|f| with_logs(f, &logs))
+    }
+
+    async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
         let name = loaded.cluster.name.clone();
         let mode = match ui.format {
             Format::Ndjson => Mode::Json,
@@ -74,11 +88,23 @@ impl RemoteArgs {
             _ => Mode::Lines,
         };
         let options = self.options(&name);
-        tracing::info!(logs = %options.run_dir.display(), "per-host logs");
+        let logs = options.run_dir.clone();
+        tracing::info!(logs = %logs.display(), "per-host logs");
         tracing::debug!(?options, "run options");
         apply::connect(loaded.cluster, options, Arc::new(Progress::new(mode)))
             .await
-            .map_err(runtime)
+            .map_err(|e| with_logs(runtime(e), &logs))
+    }
+}
+
+/// Points a runtime failure at the run's per-host logs (each command and its output).
+fn with_logs(failure: Failure, logs: &Path) -> Failure {
+    match failure {
+        Failure::Runtime(message) => Failure::Runtime(format!(
+            "{message}\nevery command's full output: {}/<host>.log",
+            logs.display()
+        )),
+        other => other,
     }
 }
 

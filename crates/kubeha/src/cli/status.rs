@@ -67,16 +67,10 @@ const CERTIFICATES: [&str; 5] = [
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
-    let status = block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let status = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            gather(&connected, &survey).await
-        }
-        .await;
-        connected.close().await;
-        status
-    })?;
+    let status = block_on(args.remote.session(ui, loaded, async |connected| {
+        let survey = connected.survey().await.map_err(runtime)?;
+        gather(connected, &survey).await
+    }))?;
     ui.print(&status, || text(&status));
     Ok(())
 }

@@ -53,12 +53,10 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             )));
         }
     }
-    let verdict = block_on(async {
-        let c = args.remote.connect(ui, loaded).await?;
-        let result = verify(&c, &args).await;
-        c.close().await;
-        result
-    })?;
+    let verdict = block_on(
+        args.remote
+            .session(ui, loaded, async |c| verify(c, &args).await),
+    )?;
     ui.print(&verdict, || text(&verdict));
     if verdict.passed {
         Ok(())
