@@ -101,7 +101,7 @@ fn interrupted(progress: &Progress) -> Failure {
     Failure::Interrupted(format!(
         "interrupted: no new step was started and the SSH connections are closed.{cut} \
          The cluster is partly converged; run `kubeha apply` again: it plans from what the \
-         hosts are now and continues (an interrupted kubeadm join is reset and repeated)."
+         hosts are now and continues (an interrupted kubeadm init or join is reset and repeated)."
     ))
 }
 
