@@ -57,6 +57,20 @@ mod tests {
             .replace("    # extraSANs:", "    extraSANs:");
         assert_ne!(everything, STARTER_SPEC);
         assert_eq!(errors(&validator, &everything), Vec::<String>::new());
+        // A corpus of valid specs, when the repository has one.
+        let valid = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/valid");
+        for file in std::fs::read_dir(valid).into_iter().flatten() {
+            let path = file.unwrap().path();
+            if path.extension().is_some_and(|x| x == "yaml") {
+                let yaml = std::fs::read_to_string(&path).unwrap();
+                assert_eq!(
+                    errors(&validator, &yaml),
+                    Vec::<String>::new(),
+                    "{}",
+                    path.display()
+                );
+            }
+        }
     }
 
     /// The corpus files whose mistake is one of shape, which the schema catches as an
