@@ -53,10 +53,12 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             )));
         }
     }
-    let verdict = block_on(
-        args.remote
-            .session(ui, loaded, async |c| verify(c, &args).await),
-    )?;
+    let verdict = block_on(args.remote.session(ui, loaded, async |c| {
+        tokio::select! {
+            verdict = verify(c, &args) => verdict,
+            _ = tokio::signal::ctrl_c() => Err(undo_drills(c).await),
+        }
+    }))?;
     ui.print(&verdict, || text(&verdict));
     if verdict.passed {
         Ok(())
@@ -162,6 +164,53 @@ fn health_checks(cluster: &Cluster, s: &Status) -> Vec<(String, bool, String)> {
         ));
     }
     checks
+}
+
+/// After Ctrl-C: puts back whatever a drill had stopped, on every host it may have been,
+/// so an interrupted drill never leaves a control plane or a load balancer down.
+async fn undo_drills(c: &Connected) -> Failure {
+    let mut undone = Vec::new();
+    let mut failed = Vec::new();
+    let restore = format!(
+        "if [ -f {PARKED_MANIFEST} ]; then mv {PARKED_MANIFEST} {APISERVER_MANIFEST}; echo restored; fi"
+    );
+    for cp in c.cluster.control_planes() {
+        match c
+            .remote(&cp.name)
+            .run("cannot restore the apiserver", &restore)
+            .await
+        {
+            Ok(out) if out.stdout.contains("restored") => {
+                undone.push(format!("{}: apiserver", cp.name))
+            }
+            Ok(_) => {}
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    if c.cluster.load_balancer.virtual_ip.is_some() {
+        // Only the HAProxy drill stops HAProxy, and verify starts from a healthy cluster.
+        for lb in c.cluster.load_balancers() {
+            let start = "systemctl is-active --quiet haproxy || { systemctl start haproxy && echo restored; }";
+            match c.remote(&lb.name).run("cannot start HAProxy", start).await {
+                Ok(out) if out.stdout.contains("restored") => {
+                    undone.push(format!("{}: HAProxy", lb.name))
+                }
+                Ok(_) => {}
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+    }
+    let undone = match undone.as_slice() {
+        [] => "nothing was stopped".to_string(),
+        _ => format!("restarted {}", undone.join(", ")),
+    };
+    let failed = match failed.as_slice() {
+        [] => String::new(),
+        _ => format!("; could not restore: {}", failed.join("; ")),
+    };
+    Failure::Interrupted(format!(
+        "interrupted: the drills stopped, {undone}{failed}."
+    ))
 }
 
 /// API requests through the endpoint every 100 ms until stopped.
