@@ -169,35 +169,32 @@ fn health_checks(cluster: &Cluster, s: &Status) -> Vec<(String, bool, String)> {
 /// After Ctrl-C: puts back whatever a drill had stopped, on every host it may have been,
 /// so an interrupted drill never leaves a control plane or a load balancer down.
 async fn undo_drills(c: &Connected) -> Failure {
-    let mut undone = Vec::new();
-    let mut failed = Vec::new();
     let restore = format!(
         "if [ -f {PARKED_MANIFEST} ]; then mv {PARKED_MANIFEST} {APISERVER_MANIFEST}; echo restored; fi"
     );
-    for cp in c.cluster.control_planes() {
+    // Only the HAProxy drill stops HAProxy, and verify starts from a healthy cluster.
+    let start =
+        "systemctl is-active --quiet haproxy || { systemctl start haproxy && echo restored; }";
+    let mut work: Vec<(&Host, &str, &str)> = c
+        .cluster
+        .control_planes()
+        .map(|h| (h, "apiserver", restore.as_str()))
+        .collect();
+    if c.cluster.load_balancer.virtual_ip.is_some() {
+        work.extend(c.cluster.load_balancers().map(|h| (h, "HAProxy", start)));
+    }
+    let (mut undone, mut failed) = (Vec::new(), Vec::new());
+    for (host, what, script) in work {
         match c
-            .remote(&cp.name)
-            .run("cannot restore the apiserver", &restore)
+            .remote(&host.name)
+            .run(&format!("cannot restore {what}"), script)
             .await
         {
             Ok(out) if out.stdout.contains("restored") => {
-                undone.push(format!("{}: apiserver", cp.name))
+                undone.push(format!("{}: {what}", host.name))
             }
             Ok(_) => {}
             Err(e) => failed.push(e.to_string()),
-        }
-    }
-    if c.cluster.load_balancer.virtual_ip.is_some() {
-        // Only the HAProxy drill stops HAProxy, and verify starts from a healthy cluster.
-        for lb in c.cluster.load_balancers() {
-            let start = "systemctl is-active --quiet haproxy || { systemctl start haproxy && echo restored; }";
-            match c.remote(&lb.name).run("cannot start HAProxy", start).await {
-                Ok(out) if out.stdout.contains("restored") => {
-                    undone.push(format!("{}: HAProxy", lb.name))
-                }
-                Ok(_) => {}
-                Err(e) => failed.push(e.to_string()),
-            }
         }
     }
     let undone = match undone.as_slice() {
