@@ -34,12 +34,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     if path.as_os_str() == "-" {
         // The kubeconfig is YAML already; `-o json` converts it as `kubectl config view -o json` does.
         let text = match ui.format {
-            Format::Json => {
-                let doc: serde_json::Value = serde_saphyr::from_str(&kubeconfig).map_err(|e| {
-                    Failure::Runtime(format!("the cluster's admin kubeconfig is not YAML: {e}"))
-                })?;
-                format!("{doc}\n")
-            }
+            Format::Json => as_json(&kubeconfig)?,
             _ => kubeconfig,
         };
         std::io::stdout()
@@ -54,4 +49,28 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// The kubeconfig as one line of JSON, as `kubectl config view --raw -o json` gives it.
+fn as_json(kubeconfig: &str) -> Result<String, Failure> {
+    let doc: serde_json::Value = serde_saphyr::from_str(kubeconfig).map_err(|e| {
+        Failure::Runtime(format!("the cluster's admin kubeconfig is not YAML: {e}"))
+    })?;
+    Ok(format!("{doc}\n"))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_kubeconfig_converts_to_json_unchanged() {
+        let yaml = "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    certificate-authority-data: Q0E=\n    server: https://load-balancer.local:6443\n  name: k8s-ha\ncurrent-context: kubernetes-admin@k8s-ha\nusers:\n- name: kubernetes-admin\n  user:\n    client-key-data: S0VZ\n";
+        let json: serde_json::Value = serde_json::from_str(&super::as_json(yaml).unwrap()).unwrap();
+        assert_eq!(
+            json["clusters"][0]["cluster"]["server"],
+            "https://load-balancer.local:6443"
+        );
+        assert_eq!(json["users"][0]["user"]["client-key-data"], "S0VZ");
+        assert_eq!(json["current-context"], "kubernetes-admin@k8s-ha");
+        assert!(super::as_json("a: [").is_err());
+    }
 }
