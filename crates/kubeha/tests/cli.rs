@@ -439,3 +439,36 @@ fn prerequisites_name_the_exact_install_command_for_what_is_missing() {
         "present tools are not named: {text}"
     );
 }
+
+#[test]
+fn verbosity_adds_diagnostics_on_stderr_and_rust_log_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    unreachable_spec(dir.path());
+    let quiet = kubeha(&["status"], dir.path());
+    assert!(
+        !stderr(&quiet).contains("per-host logs"),
+        "{}",
+        stderr(&quiet)
+    );
+    let verbose = kubeha(&["status", "-v"], dir.path());
+    assert!(
+        stderr(&verbose).contains("INFO per-host logs logs=./.kubeha/k8s-ha/runs/"),
+        "{}",
+        stderr(&verbose)
+    );
+    assert!(!stderr(&verbose).contains("DEBUG"));
+    let debug = kubeha(&["status", "-vv"], dir.path());
+    assert!(stderr(&debug).contains("DEBUG kubeha::cli::remote_args: run options"));
+    // RUST_LOG wins over -v: here it silences kubeha entirely.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_kubeha"))
+        .args(["status", "-vv"])
+        .current_dir(dir.path())
+        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "kubeha=off")
+        .output()
+        .unwrap();
+    assert!(!stderr(&out).contains("INFO") && !stderr(&out).contains("DEBUG"));
+    // The diagnostics stay on stderr: stdout is still one document or nothing.
+    let json = kubeha(&["check", "-vv", "-o", "json"], dir.path());
+    serde_json::from_str::<serde_json::Value>(&stdout(&json)).expect("one JSON document");
+}
