@@ -54,11 +54,18 @@ struct HostState {
     failed: Option<String>,
 }
 
+/// The one set of live lines on the terminal, shared with the diagnostics writer so a log
+/// line is printed above the spinners instead of through them.
+pub fn terminal_lines() -> &'static MultiProgress {
+    static LINES: std::sync::OnceLock<MultiProgress> = std::sync::OnceLock::new();
+    LINES.get_or_init(MultiProgress::new)
+}
+
 impl Progress {
     pub fn new(mode: Mode) -> Self {
         Self {
             mode,
-            multi: MultiProgress::new(),
+            multi: terminal_lines().clone(),
             bars: Mutex::new(BTreeMap::new()),
             hosts: Mutex::new(BTreeMap::new()),
         }

@@ -161,6 +161,10 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Runtime(message)) => {
+            if ui.interactive {
+                // Live progress lines may have left the cursor at the end of the last one.
+                eprintln!();
+            }
             eprintln!("error: {message}");
             ExitCode::from(1)
         }
@@ -188,11 +192,34 @@ fn init_tracing(verbose: u8, color: bool) {
     };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| AboveProgress(Vec::new()))
         .with_ansi(color)
         .with_target(verbose >= 2)
         .without_time()
         .init();
+}
+
+/// A diagnostics line, written to stderr in one piece above any live progress lines.
+struct AboveProgress(Vec<u8>);
+
+impl Write for AboveProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AboveProgress {
+    fn drop(&mut self) {
+        let line = std::mem::take(&mut self.0);
+        crate::apply::progress::terminal_lines().suspend(|| {
+            let _ = std::io::stderr().write_all(&line);
+        });
+    }
 }
 
 impl Ui {
