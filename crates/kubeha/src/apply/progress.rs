@@ -108,10 +108,15 @@ impl Progress {
     }
 
     fn terminal(&self, e: &Event) {
-        let Some(host) = e.host else {
-            let phase = e.phase.map_or(String::new(), |p| format!("{p}: "));
-            let _ = self.multi.println(format!("==> {phase}{}", e.message));
-            return;
+        let host = match (e.host, e.phase) {
+            (Some(host), _) => host,
+            (None, Some(phase)) => {
+                let _ = self.multi.println(format!("==> {phase}: {}", e.message));
+                return;
+            }
+            // What the cluster as a whole waits for gets a live line of its own.
+            // "(cluster)" is no valid host name, so it never shares a host's line.
+            (None, None) => "(cluster)",
         };
         // One line per host: a spinner and the time spent while a step runs, the last
         // finished step otherwise.
@@ -213,13 +218,18 @@ impl Progress {
         self.emit(Self::event(Status::Info, None, None, message, None));
     }
 
-    /// Stops the spinners and, for people, prints one summary line per host below them.
+    /// Stops the spinners so what follows prints below them.
     pub fn finish(&self) {
         for bar in self.bars.lock().expect("progress lock").values() {
             if !bar.is_finished() {
                 bar.finish();
             }
         }
+    }
+
+    /// For people (not in `-o ndjson`): one summary line per host below the live lines.
+    pub fn print_summary(&self) {
+        self.finish();
         if self.mode != Mode::Json {
             eprint!("{}", self.summary());
         }

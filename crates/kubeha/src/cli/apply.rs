@@ -55,7 +55,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             timings = connected.execute(&plan, &survey) => timings.map_err(runtime)?,
             _ = tokio::signal::ctrl_c() => return Err(interrupted(&connected.progress)),
         };
-        connected.progress.finish();
+        connected.progress.print_summary();
         let phases: Vec<_> = timings
             .phases
             .iter()
@@ -88,7 +88,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
 
 /// What an interrupted run tells the operator: what was cut short and how to go on.
 fn interrupted(progress: &Progress) -> Failure {
-    progress.finish();
+    progress.print_summary();
     let cut: Vec<String> = progress
         .running()
         .into_iter()

@@ -75,6 +75,7 @@ impl RemoteArgs {
     ) -> Result<T, Failure> {
         let connected = self.connect(ui, loaded).await?;
         let result = work(&connected).await;
+        connected.progress.finish();
         let logs = connected.options.run_dir.clone();
         connected.close().await;
         result.map_err(|f| with_logs(f, &logs))
