@@ -12,7 +12,9 @@ pub mod kubeadm;
 pub mod kubelet;
 pub mod pki;
 pub mod preflight;
+pub mod scheduler;
 pub mod tls;
+pub mod workload;
 
 /// The Kubernetes version these binaries impersonate, set at build time by
 /// the packaging script (`STANDIN_K8S_VERSION`), v1.31.0 by default.

@@ -135,3 +135,35 @@ async fn controllers_sign_clean_collect_and_issue() {
     assert_eq!(n["status"]["conditions"][0]["status"], "Unknown");
     assert_eq!(k8s_standin::apiserver::objects::node_status(&n), "NotReady");
 }
+
+/// One controller-manager acts at a time: the Lease goes to the first
+/// candidate, is renewed by it, and taken over only once it expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_election_through_a_lease() {
+    if !common::etcd_available() {
+        return;
+    }
+    use k8s_standin::controllers::leader::{elect, LEASE_SECONDS};
+    let cl = Cluster::start("leader");
+    let a = cl.apiserver().await;
+    let c = k8s_standin::client::Client::from_kubeconfig(&cl.admin_kubeconfig(&a)).unwrap();
+    let now = OffsetDateTime::now_utc();
+    assert!(elect(&c, "kube-controller-manager", "cp1_x", now).await);
+    assert!(!elect(&c, "kube-controller-manager", "cp2_y", now).await);
+    assert!(
+        elect(&c, "kube-controller-manager", "cp1_x", now).await,
+        "renewed"
+    );
+    let later = now + time::Duration::seconds(LEASE_SECONDS + 1);
+    assert!(
+        elect(&c, "kube-controller-manager", "cp2_y", later).await,
+        "taken over"
+    );
+    assert!(!elect(&c, "kube-controller-manager", "cp1_x", later).await);
+    let lease = c
+        .get("/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/kube-controller-manager")
+        .await
+        .body;
+    assert_eq!(lease["spec"]["holderIdentity"], "cp2_y");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+}

@@ -220,3 +220,50 @@ async fn etcd_takes_one_learner_at_a_time() {
     etcd.member_remove(first.id).await.unwrap();
     assert_eq!(etcd.members().await.unwrap().len(), 1);
 }
+
+/// kubeadm's add-ons: CoreDNS and kube-proxy as kubeadm ships them, and an
+/// upgrade moving kube-proxy's DaemonSet to the new version (a new
+/// generation its controller rolls out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addons_follow_the_cluster_version() {
+    if !common::etcd_available() {
+        return;
+    }
+    let cl = Cluster::start("addons");
+    let a = cl.apiserver().await;
+    let c = Client::from_kubeconfig(&cl.admin_kubeconfig(&a)).unwrap();
+    let mut cluster = k8s_standin::config::ClusterConfiguration {
+        kubernetes_version: Some("v1.31.0".into()),
+        ..Default::default()
+    };
+    init::addons(&c, &cluster, &|_| false).await.unwrap();
+    let dns = c
+        .get("/apis/apps/v1/namespaces/kube-system/deployments/coredns")
+        .await
+        .body;
+    assert_eq!(dns["spec"]["replicas"], 2);
+    let tolerations = &dns["spec"]["template"]["spec"]["tolerations"];
+    assert!(tolerations
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["key"] == "node-role.kubernetes.io/control-plane"));
+    let ds = "/apis/apps/v1/namespaces/kube-system/daemonsets/kube-proxy";
+    let proxy = c.get(ds).await.body;
+    assert_eq!(
+        proxy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-proxy:v1.31.0"
+    );
+    assert_eq!(
+        proxy["spec"]["template"]["spec"]["tolerations"],
+        json!([{"operator": "Exists"}])
+    );
+    cluster.kubernetes_version = Some("v1.32.0".into());
+    init::addons(&c, &cluster, &|_| false).await.unwrap();
+    let proxy = c.get(ds).await.body;
+    assert_eq!(
+        proxy["spec"]["template"]["spec"]["containers"][0]["image"],
+        "registry.k8s.io/kube-proxy:v1.32.0"
+    );
+    assert_eq!(proxy["metadata"]["generation"], 2);
+}

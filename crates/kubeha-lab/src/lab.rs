@@ -661,18 +661,6 @@ fn base_labels(
     ])
 }
 
-/// `/etc/hosts` entries every lab container gets: the API endpoint name, every host, the mirror.
-fn extra_hosts(lab: &Lab) -> Vec<String> {
-    std::iter::once(format!("{API_ENDPOINT_NAME}:{}", lab.api_endpoint))
-        .chain(
-            lab.hosts
-                .iter()
-                .map(|h| format!("{}:{}", h.name, h.address)),
-        )
-        .chain([format!("{MIRROR_HOST}:{}", lab.mirror_address)])
-        .collect()
-}
-
 /// Creates (if needed) and starts one node, installs the lab's public key for the lab user and
 /// returns the node's known_hosts lines once sshd runs.
 async fn ensure_node(
@@ -706,7 +694,7 @@ async fn ensure_node(
                 labels: Some(base_labels(lab, &host.name, &host.roles, host.address)),
                 // systemd's documented request for a clean shutdown in a container.
                 stop_signal: Some("SIGRTMIN+3".into()),
-                host_config: Some(node_host_config(lab, &volume)),
+                host_config: Some(node_host_config(&volume)),
                 networking_config: Some(NetworkingConfig {
                     endpoints_config: Some(HashMap::from([(
                         network_name(&lab.name),
@@ -768,7 +756,7 @@ chmod 0600 /home/kubeha/.ssh/authorized_keys";
 
 /// What a node container may do. Not `--privileged`: it needs every capability, and lab hosts
 /// may withhold some (this machine withholds CAP_SYS_RESOURCE).
-fn node_host_config(lab: &Lab, containerd_volume: &str) -> HostConfig {
+fn node_host_config(containerd_volume: &str) -> HostConfig {
     HostConfig {
         cap_add: Some(
             [
@@ -803,7 +791,6 @@ fn node_host_config(lab: &Lab, containerd_volume: &str) -> HostConfig {
         ])),
         // containerd's overlay snapshots cannot live on the container's own overlay rootfs.
         binds: Some(vec![format!("{containerd_volume}:/var/lib/containerd")]),
-        extra_hosts: Some(extra_hosts(lab)),
         ..Default::default()
     }
 }
@@ -1048,21 +1035,5 @@ mod tests {
         assert!(read_extra_debs(&[deb.clone(), deb.clone()]).is_err());
         assert!(read_extra_debs(&[dir.join("x.txt")]).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
-    }
-
-    #[test]
-    fn containers_resolve_the_endpoint_hosts_and_mirror() {
-        let subnet = Subnet::new(Ipv4Addr::new(172, 29, 7, 0)).unwrap();
-        let lab = Lab::planned("t", Topology::Minimal, subnet, None, PathBuf::from("/s")).unwrap();
-        assert_eq!(
-            extra_hosts(&lab),
-            [
-                "load-balancer.local:172.29.7.10",
-                "lb-1:172.29.7.10",
-                "cp-1:172.29.7.11",
-                "worker-1:172.29.7.21",
-                "mirror:172.29.7.2"
-            ]
-        );
     }
 }

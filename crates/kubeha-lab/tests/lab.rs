@@ -269,6 +269,36 @@ async fn state_of(lab: &Lab, host: &str) -> (String, bool) {
     (h.state.clone(), h.connected)
 }
 
+/// `/etc/hosts` as on a fresh cloud machine: localhost and the node's own name, nothing
+/// for the API endpoint or the other hosts (they resolve through the network's DNS).
+async fn assert_fresh_etc_hosts(lab: &Lab, host: &str) {
+    let address = lab.host(host).unwrap().address.to_string();
+    let hosts = ssh_ok(lab, host, "grep -v '^#' /etc/hosts").await;
+    for line in hosts.lines() {
+        let mut words = line.split_whitespace();
+        let (ip, names): (_, Vec<&str>) = (words.next().unwrap_or(""), words.collect());
+        let local = [
+            "127.0.0.1",
+            "::1",
+            "fe00::0",
+            "ff00::0",
+            "ff02::1",
+            "ff02::2",
+        ]
+        .contains(&ip);
+        assert!(
+            local || (ip == address && names == [host]),
+            "{host}: unexpected /etc/hosts line {line:?}\n{hosts}"
+        );
+    }
+    let out = ssh(lab, host, "getent hosts load-balancer.local", b"").await;
+    assert!(
+        !out.ok,
+        "{host} resolves the endpoint before kubeha: {}",
+        out.stdout
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn minimal_lab_end_to_end() {
     if !should_run("minimal_lab_end_to_end") {
@@ -319,11 +349,7 @@ async fn minimal_lab_end_to_end() {
                 ssh_ok(lab, host, "id -un; sudo -n id -un").await,
                 "kubeha\nroot"
             );
-            let resolved = ssh_ok(lab, host, "getent hosts load-balancer.local").await;
-            assert!(
-                resolved.starts_with(&lab.api_endpoint.to_string()),
-                "{resolved}"
-            );
+            assert_fresh_etc_hosts(lab, host).await;
             ssh_ok(
                 lab,
                 host,
@@ -409,9 +435,17 @@ async fn minimal_lab_end_to_end() {
     lab.unpause(w).await.unwrap();
     assert_back(&lab, w, "unpause").await;
 
+    // A restart regenerates /etc/hosts, as cloud-init's manage_etc_hosts does at boot.
+    ssh_ok(
+        &lab,
+        w,
+        "echo '10.9.9.9 added-before-restart' | sudo tee -a /etc/hosts >/dev/null",
+    )
+    .await;
     lab.restart(w).await.unwrap();
     assert_back(&lab, w, "restart").await;
     assert_system_running(&lab, w).await;
+    assert_fresh_etc_hosts(&lab, w).await;
 
     lab.disconnect(w).await.unwrap();
     assert_unreachable(&lab, w, "disconnect").await;
@@ -470,7 +504,9 @@ async fn seed_lab_boots_every_host() {
         let lab = &lab;
         async move {
             assert_system_running(lab, &h.name).await;
-            // Every node resolves its peers by name, as on a cloud network with DNS.
+            assert_fresh_etc_hosts(lab, &h.name).await;
+            // Every node resolves its peers by name through the network's DNS, as on a cloud
+            // network.
             for peer in &lab.hosts {
                 let line = ssh_ok(
                     lab,
@@ -543,15 +579,16 @@ async fn seed_ha_virtual_ip_fails_over() {
     }
     wait_vip_on(&lab, "lb-1", vip).await;
     assert!(!holds_vip(&lab, "lb-2", vip).await);
-    // The endpoint name resolves on the nodes to the VIP, and the VIP answers (lb-1's sshd).
-    let resolved = ssh_ok(
+    // The VIP answers (lb-1's sshd) from the lab machine and from the nodes; the nodes know
+    // no `load-balancer.local` until kubeha maps it.
+    assert!(banner(vip).await, "VIP {vip} does not answer on :22");
+    ssh_ok(
         &lab,
         "cp-1",
-        "getent ahostsv4 load-balancer.local | head -n1",
+        &format!("timeout 5 bash -c '</dev/tcp/{vip}/22'"),
     )
     .await;
-    assert!(resolved.starts_with(&format!("{vip} ")), "{resolved}");
-    assert!(banner(vip).await, "VIP {vip} does not answer on :22");
+    assert_fresh_etc_hosts(&lab, "cp-1").await;
 
     lab.stop("lb-1").await.unwrap();
     wait_vip_on(&lab, "lb-2", vip).await;

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod facts;
 pub mod pki;
 pub mod plan;
+pub mod quote;
 pub mod remote;
 pub mod render;
 pub mod spec;

@@ -111,6 +111,105 @@ impl LabGuard {
         all.extend(args);
         kubeha(&all, Path::new("."))
     }
+
+    /// Where the lab says `load-balancer.local` should point (the load balancer or the VIP).
+    fn endpoint_address(&self) -> String {
+        let record = std::fs::read_to_string(self.state.join("lab.json")).unwrap();
+        let lab: serde_json::Value = serde_json::from_str(&record).unwrap();
+        lab["api_endpoint"].as_str().unwrap().to_string()
+    }
+
+    /// `getent hosts load-balancer.local` on `host`.
+    fn resolve_endpoint(&self, host: &str) -> std::process::Output {
+        self.lab(&["ssh", host, "--", "getent", "hosts", "load-balancer.local"])
+    }
+
+    /// A fresh cloud machine does not know the endpoint name.
+    fn assert_endpoint_unknown(&self, hosts: &[&str]) {
+        for host in hosts {
+            let out = self.resolve_endpoint(host);
+            assert_eq!(
+                out.status.code(),
+                Some(2),
+                "{host} resolves the endpoint before kubeha ran: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
+
+    /// The endpoint name resolves to the lab's endpoint on each host.
+    fn assert_endpoint_resolves(&self, hosts: &[&str]) {
+        let want = self.endpoint_address();
+        for host in hosts {
+            let out = self.resolve_endpoint(host);
+            assert!(
+                stdout(&out).split_whitespace().next() == Some(want.as_str()),
+                "{host} does not resolve load-balancer.local to {want}: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
+
+    /// Reboots `hosts` with `lab fault restart` (Docker regenerates their /etc/hosts, as
+    /// cloud-init does at boot) and waits, running no kubeha command on them, until the
+    /// cluster is whole again: every node Ready, etcd healthy, every backend up.
+    fn reboot_and_wait_healthy(&self, hosts: &[&str]) {
+        let before = utc_now();
+        for host in hosts {
+            let out = self.lab(&["fault", "restart", host]);
+            assert!(out.status.success(), "{}", stderr(&out));
+        }
+        let rebooted = Instant::now();
+        // Ready from a heartbeat sent after the reboot, not the one from before it.
+        for host in hosts {
+            loop {
+                let out = kubectl(
+                    self,
+                    &format!("get node {host} -o jsonpath='{{.status.conditions[?(@.type==\"Ready\")].status}} {{.status.conditions[?(@.type==\"Ready\")].lastHeartbeatTime}}'"),
+                );
+                let text = stdout(&out);
+                if let Some(("True", beat)) = text.trim().split_once(' ') {
+                    if beat > before.as_str() {
+                        break;
+                    }
+                }
+                assert!(
+                    rebooted.elapsed().as_secs() < 180,
+                    "{host} is not Ready again after its reboot: {text}{}",
+                    stderr(&out)
+                );
+                std::thread::sleep(std::time::Duration::from_secs(2));
+            }
+        }
+        wait_healthy(&self.spec());
+        eprintln!(
+            "{} rebooted: Ready again, cluster whole after {:.0}s",
+            hosts.join(", "),
+            rebooted.elapsed().as_secs_f64()
+        );
+        self.assert_endpoint_resolves(hosts);
+        // The entry was back before the kubelet started.
+        for host in hosts {
+            let out = self.lab(&[
+                "ssh",
+                host,
+                "--",
+                "sh",
+                "-c",
+                "a=$(systemctl show -p ActiveEnterTimestampMonotonic --value kubeha-hosts); \
+                 k=$(systemctl show -p ExecMainStartTimestampMonotonic --value kubelet); \
+                 echo \"$a $k\"; [ \"$a\" -gt 0 ] && [ \"$a\" -le \"$k\" ]",
+            ]);
+            assert!(
+                out.status.success(),
+                "{host}: kubeha-hosts did not run before the kubelet: {}{}",
+                stdout(&out),
+                stderr(&out)
+            );
+        }
+    }
 }
 
 impl Drop for LabGuard {
@@ -289,6 +388,15 @@ fn api_back_within(limit: std::time::Duration) -> Option<(f64, usize)> {
     None
 }
 
+/// The lab machine's clock, as the API's timestamps are written (RFC 3339, UTC, seconds).
+fn utc_now() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y-%m-%dT%H:%M:%SZ"])
+        .output()
+        .unwrap();
+    stdout(&out).trim().to_string()
+}
+
 fn status(spec: &str) -> serde_json::Value {
     let out = kubeha(&["status", "-f", spec, "-o", "json"], Path::new("."));
     assert!(out.status.success(), "{}", stderr(&out));
@@ -324,6 +432,7 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
     }
     let lab = LabGuard::up("e2e-ha", "seed-ha");
     let spec = lab.spec();
+    lab.assert_endpoint_unknown(&["cp-1", "worker-1"]);
     let out = kubeha(&["apply", "-f", &spec, "--yes"], Path::new("."));
     assert!(out.status.success(), "apply failed:\n{}", stderr(&out));
     let out = kubectl(
@@ -378,15 +487,36 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
         assert!(out.status.success(), "{}", stderr(&out));
     }
     let healed = Instant::now();
-    let after = loop {
+    let after = wait_healthy(&spec);
+    eprintln!("healed after {:.0}s", healed.elapsed().as_secs_f64());
+    assert_eq!(
+        etcd_members(&after),
+        etcd_members(&before),
+        "the same etcd members"
+    );
+    let out = kubectl(&lab, "get configmap ha-proof -o jsonpath={.data.written}");
+    assert_eq!(stdout(&out), "before-failover");
+    // cp-3 booted with a regenerated /etc/hosts; kubeha-hosts.service put the endpoint
+    // back before its kubelet started. So do a rebooted worker and control plane, and
+    // kubeha then finds nothing to repair.
+    lab.assert_endpoint_resolves(&["cp-3"]);
+    lab.reboot_and_wait_healthy(&["worker-1", "cp-2"]);
+    assert_no_changes(&spec);
+}
+
+/// Polls `kubeha status` until every node is Ready, three etcd members are healthy and
+/// every load balancer sees three backends UP (at most 180 s); returns that status.
+fn wait_healthy(spec: &str) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
         // Until the restarted hosts' sshd is up, status cannot reach them.
-        let out = kubeha(&["status", "-f", &spec, "-o", "json"], Path::new("."));
+        let out = kubeha(&["status", "-f", spec, "-o", "json"], Path::new("."));
         let Some(s) = json_lines(&stdout(&out))
             .pop()
             .filter(|_| out.status.success())
         else {
             assert!(
-                healed.elapsed().as_secs() < 180,
+                started.elapsed().as_secs() < 180,
                 "hosts did not come back: {}",
                 stderr(&out)
             );
@@ -411,39 +541,27 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
                 .is_some_and(|b| b.len() == 3 && b.iter().all(|b| b[1] == "UP"))
         });
         if (ready, healthy, up) == (5, 3, true) {
-            break s;
+            return s;
         }
         assert!(
-            healed.elapsed().as_secs() < 180,
+            started.elapsed().as_secs() < 180,
             "the cluster did not heal: {s:#}"
         );
         std::thread::sleep(std::time::Duration::from_secs(3));
-    };
-    eprintln!("healed after {:.0}s", healed.elapsed().as_secs_f64());
-    assert_eq!(
-        etcd_members(&after),
-        etcd_members(&before),
-        "the same etcd members"
-    );
-    let out = kubectl(&lab, "get configmap ha-proof -o jsonpath={.data.written}");
-    assert_eq!(stdout(&out), "before-failover");
-    // Docker rewrites a restarted container's /etc/hosts, so the endpoint block comes
-    // back through one more apply; after it, nothing is left to do.
-    let out = kubeha(&["apply", "-f", &spec, "--yes"], Path::new("."));
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_no_changes(&spec);
+    }
 }
 
 /// The seed's manual steps as plain shell over SSH (the `runbook.sh` that `kubeha render`
 /// writes, run by bash, not kubeha) take the lab's machines to a Ready cluster behind the
-/// real HAProxy; with one control plane stopped the API still answers through the load
-/// balancer with its data.
+/// real HAProxy; a rebooted worker and control plane come back Ready on their own; with
+/// one control plane stopped the API still answers through the load balancer with its data.
 #[test]
 fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
     if !docker_available() {
         return;
     }
     let lab = LabGuard::up("e2e-runbook", "seed");
+    lab.assert_endpoint_unknown(&["cp-1", "worker-1"]);
     let rendered = lab.state.join("rendered");
     let out = kubeha(
         &[
@@ -503,6 +621,8 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
         5,
         "{nodes}"
     );
+    // The runbook's boot unit keeps the endpoint through reboots too.
+    lab.reboot_and_wait_healthy(&["worker-1", "cp-2"]);
     let out = on_cp(
         "cp-1",
         "create configmap by-hand --from-literal=written=before-stop",

@@ -140,6 +140,285 @@ fn containerd_loads_the_rendered_config() {
     );
 }
 
+#[test]
+fn bash_parses_the_rendered_runbook() {
+    let dir = secure_tempdir();
+    render_ha(dir.path());
+    let runbook = dir.path().join("r/runbook.sh");
+    let (ok, out) = run(Command::new("bash").arg("-n").arg(&runbook));
+    assert!(ok, "bash -n rejected runbook.sh:\n{out}");
+    // The check can fail.
+    std::fs::write(&runbook, "on() {\n").unwrap();
+    assert!(!run(Command::new("bash").arg("-n").arg(&runbook)).0);
+}
+
+/// An ssh_config written with `quote::ssh_config*` means to OpenSSH exactly the values
+/// it was made from, including paths with spaces and `%`, and a hostile value cannot
+/// add a directive.
+#[test]
+fn ssh_reads_quoted_config_values_back_unchanged() {
+    let Some(ssh) = require_tool("ssh") else {
+        return;
+    };
+    use kubeha::quote::{ssh_config, ssh_config_path};
+    let dir = secure_tempdir();
+    let identity = dir.path().join("my keys #1/id 100%");
+    let known_hosts = dir.path().join("known hosts");
+    let config = dir.path().join("ssh config");
+    // ProxyJump (like ProxyCommand) takes the rest of its line unparsed, so quotes would
+    // stay in the value: the bastion gets its own Host block, reached by a fixed alias.
+    let text = format!(
+        "Host cp-1\n  HostName {}\n  User {}\n  Port {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  ProxyJump kubeha-bastion\n\
+         Host kubeha-bastion\n  HostName {}\n  User {}\n",
+        ssh_config("10.20.1.10").unwrap(),
+        ssh_config("deploy$").unwrap(),
+        ssh_config("2222").unwrap(),
+        ssh_config_path(&identity).unwrap(),
+        ssh_config_path(&known_hosts).unwrap(),
+        ssh_config("jump.example.com").unwrap(),
+        ssh_config("ops").unwrap(),
+    );
+    std::fs::write(&config, &text).unwrap();
+    let settings = |host: &str| {
+        let (ok, out) = run(Command::new(&ssh)
+            .arg("-G")
+            .arg("-F")
+            .arg(&config)
+            .arg(host));
+        assert!(ok, "ssh -G rejected:\n{text}\n{out}");
+        out
+    };
+    let get = |out: &str, key: &str| -> Vec<String> {
+        out.lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key} ")))
+            .map(String::from)
+            .collect()
+    };
+    let out = settings("cp-1");
+    assert_eq!(get(&out, "hostname"), ["10.20.1.10"]);
+    assert_eq!(get(&out, "user"), ["deploy$"]);
+    assert_eq!(get(&out, "port"), ["2222"]);
+    // -G shows files before `%` expansion; -v shows the file ssh actually loads (the
+    // proxy command stands in for the network, so nothing is contacted).
+    let (_, verbose) = run(Command::new(&ssh).arg("-v").arg("-F").arg(&config).args([
+        "-o",
+        "ProxyCommand=false",
+        "-o",
+        "BatchMode=yes",
+        "cp-1",
+        "true",
+    ]));
+    assert!(
+        verbose.contains(&format!("identity file {} type", identity.display())),
+        "{verbose}"
+    );
+    assert_eq!(
+        get(&out, "userknownhostsfile"),
+        [known_hosts.to_str().unwrap()]
+    );
+    assert_eq!(get(&out, "proxyjump"), ["kubeha-bastion"]);
+    assert!(get(&out, "proxycommand").is_empty());
+    let out = settings("kubeha-bastion");
+    assert_eq!(get(&out, "hostname"), ["jump.example.com"]);
+    assert_eq!(get(&out, "user"), ["ops"]);
+    // A line break is what would inject a directive; the quoting refuses it.
+    assert!(ssh_config("jump.example.com\n  ProxyCommand touch /tmp/pwned").is_err());
+    // And without the quoting, ssh does read the injected directive: the test can fail.
+    let raw = "Host cp-1\n  HostName jump.example.com\n  ProxyCommand touch /tmp/pwned\n";
+    std::fs::write(&config, raw).unwrap();
+    let (_, out) = run(Command::new(&ssh)
+        .arg("-G")
+        .arg("-F")
+        .arg(&config)
+        .arg("cp-1"));
+    assert!(out.contains("proxycommand touch /tmp/pwned"), "{out}");
+}
+
+/// A fake `ssh` (and `curl`) on PATH records what runbook.sh passes: every value reaches
+/// its program as exactly the argument the spec holds, never split or expanded, even
+/// when it is full of characters a shell treats specially, and the runbook runs from a
+/// folder whose name has spaces, quotes and `$`.
+#[test]
+fn runbook_passes_every_value_as_one_argument() {
+    let root = secure_tempdir();
+    let dir = root.path();
+    let manifest = "kind: DaemonSet\nenv:\n            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n";
+    let sha = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(manifest.as_bytes()))
+    };
+    let url = "https://mirror.example.com/calico.yaml?release=v3.28.1&arch=amd64";
+    let spec = common::stdout(&kubeha(&["init", "--out", "-"], dir))
+        .replace("user: ubuntu ", "user: \"deploy$\" ")
+        .replace("    port: 22\n", "    port: 2222\n")
+        .replace(
+            "      # manifest: calico.yaml        # a local copy instead of the release URL, or a URL",
+            &format!("      manifest: \"{url}\"\n      sha256: {sha}"),
+        );
+    std::fs::write(dir.join("cluster.yaml"), spec).unwrap();
+    let out_dir = dir.join("rendered $HOME 'q' \"d\" dir");
+    let out = kubeha(
+        &[
+            "render",
+            "-f",
+            "cluster.yaml",
+            "--out",
+            out_dir.to_str().unwrap(),
+        ],
+        dir,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    // A CA certificate for the hash step, and the fakes.
+    let log = dir.join("log");
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&log).unwrap();
+    std::fs::create_dir_all(&bin).unwrap();
+    let ca = dir.join("ca.crt");
+    let (ok, text) = run(Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .arg("-keyout")
+        .arg(dir.join("ca.key"))
+        .arg("-out")
+        .arg(&ca)
+        .args(["-subj", "/CN=kubernetes", "-days", "1"]));
+    assert!(ok, "{text}");
+    std::fs::write(dir.join("manifest"), manifest).unwrap();
+    let fake = |name: &str, body: &str| {
+        let path = bin.join(name);
+        std::fs::write(&path, format!("#!/bin/bash\nset -eu\n{body}")).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    };
+    // Each call: argv NUL-separated, then its standard input.
+    fake(
+        "ssh",
+        r#"n=$(ls "$FAKE_LOG" | wc -l)
+printf '%s\0' "$@" > "$FAKE_LOG/ssh-$n.argv"
+case "$*" in
+  *' cat /etc/kubernetes/pki/ca.crt') cat "$FAKE_CA" ;;
+  *' cat /etc/kubernetes/admin.conf') echo 'fake admin.conf' ;;
+  *) cat > "$FAKE_LOG/ssh-$n.stdin" ;;
+esac
+"#,
+    );
+    fake(
+        "curl",
+        r#"printf '%s\0' "$@" > "$FAKE_LOG/curl.argv"
+while [ $# -gt 0 ]; do case $1 in -o) cp "$FAKE_MANIFEST" "$2"; shift 2;; *) shift;; esac; done
+"#,
+    );
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new("bash")
+        .arg("runbook.sh")
+        .current_dir(&out_dir)
+        .env("PATH", &path)
+        .env("SSH_OPTIONS", "-o BatchMode=yes")
+        .env("FAKE_LOG", &log)
+        .env("FAKE_CA", &ca)
+        .env("FAKE_MANIFEST", dir.join("manifest"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "runbook.sh failed:\n{}{}",
+        common::stdout(&out),
+        stderr(&out)
+    );
+    assert!(common::stdout(&out).contains("Cluster ready"));
+
+    let read_argv = |p: &Path| -> Vec<String> {
+        String::from_utf8(std::fs::read(p).unwrap())
+            .unwrap()
+            .split_terminator('\0')
+            .map(String::from)
+            .collect()
+    };
+    let hosts = [
+        "10.20.1.5",
+        "10.20.1.10",
+        "10.20.1.11",
+        "10.20.1.12",
+        "10.20.1.20",
+        "10.20.1.21",
+    ];
+    let mut calls = 0;
+    let mut secrets_seen = Vec::new();
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let p = entry.unwrap().path();
+        if p.extension().is_none_or(|e| e != "argv") || !p.to_str().unwrap().contains("ssh-") {
+            continue;
+        }
+        calls += 1;
+        let argv = read_argv(&p);
+        assert_eq!(
+            argv[..6],
+            ["-o", "BatchMode=yes", "-p", "2222", "-l", "deploy$"],
+            "{argv:?}"
+        );
+        assert_eq!(argv[6], "--");
+        assert!(hosts.contains(&argv[7].as_str()), "{argv:?}");
+        // ssh joins the command for the remote shell: every word must be inert there.
+        for word in &argv[8..] {
+            assert_eq!(&kubeha::quote::shell(word), word, "{argv:?}");
+        }
+        let stdin = p.with_extension("stdin");
+        if let Ok(input) = std::fs::read_to_string(&stdin) {
+            if argv[8..].starts_with(&["sudo".into(), "bash".into()]) {
+                let (ok, text) = run(Command::new("bash").arg("-n").arg(&stdin));
+                assert!(ok, "remote script does not parse:\n{input}\n{text}");
+            }
+            if input.contains("kind: JoinConfiguration")
+                || input.contains("kind: InitConfiguration")
+            {
+                assert!(!input.contains("${KUBEHA_"), "unfilled slot:\n{input}");
+                let token = input
+                    .lines()
+                    .find_map(|l| {
+                        l.trim()
+                            .strip_prefix("- token: ")
+                            .or(l.trim().strip_prefix("token: "))
+                    })
+                    .expect("a token")
+                    .to_string();
+                secrets_seen.push(token);
+            }
+            if input.contains("kind: JoinConfiguration") {
+                let hash = input
+                    .lines()
+                    .find_map(|l| l.trim().strip_prefix("- sha256:"))
+                    .expect("a CA hash");
+                assert!(
+                    hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{hash}"
+                );
+            }
+        }
+    }
+    assert!(calls > 40, "only {calls} ssh calls recorded");
+    // One init and four joins, all with the same well-formed token.
+    assert_eq!(secrets_seen.len(), 5);
+    assert!(secrets_seen.iter().all(|t| t == &secrets_seen[0]));
+    let t = &secrets_seen[0];
+    assert!(t.len() == 23 && t.as_bytes()[6] == b'.', "{t}");
+    // The manifest URL, `&` and `?` included, is one argument.
+    assert_eq!(read_argv(&log.join("curl.argv")).last().unwrap(), url);
+    let admin = out_dir.join("admin.conf");
+    let mode = std::fs::metadata(&admin).unwrap().permissions();
+    assert_eq!(
+        std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+        0o600
+    );
+}
+
 /// Whether tests that need an external tool must run rather than skip.
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")

@@ -100,7 +100,8 @@ pub struct Attrs<'a> {
     pub name: &'a str,
 }
 
-/// The stand-in's RBAC: cluster admins and control-plane components may do
+/// The bootstrap policy (what the default roles and kubeadm's bindings grant,
+/// evaluated before stored RBAC objects): cluster admins and control-plane components may do
 /// anything; nodes act on their cluster-scoped state; bootstrap tokens get what
 /// kubeadm's join needs; anonymous users read cluster-info only.
 pub fn allowed(u: &User, a: &Attrs) -> bool {
@@ -114,6 +115,19 @@ pub fn allowed(u: &User, a: &Attrs) -> bool {
         ]
         .contains(&u.name.as_str());
     if admin {
+        return true;
+    }
+    // system:basic-user: everyone authenticated may ask who they are and what they may do.
+    if u.has("system:authenticated")
+        && a.verb == "create"
+        && matches!(
+            (a.group, a.resource),
+            (
+                "authorization.k8s.io",
+                "selfsubjectaccessreviews" | "selfsubjectrulesreviews"
+            ) | ("authentication.k8s.io", "selfsubjectreviews")
+        )
+    {
         return true;
     }
     let read = matches!(a.verb, "get" | "list" | "watch");
@@ -142,6 +156,211 @@ pub fn allowed(u: &User, a: &Attrs) -> bool {
         && a.namespace == "kube-public"
         && a.name == "cluster-info"
         && a.subresource.is_empty()
+}
+
+/// The RBAC objects that can grant a request (the namespace's Roles and
+/// RoleBindings, all ClusterRoles and ClusterRoleBindings).
+#[derive(Debug, Default)]
+pub struct Rbac {
+    pub roles: Vec<Value>,
+    pub cluster_roles: Vec<Value>,
+    pub role_bindings: Vec<Value>,
+    pub cluster_role_bindings: Vec<Value>,
+}
+
+fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
+
+/// A binding subject naming this user (User, Group or ServiceAccount).
+fn subject_matches(u: &User, s: &Value, binding_ns: &str) -> bool {
+    let name = s["name"].as_str().unwrap_or("");
+    match s["kind"].as_str().unwrap_or("") {
+        "User" => u.name == name,
+        "Group" => u.has(name),
+        "ServiceAccount" => {
+            let ns = s["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(binding_ns);
+            u.name == format!("system:serviceaccount:{ns}:{name}")
+        }
+        _ => false,
+    }
+}
+
+/// One PolicyRule against the request (rbac/v1 RuleAllows).
+pub fn rule_allows(rule: &Value, a: &Attrs) -> bool {
+    let any = |list: &[&str], want: &str| list.iter().any(|x| *x == "*" || *x == want);
+    let resource = if a.subresource.is_empty() {
+        a.resource.to_string()
+    } else {
+        format!("{}/{}", a.resource, a.subresource)
+    };
+    let resources = strs(&rule["resources"]);
+    let resource_ok = any(&resources, &resource)
+        || (!a.subresource.is_empty()
+            && resources.iter().any(|r| {
+                *r == format!("*/{}", a.subresource) || *r == format!("{}/*", a.resource)
+            }));
+    let names = strs(&rule["resourceNames"]);
+    any(&strs(&rule["verbs"]), a.verb)
+        && any(&strs(&rule["apiGroups"]), a.group)
+        && resource_ok
+        && (names.is_empty() || (!a.name.is_empty() && names.contains(&a.name)))
+}
+
+/// RBAC's verdict: a binding for the user whose role has a matching rule.
+/// RoleBindings grant only inside their namespace.
+pub fn rbac_allows(u: &User, a: &Attrs, r: &Rbac) -> bool {
+    let role_rules = |kind: &str, name: &str, ns: &str| -> Vec<Value> {
+        let list = if kind == "ClusterRole" {
+            &r.cluster_roles
+        } else {
+            &r.roles
+        };
+        list.iter()
+            .filter(|role| {
+                role["metadata"]["name"] == name
+                    && (kind == "ClusterRole" || role["metadata"]["namespace"] == ns)
+            })
+            .flat_map(|role| role["rules"].as_array().cloned().unwrap_or_default())
+            .collect()
+    };
+    let grants = |b: &Value, ns: &str| {
+        b["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| subject_matches(u, s, ns))
+            && role_rules(
+                b["roleRef"]["kind"].as_str().unwrap_or(""),
+                b["roleRef"]["name"].as_str().unwrap_or(""),
+                ns,
+            )
+            .iter()
+            .any(|rule| rule_allows(rule, a))
+    };
+    r.cluster_role_bindings.iter().any(|b| grants(b, ""))
+        || (!a.namespace.is_empty()
+            && r.role_bindings
+                .iter()
+                .any(|b| b["metadata"]["namespace"] == a.namespace && grants(b, a.namespace)))
+}
+
+/// The default user-facing ClusterRoles the apiserver creates at start
+/// (cluster-admin, admin, edit, view; the aggregated rules flattened).
+pub fn bootstrap_cluster_roles() -> Vec<Value> {
+    let read = serde_json::json!(["get", "list", "watch"]);
+    let write = serde_json::json!(["create", "delete", "deletecollection", "patch", "update"]);
+    let viewable = [
+        (
+            "",
+            vec![
+                "pods",
+                "pods/log",
+                "pods/status",
+                "services",
+                "services/status",
+                "endpoints",
+                "configmaps",
+                "events",
+                "persistentvolumeclaims",
+                "persistentvolumeclaims/status",
+                "replicationcontrollers",
+                "serviceaccounts",
+                "limitranges",
+                "resourcequotas",
+            ],
+        ),
+        (
+            "apps",
+            vec![
+                "deployments",
+                "deployments/scale",
+                "deployments/status",
+                "daemonsets",
+                "daemonsets/status",
+                "replicasets",
+                "replicasets/scale",
+                "replicasets/status",
+                "statefulsets",
+                "statefulsets/scale",
+                "statefulsets/status",
+            ],
+        ),
+        (
+            "batch",
+            vec!["jobs", "jobs/status", "cronjobs", "cronjobs/status"],
+        ),
+        (
+            "policy",
+            vec!["poddisruptionbudgets", "poddisruptionbudgets/status"],
+        ),
+        (
+            "networking.k8s.io",
+            vec!["ingresses", "ingresses/status", "networkpolicies"],
+        ),
+        ("discovery.k8s.io", vec!["endpointslices"]),
+    ];
+    let rules = |verbs: &Value, extra: &[(&str, Vec<&str>)]| -> Vec<Value> {
+        viewable
+            .iter()
+            .chain(extra.iter())
+            .map(|(g, r)| serde_json::json!({"apiGroups": [g], "resources": r, "verbs": verbs}))
+            .collect()
+    };
+    let view = rules(&read, &[]);
+    let secrets = [(
+        "",
+        vec![
+            "secrets",
+            "pods/eviction",
+            "pods/exec",
+            "pods/attach",
+            "pods/portforward",
+            "serviceaccounts/token",
+        ],
+    )];
+    let mut edit = rules(&read, &secrets);
+    edit.extend(rules(&write, &secrets));
+    let mut admin = edit.clone();
+    admin.push(serde_json::json!({"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["*"]}));
+    let role = |name: &str, rules: Vec<Value>| {
+        serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": {"kubernetes.io/bootstrapping": "rbac-defaults"}}, "rules": rules})
+    };
+    vec![
+        role(
+            "cluster-admin",
+            vec![
+                serde_json::json!({"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}),
+                serde_json::json!({"nonResourceURLs": ["*"], "verbs": ["*"]}),
+            ],
+        ),
+        role("admin", admin),
+        role("edit", edit),
+        role("view", view),
+    ]
+}
+
+/// Non-resource URLs: admins may use any; every authenticated user may read
+/// discovery, health and version (system:discovery, system:public-info-viewer).
+pub fn allowed_path(u: &User, path: &str) -> bool {
+    let admin = u.has("system:masters") || u.has("kubeadm:cluster-admins");
+    let public = ["/healthz", "/livez", "/readyz", "/version"]
+        .iter()
+        .any(|p| path == *p || path.starts_with(&format!("{p}/")));
+    let discovery = path == "/api"
+        || path == "/apis"
+        || path.starts_with("/api/")
+        || path.starts_with("/apis/")
+        || path.starts_with("/openapi/");
+    admin || public || (u.has("system:authenticated") && discovery)
 }
 
 /// The Forbidden message the real authorizer produces.
@@ -225,6 +444,61 @@ mod tests {
             &a("get", "configmaps", "kube-public", "cluster-info")
         ));
         assert!(!allowed(&anon, &a("list", "nodes", "", "")));
+        let robot = User {
+            name: "system:serviceaccount:ci:robot".into(),
+            groups: vec![
+                "system:serviceaccounts".into(),
+                "system:authenticated".into(),
+            ],
+        };
+        let review = Attrs {
+            verb: "create",
+            group: "authorization.k8s.io",
+            resource: "selfsubjectaccessreviews",
+            subresource: "",
+            namespace: "",
+            name: "",
+        };
+        assert!(allowed(&robot, &review));
+        assert!(!allowed(&anon, &review));
+        assert!(!allowed(&robot, &a("list", "secrets", "ci", "")));
+        // RBAC objects: a RoleBinding of a ClusterRole grants only in its namespace.
+        let rbac = Rbac {
+            cluster_roles: vec![
+                json!({"metadata": {"name": "view"}, "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}]}),
+            ],
+            roles: vec![
+                json!({"metadata": {"name": "cm", "namespace": "ci"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["only"], "verbs": ["*"]}]}),
+            ],
+            role_bindings: vec![
+                json!({"metadata": {"name": "b", "namespace": "ci"}, "roleRef": {"kind": "ClusterRole", "name": "view"}, "subjects": [{"kind": "ServiceAccount", "name": "robot"}]}),
+                json!({"metadata": {"name": "c", "namespace": "ci"}, "roleRef": {"kind": "Role", "name": "cm"}, "subjects": [{"kind": "Group", "name": "system:serviceaccounts"}]}),
+            ],
+            ..Default::default()
+        };
+        assert!(rbac_allows(&robot, &a("list", "pods", "ci", ""), &rbac));
+        assert!(!rbac_allows(
+            &robot,
+            &a("list", "pods", "default", ""),
+            &rbac
+        ));
+        assert!(!rbac_allows(&robot, &a("delete", "pods", "ci", "x"), &rbac));
+        let log = Attrs {
+            subresource: "log",
+            ..a("get", "pods", "ci", "p")
+        };
+        assert!(rbac_allows(&robot, &log, &rbac));
+        assert!(rbac_allows(
+            &robot,
+            &a("update", "configmaps", "ci", "only"),
+            &rbac
+        ));
+        assert!(!rbac_allows(
+            &robot,
+            &a("update", "configmaps", "ci", "other"),
+            &rbac
+        ));
+        assert!(!rbac_allows(&anon, &a("list", "pods", "ci", ""), &rbac));
         assert_eq!(
             forbidden_message(&anon, &a("list", "nodes", "", "")),
             "nodes is forbidden: User \"system:anonymous\" cannot list resource \"nodes\" in API group \"\" at the cluster scope"

@@ -7,6 +7,9 @@ pub mod etcd;
 pub mod objects;
 pub mod registry;
 pub mod server;
+pub mod subresources;
+pub mod tables;
+pub mod tokens;
 
 use serde_json::json;
 use std::net::SocketAddr;
@@ -26,6 +29,10 @@ pub struct Options {
     pub etcd_certfile: String,
     pub etcd_keyfile: String,
     pub service_cluster_ip_range: String,
+    pub service_account_issuer: String,
+    pub service_account_key_file: String,
+    pub service_account_signing_key_file: String,
+    pub api_audiences: Vec<String>,
 }
 
 impl Options {
@@ -67,6 +74,10 @@ impl Options {
                 "etcd-certfile" => o.etcd_certfile = v,
                 "etcd-keyfile" => o.etcd_keyfile = v,
                 "service-cluster-ip-range" => o.service_cluster_ip_range = v,
+                "service-account-issuer" => o.service_account_issuer = v,
+                "service-account-key-file" => o.service_account_key_file = v,
+                "service-account-signing-key-file" => o.service_account_signing_key_file = v,
+                "api-audiences" => o.api_audiences = v.split(',').map(String::from).collect(),
                 _ => {}
             }
         }
@@ -91,6 +102,23 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
         &read(&o.tls_private_key_file)?,
         &read(&o.client_ca_file)?,
     )?;
+    // ServiceAccount tokens need the public key; issuing them the private one.
+    let sa = if o.service_account_key_file.is_empty() {
+        None
+    } else {
+        let public = String::from_utf8_lossy(&read(&o.service_account_key_file)?).into_owned();
+        let signing = if o.service_account_signing_key_file.is_empty() {
+            None
+        } else {
+            Some(String::from_utf8_lossy(&read(&o.service_account_signing_key_file)?).into_owned())
+        };
+        Some(tokens::SaKeys::load(
+            &o.service_account_issuer,
+            &o.api_audiences,
+            signing.as_deref(),
+            &public,
+        )?)
+    };
     let listener = tokio::net::TcpListener::bind((o.bind_address.as_str(), o.secure_port))
         .await
         .map_err(|e| {
@@ -109,6 +137,7 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
             .filter(|v| v.starts_with('v'))
             .unwrap_or_else(|| crate::VERSION.to_string()),
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
+        sa,
     });
     let b = api.clone();
     let cidr = o.service_cluster_ip_range.clone();
@@ -156,6 +185,17 @@ async fn bootstrap(api: &server::Api, service_cidr: &str) -> bool {
         .unwrap_or_default();
     let svc = json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "kubernetes", "labels": {"component": "apiserver", "provider": "kubernetes"}},
         "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}});
+    let roles = api
+        .builtin
+        .iter()
+        .find(|r| r.plural == "clusterroles")
+        .cloned()
+        .expect("clusterroles");
+    for role in auth::bootstrap_cluster_roles() {
+        let name = role["metadata"]["name"].as_str().unwrap_or("").to_string();
+        let _ = api.create_object(&roles, "", role).await;
+        done &= matches!(api.get_object(&roles, "", &name).await, Ok(Some(_)));
+    }
     let svcs = res("services");
     let _ = api.create_object(&svcs, "default", svc).await;
     done && matches!(

@@ -54,6 +54,185 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
+/// The merge key of the lists a strategic merge patch merges element-wise
+/// (patchMergeKey in the core types); other lists are replaced.
+fn merge_key(field: &str) -> Option<&'static str> {
+    match field {
+        "containers"
+        | "initContainers"
+        | "ephemeralContainers"
+        | "volumes"
+        | "env"
+        | "imagePullSecrets" => Some("name"),
+        "volumeMounts" => Some("mountPath"),
+        "ports" => Some("containerPort"),
+        "conditions" => Some("type"),
+        _ => None,
+    }
+}
+
+/// Strategic merge patch as kubectl sends it (cordon, set image, rollout
+/// restart): merge-keyed lists merge by key, `$patch: delete|replace` are
+/// honoured, ordering directives (`$setElementOrder/...`, `$retainKeys`) dropped.
+pub fn strategic_merge(target: &mut Value, patch: &Value) {
+    let Value::Object(p) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if p.get("$patch").and_then(Value::as_str) == Some("replace") {
+        let mut p = p.clone();
+        p.remove("$patch");
+        *target = Value::Object(p);
+        return;
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let t = target.as_object_mut().expect("object");
+    for (k, v) in p {
+        if k.starts_with('$') {
+            continue;
+        }
+        if v.is_null() {
+            t.remove(k);
+            continue;
+        }
+        match (merge_key(k), v, t.get_mut(k)) {
+            (Some(mk), Value::Array(items), Some(Value::Array(cur)))
+                if items.iter().all(|i| i.get(mk).is_some()) =>
+            {
+                for item in items {
+                    let pos = cur.iter().position(|c| c.get(mk) == item.get(mk));
+                    let delete = item.get("$patch").and_then(Value::as_str) == Some("delete");
+                    match (pos, delete) {
+                        (Some(i), true) => {
+                            cur.remove(i);
+                        }
+                        (None, true) => {}
+                        (Some(i), false) => strategic_merge(&mut cur[i], item),
+                        (None, false) => {
+                            let mut n = Value::Object(Map::new());
+                            strategic_merge(&mut n, item);
+                            cur.push(n);
+                        }
+                    }
+                }
+            }
+            _ if v.is_object() => strategic_merge(t.entry(k.clone()).or_insert(Value::Null), v),
+            _ => {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+}
+
+fn default(v: &mut Value, key: &str, d: Value) {
+    if v.get(key).is_none_or(Value::is_null) {
+        v[key] = d;
+    }
+}
+
+/// The core/v1 PodSpec defaults (SetDefaults_PodSpec and friends).
+fn pod_spec_defaults(spec: &mut Value) {
+    if !spec.is_object() {
+        return;
+    }
+    default(spec, "restartPolicy", json!("Always"));
+    default(spec, "terminationGracePeriodSeconds", json!(30));
+    default(spec, "dnsPolicy", json!("ClusterFirst"));
+    default(spec, "schedulerName", json!("default-scheduler"));
+    default(spec, "securityContext", json!({}));
+    for c in spec["containers"].as_array_mut().into_iter().flatten() {
+        let latest = c["image"].as_str().is_some_and(|i| {
+            !i.rsplit('/').next().unwrap_or("").contains(':') || i.ends_with(":latest")
+        });
+        default(
+            c,
+            "imagePullPolicy",
+            json!(if latest { "Always" } else { "IfNotPresent" }),
+        );
+        default(c, "terminationMessagePath", json!("/dev/termination-log"));
+        default(c, "terminationMessagePolicy", json!("File"));
+        default(c, "resources", json!({}));
+    }
+}
+
+/// A strategy defaulting to RollingUpdate, with its rollingUpdate defaults.
+fn rolling_defaults(strategy: &mut Value, fields: &[(&str, Value)]) {
+    if !strategy.is_object() {
+        *strategy = json!({});
+    }
+    default(strategy, "type", json!("RollingUpdate"));
+    if strategy["type"] == "RollingUpdate" {
+        let ru = &mut strategy["rollingUpdate"];
+        if !ru.is_object() {
+            *ru = json!({});
+        }
+        for (k, v) in fields {
+            default(ru, k, v.clone());
+        }
+    }
+}
+
+/// Scheme defaults applied on every write, as the real apiserver decodes
+/// objects: workloads' strategies and replicas, Pod spec defaults.
+pub fn apply_defaults(group: &str, kind: &str, obj: &mut Value) {
+    match (group, kind) {
+        ("", "Pod") => pod_spec_defaults(&mut obj["spec"]),
+        ("apps", "Deployment") => {
+            default(&mut obj["spec"], "replicas", json!(1));
+            default(&mut obj["spec"], "revisionHistoryLimit", json!(10));
+            default(&mut obj["spec"], "progressDeadlineSeconds", json!(600));
+            rolling_defaults(
+                &mut obj["spec"]["strategy"],
+                &[("maxSurge", json!("25%")), ("maxUnavailable", json!("25%"))],
+            );
+            pod_spec_defaults(&mut obj["spec"]["template"]["spec"]);
+        }
+        ("apps", "DaemonSet") => {
+            default(&mut obj["spec"], "revisionHistoryLimit", json!(10));
+            rolling_defaults(
+                &mut obj["spec"]["updateStrategy"],
+                &[("maxUnavailable", json!(1)), ("maxSurge", json!(0))],
+            );
+            pod_spec_defaults(&mut obj["spec"]["template"]["spec"]);
+        }
+        ("apps", "ReplicaSet" | "StatefulSet") => {
+            default(&mut obj["spec"], "replicas", json!(1));
+            pod_spec_defaults(&mut obj["spec"]["template"]["spec"]);
+        }
+        _ => {}
+    }
+}
+
+/// Admission on Pod create: DefaultTolerationSeconds (tolerate not-ready and
+/// unreachable for 300 s) and Priority (from the system priority classes).
+pub fn admit_pod(pod: &mut Value) {
+    let spec = &mut pod["spec"];
+    if !spec.is_object() {
+        return;
+    }
+    let tolerations = spec["tolerations"].as_array().cloned().unwrap_or_default();
+    let mut added = tolerations.clone();
+    for key in [crate::workload::NOT_READY, crate::workload::UNREACHABLE] {
+        let covered = tolerations.iter().any(|t| {
+            (t["key"] == key
+                || (t["key"].as_str().unwrap_or("").is_empty() && t["operator"] == "Exists"))
+                && (t["effect"] == "NoExecute" || t["effect"].as_str().unwrap_or("").is_empty())
+        });
+        if !covered {
+            added.push(json!({"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}));
+        }
+    }
+    spec["tolerations"] = Value::Array(added);
+    let priority = match spec["priorityClassName"].as_str() {
+        Some("system-node-critical") => 2000001000,
+        Some("system-cluster-critical") => 2000000000,
+        _ => 0,
+    };
+    default(spec, "priority", json!(priority));
+}
+
 fn pointer_parts(path: &str) -> Vec<String> {
     path.split('/')
         .skip(1)
@@ -399,7 +578,7 @@ pub fn human_duration(secs: i64) -> String {
     }
 }
 
-fn age(obj: &Value) -> String {
+pub fn age(obj: &Value) -> String {
     obj.pointer("/metadata/creationTimestamp")
         .and_then(Value::as_str)
         .and_then(parse_rfc3339)
@@ -427,61 +606,6 @@ pub fn node_status(node: &Value) -> String {
     } else {
         ready.to_string()
     }
-}
-
-/// A meta.k8s.io/v1 Table of `items` (kubectl get's default output).
-pub fn table(kind: &str, items: &[Value], resource_version: &str) -> Value {
-    let col = |name: &str, ty: &str, format: &str| json!({"name": name, "type": ty, "format": format, "description": "", "priority": 0});
-    let columns = match kind {
-        "Node" => vec![
-            col("Name", "string", "name"),
-            col("Status", "string", ""),
-            col("Roles", "string", ""),
-            col("Age", "string", ""),
-            col("Version", "string", ""),
-        ],
-        "Pod" => vec![
-            col("Name", "string", "name"),
-            col("Ready", "string", ""),
-            col("Status", "string", ""),
-            col("Restarts", "string", ""),
-            col("Age", "string", ""),
-        ],
-        _ => vec![col("Name", "string", "name"), col("Age", "date", "")],
-    };
-    let rows: Vec<Value> = items
-        .iter()
-        .map(|o| {
-            let name = o.pointer("/metadata/name").cloned().unwrap_or(Value::Null);
-            let cells = match kind {
-                "Node" => {
-                    let mut roles: Vec<String> = o
-                        .pointer("/metadata/labels")
-                        .and_then(Value::as_object)
-                        .map(|l| l.keys().filter_map(|k| k.strip_prefix("node-role.kubernetes.io/").map(String::from)).collect())
-                        .unwrap_or_default();
-                    roles.sort();
-                    let roles = if roles.is_empty() { "<none>".to_string() } else { roles.join(",") };
-                    let version = o.pointer("/status/nodeInfo/kubeletVersion").cloned().unwrap_or(json!(""));
-                    json!([name, node_status(o), roles, age(o), version])
-                }
-                "Pod" => {
-                    let phase = o.pointer("/status/phase").cloned().unwrap_or(json!("Pending"));
-                    let statuses = o.pointer("/status/containerStatuses").and_then(Value::as_array).cloned().unwrap_or_default();
-                    let total = o.pointer("/spec/containers").and_then(Value::as_array).map_or(0, Vec::len);
-                    let ready = statuses.iter().filter(|c| c["ready"] == true).count();
-                    json!([name, format!("{ready}/{total}"), phase, 0, age(o)])
-                }
-                _ => json!([name, age(o)]),
-            };
-            let mut meta = o["metadata"].clone();
-            if let Some(m) = meta.as_object_mut() {
-                m.remove("managedFields");
-            }
-            json!({"cells": cells, "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": meta}})
-        })
-        .collect();
-    json!({"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": {"resourceVersion": resource_version}, "columnDefinitions": columns, "rows": rows})
 }
 
 #[cfg(test)]

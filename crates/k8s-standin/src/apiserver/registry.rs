@@ -256,6 +256,24 @@ const BUILTIN: &[Builtin] = &[
         false,
     ),
     (
+        "authentication.k8s.io",
+        "v1",
+        "selfsubjectreviews",
+        "SelfSubjectReview",
+        false,
+        &[],
+        false,
+    ),
+    (
+        "authorization.k8s.io",
+        "v1",
+        "selfsubjectaccessreviews",
+        "SelfSubjectAccessReview",
+        false,
+        &[],
+        false,
+    ),
+    (
         "admissionregistration.k8s.io",
         "v1",
         "validatingwebhookconfigurations",
@@ -341,6 +359,42 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
+/// (subresource, group, version, kind, verbs) served besides status: kubectl
+/// drain finds policy/v1 Eviction here, kubectl scale the Scale kind.
+fn subresources(
+    r: &Resource,
+) -> Vec<(
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<&'static str>,
+)> {
+    match (r.group.as_str(), r.plural.as_str()) {
+        ("", "pods") => vec![
+            ("binding", "", "v1", "Binding", vec!["create"]),
+            ("eviction", "policy", "v1", "Eviction", vec!["create"]),
+        ],
+        ("", "serviceaccounts") => vec![(
+            "token",
+            "authentication.k8s.io",
+            "v1",
+            "TokenRequest",
+            vec!["create"],
+        )],
+        ("apps", "deployments" | "replicasets" | "statefulsets") => {
+            vec![(
+                "scale",
+                "autoscaling",
+                "v1",
+                "Scale",
+                vec!["get", "patch", "update"],
+            )]
+        }
+        _ => vec![],
+    }
+}
+
 /// APIResourceList for one group/version.
 pub fn resource_list(group_version: &str, resources: &[&Resource]) -> Value {
     let mut list = vec![];
@@ -351,6 +405,10 @@ pub fn resource_list(group_version: &str, resources: &[&Resource]) -> Value {
         }));
         if r.status {
             list.push(json!({"name": format!("{}/status", r.plural), "singularName": "", "namespaced": r.namespaced, "kind": r.kind, "verbs": ["get", "patch", "update"]}));
+        }
+        for (sub, group, version, kind, verbs) in subresources(r) {
+            list.push(json!({"name": format!("{}/{sub}", r.plural), "singularName": "", "namespaced": r.namespaced,
+                "group": group, "version": version, "kind": kind, "verbs": verbs}));
         }
     }
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version, "resources": list})

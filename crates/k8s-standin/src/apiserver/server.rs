@@ -5,6 +5,8 @@ use super::auth::{self, Attrs, User};
 use super::etcd::{Etcd, EtcdError};
 use super::objects::{self, now_rfc3339};
 use super::registry::{self, Resource};
+use super::subresources::grace_period;
+use super::tables;
 use bytes::Bytes;
 use http_body_util::{combinators::BoxBody, BodyExt, Full};
 use hyper::{Method, Request, Response, StatusCode};
@@ -25,6 +27,8 @@ pub struct Api {
     /// Set once the bootstrap objects (system namespaces) exist: until then
     /// /readyz fails, as the real post-start hooks make it.
     pub bootstrapped: std::sync::atomic::AtomicBool,
+    /// ServiceAccount token keys (None without --service-account-key-file).
+    pub sa: Option<super::tokens::SaKeys>,
 }
 
 fn full(b: impl Into<Bytes>) -> Body {
@@ -52,7 +56,7 @@ pub fn status(code: u16, reason: &str, message: &str, details: Option<Value>) ->
     )
 }
 
-fn not_found(r: &Resource, name: &str) -> Response<Body> {
+pub(super) fn not_found(r: &Resource, name: &str) -> Response<Body> {
     status(
         404,
         "NotFound",
@@ -61,7 +65,7 @@ fn not_found(r: &Resource, name: &str) -> Response<Body> {
     )
 }
 
-fn etcd_error(e: EtcdError) -> Response<Body> {
+pub(super) fn etcd_error(e: EtcdError) -> Response<Body> {
     status(
         500,
         "InternalError",
@@ -70,7 +74,7 @@ fn etcd_error(e: EtcdError) -> Response<Body> {
     )
 }
 
-fn bad_request(msg: &str) -> Response<Body> {
+pub(super) fn bad_request(msg: &str) -> Response<Body> {
     status(400, "BadRequest", msg, None)
 }
 
@@ -106,11 +110,11 @@ pub fn query_param(query: &str, key: &str) -> Option<String> {
 }
 
 /// A parsed resource path.
-struct Target {
-    res: Resource,
-    namespace: String,
-    name: String,
-    sub: String,
+pub(super) struct Target {
+    pub res: Resource,
+    pub namespace: String,
+    pub name: String,
+    pub sub: String,
 }
 
 impl Api {
@@ -318,6 +322,7 @@ fn prepare_create(r: &Resource, ns: &str, obj: &mut Value) {
     m.insert("creationTimestamp".into(), json!(now_rfc3339()));
     m.insert("generation".into(), json!(1));
     m.remove("resourceVersion");
+    objects::apply_defaults(&r.group, &r.kind, obj);
     match (r.group.as_str(), r.kind.as_str()) {
         ("", "Namespace") => {
             obj["spec"] = json!({"finalizers": ["kubernetes"]});
@@ -329,8 +334,11 @@ fn prepare_create(r: &Resource, ns: &str, obj: &mut Value) {
             }
             secret_string_data(obj);
         }
-        ("", "Pod") if obj.pointer("/status/phase").is_none() => {
-            obj["status"]["phase"] = json!("Pending")
+        ("", "Pod") => {
+            objects::admit_pod(obj);
+            if obj.pointer("/status/phase").is_none() {
+                obj["status"]["phase"] = json!("Pending");
+            }
         }
         ("apiextensions.k8s.io", "CustomResourceDefinition") => crd_status(obj),
         _ => {}
@@ -381,6 +389,12 @@ fn prepare_update(old: &Value, new: &mut Value) {
             new["metadata"][f] = v.clone();
         }
     }
+    // Deletion, once requested, cannot be undone by an update.
+    for f in ["deletionTimestamp", "deletionGracePeriodSeconds"] {
+        if let (Some(v), None) = (old["metadata"].get(f), new["metadata"].get(f)) {
+            new["metadata"][f] = v.clone();
+        }
+    }
     let strip = |v: &Value| {
         let mut v = v.clone();
         if let Some(m) = v.as_object_mut() {
@@ -401,11 +415,35 @@ fn prepare_update(old: &Value, new: &mut Value) {
 }
 
 /// Decodes a request body as JSON, or YAML (apply patches may be either).
-fn decode_body(body: &[u8]) -> Result<Value, String> {
+pub(super) fn decode_body(body: &[u8]) -> Result<Value, String> {
     serde_json::from_slice(body).or_else(|_| {
         let text = std::str::from_utf8(body).map_err(|e| e.to_string())?;
         serde_saphyr::from_str::<Value>(text).map_err(|e| format!("error decoding YAML: {e}"))
     })
+}
+
+/// The object a PUT or PATCH makes of `old`; Err: why a JSON patch failed (422).
+pub(super) fn patched(
+    old: &Value,
+    body: &Value,
+    req: &Req,
+    manager: &str,
+) -> Result<Value, String> {
+    let ct = req.content_type.as_str();
+    if req.method == Method::PUT {
+        return Ok(body.clone());
+    }
+    let mut o = old.clone();
+    if ct.starts_with("application/apply-patch") {
+        return Ok(objects::server_side_apply(Some(old), body, manager));
+    } else if ct.starts_with("application/json-patch+json") {
+        objects::json_patch(&mut o, body)?;
+    } else if ct.starts_with("application/strategic-merge-patch+json") {
+        objects::strategic_merge(&mut o, body);
+    } else {
+        objects::merge_patch(&mut o, body);
+    }
+    Ok(o)
 }
 
 pub struct Req {
@@ -418,8 +456,49 @@ pub struct Req {
 }
 
 impl Api {
-    /// Authenticates a bearer token (bootstrap tokens only).
+    /// The bootstrap policy, then the stored RBAC objects.
+    pub async fn authorize(&self, user: &User, a: &Attrs<'_>) -> bool {
+        if auth::allowed(user, a) {
+            return true;
+        }
+        let list = |plural: &str, ns: &str| {
+            let r = self
+                .builtin
+                .iter()
+                .find(|r| r.group == "rbac.authorization.k8s.io" && r.plural == plural)
+                .cloned()
+                .expect("rbac resources");
+            let ns = ns.to_string();
+            async move {
+                self.list_objects(&r, &ns)
+                    .await
+                    .map(|(i, _)| i)
+                    .unwrap_or_default()
+            }
+        };
+        let namespaced = !a.namespace.is_empty();
+        let rbac = auth::Rbac {
+            cluster_roles: list("clusterroles", "").await,
+            cluster_role_bindings: list("clusterrolebindings", "").await,
+            roles: if namespaced {
+                list("roles", a.namespace).await
+            } else {
+                vec![]
+            },
+            role_bindings: if namespaced {
+                list("rolebindings", a.namespace).await
+            } else {
+                vec![]
+            },
+        };
+        auth::rbac_allows(user, a, &rbac)
+    }
+
+    /// Authenticates a bearer token: a ServiceAccount JWT or a bootstrap token.
     pub async fn token_user(&self, token: &str) -> Option<User> {
+        if token.matches('.').count() == 2 {
+            return self.service_account_user(token).await;
+        }
         let id = token.split_once('.').map(|(id, _)| id)?;
         let secrets = self.builtin.iter().find(|r| r.plural == "secrets")?;
         let secret = self
@@ -657,7 +736,7 @@ impl Api {
             namespace: &ns,
             name: &name,
         };
-        if !auth::allowed(user, &attrs) {
+        if !self.authorize(user, &attrs).await {
             return status(
                 403,
                 "Forbidden",
@@ -671,12 +750,42 @@ impl Api {
             name,
             sub,
         };
+        match (
+            t.res.group.as_str(),
+            t.res.plural.as_str(),
+            t.sub.as_str(),
+            verb,
+        ) {
+            ("", "pods", "eviction", "create") => return self.evict(&t, &req).await,
+            ("", "pods", "binding", "create") => return self.bind(&t, &req).await,
+            ("apps", "deployments" | "replicasets" | "statefulsets", "scale", _) => {
+                return self.scale(&t, &req).await
+            }
+            ("authorization.k8s.io", "selfsubjectaccessreviews", "", "create") => {
+                return self.access_review(user, &req).await
+            }
+            ("authentication.k8s.io", "selfsubjectreviews", "", "create") => {
+                return json_response(
+                    StatusCode::CREATED,
+                    &json!({"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1", "metadata": {"creationTimestamp": null},
+                        "status": {"userInfo": {"username": user.name, "groups": user.groups}}}),
+                )
+            }
+            ("", "serviceaccounts", "token", "create") => {
+                return self.token_request(&t, &req).await
+            }
+            _ => {}
+        }
         match verb {
             "get" => self.do_get(&t, &req).await,
             "list" => self.do_list(&t, &req).await,
             "watch" => self.do_watch(&t, &req).await,
             "create" => self.do_create(&t, &req).await,
             "update" | "patch" => self.do_write(&t, &req).await,
+            "delete" if t.res.group.is_empty() && t.res.plural == "pods" => {
+                self.delete_pod(&t, grace_period(&req.body, &req.query))
+                    .await
+            }
             "delete" => self.do_delete(&t).await,
             _ => self.do_delete_collection(&t, &req).await,
         }
@@ -686,7 +795,7 @@ impl Api {
         match self.get_object(&t.res, &t.namespace, &t.name).await {
             Ok(Some((v, rev))) if req.accept.contains("as=Table") => json_response(
                 StatusCode::OK,
-                &objects::table(&t.res.kind, &[v], &rev.to_string()),
+                &tables::table(&t.res.kind, &[v], &rev.to_string()),
             ),
             Ok(Some((v, _))) => json_response(StatusCode::OK, &v),
             Ok(None) => not_found(&t.res, &t.name),
@@ -723,7 +832,7 @@ impl Api {
         if req.accept.contains("as=Table") {
             return json_response(
                 StatusCode::OK,
-                &objects::table(&t.res.kind, &items, &rev.to_string()),
+                &tables::table(&t.res.kind, &items, &rev.to_string()),
             );
         }
         json_response(
@@ -751,6 +860,7 @@ impl Api {
             advertise: String::new(),
             version: String::new(),
             bootstrapped: std::sync::atomic::AtomicBool::new(true),
+            sa: None,
         };
         let target = Target {
             res: t.res.clone(),
@@ -896,7 +1006,7 @@ impl Api {
                 }
                 return not_found(&t.res, &t.name);
             };
-            let mut new = if req.method == Method::PUT {
+            if req.method == Method::PUT {
                 if let Some(want) = body
                     .pointer("/metadata/resourceVersion")
                     .and_then(Value::as_str)
@@ -905,20 +1015,14 @@ impl Api {
                         return conflict(&t.res, &t.name);
                     }
                 }
-                body.clone()
-            } else if apply {
-                objects::server_side_apply(Some(&old), &body, &manager)
-            } else if req.content_type.starts_with("application/json-patch+json") {
-                let mut o = old.clone();
-                if let Err(e) = objects::json_patch(&mut o, &body) {
-                    return status(422, "Invalid", &e, None);
-                }
-                o
-            } else {
-                let mut o = old.clone();
-                objects::merge_patch(&mut o, &body);
-                o
+            }
+            let mut new = match patched(&old, &body, req, &manager) {
+                Ok(n) => n,
+                Err(e) => return status(422, "Invalid", &e, None),
             };
+            if t.sub.is_empty() {
+                objects::apply_defaults(&t.res.group, &t.res.kind, &mut new);
+            }
             // The status subresource writes only status; the main resource never does.
             if t.res.status {
                 if t.sub == "status" {
@@ -1025,7 +1129,7 @@ impl Api {
     }
 }
 
-fn conflict(r: &Resource, name: &str) -> Response<Body> {
+pub(super) fn conflict(r: &Resource, name: &str) -> Response<Body> {
     status(
         409,
         "Conflict",

@@ -44,14 +44,17 @@ fn main() {
             eprintln!("E0000 failed to listen on 127.0.0.1:10257: {e}");
             std::process::exit(1);
         }
+        let me = k8s_standin::controllers::leader::identity();
         loop {
-            if let Err(e) =
-                k8s_standin::controllers::reconcile(&client, &ca, time::OffsetDateTime::now_utc())
-                    .await
+            let now = time::OffsetDateTime::now_utc();
+            if k8s_standin::controllers::leader::elect(&client, "kube-controller-manager", &me, now)
+                .await
             {
-                eprintln!("E0000 reconcile: {e}");
+                if let Err(e) = k8s_standin::controllers::reconcile(&client, &ca, now).await {
+                    eprintln!("E0000 reconcile: {e}");
+                }
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
         }
     });
 }

@@ -1,6 +1,6 @@
 //! kubelet stand-in (lab only): see k8s_standin::kubelet.
 
-use k8s_standin::kubelet::{self, node, pods, Paths};
+use k8s_standin::kubelet::{self, node, pods, workloads, Paths};
 use std::time::Duration;
 
 fn fatal(msg: &str) -> ! {
@@ -72,10 +72,12 @@ fn main() {
                 }
             }
             if let Some(c) = &client {
+                let ip = node::node_ip(&s, &c.server);
+                let cni = kubelet::cni_ready(&paths);
+                let pods = workloads::sync(c, &s.node_name, &ip, cni, mismatch.is_none()).await;
                 if last_beat.elapsed() >= Duration::from_secs(10) {
-                    let ip = node::node_ip(&s, &c.server);
                     if mismatch.is_none() {
-                        node::calico_cni(c, &paths, &s.node_name).await;
+                        node::calico_cni(c, &paths, &pods).await;
                     }
                     let cni = kubelet::cni_ready(&paths);
                     let why = mismatch.clone().unwrap_or_else(|| node::CNI_NOT_READY.to_string());

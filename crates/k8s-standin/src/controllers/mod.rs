@@ -1,7 +1,12 @@
-//! The kube-controller-manager stand-in's controllers, run as idempotent
-//! reconcile passes so several instances (one per control plane) can coexist:
-//! bootstrap signer, token cleaner, owner-reference garbage collection, CSR
-//! approval and signing, node lifecycle, and workload status.
+//! The kube-controller-manager stand-in's controllers, run as reconcile
+//! passes by the instance holding the leader Lease: bootstrap signer, token
+//! cleaner, owner-reference garbage collection, CSR approval and signing,
+//! node lifecycle and taint eviction, and the workload controllers
+//! (ReplicaSet, Deployment, DaemonSet, disruption).
+
+pub mod leader;
+pub mod nodes;
+pub mod workloads;
 
 use crate::apiserver::objects::{now_rfc3339, parse_rfc3339};
 use crate::client::Client;
@@ -12,8 +17,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-/// The node lifecycle controller's grace period before Ready becomes Unknown.
-pub const NODE_MONITOR_GRACE: i64 = 40;
+pub use nodes::NODE_MONITOR_GRACE;
 const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
 
 fn items(a: &crate::client::Answer) -> Vec<Value> {
@@ -41,9 +45,76 @@ pub async fn reconcile(c: &Client, ca: &CertKey, now: OffsetDateTime) -> Result<
     garbage_collect(c, &secrets, now).await;
     bootstrap_signer(c, &tokens, now).await;
     csr_signer(c, ca).await;
-    node_lifecycle(c, now).await;
-    workload_status(c).await;
+    let world = world(c).await?;
+    let mut actions = nodes::lifecycle(&world, now);
+    actions.extend(nodes::evictions(&world, now));
+    actions.extend(workloads::garbage(&world));
+    actions.extend(workloads::replicasets(&world, now));
+    actions.extend(workloads::deployments(&world));
+    actions.extend(workloads::daemonsets(&world));
+    actions.extend(workloads::disruption(&world, now));
+    apply(c, actions).await;
     Ok(())
+}
+
+async fn list(c: &Client, path: &str) -> Result<Vec<Value>, String> {
+    let a = c.get(path).await;
+    if !a.ok() {
+        return Err(format!("list {path}: {}", a.message()));
+    }
+    Ok(items(&a))
+}
+
+/// One snapshot, dependents before owners (see `World`).
+pub async fn world(c: &Client) -> Result<workloads::World, String> {
+    Ok(workloads::World {
+        pods: list(c, "/api/v1/pods").await?,
+        replicasets: list(c, "/apis/apps/v1/replicasets").await?,
+        deployments: list(c, "/apis/apps/v1/deployments").await?,
+        daemonsets: list(c, "/apis/apps/v1/daemonsets").await?,
+        statefulsets: list(c, "/apis/apps/v1/statefulsets").await?,
+        jobs: list(c, "/apis/batch/v1/jobs").await?,
+        pdbs: list(c, "/apis/policy/v1/poddisruptionbudgets").await?,
+        nodes: list(c, "/api/v1/nodes").await?,
+    })
+}
+
+/// Performs the planned writes; a failed one is retried by the next pass.
+pub async fn apply(c: &Client, actions: Vec<workloads::Action>) {
+    use workloads::Action;
+    for a in actions {
+        let (what, r) = match &a {
+            Action::Create { path, obj } => (path, c.create(path, obj).await),
+            Action::Merge { path, patch } => (path, c.merge(path, patch).await),
+            Action::Replace { path, obj } => (path, c.put(path, obj).await),
+            Action::Delete { path } => (path, c.delete(path).await),
+        };
+        // 404 and 409: the object changed under us; the next pass sees it.
+        if !r.ok() && r.code != 404 && r.code != 409 {
+            eprintln!("E0000 controller: {what}: {}", r.message());
+        }
+    }
+}
+
+/// Records an Event about `obj` (core/v1, as `kubectl get events` shows them).
+pub async fn event(
+    c: &Client,
+    obj: &Value,
+    kind: &str,
+    ty: &str,
+    reason: &str,
+    message: &str,
+    component: &str,
+) {
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default");
+    let t = now_rfc3339();
+    let ev = json!({"apiVersion": "v1", "kind": "Event",
+        "metadata": {"generateName": format!("{}.", obj["metadata"]["name"].as_str().unwrap_or("")), "namespace": ns},
+        "involvedObject": {"kind": kind, "namespace": ns, "name": obj["metadata"]["name"], "uid": obj["metadata"]["uid"], "apiVersion": "v1"},
+        "reason": reason, "message": message, "type": ty, "source": {"component": component}, "reportingComponent": component,
+        "firstTimestamp": t, "lastTimestamp": t, "count": 1});
+    c.create(&format!("/api/v1/namespaces/{ns}/events"), &ev)
+        .await;
 }
 
 async fn token_cleaner(c: &Client, tokens: &[&Value], now: OffsetDateTime) {
@@ -139,89 +210,5 @@ async fn csr_signer(c: &Client, ca: &CertKey) {
             "certificate": B64.encode(cert),
         });
         c.put(&format!("{path}/{name}/status"), &csr).await;
-    }
-}
-
-/// Marks nodes whose kubelet stopped heartbeating as Ready=Unknown.
-async fn node_lifecycle(c: &Client, now: OffsetDateTime) {
-    for n in items(&c.get("/api/v1/nodes").await) {
-        let name = n["metadata"]["name"].as_str().unwrap_or("").to_string();
-        let Some(conds) = n.pointer("/status/conditions").and_then(Value::as_array) else {
-            continue;
-        };
-        let Some(ready) = conds.iter().find(|c| c["type"] == "Ready") else {
-            continue;
-        };
-        if ready["status"] == "Unknown" {
-            continue;
-        }
-        let beat = ready["lastHeartbeatTime"].as_str().and_then(parse_rfc3339);
-        if beat.is_some_and(|b| (now - b).whole_seconds() > NODE_MONITOR_GRACE) {
-            let new: Vec<Value> = conds
-                .iter()
-                .map(|c| {
-                    let mut c = c.clone();
-                    c["status"] = json!("Unknown");
-                    c["reason"] = json!("NodeStatusUnknown");
-                    c["message"] = json!("Kubelet stopped posting node status.");
-                    c["lastTransitionTime"] = json!(now_rfc3339());
-                    c
-                })
-                .collect();
-            c.merge(
-                &format!("/api/v1/nodes/{name}/status"),
-                &json!({"status": {"conditions": new}}),
-            )
-            .await;
-        }
-    }
-}
-
-/// Stand-in for pods that would run: DaemonSets count every node, and
-/// Deployments are available once some node is Ready.
-async fn workload_status(c: &Client) {
-    let nodes = items(&c.get("/api/v1/nodes").await);
-    let total = nodes.len() as i64;
-    let ready = nodes
-        .iter()
-        .filter(|n| crate::apiserver::objects::node_status(n).starts_with("Ready"))
-        .count() as i64;
-    for ds in items(&c.get("/apis/apps/v1/daemonsets").await) {
-        let want = json!({"currentNumberScheduled": total, "desiredNumberScheduled": total, "numberAvailable": ready, "numberReady": ready,
-            "numberMisscheduled": 0, "updatedNumberScheduled": total, "observedGeneration": ds["metadata"]["generation"]});
-        if ds["status"] != want {
-            let (ns, name) = (
-                ds["metadata"]["namespace"].as_str().unwrap_or(""),
-                ds["metadata"]["name"].as_str().unwrap_or(""),
-            );
-            c.merge(
-                &format!("/apis/apps/v1/namespaces/{ns}/daemonsets/{name}/status"),
-                &json!({"status": want}),
-            )
-            .await;
-        }
-    }
-    for d in items(&c.get("/apis/apps/v1/deployments").await) {
-        let replicas = d["spec"]["replicas"].as_i64().unwrap_or(1);
-        let avail = if ready > 0 { replicas } else { 0 };
-        let cond = if avail == replicas { "True" } else { "False" };
-        let want = json!({"replicas": replicas, "updatedReplicas": replicas, "readyReplicas": avail, "availableReplicas": avail,
-            "observedGeneration": d["metadata"]["generation"],
-            "conditions": [{"type": "Available", "status": cond, "reason": if cond == "True" { "MinimumReplicasAvailable" } else { "MinimumReplicasUnavailable" }}]});
-        let cur = &d["status"];
-        if cur["readyReplicas"] != want["readyReplicas"]
-            || cur["observedGeneration"] != want["observedGeneration"]
-            || cur["replicas"] != want["replicas"]
-        {
-            let (ns, name) = (
-                d["metadata"]["namespace"].as_str().unwrap_or(""),
-                d["metadata"]["name"].as_str().unwrap_or(""),
-            );
-            c.merge(
-                &format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}/status"),
-                &json!({"status": want}),
-            )
-            .await;
-        }
     }
 }

@@ -119,6 +119,7 @@ pub fn flags_for(cmd: &[String]) -> Vec<FlagSpec> {
         ],
         ["token", "delete"] | ["token", "generate"] => vec![f("kubeconfig"), b("dry-run")],
         ["certs", "certificate-key"] => vec![],
+        ["certs", "renew"] => vec![f("cert-dir"), f("config"), f("kubeconfig")],
         ["certs", "check-expiration"] => vec![
             f("cert-dir"),
             f("config"),
@@ -197,6 +198,7 @@ const COMMANDS: &[&[&str]] = &[
     &["token", "generate"],
     &["certs", "certificate-key"],
     &["certs", "check-expiration"],
+    &["certs", "renew"],
     &["version"],
     &["config", "validate"],
     &["upgrade", "plan"],

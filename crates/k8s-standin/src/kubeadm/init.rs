@@ -274,31 +274,46 @@ pub fn kubeconfig_phase(
     Ok(())
 }
 
-/// kubelet-start: config, flags, (re)start the unit.
+/// kubelet-start: config, flags, (re)start the unit. A worker's taints go to
+/// the kubelet as --register-with-taints (control planes get theirs from
+/// mark-control-plane), as kubeadm does.
 pub fn kubelet_start(
     env: &Env,
     kubelet: &Value,
     node_name: &str,
     hostname: &str,
     nr: &config::NodeRegistration,
+    register_taints: bool,
 ) -> Result<(), Failure> {
-    let mut extra = nr.kubelet_extra_args.clone();
+    let mut args: Vec<config::Arg> = nr
+        .kubelet_extra_args
+        .pairs()
+        .into_iter()
+        .map(|(name, value)| config::Arg { name, value })
+        .collect();
+    let taints: Vec<String> = nr
+        .taints
+        .iter()
+        .flatten()
+        .map(|t| match &t.value {
+            Some(v) => format!("{}={v}:{}", t.key, t.effect),
+            None => format!("{}:{}", t.key, t.effect),
+        })
+        .collect();
+    if register_taints && !taints.is_empty() {
+        args.push(config::Arg {
+            name: "register-with-taints".into(),
+            value: taints.join(","),
+        });
+    }
     if node_name != hostname.to_lowercase() {
         // kubeadm passes a node name that differs from the hostname to the kubelet.
-        let mut l = match extra {
-            config::ExtraArgs::List(l) => l,
-            other => other
-                .pairs()
-                .into_iter()
-                .map(|(name, value)| config::Arg { name, value })
-                .collect(),
-        };
-        l.push(config::Arg {
+        args.push(config::Arg {
             name: "hostname-override".into(),
             value: node_name.into(),
         });
-        extra = config::ExtraArgs::List(l);
     }
+    let extra = config::ExtraArgs::List(args);
     println!(
         "[kubelet-start] Writing kubelet environment file with flags to file \"{KUBELET_FLAGS}\""
     );
@@ -565,7 +580,6 @@ pub async fn bootstrap_tokens(
     Ok(())
 }
 
-/// CoreDNS and kube-proxy objects (nothing runs them in the lab).
 /// The cluster DNS Service IP: the tenth address of the service subnet.
 pub fn dns_ip(cluster: &config::ClusterConfiguration) -> String {
     cluster
@@ -579,14 +593,44 @@ pub fn dns_ip(cluster: &config::ClusterConfiguration) -> String {
         .unwrap_or_else(|| "10.96.0.10".into())
 }
 
-async fn addons(
+/// kubeadm's CoreDNS Deployment (addons/dns manifests): two replicas that
+/// tolerate the control-plane taint but not a NotReady node, so they run once
+/// a CNI is installed.
+fn coredns_deployment(repo: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
+        "spec": {"replicas": 2, "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 1}}, "selector": {"matchLabels": {"k8s-app": "kube-dns"}},
+            "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
+                "spec": {"priorityClassName": "system-cluster-critical", "serviceAccountName": "coredns", "dnsPolicy": "Default",
+                    "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 100, "podAffinityTerm": {
+                        "labelSelector": {"matchExpressions": [{"key": "k8s-app", "operator": "In", "values": ["kube-dns"]}]}, "topologyKey": "kubernetes.io/hostname"}}]}},
+                    "tolerations": [{"key": "CriticalAddonsOnly", "operator": "Exists"}, {"key": "node-role.kubernetes.io/control-plane", "effect": "NoSchedule"}],
+                    "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "containers": [{"name": "coredns", "image": format!("{repo}/coredns/coredns:v1.11.3"), "imagePullPolicy": "IfNotPresent",
+                        "args": ["-conf", "/etc/coredns/Corefile"],
+                        "resources": {"limits": {"memory": "170Mi"}, "requests": {"cpu": "100m", "memory": "70Mi"}},
+                        "ports": [{"containerPort": 53, "name": "dns", "protocol": "UDP"}, {"containerPort": 53, "name": "dns-tcp", "protocol": "TCP"}, {"containerPort": 9153, "name": "metrics", "protocol": "TCP"}]}]}}}})
+}
+
+/// kubeadm's kube-proxy DaemonSet: host network, tolerates every taint.
+fn kube_proxy_daemonset(repo: &str, version: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"k8s-app": "kube-proxy"}},
+        "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}}, "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
+                "spec": {"priorityClassName": "system-node-critical", "hostNetwork": true, "serviceAccountName": "kube-proxy",
+                    "tolerations": [{"operator": "Exists"}], "nodeSelector": {"kubernetes.io/os": "linux"},
+                    "containers": [{"name": "kube-proxy", "image": format!("{repo}/kube-proxy:{version}"), "imagePullPolicy": "IfNotPresent",
+                        "command": ["/usr/local/bin/kube-proxy", "--config=/var/lib/kube-proxy/config.conf", "--hostname-override=$(NODE_NAME)"],
+                        "securityContext": {"privileged": true}}]}}}})
+}
+
+/// Creates or updates CoreDNS and kube-proxy (init, and upgrade apply for the new version).
+pub async fn addons(
     client: &Client,
-    cfg: &InitConfig,
+    cluster: &config::ClusterConfiguration,
     skip: &dyn Fn(&str) -> bool,
 ) -> Result<(), Failure> {
-    let dns_ip = dns_ip(&cfg.cluster);
-    let repo = cfg
-        .cluster
+    let dns_ip = dns_ip(cluster);
+    let repo = cluster
         .image_repository
         .clone()
         .unwrap_or_else(|| "registry.k8s.io".into());
@@ -598,9 +642,7 @@ async fn addons(
         ),
         (
             "/apis/apps/v1/namespaces/kube-system/deployments".to_string(),
-            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "coredns", "namespace": "kube-system", "labels": {"k8s-app": "kube-dns"}},
-            "spec": {"replicas": 2, "selector": {"matchLabels": {"k8s-app": "kube-dns"}}, "template": {"metadata": {"labels": {"k8s-app": "kube-dns"}},
-                "spec": {"priorityClassName": "system-cluster-critical", "containers": [{"name": "coredns", "image": format!("{repo}/coredns/coredns:v1.11.3"), "args": ["-conf", "/etc/coredns/Corefile"]}]}}}}),
+            coredns_deployment(&repo),
         ),
         (
             format!("{ns}/services"),
@@ -613,9 +655,10 @@ async fn addons(
         ),
         (
             "/apis/apps/v1/namespaces/kube-system/daemonsets".to_string(),
-            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "kube-proxy", "namespace": "kube-system", "labels": {"k8s-app": "kube-proxy"}},
-            "spec": {"selector": {"matchLabels": {"k8s-app": "kube-proxy"}}, "template": {"metadata": {"labels": {"k8s-app": "kube-proxy"}},
-                "spec": {"priorityClassName": "system-node-critical", "hostNetwork": true, "containers": [{"name": "kube-proxy", "image": format!("{repo}/kube-proxy:{}", cfg.cluster.kubernetes_version.clone().unwrap_or_default())}]}}}}),
+            kube_proxy_daemonset(
+                &repo,
+                cluster.kubernetes_version.as_deref().unwrap_or_default(),
+            ),
         ),
     ];
     let (dns, proxy) = (
@@ -800,6 +843,7 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
         &node,
         &env.host_defaults().hostname,
         &cfg.init.node_registration,
+        false,
     )?;
     let admin = Client::from_kubeconfig(
         &env.read(ADMIN_CONF)
@@ -863,7 +907,7 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
     let ca_pem = env.read(&format!("{dir}/ca.crt")).unwrap_or_default();
     bootstrap_tokens(&admin, &cfg, &ca_pem, p.on("skip-token-print")).await?;
     println!("[kubelet-finalize] Updating \"/etc/kubernetes/kubelet.conf\" to point to a rotatable kubelet client certificate and key");
-    addons(&admin, &cfg, &|ph| skipped(&cfg, p, ph)).await?;
+    addons(&admin, &cfg.cluster, &|ph| skipped(&cfg, p, ph)).await?;
     let hash = pki::ca_cert_hash(&ca_pem).map_err(|e| e.to_string())?;
     let token = cfg
         .init

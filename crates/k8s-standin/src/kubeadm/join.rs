@@ -438,7 +438,14 @@ async fn run_join(
                 &init::dns_ip(&cluster),
             )
         });
-    init::kubelet_start(env, &kubelet, &node, hostname, &j.node_registration)?;
+    init::kubelet_start(
+        env,
+        &kubelet,
+        &node,
+        hostname,
+        &j.node_registration,
+        control_plane.is_none(),
+    )?;
     init::wait_kubelet(timeout(t.kubelet_health_check.as_deref(), 240)).await?;
     println!("[kubelet-start] Waiting for the kubelet to perform the TLS Bootstrap");
     let start = Instant::now();

@@ -244,6 +244,7 @@ pub fn main(argv: &[String], env: &Env) -> i32 {
                 Ok(())
             }
             ["certs", "check-expiration"] => ops::check_expiration(&parsed, env),
+            ["certs", "renew"] => ops::certs_renew(&parsed, env),
             ["version"] => ops::version(&parsed),
             ["config", "validate"] => ops::config_validate(&parsed, env),
             ["upgrade", "plan"] => ops::upgrade_plan(&parsed, env).await,

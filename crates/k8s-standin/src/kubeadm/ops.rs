@@ -204,6 +204,196 @@ pub async fn upload_certs(p: &Parsed, env: &Env) -> Result<(), Failure> {
     Ok(())
 }
 
+/// kubeadm's renewable certificates, in its order: (name, file under the
+/// certificates dir or /etc/kubernetes for kubeconfigs, CA, LongName).
+const RENEWABLE: &[(&str, &str, &str, &str)] = &[
+    (
+        "admin.conf",
+        "admin.conf",
+        "ca",
+        "certificate embedded in the kubeconfig file for the admin to use and for kubeadm itself",
+    ),
+    (
+        "apiserver",
+        "apiserver",
+        "ca",
+        "certificate for serving the Kubernetes API",
+    ),
+    (
+        "apiserver-etcd-client",
+        "apiserver-etcd-client",
+        "etcd/ca",
+        "certificate the apiserver uses to access etcd",
+    ),
+    (
+        "apiserver-kubelet-client",
+        "apiserver-kubelet-client",
+        "ca",
+        "certificate for the API server to connect to kubelet",
+    ),
+    (
+        "controller-manager.conf",
+        "controller-manager.conf",
+        "ca",
+        "certificate embedded in the kubeconfig file for the controller manager to use",
+    ),
+    (
+        "etcd-healthcheck-client",
+        "etcd/healthcheck-client",
+        "etcd/ca",
+        "certificate for liveness probes to healthcheck etcd",
+    ),
+    (
+        "etcd-peer",
+        "etcd/peer",
+        "etcd/ca",
+        "certificate for etcd nodes to communicate with each other",
+    ),
+    (
+        "etcd-server",
+        "etcd/server",
+        "etcd/ca",
+        "certificate for serving etcd",
+    ),
+    (
+        "front-proxy-client",
+        "front-proxy-client",
+        "front-proxy-ca",
+        "certificate for the front proxy client",
+    ),
+    (
+        "scheduler.conf",
+        "scheduler.conf",
+        "ca",
+        "certificate embedded in the kubeconfig file for the scheduler manager to use",
+    ),
+    (
+        "super-admin.conf",
+        "super-admin.conf",
+        "ca",
+        "certificate embedded in the kubeconfig file for the super-admin",
+    ),
+];
+
+fn renewable(
+    name: &str,
+) -> Option<&'static (&'static str, &'static str, &'static str, &'static str)> {
+    RENEWABLE.iter().find(|r| r.0 == name)
+}
+
+/// The current certificate of a renewable entry (from its kubeconfig for *.conf).
+fn current_cert(env: &Env, dir: &str, name: &str) -> Option<String> {
+    let (_, file, _, _) = renewable(name)?;
+    if file.ends_with(".conf") {
+        env.read(&format!("/etc/kubernetes/{file}"))
+            .and_then(|t| pki::kubeconfig::parse(&t).ok())
+            .and_then(|k| k.client)
+            .map(|c| c.cert_pem)
+    } else {
+        env.read(&format!("{dir}/{file}.crt"))
+    }
+}
+
+/// A kubeconfig's text with its client certificate and key replaced.
+fn with_client_cert(kubeconfig: &str, new: &pki::CertKey) -> String {
+    use base64::{engine::general_purpose::STANDARD as B64, Engine};
+    kubeconfig
+        .lines()
+        .map(|l| {
+            let indent = &l[..l.len() - l.trim_start().len()];
+            match l.trim_start().split_once(':') {
+                Some(("client-certificate-data", _)) => format!(
+                    "{indent}client-certificate-data: {}",
+                    B64.encode(&new.cert_pem)
+                ),
+                Some(("client-key-data", _)) => {
+                    format!("{indent}client-key-data: {}", B64.encode(&new.key_pem))
+                }
+                _ => l.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Renews one certificate with its local CA; false when the CA key is absent (external CA).
+fn renew_one(
+    env: &Env,
+    dir: &str,
+    name: &str,
+    validity: std::time::Duration,
+) -> Result<bool, Failure> {
+    let (_, file, ca, _) =
+        renewable(name).ok_or_else(|| Failure::from(format!("unknown certificate {name}")))?;
+    let cert = current_cert(env, dir, name).ok_or_else(|| {
+        Failure::from(format!("failed to load existing certificate {name}: open {dir}/{file}.crt: no such file or directory"))
+    })?;
+    let (Some(ca_cert), Some(ca_key)) = (
+        env.read(&format!("{dir}/{ca}.crt")),
+        env.read(&format!("{dir}/{ca}.key")),
+    ) else {
+        return Ok(false);
+    };
+    let new = pki::renew(
+        &pki::CertKey {
+            cert_pem: ca_cert,
+            key_pem: ca_key,
+        },
+        &cert,
+        validity,
+    )
+    .map_err(|e| Failure::from(e.to_string()))?;
+    if file.ends_with(".conf") {
+        let path = format!("/etc/kubernetes/{file}");
+        let text = env.read(&path).unwrap_or_default();
+        env.write(&path, with_client_cert(&text, &new).as_bytes(), 0o600)?;
+    } else {
+        env.write(&format!("{dir}/{file}.crt"), new.cert_pem.as_bytes(), 0o644)?;
+        env.write(&format!("{dir}/{file}.key"), new.key_pem.as_bytes(), 0o600)?;
+    }
+    Ok(true)
+}
+
+/// `kubeadm certs renew <name>|all` (validity: kubeadm's default of one year).
+pub fn certs_renew(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let dir = p.get("cert-dir").unwrap_or("/etc/kubernetes/pki");
+    let validity = std::time::Duration::from_secs(8760 * 3600);
+    let Some(which) = p.args.first() else {
+        return Err(Failure::from(
+            "missing subcommand; \"renew\" is not meant to be run on its own".to_string(),
+        ));
+    };
+    if which != "all" && renewable(which).is_none() {
+        return Err(Failure::from(format!(
+            "unknown command \"{which}\" for \"kubeadm certs renew\""
+        )));
+    }
+    println!("[renew] Reading configuration from the cluster...");
+    println!("[renew] FYI: You can look at this config file with 'kubectl -n kube-system get cm kubeadm-config -o yaml'\n");
+    let names: Vec<&str> = if which == "all" {
+        RENEWABLE
+            .iter()
+            .map(|r| r.0)
+            .filter(|n| current_cert(env, dir, n).is_some())
+            .collect()
+    } else {
+        vec![which.as_str()]
+    };
+    for name in names {
+        let (_, _, ca, long) = renewable(name).expect("known");
+        if renew_one(env, dir, name, validity)? {
+            println!("{long} renewed");
+        } else {
+            println!("Detected external {ca}, {long} can't be renewed");
+        }
+    }
+    if which == "all" {
+        println!("\nDone renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates.");
+    }
+    Ok(())
+}
+
 pub fn check_expiration(p: &Parsed, env: &Env) -> Result<(), Failure> {
     let dir = p.get("cert-dir").unwrap_or("/etc/kubernetes/pki");
     let now = time::OffsetDateTime::now_utc();
@@ -238,66 +428,11 @@ pub fn check_expiration(p: &Parsed, env: &Env) -> Result<(), Failure> {
         "{:<25}{:<25}{:<17}{:<25}EXTERNALLY MANAGED",
         "CERTIFICATE", "EXPIRES", "RESIDUAL TIME", "CERTIFICATE AUTHORITY"
     );
-    let kubeconf = |f: &str| {
-        env.read(&format!("/etc/kubernetes/{f}"))
-            .and_then(|t| pki::kubeconfig::parse(&t).ok())
-            .and_then(|k| k.client)
-            .map(|c| c.cert_pem)
-    };
-    let leaves: [(&str, Option<String>, &str); 10] = [
-        ("admin.conf", kubeconf("admin.conf"), "ca"),
-        ("apiserver", env.read(&format!("{dir}/apiserver.crt")), "ca"),
-        (
-            "apiserver-etcd-client",
-            env.read(&format!("{dir}/apiserver-etcd-client.crt")),
-            "etcd-ca",
-        ),
-        (
-            "apiserver-kubelet-client",
-            env.read(&format!("{dir}/apiserver-kubelet-client.crt")),
-            "ca",
-        ),
-        (
-            "controller-manager.conf",
-            kubeconf("controller-manager.conf"),
-            "ca",
-        ),
-        (
-            "etcd-healthcheck-client",
-            env.read(&format!("{dir}/etcd/healthcheck-client.crt")),
-            "etcd-ca",
-        ),
-        (
-            "etcd-peer",
-            env.read(&format!("{dir}/etcd/peer.crt")),
-            "etcd-ca",
-        ),
-        (
-            "etcd-server",
-            env.read(&format!("{dir}/etcd/server.crt")),
-            "etcd-ca",
-        ),
-        (
-            "front-proxy-client",
-            env.read(&format!("{dir}/front-proxy-client.crt")),
-            "front-proxy-ca",
-        ),
-        ("scheduler.conf", kubeconf("scheduler.conf"), "ca"),
-    ];
-    for (name, pem, ca) in leaves {
-        if let Some(t) = expiry(pem) {
+    for (name, _, ca, _) in RENEWABLE {
+        if let Some(t) = expiry(current_cert(env, dir, name)) {
+            let ca = ca.replace('/', "-");
             println!("{:<25}{:<25}{:<17}{:<25}no", name, fmt(t), residual(t), ca);
         }
-    }
-    let super_admin = kubeconf("super-admin.conf");
-    if let Some(t) = expiry(super_admin) {
-        println!(
-            "{:<25}{:<25}{:<17}{:<25}no",
-            "super-admin.conf",
-            fmt(t),
-            residual(t),
-            "ca"
-        );
     }
     println!(
         "\n{:<25}{:<25}{:<17}EXTERNALLY MANAGED",
@@ -644,6 +779,8 @@ pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
     if let Some(local) = local {
         wait_api_version(&local, &target).await;
     }
+    // The add-ons follow the new version: kube-proxy's DaemonSet rolls its Pods.
+    crate::kubeadm::init::addons(&c, &updated, &|_| false).await?;
     println!("\n[upgrade/successful] SUCCESS! Your cluster was upgraded to \"{target}\". Enjoy!\n\n[upgrade/kubelet] Now that your control plane is upgraded, please proceed with upgrading your kubelets if you haven't already done so.");
     Ok(())
 }
@@ -696,6 +833,138 @@ pub async fn upgrade_node(p: &Parsed, env: &Env) -> Result<(), Failure> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A control plane's /etc/kubernetes under a temp root, certificates valid for a day.
+    fn pki_tree(name: &str) -> Env {
+        let root =
+            std::env::temp_dir().join(format!("standin-renew-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let env = Env { root };
+        let params = pki::PkiParams {
+            node_name: "cp1".into(),
+            advertise_address: "10.0.0.11".parse().unwrap(),
+            endpoint_host: Some("lb.example.com".into()),
+            cert_sans: vec![],
+            service_ip: "10.96.0.1".parse().unwrap(),
+            dns_domain: "cluster.local".into(),
+            etcd_server_sans: vec![],
+            etcd_peer_sans: vec![],
+            validity: std::time::Duration::from_secs(86400),
+            ca_validity: std::time::Duration::from_secs(10 * 86400),
+        };
+        for f in pki::generate(&params, &|_| None).unwrap() {
+            env.write(
+                &format!("/etc/kubernetes/pki/{}", f.path),
+                &f.contents,
+                f.mode,
+            )
+            .unwrap();
+        }
+        let ca = pki::CertKey {
+            cert_pem: env.read("/etc/kubernetes/pki/ca.crt").unwrap(),
+            key_pem: env.read("/etc/kubernetes/pki/ca.key").unwrap(),
+        };
+        let kc = pki::kubeconfig::for_file(
+            "admin.conf",
+            "cp1",
+            "https://lb.example.com:6443",
+            &ca,
+            std::time::Duration::from_secs(86400),
+        )
+        .unwrap();
+        env.write("/etc/kubernetes/admin.conf", kc.as_bytes(), 0o600)
+            .unwrap();
+        env
+    }
+
+    fn renew(env: &Env, what: &str) -> Result<(), Failure> {
+        certs_renew(
+            &crate::kubeadm::cli::parse(&["certs", "renew", what].map(String::from)).unwrap(),
+            env,
+        )
+    }
+
+    #[test]
+    fn certs_renew_keeps_identity_and_extends_validity() {
+        let env = pki_tree("one");
+        let dir = "/etc/kubernetes/pki";
+        let days_left = |name: &str| {
+            let t = pki::not_after(&current_cert(&env, dir, name).unwrap()).unwrap();
+            (t - time::OffsetDateTime::now_utc()).whole_days()
+        };
+        let sans = |pem: &str| {
+            let der = pki::pem_to_der(pem).unwrap();
+            let (_, c) = x509_parser::parse_x509_certificate(&der).unwrap();
+            let names = c
+                .subject_alternative_name()
+                .unwrap()
+                .unwrap()
+                .value
+                .general_names
+                .clone();
+            format!("{names:?}")
+        };
+        let old_sans = sans(&current_cert(&env, dir, "apiserver").unwrap());
+        assert!(old_sans.contains("lb.example.com") && old_sans.contains("kubernetes.default"));
+        let old_key = env.read("/etc/kubernetes/pki/apiserver.key").unwrap();
+        let old = pki::subject(&current_cert(&env, dir, "apiserver").unwrap()).unwrap();
+        renew(&env, "apiserver").unwrap();
+        assert!(days_left("apiserver") >= 364, "a year from now");
+        assert_eq!(days_left("etcd-server"), 0, "only the named certificate");
+        assert_eq!(
+            pki::subject(&current_cert(&env, dir, "apiserver").unwrap()).unwrap(),
+            old
+        );
+        assert_ne!(
+            env.read("/etc/kubernetes/pki/apiserver.key").unwrap(),
+            old_key,
+            "new key"
+        );
+        assert_eq!(
+            sans(&current_cert(&env, dir, "apiserver").unwrap()),
+            old_sans,
+            "SANs kept"
+        );
+
+        renew(&env, "all").unwrap();
+        for name in [
+            "admin.conf",
+            "etcd-server",
+            "etcd-peer",
+            "front-proxy-client",
+        ] {
+            assert!(days_left(name) >= 364, "{name}");
+        }
+        let admin =
+            pki::kubeconfig::parse(&env.read("/etc/kubernetes/admin.conf").unwrap()).unwrap();
+        let c = admin.client.unwrap();
+        assert_eq!(pki::subject(&c.cert_pem).unwrap().0, "kubernetes-admin");
+        assert!(c.key_pem.contains("PRIVATE KEY"));
+    }
+
+    #[test]
+    fn certs_renew_failures() {
+        let env = pki_tree("fail");
+        assert!(renew(&env, "nonsense")
+            .unwrap_err()
+            .msg
+            .contains("unknown command \"nonsense\""));
+        assert!(renew(&env, "scheduler.conf")
+            .unwrap_err()
+            .msg
+            .contains("failed to load existing certificate scheduler.conf"));
+        // An external CA (no key): the certificate is left alone.
+        let before = env
+            .read("/etc/kubernetes/pki/front-proxy-client.crt")
+            .unwrap();
+        std::fs::remove_file(env.path("/etc/kubernetes/pki/front-proxy-ca.key")).unwrap();
+        renew(&env, "front-proxy-client").unwrap();
+        assert_eq!(
+            env.read("/etc/kubernetes/pki/front-proxy-client.crt")
+                .unwrap(),
+            before
+        );
+    }
 
     #[test]
     fn upgrade_policy() {

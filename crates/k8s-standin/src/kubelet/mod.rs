@@ -6,6 +6,7 @@
 
 pub mod node;
 pub mod pods;
+pub mod workloads;
 
 use serde_json::Value;
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ pub struct Settings {
     pub runtime_endpoint: String,
     pub node_name: String,
     pub node_ip: Option<String>,
+    /// --register-with-taints, as Taint objects for the Node's registration.
+    pub register_taints: Vec<Value>,
 }
 
 impl Settings {
@@ -81,8 +84,26 @@ pub fn load(args: &[String], paths: &Paths, hostname: &str) -> Result<Settings, 
             .cloned()
             .unwrap_or_else(|| hostname.to_lowercase()),
         node_ip: f.get("node-ip").cloned(),
+        register_taints: f
+            .get("register-with-taints")
+            .map(|t| parse_taints(t))
+            .unwrap_or_default(),
         config,
     })
+}
+
+/// "key=value:Effect,key:Effect" (the kubelet's --register-with-taints).
+pub fn parse_taints(flag: &str) -> Vec<Value> {
+    flag.split(',')
+        .filter_map(|t| {
+            let (kv, effect) = t.trim().rsplit_once(':')?;
+            let mut taint = serde_json::json!({"key": kv, "effect": effect});
+            if let Some((k, v)) = kv.split_once('=') {
+                taint = serde_json::json!({"key": k, "value": v, "effect": effect});
+            }
+            Some(taint)
+        })
+        .collect()
 }
 
 fn io_msg(e: &std::io::Error) -> String {
@@ -203,6 +224,7 @@ mod tests {
                 "/var/lib/kubelet/config.yaml",
                 "--hostname-override=w1",
                 "--node-ip=10.0.0.21",
+                "--register-with-taints=dedicated=db:NoSchedule,spot:NoExecute",
             ]),
             &p,
             "host",
@@ -215,6 +237,13 @@ mod tests {
                 s.cgroup_driver()
             ),
             ("w1", Some("10.0.0.21"), "systemd")
+        );
+        assert_eq!(
+            s.register_taints,
+            [
+                serde_json::json!({"key": "dedicated", "value": "db", "effect": "NoSchedule"}),
+                serde_json::json!({"key": "spot", "effect": "NoExecute"})
+            ]
         );
         assert!(swap_error(&s, &p)
             .unwrap()

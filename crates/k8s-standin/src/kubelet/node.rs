@@ -12,7 +12,7 @@ use std::time::Duration;
 
 pub const CLIENT_CERT: &str = "/var/lib/kubelet/pki/kubelet-client-current.pem";
 /// The file Calico's install-cni container writes; the stand-in writes it once
-/// the calico-node DaemonSet exists and Pods could run on this node.
+/// a calico-node Pod runs on this node.
 pub const CALICO_CONFLIST: &str = "/etc/cni/net.d/10-calico.conflist";
 
 /// The client for the kubelet's kubeconfig, doing the TLS bootstrap first if
@@ -195,10 +195,13 @@ pub async fn heartbeat(
     let path = format!("/api/v1/nodes/{name}");
     let cur = c.get(&path).await;
     if cur.code == 404 {
-        let node = json!({"apiVersion": "v1", "kind": "Node",
+        let mut node = json!({"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                 "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}},
             "spec": {}, "status": status.clone()});
+        if !s.register_taints.is_empty() {
+            node["spec"]["taints"] = json!(s.register_taints);
+        }
         let r = c.create("/api/v1/nodes", &node).await;
         if !r.ok() && r.code != 409 {
             return Err(format!(
@@ -247,7 +250,9 @@ pub async fn mirror_pods(c: &Client, node: &str, ip: &str, pods: &[StaticPod]) {
         ann["kubernetes.io/config.source"] = json!("file");
         let pod = json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": name, "namespace": "kube-system", "annotations": ann, "labels": {"component": p.name, "tier": "control-plane"}},
+            // The kubelet lets static Pods tolerate every NoExecute taint.
             "spec": {"nodeName": node, "hostNetwork": true, "priorityClassName": "system-node-critical",
+                "tolerations": [{"operator": "Exists", "effect": "NoExecute"}],
                 "containers": [{"name": p.name, "command": p.command, "image": format!("registry.k8s.io/{}", p.name)}]}});
         let path = format!("/api/v1/namespaces/kube-system/pods/{name}");
         c.apply(&path, &pod, "kubelet").await;
@@ -272,17 +277,24 @@ pub fn calico_conflist(cni_network_config: Option<&str>, node: &str, mtu: &str) 
         )
 }
 
-/// Writes Calico's CNI config once the calico-node DaemonSet exists.
-pub async fn calico_cni(c: &Client, paths: &Paths, node: &str) {
+/// Writes Calico's CNI config once a calico-node Pod runs on this node (what
+/// its install-cni init container does).
+pub async fn calico_cni(c: &Client, paths: &Paths, pods: &[Value]) {
     let target = paths.at(CALICO_CONFLIST);
-    if target.exists()
-        || !c
-            .get("/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node")
-            .await
-            .ok()
-    {
+    let calico_running = pods.iter().any(|p| {
+        p.pointer("/metadata/labels/k8s-app")
+            .and_then(Value::as_str)
+            == Some("calico-node")
+            && p["status"]["phase"] == "Running"
+    });
+    if target.exists() || !calico_running {
         return;
     }
+    let node = pods
+        .first()
+        .and_then(|p| p["spec"]["nodeName"].as_str())
+        .unwrap_or("")
+        .to_string();
     let cm = c
         .get("/api/v1/namespaces/kube-system/configmaps/calico-config")
         .await;
@@ -298,7 +310,7 @@ pub async fn calico_cni(c: &Client, paths: &Paths, node: &str) {
         .filter(|m| *m != "0")
         .unwrap_or("1500")
         .to_string();
-    let text = calico_conflist(cfg.as_deref(), node, &mtu);
+    let text = calico_conflist(cfg.as_deref(), &node, &mtu);
     if std::fs::create_dir_all(target.parent().expect("parent")).is_ok()
         && std::fs::write(&target, text).is_ok()
     {

@@ -455,6 +455,42 @@ fn cn_orgs(name: &x509_parser::x509::X509Name) -> (String, Vec<String>) {
     (cn, orgs)
 }
 
+/// A fresh key and certificate with the subject, SANs and usages of
+/// `cert_pem`, signed by `ca` for `validity` (kubeadm's RenewUsingLocalCA).
+pub fn renew(ca: &CertKey, cert_pem: &str, validity: Duration) -> Result<CertKey, PkiError> {
+    let der = pem_to_der(cert_pem)?;
+    let (_, c) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| PkiError::Msg(format!("invalid certificate: {e}")))?;
+    let (cn, orgs) = cn_orgs(c.subject());
+    let mut sans = vec![];
+    if let Ok(Some(ext)) = c.subject_alternative_name() {
+        for n in &ext.value.general_names {
+            match n {
+                x509_parser::extensions::GeneralName::DNSName(d) => sans.push(d.to_string()),
+                x509_parser::extensions::GeneralName::IPAddress(b) => match b.len() {
+                    4 => sans.push(IpAddr::from(<[u8; 4]>::try_from(*b).expect("4")).to_string()),
+                    16 => {
+                        sans.push(IpAddr::from(<[u8; 16]>::try_from(*b).expect("16")).to_string())
+                    }
+                    _ => {}
+                },
+                _ => {}
+            }
+        }
+    }
+    let (server, client) = match c.extended_key_usage() {
+        Ok(Some(e)) => (e.value.server_auth, e.value.client_auth),
+        _ => (false, true),
+    };
+    let usage = match (server, client) {
+        (true, true) => Usage::ServerAndClient,
+        (true, false) => Usage::Server,
+        _ => Usage::Client,
+    };
+    let orgs: Vec<&str> = orgs.iter().map(String::as_str).collect();
+    new_leaf(ca, &cn, &orgs, &sans, usage, validity)
+}
+
 /// CN and O of a PEM certificate or CSR subject.
 pub fn subject(pem_text: &str) -> Result<(String, Vec<String>), PkiError> {
     let (_, pem) = x509_parser::pem::parse_x509_pem(pem_text.as_bytes())

@@ -171,6 +171,10 @@ impl Cluster {
             etcd_certfile: self.pki("apiserver-etcd-client.crt"),
             etcd_keyfile: self.pki("apiserver-etcd-client.key"),
             service_cluster_ip_range: "10.96.0.0/12".into(),
+            service_account_issuer: "https://kubernetes.default.svc.cluster.local".into(),
+            service_account_key_file: self.pki("sa.pub"),
+            service_account_signing_key_file: self.pki("sa.key"),
+            api_audiences: vec![],
         };
         // Ready once etcd answers and the system namespaces exist.
         let addr = k8s_standin::apiserver::start(&o)

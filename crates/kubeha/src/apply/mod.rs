@@ -224,7 +224,11 @@ impl Connected {
                     let out = remote
                         .run(
                             "cannot gather facts",
-                            &facts::script(&paths, apiserver.as_deref()),
+                            &facts::script(
+                                &paths,
+                                apiserver.as_deref(),
+                                facts::endpoint_name(cluster),
+                            ),
                         )
                         .await?;
                     let facts = facts::parse(&out.stdout);

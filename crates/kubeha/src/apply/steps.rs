@@ -1,9 +1,10 @@
 //! The shell each plan action runs on its host. Pure: every value is quoted, and
 //! secrets never appear here (they travel inside files written over stdin).
 
-use crate::facts::{ACTIVATION_STAMPS, CLUSTER_MARKER, HOSTS_BEGIN, HOSTS_END};
+use crate::facts::{ACTIVATION_STAMPS, CLUSTER_MARKER};
 use crate::plan::Action;
 use crate::remote::quote;
+use crate::render::hosts_entry::merge_block_sh;
 pub use crate::render::kubeadm::etcdctl;
 use crate::render::kubeadm::CRI_SOCKET;
 use crate::render::node::{MODULES, SYSCTLS};
@@ -78,11 +79,7 @@ pub fn script(action: &Action) -> Option<String> {
             quote(service)
         ),
         Action::MergeBlock { path, .. } => {
-            // Rewritten in place (not renamed over): in containers /etc/hosts is a bind mount.
-            let p = quote(path);
-            format!(
-                "set -e\nt=$(mktemp)\nsed '/^{HOSTS_BEGIN}$/,/^{HOSTS_END}$/d' {p} > \"$t\"\n{{ echo '{HOSTS_BEGIN}'; cat; echo '{HOSTS_END}'; }} >> \"$t\"\ncat \"$t\" > {p}\nrm -f \"$t\""
-            )
+            format!("set -e\n{}", merge_block_sh(&quote(path), "cat"))
         }
         Action::ResetPartialJoin => format!(
             "kubeadm reset -f --cri-socket {CRI_SOCKET}\nrm -rf /etc/kubernetes/pki /var/lib/etcd"

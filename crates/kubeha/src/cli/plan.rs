@@ -56,6 +56,7 @@ pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::
         "cluster": cluster.name,
         "changes": plan.steps.len(),
         "steps": plan.steps,
+        "warnings": plan.warnings,
         "apiProblem": survey.api_problem,
     })
 }
@@ -65,6 +66,9 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
     let mut out = String::new();
     if let Some(problem) = &survey.api_problem {
         let _ = writeln!(out, "warning: the Kubernetes API did not answer ({problem}); cluster-level steps are planned as if it were empty\n");
+    }
+    for warning in &plan.warnings {
+        let _ = writeln!(out, "warning: {warning}\n");
     }
     if plan.is_empty() {
         let _ = writeln!(

@@ -6,9 +6,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::remote::quote;
+use crate::render::hosts_entry;
+use crate::spec::{Cluster, EndpointHost};
 
 /// Services kubeha manages.
-pub const SERVICES: [&str; 4] = ["haproxy", "keepalived", "containerd", "kubelet"];
+pub const SERVICES: [&str; 5] = [
+    "haproxy",
+    "keepalived",
+    "containerd",
+    "kubelet",
+    hosts_entry::UNIT,
+];
 /// Packages whose installed versions the planner compares.
 pub const PACKAGES: [&str; 8] = [
     "haproxy",
@@ -102,6 +110,12 @@ pub struct HostFacts {
     pub mtimes: BTreeMap<String, u64>,
     /// The lines between kubeha's markers in /etc/hosts.
     pub hosts_block: Option<String>,
+    /// cloud-init regenerates /etc/hosts from its template at every boot.
+    pub cloud_init_hosts: bool,
+    /// The lines between kubeha's markers in that template, when cloud-init uses it.
+    pub template_block: Option<String>,
+    /// How the host resolves the API endpoint name; `None` when the endpoint is an address.
+    pub endpoint: Option<EndpointResolution>,
     pub kubeadm: KubeadmState,
     /// The cluster name in [`CLUSTER_MARKER`].
     pub cluster_marker: Option<String>,
@@ -110,7 +124,35 @@ pub struct HostFacts {
     pub kubeadm_running: bool,
 }
 
+/// The addresses a host finds for the endpoint name, by source.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EndpointResolution {
+    /// As every program there resolves it now (`getent ahosts`), kubeha's block included.
+    pub resolved: BTreeSet<String>,
+    /// From /etc/hosts lines outside kubeha's block.
+    pub hosts_file: BTreeSet<String>,
+    /// From the name services after `files` in nsswitch.conf (DNS, mDNS, systemd-resolved).
+    pub name_services: BTreeSet<String>,
+}
+
 impl HostFacts {
+    /// The endpoint name resolves without kubeha's block, so none is needed. systemd-resolved
+    /// answers from /etc/hosts too: while the block is there, a name service that only
+    /// repeats its addresses is no evidence, and the block stays.
+    pub fn endpoint_resolves_without_kubeha(&self) -> bool {
+        let Some(e) = &self.endpoint else {
+            return false;
+        };
+        let ours: BTreeSet<&str> = self
+            .hosts_block
+            .iter()
+            .flat_map(|b| b.lines())
+            .filter_map(|l| l.split_whitespace().next())
+            .collect();
+        !e.hosts_file.is_empty() || e.name_services.iter().any(|a| !ours.contains(a.as_str()))
+    }
+
     pub fn service(&self, name: &str) -> ServiceState {
         self.services.get(name).copied().unwrap_or_default()
     }
@@ -120,9 +162,25 @@ impl HostFacts {
     }
 }
 
-/// The one script that prints every fact; `files` are the managed paths to hash, and
-/// `apiserver` this control plane's own API address (`https://IP:6443`).
-pub fn script(files: &[String], apiserver: Option<&str>) -> String {
+/// The endpoint's name, which the facts resolve on each host; `None` for an address.
+pub fn endpoint_name(cluster: &Cluster) -> Option<&str> {
+    match &cluster.api_endpoint.host {
+        EndpointHost::Name(name) => Some(name),
+        EndpointHost::Ip(_) => None,
+    }
+}
+
+/// Prints `key=` and the addresses (first column of `getent ahosts`) the command prints.
+fn addresses(key: &str, command: &str) -> String {
+    format!(
+        "echo \"{key}=$({command} 2>/dev/null | awk '{{print $1}}' | sort -u | tr '\\n' ' ')\"\n"
+    )
+}
+
+/// The one script that prints every fact; `files` are the managed paths to hash,
+/// `apiserver` this control plane's own API address (`https://IP:6443`) and `endpoint`
+/// the API endpoint's name.
+pub fn script(files: &[String], apiserver: Option<&str>, endpoint: Option<&str>) -> String {
     let mut s = String::from(
         r#"export LC_ALL=C
 . /etc/os-release 2>/dev/null
@@ -167,12 +225,41 @@ echo "br_netfilter=$([ -d /proc/sys/net/bridge ] && echo 1 || echo 0)"
     }
     s.push_str(&format!(
         r#"sed -n '/^{HOSTS_BEGIN}$/,/^{HOSTS_END}$/p' /etc/hosts 2>/dev/null | sed '1d;$d' | sed 's/^/hosts_block=/'
+if {manages}; then
+  echo cloud_init_hosts=1
+  sed -n '/^{HOSTS_BEGIN}$/,/^{HOSTS_END}$/p' {template} | sed '1d;$d' | sed 's/^/template_block=/'
+fi
 for f in admin.conf kubelet.conf manifests/etcd.yaml; do [ -f "/etc/kubernetes/$f" ] && echo "kubeadm.$f=1"; done
 [ -f {CA_CERT} ] && echo "kubeadm.ca=$(base64 -w0 {CA_CERT})"
 [ -f {CLUSTER_MARKER} ] && echo "cluster_marker=$(head -n1 {CLUSTER_MARKER})"
 pgrep -x kubeadm >/dev/null && echo "kubeadm_running=1"
-"#
+"#,
+        manages = hosts_entry::CLOUD_INIT_MANAGES_HOSTS,
+        template = hosts_entry::CLOUD_INIT_TEMPLATE,
     ));
+    if let Some(name) = endpoint {
+        // A resolver that does not answer must not hold up the facts.
+        let n = quote(name);
+        s.push_str(&format!("n={n}\n"));
+        s.push_str(&addresses(
+            "endpoint.resolved",
+            "timeout 5 getent ahosts \"$n\"",
+        ));
+        s.push_str(&addresses(
+            "endpoint.hosts_file",
+            &format!(
+                "sed '/^{HOSTS_BEGIN}$/,/^{HOSTS_END}$/d' /etc/hosts | awk -v n=\"$n\" '$1 !~ /^#/ {{ for (i = 2; i <= NF && $i !~ /^#/; i++) if (tolower($i) == tolower(n)) print $1 }}'"
+            ),
+        ));
+        // The same lookup without `files`: e.g. `mdns4_minimal [NOTFOUND=return] dns`.
+        s.push_str(
+            "services=$(sed -n 's/^hosts:[[:space:]]*//p' /etc/nsswitch.conf 2>/dev/null | sed -E 's/(^|[[:space:]])files([[:space:]]|$)/\\1\\2/g')\n",
+        );
+        s.push_str(&addresses(
+            "endpoint.name_services",
+            "case \"$services\" in *[a-z]*) timeout 5 getent -s \"hosts:$services\" ahosts \"$n\";; esac",
+        ));
+    }
     if let Some(api) = apiserver {
         // NotFound is an answer; any other failure leaves the fact unknown.
         s.push_str(&format!(
@@ -194,6 +281,7 @@ fi
 pub fn parse(output: &str) -> HostFacts {
     let mut f = HostFacts::default();
     let mut block = Vec::new();
+    let mut template_block = Vec::new();
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -214,6 +302,8 @@ pub fn parse(output: &str) -> HostFacts {
                 f.held.insert(value.trim().into());
             }
             "hosts_block" => block.push(value),
+            "template_block" => template_block.push(value),
+            "cloud_init_hosts" => f.cloud_init_hosts = true,
             "kubeadm.admin.conf" => f.kubeadm.admin_conf = true,
             "kubeadm.kubelet.conf" => f.kubeadm.kubelet_conf = true,
             "kubeadm.manifests/etcd.yaml" => f.kubeadm.etcd_manifest = true,
@@ -230,7 +320,16 @@ pub fn parse(output: &str) -> HostFacts {
                 f.cluster_marker = Some(value.trim().into()).filter(|v: &String| !v.is_empty())
             }
             _ => {
-                if let Some(k) = key.strip_prefix("sysctl.") {
+                if let Some(source) = key.strip_prefix("endpoint.") {
+                    let e = f.endpoint.get_or_insert_with(Default::default);
+                    let set = match source {
+                        "resolved" => &mut e.resolved,
+                        "hosts_file" => &mut e.hosts_file,
+                        "name_services" => &mut e.name_services,
+                        _ => continue,
+                    };
+                    set.extend(value.split_whitespace().map(String::from));
+                } else if let Some(k) = key.strip_prefix("sysctl.") {
                     f.sysctls.insert(k.into(), value.trim().into());
                 } else if let Some(name) = key.strip_prefix("pkg.") {
                     f.packages
@@ -268,10 +367,13 @@ pub fn parse(output: &str) -> HostFacts {
             }
         }
     }
-    if !block.is_empty() {
-        f.hosts_block = Some(block.iter().map(|l| format!("{l}\n")).collect());
-    }
+    f.hosts_block = lines(&block);
+    f.template_block = lines(&template_block);
     f
+}
+
+fn lines(lines: &[&str]) -> Option<String> {
+    (!lines.is_empty()).then(|| lines.iter().map(|l| format!("{l}\n")).collect())
 }
 
 /// sha256 of bytes, as the facts script reports it.
@@ -352,8 +454,10 @@ mod tests {
         let s = script(
             &["/etc/a b.conf".to_string()],
             Some("https://10.0.0.11:6443"),
+            Some("load-balancer.local"),
         );
         assert!(s.contains("if [ -f '/etc/a b.conf' ]"));
+        assert!(s.contains("\nn=load-balancer.local\n"));
         let out = std::process::Command::new("sh")
             .arg("-n")
             .arg("-c")
@@ -372,12 +476,71 @@ mod tests {
         // The script only reads; running it locally checks the commands and the parser agree.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(script(&["/etc/hostname".into()], None))
+            .arg(script(&["/etc/hostname".into()], None, Some("localhost")))
             .output()
             .unwrap();
         let f = parse(&String::from_utf8_lossy(&out.stdout));
         assert!(f.cpus >= 1 && f.memory_mb > 0 && !f.arch.is_empty());
         assert!(f.files.contains_key("/etc/hostname"));
         assert_eq!(f.services.len(), SERVICES.len());
+        // This machine's /etc/hosts maps localhost, outside any kubeha block.
+        let e = f.endpoint.clone().expect("the endpoint was resolved");
+        assert!(e.resolved.contains("127.0.0.1"), "{e:?}");
+        assert!(e.hosts_file.contains("127.0.0.1"), "{e:?}");
+        assert!(f.endpoint_resolves_without_kubeha());
+    }
+
+    #[test]
+    fn endpoint_resolution_is_parsed_by_source() {
+        let f = parse(recorded::CONTROL_PLANE);
+        let e = f.endpoint.clone().unwrap();
+        assert_eq!(e.resolved, BTreeSet::from(["10.0.0.5".to_string()]));
+        assert!(e.hosts_file.is_empty() && e.name_services.is_empty());
+        assert!(
+            !f.endpoint_resolves_without_kubeha(),
+            "only through kubeha's block"
+        );
+        let fresh = parse(recorded::FRESH);
+        assert!(fresh.endpoint.unwrap().resolved.is_empty());
+        assert!(!fresh.cloud_init_hosts && fresh.template_block.is_none());
+        assert_eq!(
+            parse("os.id=debian\n").endpoint,
+            None,
+            "not asked: an IP endpoint"
+        );
+    }
+
+    #[test]
+    fn a_name_service_that_repeats_kubehas_block_is_no_evidence() {
+        let mut f = parse(recorded::CONTROL_PLANE);
+        let e = f.endpoint.as_mut().unwrap();
+        // systemd-resolved serves /etc/hosts, kubeha's block included.
+        e.name_services.insert("10.0.0.5".into());
+        assert!(!f.endpoint_resolves_without_kubeha());
+        // Without the block, the same answer is DNS's own.
+        f.hosts_block = None;
+        assert!(f.endpoint_resolves_without_kubeha());
+        // DNS with another address, or the operator's own /etc/hosts line, is evidence.
+        let mut f = parse(recorded::CONTROL_PLANE);
+        let e = f.endpoint.as_mut().unwrap();
+        e.name_services.insert("10.0.0.7".into());
+        assert!(f.endpoint_resolves_without_kubeha());
+        let mut f = parse(recorded::CONTROL_PLANE);
+        f.endpoint
+            .as_mut()
+            .unwrap()
+            .hosts_file
+            .insert("10.0.0.5".into());
+        assert!(f.endpoint_resolves_without_kubeha());
+    }
+
+    #[test]
+    fn cloud_init_template_facts() {
+        let f = parse("cloud_init_hosts=1\ntemplate_block=10.0.0.5 load-balancer.local\n");
+        assert!(f.cloud_init_hosts);
+        assert_eq!(
+            f.template_block.as_deref(),
+            Some("10.0.0.5 load-balancer.local\n")
+        );
     }
 }

@@ -66,12 +66,15 @@ pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
     let reference = reference_ca(inputs);
     for h in &cluster.hosts {
         let f = &inputs.facts[&h.name];
-        if !matches!(f.os.id.as_str(), "debian" | "ubuntu") {
+        if let Err(refused) = crate::render::Distro::from_host(&f.os.id, &f.os.codename) {
+            // Both values end up in apt source lines and key URLs.
+            conflict(h, refused);
+        } else if !matches!(f.os.id.as_str(), "debian" | "ubuntu") {
             conflict(
                 h,
                 format!(
                     "unsupported operating system `{}`: kubeha manages Debian and Ubuntu hosts (apt and systemd)",
-                    f.os.pretty_name
+                    crate::spec::escape_controls(&f.os.pretty_name)
                 ),
             );
         }

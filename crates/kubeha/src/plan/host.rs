@@ -4,7 +4,7 @@
 
 use super::{unified_diff, Action, DesiredFile, Inputs};
 use crate::facts::{sha256_hex, HostFacts};
-use crate::render::{apt, node, Activation, Content, Distro, Package};
+use crate::render::{apt, hosts_entry, node, Activation, Content, Distro, Package};
 use crate::spec::{Host, Role};
 
 pub fn prepare(
@@ -220,7 +220,38 @@ impl HostPlanner<'_> {
                 start: false,
             });
         }
-        self.files(desired, |p| p == "/etc/hosts");
+        self.endpoint(desired);
+    }
+
+    /// The endpoint's entry in /etc/hosts, now and after every boot; nothing when the
+    /// name resolves there without it (DNS) or kubeha does not manage it.
+    fn endpoint(&mut self, desired: &[DesiredFile]) {
+        let Some(Content::ManagedBlock(block)) = desired
+            .iter()
+            .find(|d| d.file.path == hosts_entry::PATH)
+            .map(|d| d.file.content.clone())
+        else {
+            return;
+        };
+        if self.facts.endpoint_resolves_without_kubeha() {
+            return;
+        }
+        let boot_changed = self.files(desired, |p| hosts_entry::BOOT_FILES.contains(&p));
+        self.files(desired, |p| p == hosts_entry::PATH);
+        if self.facts.cloud_init_hosts && self.facts.template_block.as_ref() != Some(&block) {
+            self.actions.push(Action::MergeBlock {
+                path: hosts_entry::CLOUD_INIT_TEMPLATE.into(),
+                block,
+            });
+        }
+        // `systemctl enable` also reloads systemd, so a changed unit takes effect;
+        // starting it runs the restore once now, which proves it works.
+        if boot_changed || !self.facts.service(hosts_entry::UNIT).enabled {
+            self.actions.push(Action::Enable {
+                service: hosts_entry::UNIT.into(),
+                start: true,
+            });
+        }
     }
 }
 

@@ -187,6 +187,8 @@ impl fmt::Display for Conflict {
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Plan {
     pub steps: Vec<Step>,
+    /// What the facts show will go wrong that no step repairs (same shape as conflicts).
+    pub warnings: Vec<Conflict>,
 }
 
 impl Plan {
@@ -237,7 +239,44 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
         }
     }
     steps.extend(cluster::kubeadm_steps(inputs));
-    Ok(Plan { steps })
+    Ok(Plan {
+        steps,
+        warnings: unresolved_endpoint(inputs),
+    })
+}
+
+/// Nodes on which the endpoint name resolves nowhere and kubeha will not map it: their
+/// kubelet could not reach the API.
+fn unresolved_endpoint(inputs: &Inputs) -> Vec<Conflict> {
+    let cluster = inputs.cluster;
+    let why = if cluster.api_endpoint.manage_hosts_entry {
+        "kubeha knows no single address for it (no `loadBalancer.virtualIP` and not exactly one load balancer)"
+    } else {
+        "`apiEndpoint.manageHostsEntry` is off"
+    };
+    cluster
+        .kube_nodes()
+        .filter(|h| {
+            let mapped = inputs.desired.get(&h.name).is_some_and(|files| {
+                files
+                    .iter()
+                    .any(|d| d.file.path == crate::render::hosts_entry::PATH)
+            });
+            let resolved = inputs.facts[&h.name]
+                .endpoint
+                .as_ref()
+                .is_none_or(|e| !e.resolved.is_empty());
+            !mapped && !resolved
+        })
+        .map(|h| Conflict {
+            host: h.name.clone(),
+            message: format!(
+                "the API endpoint `{}` does not resolve here and {why}: its kubelet cannot reach the API; \
+                 add the name to DNS, or let kubeha map it (`manageHostsEntry: true`)",
+                cluster.api_endpoint.host
+            ),
+        })
+        .collect()
 }
 
 /// A unified diff of two texts, or `None` when either is not UTF-8.

@@ -347,6 +347,27 @@ fn unsupported_os_small_control_planes_and_version_drift_are_refused() {
 }
 
 #[test]
+fn os_release_values_that_are_not_plain_words_are_refused() {
+    let c = seed();
+    let mut facts = converged(&c);
+    let w = facts.get_mut("k8s-worker-1").unwrap();
+    w.os.id = "debian/e".into();
+    w.os.codename = "bookworm\nrm -rf /".into();
+    let text: Vec<String> = run(&c, &facts, None)
+        .unwrap_err()
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(
+        text[0].starts_with(
+            "k8s-worker-1: the host's /etc/os-release ID \"debian/e\" is not a plain word"
+        ),
+        "{text:#?}"
+    );
+}
+
+#[test]
 fn a_stopped_service_is_started_without_a_restart() {
     let c = seed();
     let mut facts = converged(&c);
@@ -425,4 +446,149 @@ fn calico_is_applied_once() {
         lines(&run(&c, &facts, Some(&state)).unwrap()),
         ["network cluster: apply the Calico manifest (server-side apply)"]
     );
+}
+
+/// The plan's lines for one host.
+fn host_lines(plan: &Plan, host: &str) -> Vec<String> {
+    let prefix = format!("prepare {host}: ");
+    lines(plan)
+        .into_iter()
+        .filter_map(|l| l.strip_prefix(&prefix).map(String::from))
+        .collect()
+}
+
+const ENDPOINT_STEPS: [&str; 5] = [
+    "create /etc/kubeha/hosts-block (mode 0644)",
+    "create /usr/local/sbin/kubeha-restore-hosts (mode 0755)",
+    "create /etc/systemd/system/kubeha-hosts.service (mode 0644)",
+    "update kubeha's block in /etc/hosts",
+    "enable and start kubeha-hosts",
+];
+
+#[test]
+fn fresh_nodes_get_the_endpoint_entry_and_its_boot_unit() {
+    let c = seed();
+    let plan = run(&c, &fresh(&c), None).unwrap();
+    for host in ["k8s-master-1", "k8s-worker-2"] {
+        let text = host_lines(&plan, host);
+        let endpoint: Vec<&str> = text
+            .iter()
+            .map(String::as_str)
+            .filter(|l| ENDPOINT_STEPS.contains(l))
+            .collect();
+        assert_eq!(endpoint, ENDPOINT_STEPS, "{host}: {text:#?}");
+    }
+    assert!(
+        !host_lines(&plan, "load-balancer")
+            .iter()
+            .any(|l| l.contains("hosts")),
+        "the load balancer needs no entry"
+    );
+    assert!(plan.warnings.is_empty(), "{:?}", plan.warnings);
+}
+
+#[test]
+fn a_reboot_that_regenerated_etc_hosts_plans_only_the_block() {
+    // What kubeha finds when a boot rewrote /etc/hosts and the unit did not put it back.
+    let c = seed();
+    let mut facts = converged(&c);
+    facts.get_mut("k8s-worker-1").unwrap().hosts_block = None;
+    assert_eq!(
+        lines(&run(&c, &facts, Some(&all_ready(&c))).unwrap()),
+        ["prepare k8s-worker-1: update kubeha's block in /etc/hosts"]
+    );
+}
+
+#[test]
+fn a_missing_or_disabled_boot_unit_is_repaired() {
+    let c = seed();
+    let mut facts = converged(&c);
+    let f = facts.get_mut("k8s-master-2").unwrap();
+    f.files
+        .insert(crate::render::hosts_entry::UNIT_PATH.into(), None);
+    f.services
+        .get_mut(crate::render::hosts_entry::UNIT)
+        .unwrap()
+        .enabled = false;
+    facts
+        .get_mut("k8s-master-3")
+        .unwrap()
+        .services
+        .get_mut(crate::render::hosts_entry::UNIT)
+        .unwrap()
+        .enabled = false;
+    assert_eq!(
+        lines(&run(&c, &facts, Some(&all_ready(&c))).unwrap()),
+        [
+            "prepare k8s-master-2: create /etc/systemd/system/kubeha-hosts.service (mode 0644)",
+            "prepare k8s-master-2: enable and start kubeha-hosts",
+            "prepare k8s-master-3: enable and start kubeha-hosts",
+        ]
+    );
+}
+
+#[test]
+fn a_cloud_init_hosts_template_gets_the_block_too() {
+    let c = seed();
+    let mut facts = converged(&c);
+    let f = facts.get_mut("k8s-worker-2").unwrap();
+    f.cloud_init_hosts = true;
+    let plan = run(&c, &facts, Some(&all_ready(&c))).unwrap();
+    assert_eq!(
+        lines(&plan),
+        ["prepare k8s-worker-2: update kubeha's block in /etc/cloud/templates/hosts.debian.tmpl"]
+    );
+    let Action::MergeBlock { block, .. } = &plan.steps[0].action else {
+        panic!("{:?}", plan.steps[0]);
+    };
+    assert_eq!(block, "10.20.1.5 load-balancer.local\n");
+    facts.get_mut("k8s-worker-2").unwrap().template_block = Some(block.clone());
+    assert!(run(&c, &facts, Some(&all_ready(&c))).unwrap().is_empty());
+}
+
+#[test]
+fn a_name_dns_already_resolves_gets_no_entry() {
+    let c = seed();
+    let mut facts = fresh(&c);
+    for f in facts.values_mut() {
+        let e = f.endpoint.as_mut().unwrap();
+        e.name_services.insert("10.20.1.5".into());
+        e.resolved.insert("10.20.1.5".into());
+    }
+    let plan = run(&c, &facts, None).unwrap();
+    let text = lines(&plan);
+    assert!(!text.iter().any(|l| l.contains("hosts")), "{text:#?}");
+    assert!(plan.warnings.is_empty());
+}
+
+#[test]
+fn an_unresolvable_name_kubeha_does_not_map_is_a_warning() {
+    let off = crate::render::test_support::cluster_from(|s| {
+        s.replace("# manageHostsEntry: true", "manageHostsEntry: false")
+    });
+    let mut facts = converged(&off);
+    facts
+        .get_mut("k8s-worker-1")
+        .unwrap()
+        .endpoint
+        .as_mut()
+        .unwrap()
+        .resolved
+        .clear();
+    let plan = run(&off, &facts, Some(&all_ready(&off))).unwrap();
+    assert!(plan.is_empty(), "a warning is not a change");
+    let warnings: Vec<String> = plan.warnings.iter().map(ToString::to_string).collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert!(warnings[0].starts_with(
+        "k8s-worker-1: the API endpoint `load-balancer.local` does not resolve here and `apiEndpoint.manageHostsEntry` is off"
+    ));
+    // Where kubeha maps the name, an unresolved name is a planned step, not a warning.
+    let on = seed();
+    let mut facts = converged(&on);
+    let f = facts.get_mut("k8s-worker-1").unwrap();
+    f.endpoint.as_mut().unwrap().resolved.clear();
+    f.hosts_block = None;
+    let plan = run(&on, &facts, Some(&all_ready(&on))).unwrap();
+    assert!(plan.warnings.is_empty());
+    assert_eq!(plan.steps.len(), 1);
 }

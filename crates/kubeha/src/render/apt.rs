@@ -27,6 +27,13 @@ pub fn remote_keys(cluster: &Cluster, host: &Host, distro: &Distro) -> Vec<Remot
     if p.mirror.is_some() || !host.is_kube_node() {
         return Vec::new();
     }
+    // Over plain http anyone on the path could swap the key along with the packages.
+    debug_assert!(
+        [&p.kubernetes_repository, &p.docker_repository]
+            .iter()
+            .all(|u| u.starts_with("https://")),
+        "validation refuses plain-http repositories whose key kubeha downloads"
+    );
     let mut keys = vec![RemoteKey {
         url: format!("{}Release.key", with_slash(&p.kubernetes_repository)),
         path: KUBERNETES_KEYRING,

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::quote;
 use crate::spec::{Cluster, APISERVER_PORT};
 
 pub const PATH: &str = "/etc/haproxy/haproxy.cfg";
@@ -18,7 +19,10 @@ pub fn render(cluster: &Cluster) -> String {
     let mut servers = String::new();
     for cp in cluster.control_planes() {
         let addr = crate::spec::url_host(cp.node_ip());
-        servers.push_str(&format!("    server {} {addr}:{APISERVER_PORT}\n", cp.name));
+        servers.push_str(&format!(
+            "    server {} {addr}:{APISERVER_PORT}\n",
+            quote::haproxy(&cp.name).expect("node names are DNS names")
+        ));
     }
     format!(
         r#"{header}
@@ -72,7 +76,7 @@ frontend stats
         server = ms(lb.server_timeout),
         check = ms(hc.interval.min(Duration::from_secs(5))),
         port = cluster.api_endpoint.port,
-        path = hc.path,
+        path = quote::haproxy(&hc.path).expect("validation admits only URL path characters"),
         inter = ms(hc.interval),
         fall = hc.fall,
         rise = hc.rise,
@@ -98,12 +102,12 @@ mod tests {
             ("k8s-master-3", "10.20.1.12"),
         ] {
             assert!(
-                text.contains(&format!("    server {name} {ip}:6443\n")),
+                text.contains(&format!("    server '{name}' {ip}:6443\n")),
                 "{text}"
             );
         }
         assert!(text.contains("http-check connect ssl\n"));
-        assert!(text.contains("http-check send meth GET uri /readyz\n"));
+        assert!(text.contains("http-check send meth GET uri '/readyz'\n"));
         assert!(text.contains("default-server check verify none inter 2000ms fall 3 rise 2 on-marked-down shutdown-sessions\n"));
         assert!(text.contains("    bind :6443\n"));
         assert!(text.contains("timeout client 300000ms\n"));
@@ -119,10 +123,10 @@ mod tests {
         });
         let text = render(&c);
         assert!(text.contains("inter 1000ms fall 2 rise 2"));
-        assert!(text.contains("uri /livez"));
+        assert!(text.contains("uri '/livez'"));
         assert!(text.contains("    bind :8443\n"));
         assert!(
-            text.contains("server k8s-master-1 10.20.1.10:6443"),
+            text.contains("server 'k8s-master-1' 10.20.1.10:6443"),
             "backends stay on 6443"
         );
     }
@@ -135,6 +139,6 @@ mod tests {
                 "      internalAddress: 172.16.0.10",
             )
         });
-        assert!(render(&c).contains("server k8s-master-1 172.16.0.10:6443"));
+        assert!(render(&c).contains("server 'k8s-master-1' 172.16.0.10:6443"));
     }
 }

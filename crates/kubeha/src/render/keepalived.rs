@@ -9,6 +9,7 @@
 //! it takes the VIP back, so a flapping HAProxy cannot bounce the VIP around.
 //! Peers are unicast: many networks drop VRRP multicast.
 
+use crate::quote;
 use crate::spec::{Cluster, Host, Role};
 
 pub const CONFIG_PATH: &str = "/etc/keepalived/keepalived.conf";
@@ -69,8 +70,8 @@ vrrp_instance kube_apiserver {{
 }}
 "#,
         header = super::managed_header("#", cluster).trim_end(),
-        name = host.name,
-        iface = vip.interface,
+        name = quote::keepalived(&host.name).expect("node names are DNS names"),
+        iface = quote::keepalived(&vip.interface).expect("validation admits only interface names"),
         vrid = vip.virtual_router_id,
         priority = TOP_PRIORITY - rank,
         src = host.node_ip(),
@@ -81,11 +82,14 @@ vrrp_instance kube_apiserver {{
 
 /// Healthy when this host's HAProxy answers the endpoint and reaches a ready apiserver.
 pub fn check_script(cluster: &Cluster) -> String {
+    let url = format!(
+        "https://127.0.0.1:{}{}",
+        cluster.api_endpoint.port, cluster.load_balancer.health_check.path
+    );
     format!(
-        "#!/bin/sh\n{header}exec curl --silent --fail --insecure --max-time 1 --output /dev/null \\\n    https://127.0.0.1:{port}{path}\n",
+        "#!/bin/sh\n{header}exec curl --silent --fail --insecure --max-time 1 --output /dev/null \\\n    -- {url}\n",
         header = super::managed_header("#", cluster),
-        port = cluster.api_endpoint.port,
-        path = cluster.load_balancer.health_check.path,
+        url = quote::shell(&url),
     )
 }
 
@@ -104,7 +108,7 @@ mod tests {
         assert!(first.contains("unicast_src_ip 10.20.1.5\n"));
         assert!(first.contains("unicast_peer {\n        10.20.1.6\n    }"));
         assert!(second.contains("unicast_peer {\n        10.20.1.5\n    }"));
-        assert!(first.contains("10.20.1.100/24 dev eth0"));
+        assert!(first.contains("10.20.1.100/24 dev \"eth0\""));
         assert!(first.contains("virtual_router_id 51\n"));
         assert!(first.contains("weight -100\n"));
     }

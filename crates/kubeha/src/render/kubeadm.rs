@@ -138,6 +138,18 @@ struct JoinControlPlane<'a> {
     certificate_key: &'a str,
 }
 
+/// Where secrets sit in a rendered config, as `(what precedes the value, placeholder
+/// variable)`: rendered with [`KubeadmSecrets::placeholders`], every secret is the whole
+/// value at the end of a line `…{prefix}${VAR}`. `apply` renders the real values into
+/// these fields directly; the runbook fills exactly these lines and no other text.
+pub fn secret_slots() -> [(&'static str, &'static str); 3] {
+    [
+        ("token: ", KubeadmSecrets::TOKEN_VAR),
+        ("certificateKey: ", KubeadmSecrets::CERT_KEY_VAR),
+        ("- ", KubeadmSecrets::CA_HASH_VAR),
+    ]
+}
+
 /// etcdctl against the local stacked etcd member with kubeadm's certificates.
 pub fn etcdctl(args: &str) -> String {
     format!(
@@ -374,6 +386,48 @@ mod tests {
         assert!(text.contains("value: example.com/pool=general"), "{text}");
         assert!(text.contains("key: dedicated"));
         assert!(text.contains("effect: NoSchedule"));
+    }
+
+    /// The runbook's way (placeholders, then only the slot lines filled) gives exactly
+    /// the file `apply` renders with the real secrets.
+    #[test]
+    fn filling_the_slots_equals_rendering_the_secrets() {
+        let c = seed();
+        let real = secrets();
+        let value = |var: &str| match var {
+            KubeadmSecrets::TOKEN_VAR => real.bootstrap_token.clone(),
+            KubeadmSecrets::CERT_KEY_VAR => real.certificate_key.clone(),
+            _ => real.ca_cert_hash.clone(),
+        };
+        let fill = |text: String| -> String {
+            text.lines()
+                .map(|line| {
+                    for (prefix, var) in secret_slots() {
+                        let slot = format!("{prefix}${{{var}}}");
+                        if let Some(head) = line.strip_suffix(&slot) {
+                            return format!("{head}{prefix}{}\n", value(var));
+                        }
+                    }
+                    assert!(
+                        !line.contains("${KUBEHA_"),
+                        "placeholder outside a slot: {line}"
+                    );
+                    format!("{line}\n")
+                })
+                .collect()
+        };
+        let placeholders = KubeadmSecrets::placeholders();
+        let cp = c.first_control_plane();
+        assert_eq!(
+            fill(init_config(&c, cp, &placeholders)),
+            init_config(&c, cp, &real)
+        );
+        for host in c.kube_nodes().filter(|h| !std::ptr::eq(*h, cp)) {
+            assert_eq!(
+                fill(join_config(&c, host, &placeholders)),
+                join_config(&c, host, &real)
+            );
+        }
     }
 
     #[test]

@@ -7,7 +7,7 @@
 pub mod apt;
 mod containerd;
 pub mod haproxy;
-mod hosts_entry;
+pub mod hosts_entry;
 mod keepalived;
 pub mod kubeadm;
 pub mod node;
@@ -130,6 +130,30 @@ impl Distro {
             id: format!("${{{}}}", Self::ID_VAR),
             codename: format!("${{{}}}", Self::CODENAME_VAR),
         }
+    }
+
+    /// The distribution a host reports in /etc/os-release, refused unless both values
+    /// are plain words (`[a-z0-9._-]+`, as every distribution writes them): they end up
+    /// in apt source lines and key URLs, and a host's data is never trusted.
+    pub fn from_host(id: &str, codename: &str) -> Result<Self, String> {
+        let plain = |s: &str| {
+            (1..=64).contains(&s.len())
+                && s.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+                })
+        };
+        for (what, value) in [("ID", id), ("VERSION_CODENAME", codename)] {
+            if !plain(value) {
+                return Err(format!(
+                    "the host's /etc/os-release {what} {} is not a plain word",
+                    crate::spec::escape_controls(&format!("{value:?}"))
+                ));
+            }
+        }
+        Ok(Self {
+            id: id.into(),
+            codename: codename.into(),
+        })
     }
 }
 
@@ -275,7 +299,7 @@ pub fn cluster_files<'a>(
 }
 
 /// The Calico manifest with the spec's pod subnet wired into `CALICO_IPV4POOL_CIDR`.
-pub use node::calico_manifest;
+pub use node::{calico_manifest, verify_manifest, ManifestMismatch};
 
 /// Header every managed text file starts with, in the file's comment syntax.
 fn managed_header(comment: &str, cluster: &Cluster) -> String {
@@ -344,6 +368,9 @@ mod tests {
                 "/etc/apt/sources.list.d/kubernetes.list",
                 "/etc/apt/sources.list.d/docker.list",
                 "/etc/hosts",
+                hosts_entry::BLOCK_FILE,
+                hosts_entry::RESTORE_SCRIPT,
+                hosts_entry::UNIT_PATH,
                 "/etc/modules-load.d/containerd.conf",
                 "/etc/sysctl.d/k8s.conf",
                 "/etc/containerd/config.toml",
@@ -364,6 +391,22 @@ mod tests {
                 "{lb}: {p:?}"
             );
             assert!(p.contains(&"/etc/keepalived/check_apiserver.sh".to_string()));
+        }
+    }
+
+    #[test]
+    fn host_distribution_must_be_plain_words() {
+        let d = Distro::from_host("ubuntu", "noble").unwrap();
+        assert_eq!((d.id.as_str(), d.codename.as_str()), ("ubuntu", "noble"));
+        for (id, codename) in [
+            ("ubuntu", ""),
+            ("ubuntu/../../x", "noble"),
+            ("debian", "bookworm main\ndeb [trusted=yes] http://evil/ x"),
+            ("a|b", "noble"),
+            ("$(id)", "noble"),
+        ] {
+            let err = Distro::from_host(id, codename).unwrap_err();
+            assert!(!err.contains('\n'), "{err}");
         }
     }
 

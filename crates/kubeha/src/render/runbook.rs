@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{apt, node, Content, KubeadmSecrets, RenderInputs};
+use super::{apt, hosts_entry, node, Content, KubeadmSecrets, RenderInputs};
 use crate::spec::{Cluster, Host, ManifestSource, Role};
 
 /// The rendered file for `path` on a host, relative to the render folder.
@@ -21,10 +21,41 @@ pub fn rendered_path(host: &Host, path: &str, content: &Content) -> String {
 
 pub const CALICO_FILE: &str = "cluster/calico.yaml";
 
-fn q(s: &str) -> String {
-    shlex::try_quote(s)
-        .expect("rendered values contain no NUL bytes")
-        .into_owned()
+use crate::quote::{shell as q, shell_words};
+
+/// Where a file that needs the host's own values waits on the host to be completed.
+const STAGING_DIR: &str = "/etc/kubeha/staging";
+
+/// The kubeadm secret slots: a line that ends in `KEY: ${PLACEHOLDER}` (or `- ${…}`)
+/// gets the shell variable's value; no other text of a rendered file is ever replaced.
+fn fill_function() -> String {
+    let mut arms = String::new();
+    for (suffix, var) in super::kubeadm::secret_slots() {
+        let _ = writeln!(
+            arms,
+            "      *{suffix}) line=${{line%{placeholder}}}${var} ;;",
+            suffix = q(&format!("{suffix}{}", placeholder(var))),
+            placeholder = q(&placeholder(var)),
+            var = shell_var(var),
+        );
+    }
+    format!(
+        "fill() {{\n  local line\n  while IFS= read -r line || [[ -n $line ]]; do\n    case $line in\n{arms}    esac\n    printf '%s\\n' \"$line\"\n  done < \"$1\"\n}}\n"
+    )
+}
+
+fn placeholder(var: &str) -> String {
+    format!("${{{var}}}")
+}
+
+/// The runbook's shell variable holding a secret.
+fn shell_var(var: &str) -> &'static str {
+    match var {
+        KubeadmSecrets::TOKEN_VAR => "TOKEN",
+        KubeadmSecrets::CERT_KEY_VAR => "CERT_KEY",
+        KubeadmSecrets::CA_HASH_VAR => "CA_HASH",
+        other => unreachable!("no runbook variable for {other}"),
+    }
 }
 
 pub fn render(cluster: &Cluster) -> String {
@@ -42,51 +73,41 @@ cd "$(dirname "$0")"
 
 # Extra ssh options, e.g. SSH_OPTIONS="-F ./ssh_config" bash runbook.sh
 read -ra SSH_EXTRA <<< "${{SSH_OPTIONS:-}}"
-declare -A DEST PORT
+declare -A ADDR PORT LOGIN
 "#,
         name = cluster.name
     );
     for h in &cluster.hosts {
         let _ = writeln!(
             w,
-            "DEST[{name}]={dest} PORT[{name}]={port}",
-            name = h.name,
-            dest = q(&format!("{}@{}", h.ssh.user, h.address)),
-            port = h.ssh.port,
+            "ADDR[{name}]={addr} PORT[{name}]={port} LOGIN[{name}]={user}",
+            name = q(&h.name),
+            addr = q(&h.address.to_string()),
+            port = q(&h.ssh.port.to_string()),
+            user = q(&h.ssh.user),
         );
     }
     let _ = write!(
         w,
         r##"
+# ssh_to HOST COMMAND...: run COMMAND on HOST. The user goes with -l and `--` ends the
+# options, so no value can be read as an ssh option. ssh hands COMMAND to the remote
+# shell, so only fixed words are passed this way; scripts travel on standard input.
+ssh_to() {{ local h=$1; shift; ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$h]}}" -l "${{LOGIN[$h]}}" -- "${{ADDR[$h]}}" "$@"; }}
 # on HOST: run the script on standard input as root on HOST.
-on() {{ ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" sudo bash -euo pipefail -s; }}
-# put HOST FILE MODE: copy a rendered file to the same path on HOST, secrets filled in.
-put() {{
-  local src="hosts/$1$2"
-  sed -e "s|\${{{token}}}|$TOKEN|g" -e "s|\${{{key}}}|$CERT_KEY|g" \
-      -e "s|\${{{hash}}}|${{CA_HASH:-}}|g" \
-      -e "s|\${{{id}}}|$(distro "$1" ID)|g" -e "s|\${{{codename}}}|$(distro "$1" VERSION_CODENAME)|g" \
-      "$src" | ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" sudo install -D -m "$3" /dev/stdin "$2"
-}}
-distro() {{ ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" ". /etc/os-release && echo \$$2"; }}
-# merge HOST FILE: replace kubeha's marked block in FILE on HOST (rewritten in place:
-# in containers /etc/hosts is a bind mount that cannot be renamed over).
-merge() {{
-  {{ echo "# BEGIN kubeha"; cat "hosts/$1$2.kubeha-block"; echo "# END kubeha"; }} |
-    ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$1]}}" "${{DEST[$1]}}" \
-      "sudo sh -c 't=\$(mktemp); sed \"/^# BEGIN kubeha/,/^# END kubeha/d\" $2 > \$t; cat >> \$t; cat \$t > $2; rm -f \$t'"
-}}
-
+on() {{ ssh_to "$1" sudo bash -euo pipefail -s; }}
+# put HOST FILE MODE [TARGET]: copy a rendered file to the same path (or TARGET) on HOST.
+put() {{ ssh_to "$1" sudo install -D -m "$3" /dev/stdin "${{4:-$2}}" < "hosts/$1$2"; }}
+# put_secret HOST FILE: a rendered kubeadm config with its secret slots filled in.
+put_secret() {{ fill "hosts/$1$2" | ssh_to "$1" sudo install -D -m 600 /dev/stdin "$2"; }}
+{fill}
 # Secrets: generated here, never copied from kubeadm's output.
 # Hex is within the token alphabet [a-z0-9]: 6 characters, a dot, 16 characters.
 TOKEN="$(openssl rand -hex 3).$(openssl rand -hex 8)"
 CERT_KEY="$(openssl rand -hex 32)"
+CA_HASH=
 "##,
-        token = KubeadmSecrets::TOKEN_VAR,
-        key = KubeadmSecrets::CERT_KEY_VAR,
-        hash = KubeadmSecrets::CA_HASH_VAR,
-        id = super::Distro::ID_VAR,
-        codename = super::Distro::CODENAME_VAR,
+        fill = fill_function(),
     );
 
     let inputs = RenderInputs::placeholders();
@@ -117,12 +138,55 @@ fn put_files(
         if !filter(&f.path) {
             continue;
         }
+        let (name, path) = (q(&host.name), q(&f.path));
+        let names_distro = match &f.content {
+            Content::Text(t) => {
+                t.contains(&inputs.distro.id) || t.contains(&inputs.distro.codename)
+            }
+            _ => false,
+        };
+        let staged = q(&format!("{STAGING_DIR}{}", f.path));
         match f.content {
             Content::ManagedBlock(_) => {
-                let _ = writeln!(w, "merge {} {}", host.name, f.path);
+                // Replaced in place: in containers /etc/hosts is a bind mount that
+                // cannot be renamed over.
+                let block = q(&format!("{}.kubeha-block", f.path));
+                let _ = writeln!(w, "put {name} {block} 644 {staged}");
+                on(
+                    w,
+                    host,
+                    &format!(
+                        "t=$(mktemp)\nsed '/^# BEGIN kubeha/,/^# END kubeha/d' {path} > \"$t\"\n\
+                         {{ echo '# BEGIN kubeha'; cat {staged}; echo '# END kubeha'; }} >> \"$t\"\n\
+                         cat \"$t\" > {path}\nrm -f \"$t\" {staged}\n"
+                    ),
+                );
+            }
+            _ if f.secret => {
+                let _ = writeln!(w, "put_secret {name} {path}");
+            }
+            _ if names_distro => {
+                // The host's distribution is read and filled in on the host, after a
+                // check that it is a plain word: host data never reaches a local tool.
+                let _ = writeln!(w, "put {name} {path} 600 {staged}");
+                on(
+                    w,
+                    host,
+                    &format!(
+                        ". /etc/os-release\n\
+                         for v in \"$ID\" \"$VERSION_CODENAME\"; do\n  \
+                         case $v in ''|*[!a-z0-9._-]*) echo 'unexpected ID or VERSION_CODENAME in /etc/os-release' >&2; exit 1;; esac\n\
+                         done\n\
+                         sed -e \"s|\\${{{id}}}|$ID|g\" -e \"s|\\${{{codename}}}|$VERSION_CODENAME|g\" {staged} \\\n  \
+                         | install -D -m {mode:o} /dev/stdin {path}\nrm -f {staged}\n",
+                        id = super::Distro::ID_VAR,
+                        codename = super::Distro::CODENAME_VAR,
+                        mode = f.mode,
+                    ),
+                );
             }
             _ => {
-                let _ = writeln!(w, "put {} {} {:o}", host.name, f.path, f.mode);
+                let _ = writeln!(w, "put {name} {path} {:o}", f.mode);
             }
         }
     }
@@ -130,19 +194,21 @@ fn put_files(
 
 fn install(packages: &[super::Package]) -> String {
     let names: Vec<String> = packages.iter().map(super::Package::apt_arg).collect();
-    let held: Vec<&str> = packages
-        .iter()
-        .filter(|p| p.hold)
-        .map(|p| p.name.as_str())
-        .collect();
+    let held = packages.iter().filter(|p| p.hold).map(|p| p.name.as_str());
     let mut cmd = format!(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-change-held-packages {}\n",
-        names.join(" ")
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-change-held-packages -- {}\n",
+        shell_words(names.iter().map(String::as_str))
     );
+    let held = shell_words(held);
     if !held.is_empty() {
-        let _ = writeln!(cmd, "apt-mark hold {}", held.join(" "));
+        let _ = writeln!(cmd, "apt-mark hold -- {held}");
     }
     cmd
+}
+
+/// `on HOST` with `script` as its standard input.
+fn on(w: &mut String, host: &Host, script: &str) {
+    let _ = write!(w, "on {} <<'STEP'\n{script}STEP\n", q(&host.name));
 }
 
 fn load_balancer_steps(w: &mut String, cluster: &Cluster, lb: &Host, inputs: &RenderInputs) {
@@ -154,12 +220,7 @@ fn load_balancer_steps(w: &mut String, cluster: &Cluster, lb: &Host, inputs: &Re
             !p.name.starts_with("kube") && p.name != "containerd" && p.name != "containerd.io"
         })
         .collect();
-    let _ = write!(
-        w,
-        "on {} <<'STEP'\napt-get update\n{}STEP\n",
-        lb.name,
-        install(&packages)
-    );
+    on(w, lb, &format!("apt-get update\n{}", install(&packages)));
     put_files(w, cluster, lb, inputs, |p| {
         p.starts_with("/etc/haproxy/") || p.starts_with("/etc/keepalived/")
     });
@@ -167,12 +228,21 @@ fn load_balancer_steps(w: &mut String, cluster: &Cluster, lb: &Host, inputs: &Re
     if cluster.load_balancer.virtual_ip.is_some() {
         units.push("keepalived");
     }
-    let _ = write!(
+    let units = shell_words(units);
+    on(
         w,
-        "on {} <<'STEP'\nhaproxy -c -f /etc/haproxy/haproxy.cfg\nsystemctl enable {units}\nsystemctl restart {units}\nSTEP\n",
-        lb.name,
-        units = units.join(" ")
+        lb,
+        &format!("haproxy -c -f /etc/haproxy/haproxy.cfg\nsystemctl enable {units}\nsystemctl restart {units}\n"),
     );
+}
+
+/// A word for the remote shell holding `url`, where each placeholder of the host's
+/// distribution becomes the host's own value (read there, checked to be a plain word).
+fn url_on_host(url: &str, distro: &super::Distro) -> String {
+    url.split(distro.id.as_str())
+        .map(q)
+        .collect::<Vec<_>>()
+        .join("\"$ID\"")
 }
 
 fn node_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInputs) {
@@ -184,13 +254,18 @@ fn node_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInp
         ),
     );
     put_files(w, cluster, host, inputs, |p| {
-        p == node::MODULES_PATH || p == node::SYSCTL_PATH || p == "/etc/hosts"
+        p == node::MODULES_PATH
+            || p == node::SYSCTL_PATH
+            || p == hosts_entry::PATH
+            || hosts_entry::BOOT_FILES.contains(&p)
     });
-    let modules = node::MODULES.join(" ");
-    let _ = write!(
-        w,
-        r#"on {name} <<'STEP'
-modprobe -a {modules}
+    let endpoint = if hosts_entry::render(cluster, host).is_empty() {
+        ""
+    } else {
+        "# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"
+    };
+    let mut script = format!(
+        r#"{endpoint}modprobe -a {modules}
 sysctl --system >/dev/null
 # kubelet refuses to run with swap: off now and at every boot.
 swapoff -a
@@ -198,59 +273,73 @@ sed -i -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@# \1@' /etc/fstab
 systemctl mask --now $(systemctl list-units --type=swap --plain --no-legend | awk '{{print $1}}') 2>/dev/null || true
 install -d -m 0755 {keyrings}
 "#,
-        name = host.name,
-        keyrings = apt::KEYRING_DIR,
+        modules = shell_words(node::MODULES),
+        keyrings = q(apt::KEYRING_DIR),
     );
-    for key in apt::remote_keys(cluster, host, &inputs.distro) {
-        let url = key
-            .url
-            .replace(&inputs.distro.id, "$(. /etc/os-release && echo \"$ID\")");
+    let keys = apt::remote_keys(cluster, host, &inputs.distro);
+    if keys.iter().any(|k| k.url.contains(&inputs.distro.id)) {
+        script.push_str(
+            ". /etc/os-release\ncase $ID in ''|*[!a-z0-9._-]*) echo \"unexpected /etc/os-release ID\" >&2; exit 1;; esac\n",
+        );
+    }
+    for key in keys {
+        let url = url_on_host(&key.url, &inputs.distro);
         let _ = if key.dearmor {
             writeln!(
-                w,
-                "curl -fsSL \"{url}\" | gpg --dearmor --yes -o {}",
-                key.path
+                script,
+                "curl -fsSL -- {url} | gpg --dearmor --yes -o {}",
+                q(key.path)
             )
         } else {
-            writeln!(w, "curl -fsSL \"{url}\" -o {}", key.path)
+            writeln!(script, "curl -fsSL -o {} -- {url}", q(key.path))
         };
     }
-    w.push_str("STEP\n");
+    on(w, host, &script);
     put_files(w, cluster, host, inputs, |p| p.starts_with("/etc/apt/"));
     let packages = super::packages(cluster, host);
     let (runtime, kube): (Vec<_>, Vec<_>) = packages.into_iter().partition(|p| !p.hold);
-    let _ = write!(
-        w,
-        "on {} <<'STEP'\napt-get update\n{}STEP\n",
-        host.name,
-        install(&runtime)
-    );
+    on(w, host, &format!("apt-get update\n{}", install(&runtime)));
     put_files(w, cluster, host, inputs, |p| p == super::containerd::PATH);
-    let _ = write!(
+    on(
         w,
-        "on {} <<'STEP'\nsystemctl restart containerd\nsystemctl enable containerd\n{}systemctl enable kubelet\nSTEP\n",
-        host.name,
-        install(&kube)
+        host,
+        &format!(
+            "systemctl restart containerd\nsystemctl enable containerd\n{}systemctl enable kubelet\n",
+            install(&kube)
+        ),
+    );
+}
+
+/// Uploads a kubeadm config with its secrets filled in, then runs
+/// `kubeadm VERB --config CONFIG` (plus `flags`) and `then` on the host.
+fn kubeadm(w: &mut String, host: &Host, verb: &str, config: &str, flags: &str, then: &str) {
+    let _ = writeln!(w, "put_secret {} {}", q(&host.name), q(config));
+    on(
+        w,
+        host,
+        &format!("kubeadm {verb} --config {}{flags}\n{then}", q(config)),
     );
 }
 
 fn control_plane_steps(w: &mut String, cluster: &Cluster) {
     let first = cluster.first_control_plane();
     section(w, &format!("{}: kubeadm init", first.name));
-    let _ = writeln!(w, "put {} {} 600", first.name, super::KUBEADM_INIT_CONFIG);
+    kubeadm(
+        w,
+        first,
+        "init",
+        super::KUBEADM_INIT_CONFIG,
+        " --upload-certs",
+        "install -d -m 0700 /root/.kube\ninstall -m 0600 /etc/kubernetes/admin.conf /root/.kube/config\n",
+    );
     let _ = write!(
         w,
-        r#"on {name} <<'STEP'
-kubeadm init --config {init} --upload-certs
-install -d -m 0700 /root/.kube
-install -m 0600 /etc/kubernetes/admin.conf /root/.kube/config
-STEP
-# The discovery hash pins the cluster CA: sha256 of its DER SubjectPublicKeyInfo.
-CA_HASH="sha256:$(ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo cat /etc/kubernetes/pki/ca.crt \
+        r#"# The discovery hash pins the cluster CA: sha256 of its DER SubjectPublicKeyInfo.
+CA_HASH="sha256:$(ssh_to {name} sudo cat /etc/kubernetes/pki/ca.crt \
   | openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -r | cut -d' ' -f1)"
+[[ $CA_HASH =~ ^sha256:[0-9a-f]{{64}}$ ]] || {{ echo "cannot compute the CA hash" >&2; exit 1; }}
 "#,
-        name = first.name,
-        init = super::KUBEADM_INIT_CONFIG,
+        name = q(&first.name),
     );
     let joins = cluster.control_planes().skip(1).chain(
         cluster
@@ -271,22 +360,18 @@ CA_HASH="sha256:$(ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[{name}]}}" "${{DEST[{name}
                 }
             ),
         );
-        let _ = writeln!(w, "put {} {} 600", host.name, super::KUBEADM_JOIN_CONFIG);
-        let _ = writeln!(
-            w,
-            "echo 'kubeadm join --config {join}' | on {}",
-            host.name,
-            join = super::KUBEADM_JOIN_CONFIG
-        );
+        kubeadm(w, host, "join", super::KUBEADM_JOIN_CONFIG, "", "");
         if cp {
             // Each control-plane join adds an etcd member; the next must wait for it.
             // etcd refuses another member until every member has been up a few seconds.
-            let _ = write!(
+            on(
                 w,
-                "on {first} <<'STEP'\nfor i in $(seq 100); do\n  {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null && exit 0\n  sleep 3\ndone\necho 'etcd did not become healthy after joining {name}' >&2; exit 1\nSTEP\n",
-                first = first.name,
-                name = host.name,
-                health = super::kubeadm::etcdctl("endpoint health --cluster"),
+                first,
+                &format!(
+                    "for i in $(seq 100); do\n  {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null && exit 0\n  sleep 3\ndone\necho {msg} >&2; exit 1\n",
+                    health = super::kubeadm::etcdctl("endpoint health --cluster"),
+                    msg = q(&format!("etcd did not become healthy after joining {}", host.name)),
+                ),
             );
         }
     }
@@ -297,32 +382,46 @@ fn calico_steps(w: &mut String, cluster: &Cluster) {
     section(w, &format!("Calico {}", cluster.calico.version));
     match &cluster.calico.manifest {
         ManifestSource::File(_) => {
-            let _ = writeln!(w, "manifest={CALICO_FILE}");
+            // `kubeha render` checked the file against `sha256` before patching it.
+            let _ = writeln!(w, "manifest={}", q(CALICO_FILE));
         }
         ManifestSource::Url(url) => {
-            let _ = write!(
+            let _ = writeln!(
                 w,
-                "manifest=\"$(mktemp)\"\ncurl -fsSL {} -o \"$manifest\"\n\
-                 # Pin Calico's IP pool to the cluster's pod subnet.\n\
+                "manifest=\"$(mktemp)\"\ncurl -fsSL -o \"$manifest\" -- {}",
+                q(url)
+            );
+            if let Some(sha) = &cluster.calico.sha256 {
+                let _ = writeln!(
+                    w,
+                    "# Nothing is applied unless the manifest is the pinned one.\necho {}  \"$manifest\" | sha256sum --check --quiet --strict -",
+                    q(sha)
+                );
+            }
+            let _ = writeln!(
+                w,
+                "# Pin Calico's IP pool to the cluster's pod subnet.\n\
                  sed -i -e 's@# - name: CALICO_IPV4POOL_CIDR@- name: CALICO_IPV4POOL_CIDR@' \\\n    \
-                 -e 's@#   value: \"192.168.0.0/16\"@  value: \"{}\"@' \"$manifest\"\n",
-                q(url),
-                cluster.kubernetes.pod_subnet
+                 -e {} \"$manifest\"",
+                q(&format!(
+                    "s@#   value: \"192.168.0.0/16\"@  value: \"{}\"@",
+                    cluster.kubernetes.pod_subnet
+                ))
             );
         }
     }
     let _ = write!(
         w,
-        r#"ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side -f - < "$manifest"
+        r#"ssh_to {name} sudo kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side -f - < "$manifest"
 on {name} <<'STEP'
 kubectl --kubeconfig /etc/kubernetes/admin.conf wait --for=condition=Ready nodes --all --timeout=10m
 STEP
-ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[{name}]}}" "${{DEST[{name}]}}" sudo cat /etc/kubernetes/admin.conf > admin.conf
+(umask 077; ssh_to {name} sudo cat /etc/kubernetes/admin.conf > admin.conf)
 chmod 600 admin.conf
-echo "Cluster ready; admin kubeconfig in $PWD/admin.conf (it points at {endpoint})."
+echo "Cluster ready; admin kubeconfig in $PWD/admin.conf (it points at "{endpoint}")."
 "#,
-        name = first.name,
-        endpoint = cluster.api_endpoint,
+        name = q(&first.name),
+        endpoint = q(&cluster.api_endpoint.to_string()),
     );
 }
 
@@ -352,9 +451,11 @@ mod tests {
             at += found;
         }
         assert!(text.contains("kubeadm init --config /etc/kubeha/kubeadm-init.yaml --upload-certs"));
-        assert!(text.contains("apt-get install -y --allow-change-held-packages containerd.io\n"));
-        assert!(text.contains("kubelet=1.31.0-1.1 kubeadm=1.31.0-1.1 kubectl=1.31.0-1.1\napt-mark hold kubelet kubeadm kubectl\n"));
+        assert!(text.contains("apt-get install -y --allow-change-held-packages -- containerd.io\n"));
+        assert!(text.contains("'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\napt-mark hold -- kubelet kubeadm kubectl\n"));
         assert!(text.contains("swapoff -a"));
+        assert!(text.contains("put k8s-worker-2 /etc/systemd/system/kubeha-hosts.service 644\n"));
+        assert!(text.contains("on k8s-worker-2 <<'STEP'\n# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"));
     }
 
     #[test]
@@ -379,13 +480,77 @@ mod tests {
         );
     }
 
+    /// ssh joins its arguments into a command line the remote shell parses again, so
+    /// the words `put` passes as arguments must be inert there too.
+    #[test]
+    fn remote_arguments_are_inert_words() {
+        let c = seed_with_vip();
+        for (_, files) in crate::render::cluster_files(&c, &RenderInputs::placeholders()) {
+            for f in files {
+                let staged = format!("{STAGING_DIR}{}", f.path);
+                for word in [f.path.as_str(), &staged, &format!("{:o}", f.mode)] {
+                    assert_eq!(q(word), word, "not inert for the remote shell");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn secrets_and_host_data_never_reach_sed_on_this_machine() {
+        let text = render(&seed());
+        let local: String = text
+            .split("<<'STEP'\n")
+            .map(|part| part.split_once("STEP\n").map_or(part, |(_, after)| after))
+            .collect();
+        assert!(!local.contains("os-release"), "host data read locally");
+        for secret in ["$TOKEN", "$CERT_KEY", "$CA_HASH"] {
+            for line in local.lines().filter(|l| l.contains(secret)) {
+                assert!(
+                    line.trim_start().starts_with('*')
+                        || line.starts_with("TOKEN=")
+                        || line.starts_with("CERT_KEY=")
+                        || line.starts_with("CA_HASH")
+                        || line.starts_with("[[ $CA_HASH"),
+                    "{secret} used outside the slot filler: {line}"
+                );
+            }
+        }
+        assert!(text.contains("ssh_to() { local h=$1; shift; ssh \"${SSH_EXTRA[@]}\" -p \"${PORT[$h]}\" -l \"${LOGIN[$h]}\" -- \"${ADDR[$h]}\" \"$@\"; }"));
+        // Every connection goes through ssh_to, with -l and `--`.
+        assert_eq!(text.matches("ssh \"${SSH_EXTRA[@]}\"").count(), 1);
+    }
+
+    #[test]
+    fn a_pinned_manifest_is_checked_before_it_is_patched() {
+        let sha = "ab".repeat(32);
+        let c = cluster_from(|s| {
+            s.replace(
+                "      # manifest: calico.yaml        # a local copy instead of the release URL, or a URL",
+                &format!("      manifest: http://mirror.internal/calico.yaml?x=1&y=2\n      sha256: {sha}"),
+            )
+        });
+        let text = render(&c);
+        let fetch = text
+            .find("curl -fsSL -o \"$manifest\" -- 'http://mirror.internal/calico.yaml?x=1&y=2'\n")
+            .expect("the URL is one quoted word");
+        let check = text
+            .find(&format!(
+                "echo {sha}  \"$manifest\" | sha256sum --check --quiet --strict -\n"
+            ))
+            .expect("the digest is checked");
+        let patch = text.find("CALICO_IPV4POOL_CIDR").unwrap();
+        let apply = text.find("apply --server-side").unwrap();
+        assert!(fetch < check && check < patch && patch < apply);
+    }
+
     #[test]
     fn ssh_destinations_are_quoted() {
-        let c = cluster_from(|s| s.replace("user: ubuntu ", "user: \"o'brien\" "));
+        let c = cluster_from(|s| s.replace("user: ubuntu ", "user: \"deploy$\" "));
         let text = render(&c);
         assert!(
-            text.contains(r#"DEST[k8s-master-1]='o'"'"'brien@10.20.1.10'"#)
-                || text.contains("DEST[k8s-master-1]=\"o'brien@10.20.1.10\""),
+            text.contains(
+                "ADDR[k8s-master-1]=10.20.1.10 PORT[k8s-master-1]=22 LOGIN[k8s-master-1]='deploy$'"
+            ),
             "{}",
             &text[..800]
         );

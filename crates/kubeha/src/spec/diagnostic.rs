@@ -135,9 +135,25 @@ fn render_one(out: &mut String, file: &Path, source: &str, d: &Diagnostic, color
         Some(p) => format!("{}:{}:{}", file.display(), p.line, p.column),
         None => file.display().to_string(),
     };
-    let _ = writeln!(out, "{place}: {on}{}{off}: {}", d.severity, d.message);
+    let _ = writeln!(
+        out,
+        "{place}: {on}{}{off}: {}",
+        d.severity,
+        escape_controls(&d.message)
+    );
     if let Some(p) = d.position {
         if let Some(text) = source.lines().nth(p.line as usize - 1) {
+            // One character for one, so the caret stays under its column.
+            let text: String = text
+                .chars()
+                .map(|c| {
+                    if is_unsafe_on_terminal(c) {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
             let gutter = p.line.to_string();
             let pad = " ".repeat(gutter.len());
             let caret_at = text
@@ -152,8 +168,24 @@ fn render_one(out: &mut String, file: &Path, source: &str, d: &Diagnostic, color
         }
     }
     if let Some(help) = &d.help {
-        let _ = writeln!(out, "  = help: {help}");
+        let _ = writeln!(out, "  = help: {}", escape_controls(help));
     }
+}
+
+/// Control and invisible characters a terminal would act on (or hide), except tab.
+fn is_unsafe_on_terminal(c: char) -> bool {
+    (c.is_control() && c != '\t') || super::text::is_invisible(c)
+}
+
+/// Text safe to print: every control character written as `\u{..}`, so a spec value
+/// quoted in a message can neither drive the terminal nor forge another line.
+pub fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| match c {
+            c if is_unsafe_on_terminal(c) => c.escape_unicode().to_string(),
+            c => c.to_string(),
+        })
+        .collect()
 }
 
 /// The closest candidate to `word`, when it is close enough to be a likely typo.
@@ -208,5 +240,33 @@ mod tests {
             "c.yaml:2:5: error: bad value\n  |\n2 | bb: 2\n  |     ^\n  = help: use 1\n"
         );
         assert!(report.has_errors());
+    }
+
+    #[test]
+    fn control_characters_are_never_printed() {
+        let report = Report {
+            file: "c.yaml".into(),
+            source: "name: \"a\u{1b}[2Jb\"\u{7}\n".into(),
+            diagnostics: vec![Diagnostic::error(
+                Some(Position {
+                    line: 1,
+                    column: 7,
+                    offset: 6,
+                    len: 1,
+                }),
+                "bad `a\u{1b}[2J\nforged: error`",
+            )
+            .with_help("x\u{202e}y")],
+        };
+        let text = report.render(false);
+        assert!(!text.contains('\u{1b}') && !text.contains('\u{7}') && !text.contains('\u{202e}'));
+        assert!(
+            text.contains("bad `a\\u{1b}[2J\\u{a}forged: error`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("1 | name: \"a\u{FFFD}[2Jb\"\u{FFFD}\n"),
+            "{text}"
+        );
     }
 }

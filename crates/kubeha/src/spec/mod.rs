@@ -1,15 +1,18 @@
 //! The cluster spec: parse `cluster.yaml`, apply defaults, validate. Pure apart from
 //! reading the file itself and checking that referenced local files exist.
 
+#[cfg(test)]
+mod coverage;
 mod diagnostic;
 pub mod model;
 pub(crate) mod raw;
 pub mod starter;
+pub mod text;
 mod validate;
 
 use std::path::{Path, PathBuf};
 
-pub use diagnostic::{Diagnostic, Position, Report, Severity};
+pub use diagnostic::{escape_controls, Diagnostic, Position, Report, Severity};
 pub use model::*;
 pub use validate::{PathContext, DEFAULT_CALICO_VERSION, DEFAULT_KUBERNETES_VERSION};
 
@@ -22,13 +25,41 @@ pub struct Loaded {
 
 /// Reads and validates a spec file. `Err` carries a report with at least one error.
 pub fn load_file(path: &Path) -> Result<Loaded, Report> {
-    let source = std::fs::read_to_string(path).map_err(|e| Report {
+    let refuse = |diagnostic: Diagnostic, source: String| Report {
         file: path.to_path_buf(),
-        source: String::new(),
-        diagnostics: vec![
+        source,
+        diagnostics: vec![diagnostic],
+    };
+    let bytes = std::fs::read(path).map_err(|e| {
+        refuse(
             Diagnostic::error(None, format!("cannot read the spec: {e}"))
                 .with_help("pass the cluster spec with `-f FILE` (`kubeha init` writes one)"),
-        ],
+            String::new(),
+        )
+    })?;
+    let source = String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let valid = std::str::from_utf8(valid).expect("the prefix is valid UTF-8");
+        let line = valid.matches('\n').count() as u64 + 1;
+        let column = valid
+            .rsplit('\n')
+            .next()
+            .unwrap_or_default()
+            .chars()
+            .count() as u64
+            + 1;
+        let at = Position {
+            line,
+            column,
+            offset: valid.len(),
+            len: 1,
+        };
+        // Show the lines before the bad byte; the rest cannot be printed as text.
+        refuse(
+            Diagnostic::error(Some(at), "the spec is not valid UTF-8 text")
+                .with_help("save the file as UTF-8"),
+            valid.to_string(),
+        )
     })?;
     let spec_dir = path
         .parent()
@@ -77,6 +108,14 @@ fn parse_error(e: &serde_saphyr::Error) -> Diagnostic {
     if message.starts_with("invalid i64") || message.starts_with("invalid u") {
         return Diagnostic::error(position, "expected a whole number")
             .with_help("write the number without quotes or units, e.g. `6443`");
+    }
+    if message.ends_with("is not allowed in a spec value")
+        || message.contains("is too long: the limit is")
+        || message.contains("secret placeholder")
+    {
+        return Diagnostic::error(position, message).with_help(
+            "spec values are plain, printable text: kubeha writes them into shell scripts and configs",
+        );
     }
     let diagnostic = Diagnostic::error(position, message.clone());
     for what in ["unknown field", "unknown variant"] {

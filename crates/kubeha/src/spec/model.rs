@@ -328,6 +328,8 @@ pub struct VirtualIp {
 pub struct Calico {
     pub version: String,
     pub manifest: ManifestSource,
+    /// When set, the manifest's bytes must hash to this (64 lowercase hex digits).
+    pub sha256: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -12,7 +12,8 @@ use ipnet::IpNet;
 
 use super::diagnostic::{did_you_mean, Diagnostic, Position};
 use super::model::*;
-use super::raw::{self, S};
+use super::raw::{self, Text, S};
+use super::text::{self as rules, UrlUse};
 
 /// Where relative paths and `~` in the spec resolve.
 #[derive(Debug, Clone)]
@@ -180,7 +181,7 @@ impl Validator<'_> {
             );
             return None;
         };
-        if !is_dns_label(&name.value) {
+        if !rules::is_dns_label(&name.value) {
             self.error(
                 pos(name),
                 format!("cluster name `{}` is not a valid DNS label", name.value),
@@ -188,7 +189,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        Some(name.value.clone())
+        Some(name.value.to_string())
     }
 
     /// Cluster-wide SSH settings, and the per-host defaults hosts inherit (validated once
@@ -199,10 +200,10 @@ impl Validator<'_> {
     ) -> (Option<SshDefaults>, HostSshDefaults) {
         let default = raw::Ssh::default();
         let ssh = ssh.map_or(&default, |s| &s.value);
-        let user = ssh
-            .user
-            .as_ref()
-            .map_or_else(|| "root".to_string(), |u| u.value.clone());
+        let user = match &ssh.user {
+            Some(u) => self.ssh_user(u).unwrap_or_default(),
+            None => "root".to_string(),
+        };
         let host_defaults = HostSshDefaults {
             port: self.port(ssh.port.as_ref(), 22).unwrap_or(22),
             identity_file: ssh
@@ -249,14 +250,24 @@ impl Validator<'_> {
             );
             return None;
         };
+        if address.value.parse::<IpAddr>().is_err() && !rules::is_hostname(&address.value) {
+            self.error(
+                pos(address),
+                format!(
+                    "bastion address `{}` is neither an IP address nor a host name",
+                    address.value
+                ),
+                "write the jump host's DNS name or IP address, without a user or port",
+            );
+            return None;
+        }
         Some(Bastion {
-            address: address.value.clone(),
+            address: address.value.to_string(),
             port: self.port(b.value.port.as_ref(), 22)?,
-            user: b
-                .value
-                .user
-                .as_ref()
-                .map_or_else(|| "root".into(), |u| u.value.clone()),
+            user: match &b.value.user {
+                Some(u) => self.ssh_user(u)?,
+                None => "root".into(),
+            },
             identity_file: match &b.value.identity_file {
                 Some(f) => Some(self.existing_file(f, "identity file")?),
                 None => None,
@@ -320,7 +331,7 @@ impl Validator<'_> {
         }
         let dns_domain = match domain {
             None => DEFAULT_DNS_DOMAIN.to_string(),
-            Some(d) if d.value.split('.').all(is_dns_label) => d.value.clone(),
+            Some(d) if rules::is_dns_subdomain(&d.value) => d.value.to_string(),
             Some(d) => {
                 self.error(
                     pos(d),
@@ -338,7 +349,7 @@ impl Validator<'_> {
         })
     }
 
-    fn subnet(&mut self, value: Option<&S<String>>, default: &str, what: &str) -> Option<IpNet> {
+    fn subnet(&mut self, value: Option<&S<Text>>, default: &str, what: &str) -> Option<IpNet> {
         let Some(value) = value else {
             return default.parse().ok();
         };
@@ -490,7 +501,7 @@ impl Validator<'_> {
             );
             return None;
         };
-        if !is_dns_subdomain(&name.value) {
+        if !rules::is_dns_subdomain(&name.value) {
             self.error(
                 pos(name),
                 format!("host name `{}` is not a valid node name", name.value),
@@ -523,9 +534,10 @@ impl Validator<'_> {
             );
         }
         let host_ssh = h.ssh.as_ref().map(|s| &s.value);
-        let user = host_ssh
-            .and_then(|s| s.user.as_ref())
-            .map_or_else(|| ssh.user.clone(), |u| u.value.clone());
+        let user = match host_ssh.and_then(|s| s.user.as_ref()) {
+            Some(u) => self.ssh_user(u)?,
+            None => ssh.user.clone(),
+        };
         let identity_file = match host_ssh.and_then(|s| s.identity_file.as_ref()) {
             Some(f) => Some(self.existing_file(f, "identity file")?),
             None => ssh.identity_file.clone(),
@@ -538,7 +550,7 @@ impl Validator<'_> {
         let labels = self.labels(&h.labels);
         let taints = h.taints.iter().filter_map(|t| self.taint(t)).collect();
         Some(Host {
-            name: name.value.clone(),
+            name: name.value.to_string(),
             address,
             internal_address,
             roles,
@@ -553,7 +565,7 @@ impl Validator<'_> {
         })
     }
 
-    fn labels(&mut self, labels: &BTreeMap<String, S<String>>) -> BTreeMap<String, String> {
+    fn labels(&mut self, labels: &BTreeMap<Text, S<Text>>) -> BTreeMap<String, String> {
         let mut out = BTreeMap::new();
         for (key, value) in labels {
             let prefix = key.rsplit_once('/').map(|(p, _)| p);
@@ -569,14 +581,14 @@ impl Validator<'_> {
                     format!("kubelet may not set the label `{key}`"),
                     "the NodeRestriction admission plugin reserves kubernetes.io and k8s.io prefixes; use your own prefix such as `example.com/role`",
                 );
-            } else if !is_label_key(key) || !is_label_value(&value.value) {
+            } else if !rules::is_label_key(key) || !rules::is_label_value(&value.value) {
                 self.error(
                     pos(value),
                     format!("`{key}: {}` is not a valid Kubernetes label", value.value),
                     "keys are [prefix/]name and values at most 63 characters of letters, digits, '-', '_' and '.'",
                 );
             } else {
-                out.insert(key.clone(), value.value.clone());
+                out.insert(key.to_string(), value.value.to_string());
             }
         }
         out
@@ -591,7 +603,7 @@ impl Validator<'_> {
             );
             return None;
         };
-        if !is_label_key(&key.value) {
+        if !rules::is_label_key(&key.value) {
             self.error(
                 pos(key),
                 format!("taint key `{}` is not valid", key.value),
@@ -599,9 +611,22 @@ impl Validator<'_> {
             );
             return None;
         }
+        if let Some(value) = t
+            .value
+            .value
+            .as_ref()
+            .filter(|v| !rules::is_label_value(&v.value))
+        {
+            self.error(
+                pos(value),
+                format!("taint value `{}` is not valid", value.value),
+                "taint values follow the label value syntax: at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit",
+            );
+            return None;
+        }
         Some(Taint {
-            key: key.value.clone(),
-            value: t.value.value.as_ref().map(|v| v.value.clone()),
+            key: key.value.to_string(),
+            value: t.value.value.as_ref().map(|v| v.value.to_string()),
             effect: effect.value,
         })
     }
@@ -616,7 +641,9 @@ impl Validator<'_> {
             None => EndpointHost::Name(DEFAULT_ENDPOINT_HOST.into()),
             Some(h) => match h.value.parse::<IpAddr>() {
                 Ok(ip) => EndpointHost::Ip(ip),
-                Err(_) if is_dns_subdomain(&h.value) => EndpointHost::Name(h.value.clone()),
+                Err(_) if rules::is_dns_subdomain(&h.value) => {
+                    EndpointHost::Name(h.value.to_string())
+                }
                 Err(_) => {
                     self.error(
                         pos(h),
@@ -635,7 +662,7 @@ impl Validator<'_> {
             (has(Role::LoadBalancer) && has(Role::ControlPlane)).then_some((&h.value, roles))
         });
         if let (Some((h, roles)), true) = (stacked, port == APISERVER_PORT) {
-            let name = h.name.as_ref().map_or("?", |n| n.value.as_str());
+            let name = h.name.as_ref().map_or("?", |n| &*n.value);
             self.error(
                 port_field.and_then(pos).or(pos(roles)),
                 format!(
@@ -646,8 +673,8 @@ impl Validator<'_> {
         }
         let mut extra_sans = Vec::new();
         for san in e.map(|e| e.value.extra_sans.as_slice()).unwrap_or_default() {
-            if san.value.parse::<IpAddr>().is_ok() || is_dns_subdomain(&san.value) {
-                extra_sans.push(san.value.clone());
+            if san.value.parse::<IpAddr>().is_ok() || rules::is_dns_subdomain(&san.value) {
+                extra_sans.push(san.value.to_string());
             } else {
                 self.error(
                     pos(san),
@@ -656,13 +683,22 @@ impl Validator<'_> {
                 );
             }
         }
+        let manage = e.and_then(|e| e.value.manage_hosts_entry.as_ref());
+        if let (EndpointHost::Name(name), Some(m)) = (&host, manage) {
+            if !m.value {
+                // `check` cannot see the nodes: `plan` tells which of them do not resolve it.
+                self.warn(
+                    pos(m),
+                    format!("`apiEndpoint.manageHostsEntry` is off: every node must resolve `{name}` through DNS"),
+                    "`kubeha plan` checks each node and warns where it does not; leave it on to let kubeha map it",
+                );
+            }
+        }
         Some(ApiEndpoint {
             host,
             port,
             extra_sans,
-            manage_hosts_entry: e
-                .and_then(|e| e.value.manage_hosts_entry.as_ref())
-                .is_none_or(|m| m.value),
+            manage_hosts_entry: manage.is_none_or(|m| m.value),
         })
     }
 
@@ -672,9 +708,9 @@ impl Validator<'_> {
         version: &KubernetesVersion,
     ) -> Option<Packages> {
         let p = p.map(|p| &p.value);
-        let url = |this: &mut Self, field: Option<&S<String>>, default: String| match field {
+        let url = |this: &mut Self, field: Option<&S<Text>>, default: String| match field {
             None => Some(default),
-            Some(u) => this.url(u),
+            Some(u) => this.repository_url(u),
         };
         let kubernetes_repository = url(
             self,
@@ -709,14 +745,29 @@ impl Validator<'_> {
             );
             return None;
         };
-        let url = self.url(url)?;
+        // The key file pins the mirror: apt checks its signature, so plain http is fine.
+        let url = self.url(url, UrlUse::Repository)?;
         let key_file = self.existing_file(key, "mirror key file")?;
+        let words = m.value.suite.iter().chain(&m.value.components);
+        if let Some(bad) = words.clone().find(|w| !rules::is_apt_word(&w.value)) {
+            self.error(
+                pos(bad),
+                format!("`{}` is not an apt suite or component", bad.value),
+                "apt suites and components are single words of letters, digits and . _ - + ~ : /",
+            );
+            return None;
+        }
         let suite = m
             .value
             .suite
             .as_ref()
-            .map_or_else(|| "stable".into(), |s| s.value.clone());
-        let components: Vec<String> = m.value.components.iter().map(|c| c.value.clone()).collect();
+            .map_or_else(|| "stable".into(), |s| s.value.to_string());
+        let components: Vec<String> = m
+            .value
+            .components
+            .iter()
+            .map(|c| c.value.to_string())
+            .collect();
         if suite.ends_with('/') != components.is_empty() {
             self.error(
                 opt_pos(&m.value.suite).or(pos(m)),
@@ -754,9 +805,7 @@ impl Validator<'_> {
 
         let path = match &hc.path {
             None => "/readyz".to_string(),
-            Some(p) if p.value.starts_with('/') && !p.value.contains(char::is_whitespace) => {
-                p.value.clone()
-            }
+            Some(p) if rules::is_http_path(&p.value) => p.value.to_string(),
             Some(p) => {
                 self.error(
                     pos(p),
@@ -764,7 +813,7 @@ impl Validator<'_> {
                         "health-check path `{}` is not an absolute URL path",
                         p.value
                     ),
-                    "use `/readyz` (recommended) or `/livez`",
+                    "use `/readyz` (recommended) or `/livez`; paths hold letters, digits, percent escapes and - . _ ~ / : @ = & , + (and one `?` before a query)",
                 );
                 return None;
             }
@@ -833,15 +882,35 @@ impl Validator<'_> {
             );
             return None;
         };
-        let (ip, prefix_len) = match address.value.split_once('/') {
-            Some((ip, prefix)) => (ip, prefix.parse::<u8>().ok()),
-            None => (address.value.as_str(), Some(32)),
-        };
-        let (Ok(ip), Some(prefix_len)) = (ip.parse::<IpAddr>(), prefix_len) else {
+        let (ip, prefix) = address
+            .value
+            .split_once('/')
+            .map_or((&*address.value, None), |(ip, p)| (ip, Some(p)));
+        let Ok(ip) = ip.parse::<IpAddr>() else {
             self.error(
                 pos(address),
                 format!("`{}` is not an IP address", address.value),
                 "write the virtual IP, optionally with its prefix length, e.g. `10.0.0.100/24`",
+            );
+            return None;
+        };
+        let max_prefix = if ip.is_ipv4() { 32 } else { 128 };
+        let prefix_len = match prefix {
+            None => Some(max_prefix),
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) && !p.is_empty() && p.len() <= 3 => p
+                .parse::<u8>()
+                .ok()
+                .filter(|n| (1..=max_prefix).contains(n)),
+            Some(_) => None,
+        };
+        let Some(prefix_len) = prefix_len else {
+            self.error(
+                pos(address),
+                format!("`{}` has no valid prefix length", address.value),
+                format!(
+                    "an IPv{} prefix length is 1 to {max_prefix}",
+                    if ip.is_ipv4() { 4 } else { 6 }
+                ),
             );
             return None;
         };
@@ -874,11 +943,18 @@ impl Validator<'_> {
                 );
             }
         }
-        let interface = vip
-            .value
-            .interface
-            .as_ref()
-            .map_or_else(|| "eth0".into(), |i| i.value.clone());
+        let interface = match &vip.value.interface {
+            None => "eth0".to_string(),
+            Some(i) if rules::is_interface_name(&i.value) => i.value.to_string(),
+            Some(i) => {
+                self.error(
+                    pos(i),
+                    format!("`{}` is not a network interface name", i.value),
+                    "interface names are 1-15 letters, digits, '_', '.' or '-', not starting with '-', as `ip link` shows them",
+                );
+                return None;
+            }
+        };
         let virtual_router_id = self.count_in(vip.value.virtual_router_id.as_ref(), 51, 1..=255)?;
         Some(VirtualIp {
             address: ip,
@@ -893,7 +969,7 @@ impl Validator<'_> {
         let version = match calico.and_then(|c| c.version.as_ref()) {
             None => DEFAULT_CALICO_VERSION.to_string(),
             Some(v) if v.value.starts_with('v') && KubernetesVersion::parse(&v.value).is_some() => {
-                v.value.clone()
+                v.value.to_string()
             }
             Some(v) => {
                 self.error(
@@ -904,14 +980,49 @@ impl Validator<'_> {
                 return None;
             }
         };
+        let sha256 = match calico.and_then(|c| c.sha256.as_ref()) {
+            None => None,
+            Some(h) if rules::is_sha256_hex(&h.value) => Some(h.value.to_string()),
+            Some(h) => {
+                self.error(
+                    pos(h),
+                    format!("`{}` is not a SHA-256 digest", h.value),
+                    "write the 64 lowercase hex digits `sha256sum calico.yaml` prints",
+                );
+                return None;
+            }
+        };
         let manifest = match calico.and_then(|c| c.manifest.as_ref()) {
             None => ManifestSource::Url(default_calico_manifest(&version)),
-            Some(m) if m.value.starts_with("https://") || m.value.starts_with("http://") => {
-                ManifestSource::Url(m.value.clone())
+            Some(m) if m.value.contains("://") => {
+                let url = self.url(m, UrlUse::Download)?;
+                let insecure = calico.and_then(|c| c.insecure.as_ref());
+                if rules::is_plain_http(&url) && sha256.is_none() {
+                    match insecure {
+                        Some(i) if i.value => self.warn(
+                            pos(i),
+                            "the Calico manifest is fetched over plain http without a `sha256`",
+                            "anyone on the path can change what is applied to the cluster; add `sha256`",
+                        ),
+                        _ => {
+                            self.error(
+                                pos(m),
+                                format!("the Calico manifest `{url}` is plain http and not pinned"),
+                                "use https, pin the manifest with `sha256: <hex>`, or accept the risk with `insecure: true`",
+                            );
+                            return None;
+                        }
+                    }
+                }
+                ManifestSource::Url(url)
             }
             Some(m) => ManifestSource::File(self.existing_file(m, "Calico manifest")?),
         };
-        Some(Calico { version, manifest })
+        Some(Calico {
+            version,
+            manifest,
+            sha256,
+        })
     }
 
     fn availability(&mut self, a: Option<&S<raw::Availability>>) -> Option<Availability> {
@@ -939,7 +1050,7 @@ impl Validator<'_> {
         })
     }
 
-    fn ip(&mut self, s: &S<String>) -> Option<IpAddr> {
+    fn ip(&mut self, s: &S<Text>) -> Option<IpAddr> {
         match s.value.parse() {
             Ok(ip) => Some(ip),
             Err(_) => {
@@ -990,7 +1101,7 @@ impl Validator<'_> {
         }
     }
 
-    fn duration(&mut self, s: &S<String>) -> Option<Duration> {
+    fn duration(&mut self, s: &S<Text>) -> Option<Duration> {
         match humantime::parse_duration(&s.value) {
             Ok(d) if d >= Duration::from_millis(100) => Some(d),
             _ => {
@@ -1004,25 +1115,59 @@ impl Validator<'_> {
         }
     }
 
-    fn url(&mut self, s: &S<String>) -> Option<String> {
-        let ok = ["http://", "https://"].iter().any(|scheme| {
-            s.value
-                .strip_prefix(scheme)
-                .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
-        });
-        if ok {
-            Some(s.value.clone())
-        } else {
-            self.error(
-                pos(s),
-                format!("`{}` is not an http(s) URL", s.value),
-                "write the repository's full URL, e.g. `https://mirror.example.com/debian`",
-            );
-            None
+    fn url(&mut self, s: &S<Text>, what: UrlUse) -> Option<String> {
+        match rules::url_problem(&s.value, what) {
+            None => Some(s.value.to_string()),
+            Some(problem) => {
+                self.error(
+                    pos(s),
+                    format!(
+                        "`{}` is not a usable http(s) URL: {problem}",
+                        rules::redact_url(&s.value)
+                    ),
+                    "write the full URL, e.g. `https://mirror.example.com/debian`",
+                );
+                None
+            }
         }
     }
 
-    fn existing_file(&mut self, s: &S<String>, what: &str) -> Option<PathBuf> {
+    /// A repository whose key kubeha downloads from the repository itself: over plain
+    /// http anyone on the path could swap both key and packages, so only https.
+    fn repository_url(&mut self, s: &S<Text>) -> Option<String> {
+        let url = self.url(s, UrlUse::Repository)?;
+        if rules::is_plain_http(&url) {
+            self.error(
+                pos(s),
+                format!("repository `{url}` is plain http, and its signing key would be fetched from it too"),
+                "use https, or `packages.mirror` with a local `keyFile` (then apt checks every package against that key)",
+            );
+            return None;
+        }
+        Some(url)
+    }
+
+    fn ssh_user(&mut self, u: &S<Text>) -> Option<String> {
+        if rules::is_ssh_user(&u.value) {
+            return Some(u.value.to_string());
+        }
+        self.error(
+            pos(u),
+            format!("`{}` is not a valid user name", u.value),
+            "user names are at most 32 of a-z, 0-9, '_', '.', '-', starting with a letter or '_', optionally ending in '$'",
+        );
+        None
+    }
+
+    fn existing_file(&mut self, s: &S<Text>, what: &str) -> Option<PathBuf> {
+        if let Some(problem) = rules::path_problem(&s.value) {
+            self.error(
+                pos(s),
+                format!("{what} `{}` is not a usable path: {problem}", s.value),
+                "name the file plainly; relative paths are resolved against the spec file's folder",
+            );
+            return None;
+        }
         let path = self.paths.resolve(&s.value);
         if path.is_file() {
             Some(path)
@@ -1041,39 +1186,6 @@ fn subnets_overlap(a: &IpNet, b: &IpNet) -> bool {
     a.contains(&b.network()) || b.contains(&a.network())
 }
 
-fn is_dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
-
-fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
-}
-
-fn is_label_name(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-        && s.as_bytes()[0].is_ascii_alphanumeric()
-        && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
-}
-
-fn is_label_key(s: &str) -> bool {
-    match s.rsplit_once('/') {
-        Some((prefix, name)) => is_dns_subdomain(prefix) && is_label_name(name),
-        None => is_label_name(s),
-    }
-}
-
-fn is_label_value(s: &str) -> bool {
-    s.is_empty() || is_label_name(s)
-}
-
 /// Suggest a field name for an unknown one; used by the loader for serde's errors.
 pub fn suggest<'a>(word: &str, expected: &[&'a str]) -> Option<&'a str> {
     did_you_mean(word, expected.iter().copied())
@@ -1083,17 +1195,61 @@ pub fn suggest<'a>(word: &str, expected: &[&'a str]) -> Option<&'a str> {
 mod tests {
     use super::*;
 
+    fn load_starter_with(calico: &str) -> Result<super::super::Loaded, super::super::Report> {
+        let text = super::super::starter::STARTER_SPEC.replace(
+            "      # manifest: calico.yaml        # a local copy instead of the release URL, or a URL",
+            calico,
+        );
+        let paths = PathContext {
+            spec_dir: "/nonexistent".into(),
+            home: None,
+        };
+        super::super::load_str(Path::new("c.yaml"), text, &paths)
+    }
+
     #[test]
-    fn name_rules() {
-        assert!(is_dns_label("cp-1"));
-        assert!(!is_dns_label("CP1"));
-        assert!(!is_dns_label("-a"));
-        assert!(is_dns_subdomain("load-balancer.local"));
-        assert!(!is_dns_subdomain("lb..local"));
-        assert!(is_label_key("example.com/gpu"));
-        assert!(!is_label_key("/gpu"));
-        assert!(is_label_value(""));
-        assert!(!is_label_value("a b"));
+    fn plain_http_manifest_needs_a_pin_or_an_insecure_mark() {
+        let url = "      manifest: http://mirror.internal/calico.yaml";
+        let refused = load_starter_with(url).unwrap_err();
+        assert!(refused
+            .render(false)
+            .contains("is plain http and not pinned"));
+        let pinned =
+            load_starter_with(&format!("{url}\n      sha256: {}", "ab".repeat(32))).unwrap();
+        assert!(!pinned.report.render(false).contains("plain http"));
+        assert_eq!(pinned.cluster.calico.sha256, Some("ab".repeat(32)));
+        let insecure = load_starter_with(&format!("{url}\n      insecure: true")).unwrap();
+        let warnings = insecure.report.render(false);
+        assert!(
+            warnings.contains(
+                "warning: the Calico manifest is fetched over plain http without a `sha256`"
+            ),
+            "{warnings}"
+        );
+    }
+
+    #[test]
+    fn an_unmanaged_endpoint_name_warns_that_dns_must_serve_it() {
+        let load = |manage: &str| {
+            let text = super::super::starter::STARTER_SPEC.replace(
+                "    # manageHostsEntry: true  #",
+                &format!("    manageHostsEntry: {manage}  #"),
+            );
+            let paths = PathContext {
+                spec_dir: "/nonexistent".into(),
+                home: None,
+            };
+            super::super::load_str(Path::new("c.yaml"), text, &paths)
+                .unwrap()
+                .report
+                .render(false)
+        };
+        let off = load("false");
+        assert!(
+            off.contains("warning: `apiEndpoint.manageHostsEntry` is off: every node must resolve `load-balancer.local` through DNS"),
+            "{off}"
+        );
+        assert!(!load("true").contains("manageHostsEntry"));
     }
 
     #[test]

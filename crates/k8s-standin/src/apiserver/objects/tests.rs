@@ -83,19 +83,48 @@ fn human_durations() {
 }
 
 #[test]
-fn node_table() {
-    let n = json!({"metadata": {"name": "cp1", "creationTimestamp": now_rfc3339(), "labels": {"node-role.kubernetes.io/control-plane": ""}},
-        "spec": {"unschedulable": true}, "status": {"conditions": [{"type": "Ready", "status": "True"}], "nodeInfo": {"kubeletVersion": "v1.31.0"}}});
-    let t = table("Node", &[n], "5");
-    assert_eq!(t["rows"][0]["cells"][0], "cp1");
-    assert_eq!(t["rows"][0]["cells"][1], "Ready,SchedulingDisabled");
-    assert_eq!(t["rows"][0]["cells"][2], "control-plane");
-    assert_eq!(t["rows"][0]["cells"][4], "v1.31.0");
-}
-
-#[test]
 fn uid_shape() {
     let u = new_uid();
     assert_eq!(u.len(), 36);
     assert_eq!(&u[14..15], "4");
+}
+
+#[test]
+fn strategic_merge_by_key() {
+    let mut d = json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "x:1", "ports": [{"containerPort": 80}]}, {"name": "b", "image": "y:1"}]}}}});
+    strategic_merge(
+        &mut d,
+        &json!({"spec": {"template": {"spec": {"$setElementOrder/containers": [{"name": "a"}, {"name": "b"}], "containers": [{"name": "a", "image": "x:2"}, {"name": "b", "$patch": "delete"}]}}}}),
+    );
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"],
+        json!([{"name": "a", "image": "x:2", "ports": [{"containerPort": 80}]}])
+    );
+    let mut n = json!({"spec": {"unschedulable": true, "podCIDR": "x"}});
+    strategic_merge(&mut n, &json!({"spec": {"unschedulable": null}}));
+    assert_eq!(n, json!({"spec": {"podCIDR": "x"}}));
+}
+
+#[test]
+fn defaults_and_pod_admission() {
+    let mut d =
+        json!({"spec": {"template": {"spec": {"containers": [{"name": "a", "image": "nginx"}]}}}});
+    apply_defaults("apps", "Deployment", &mut d);
+    assert_eq!(d["spec"]["replicas"], 1);
+    assert_eq!(d["spec"]["strategy"]["rollingUpdate"]["maxSurge"], "25%");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"],
+        "Always"
+    );
+    let mut p = json!({"spec": {"priorityClassName": "system-node-critical", "tolerations": [{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}]}});
+    admit_pod(&mut p);
+    let t = p["spec"]["tolerations"].as_array().unwrap();
+    assert_eq!(t.len(), 2, "only not-ready added: {t:?}");
+    assert_eq!(t[1]["tolerationSeconds"], 300);
+    assert_eq!(p["spec"]["priority"], 2000001000);
+    // Static Pods tolerate every NoExecute taint: nothing to add.
+    let mut mirror =
+        json!({"spec": {"tolerations": [{"operator": "Exists", "effect": "NoExecute"}]}});
+    admit_pod(&mut mirror);
+    assert_eq!(mirror["spec"]["tolerations"].as_array().unwrap().len(), 1);
 }
