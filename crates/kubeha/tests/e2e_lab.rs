@@ -541,7 +541,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let started = Instant::now();
     let first_stderr = state.join("first-apply.stderr");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
-        .args(["apply", "-f", &spec_arg, "--yes", "-o", "json"])
+        .args(["apply", "-f", &spec_arg, "--yes", "-o", "ndjson"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&first_stderr).unwrap())
         .spawn()
