@@ -514,7 +514,7 @@ impl Connected {
                 let out = remote
                     .run(
                         "cannot download the Calico manifest",
-                        &format!("curl -fsSL {}", crate::remote::quote(url)),
+                        &format!("curl -fsSL {}", crate::quote::shell(url)),
                     )
                     .await?;
                 out.stdout

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Ui};
 use crate::apply::{steps, Connected, Survey};
-use crate::remote::quote;
+use crate::quote::shell as quote;
 use crate::render::haproxy;
 use crate::spec::Host;
 
