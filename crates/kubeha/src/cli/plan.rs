@@ -82,13 +82,7 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
         return out;
     }
     let _ = writeln!(out, "Plan for cluster {}:", cluster.name);
-    for phase in [
-        Phase::Prepare,
-        Phase::Init,
-        Phase::JoinControlPlanes,
-        Phase::JoinWorkers,
-        Phase::Network,
-    ] {
+    for phase in Phase::ALL {
         let steps: Vec<_> = plan.phase(phase).collect();
         if steps.is_empty() {
             continue;
