@@ -292,7 +292,11 @@ impl Connected {
                 let out = remote
                     .run(
                         "cannot download the Calico manifest",
-                        &format!("curl -fsSL {}", crate::remote::quote(url)),
+                        // Survey time: a fresh host may have wget but no curl yet.
+                        &format!(
+                            "if command -v curl >/dev/null; then curl -fsSL {u}; else wget -qO- {u}; fi",
+                            u = crate::remote::quote(url)
+                        ),
                     )
                     .await
                     .map_err(|e| e.to_string())?;
