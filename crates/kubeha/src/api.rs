@@ -107,17 +107,21 @@ pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 
-/// Per node: Ready, and when not, the Ready condition's reason and message.
-pub async fn node_readiness(
-    client: &Client,
-) -> Result<BTreeMap<String, Result<(), String>>, KubeError> {
+async fn list_nodes(client: &Client) -> Result<Vec<Node>, KubeError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = nodes
         .list(&ListParams::default())
         .await
         .map_err(api_error)?;
-    Ok(list
-        .items
+    Ok(list.items)
+}
+
+/// Per node: Ready, and when not, the Ready condition's reason and message.
+pub async fn node_readiness(
+    client: &Client,
+) -> Result<BTreeMap<String, Result<(), String>>, KubeError> {
+    Ok(list_nodes(client)
+        .await?
         .into_iter()
         .map(|n| {
             let name = n.metadata.name.clone().unwrap_or_default();
@@ -141,13 +145,8 @@ pub async fn node_readiness(
 
 /// Each Node's readiness, cordon, kubelet version, labels and taints.
 async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, KubeError> {
-    let nodes: Api<Node> = Api::all(client.clone());
-    let list = nodes
-        .list(&ListParams::default())
-        .await
-        .map_err(api_error)?;
-    Ok(list
-        .items
+    Ok(list_nodes(client)
+        .await?
         .into_iter()
         .map(|n| {
             let name = n.metadata.name.clone().unwrap_or_default();

@@ -220,10 +220,15 @@ impl Drop for LabGuard {
 
 /// `kubeha plan --detailed-exitcode` exits 0: the cluster matches its spec.
 fn assert_no_changes(spec: &str) -> std::process::Output {
+    assert_plan_exits(spec, 0)
+}
+
+/// `kubeha plan --detailed-exitcode` exits `code` (0 no changes, 3 changes, 1 conflicts).
+fn assert_plan_exits(spec: &str, code: i32) -> std::process::Output {
     let out = kubeha(&["plan", "-f", spec, "--detailed-exitcode"], Path::new("."));
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{}{}",
         stdout(&out),
         stderr(&out)
@@ -804,14 +809,7 @@ fn kubeadm_config_deleted_is_a_conflict_and_changes_nothing(guard: &LabGuard, sp
     let out = kubectl(guard, "-n kube-system delete configmap kubeadm-config");
     assert!(out.status.success(), "{}", stderr(&out));
 
-    let out = kubeha(&["plan", "-f", spec, "--detailed-exitcode"], Path::new("."));
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    let out = assert_plan_exits(spec, 1);
     assert!(
         stderr(&out).contains("kube-system/kubeadm-config is missing, but etcd is healthy"),
         "{}",
@@ -897,14 +895,7 @@ fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &
     assert_ne!(text, spec, "no worker in the lab spec");
     std::fs::write(&labelled, text).unwrap();
     let labelled = labelled.display().to_string();
-    let out = kubeha(&["plan", "-f", &labelled, "--detailed-exitcode"], state);
-    assert_eq!(
-        out.status.code(),
-        Some(3),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_plan_exits(&labelled, 3);
     let out = kubeha(&["plan", "-f", &labelled, "-o", "json"], state);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = json_lines(&stdout(&out)).pop().expect("a plan document");

@@ -127,6 +127,17 @@ pub struct NodeTaint {
     pub effect: String,
 }
 
+impl From<&crate::spec::Taint> for NodeTaint {
+    /// The taint as kubeadm puts a spec taint on the Node.
+    fn from(t: &crate::spec::Taint) -> Self {
+        NodeTaint {
+            key: t.key.clone(),
+            value: t.value.clone(),
+            effect: format!("{:?}", t.effect),
+        }
+    }
+}
+
 impl std::fmt::Display for NodeTaint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.value {

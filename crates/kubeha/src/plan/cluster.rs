@@ -479,15 +479,7 @@ fn labels_and_taints(host: &Host, node: &NodeState) -> Option<Action> {
         .filter(|(k, v)| node.labels.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    let wanted: Vec<NodeTaint> = host
-        .taints
-        .iter()
-        .map(|t| NodeTaint {
-            key: t.key.clone(),
-            value: t.value.clone(),
-            effect: format!("{:?}", t.effect),
-        })
-        .collect();
+    let wanted: Vec<NodeTaint> = host.taints.iter().map(NodeTaint::from).collect();
     let missing = wanted.iter().any(|t| !node.taints.contains(t));
     let taints = missing.then(|| {
         let mut all: Vec<NodeTaint> = node

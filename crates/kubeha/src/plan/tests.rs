@@ -133,15 +133,7 @@ fn ready_node(cluster: &Cluster, h: &crate::spec::Host) -> NodeState {
         cordoned: false,
         kubelet_version: cluster.kubernetes.version.to_string(),
         labels: h.labels.clone(),
-        taints: h
-            .taints
-            .iter()
-            .map(|t| NodeTaint {
-                key: t.key.clone(),
-                value: t.value.clone(),
-                effect: format!("{:?}", t.effect),
-            })
-            .collect(),
+        taints: h.taints.iter().map(NodeTaint::from).collect(),
     }
 }
 
@@ -178,9 +170,18 @@ fn run_replacing(
     state: Option<&ClusterState>,
     replace: &[&str],
 ) -> Result<Plan, Vec<Conflict>> {
+    run_with(cluster, facts, state, replace, &calico_release())
+}
+
+fn run_with(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    state: Option<&ClusterState>,
+    replace: &[&str],
+    manifest: &Result<String, String>,
+) -> Result<Plan, Vec<Conflict>> {
     let desired = desired(cluster, facts);
     let current = BTreeMap::new();
-    let manifest = calico_release();
     let replace = replace.iter().map(|h| h.to_string()).collect();
     plan(&Inputs {
         cluster,
@@ -188,7 +189,7 @@ fn run_replacing(
         desired: &desired,
         current: &current,
         cluster_state: state,
-        calico_manifest: Some(&manifest),
+        calico_manifest: Some(manifest),
         replace: &replace,
     })
 }
@@ -944,20 +945,8 @@ fn a_host_holding_live_data_is_reset_only_when_named() {
 #[test]
 fn a_manifest_the_pool_cidr_cannot_be_wired_into_is_a_plan_error() {
     let c = seed();
-    let facts = fresh(&c);
-    let desired = desired(&c, &facts);
-    let current = BTreeMap::new();
-    let manifest: Result<String, String> = Ok("kind: DaemonSet\n".into());
-    let conflicts = plan(&Inputs {
-        cluster: &c,
-        facts: &facts,
-        desired: &desired,
-        current: &current,
-        cluster_state: None,
-        calico_manifest: Some(&manifest),
-        replace: &Default::default(),
-    })
-    .unwrap_err();
+    let manifest = Ok("kind: DaemonSet\n".to_string());
+    let conflicts = run_with(&c, &fresh(&c), None, &[], &manifest).unwrap_err();
     let text = messages(&conflicts);
     assert_eq!(text.len(), 1);
     assert!(
