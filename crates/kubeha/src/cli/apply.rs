@@ -13,6 +13,10 @@ pub struct Args {
     /// Apply without asking for confirmation.
     #[arg(long)]
     yes: bool,
+    /// Rebuild this node (`kubeadm reset`, then join again) even though it holds data of
+    /// the live cluster; repeatable.
+    #[arg(long, value_name = "HOST")]
+    replace: Vec<String>,
 }
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
@@ -26,7 +30,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     block_on(async {
         let connected = args.remote.connect(ui, loaded).await?;
         let result = async {
-            let survey = connected.survey().await.map_err(runtime)?;
+            let mut survey = connected.survey().await.map_err(runtime)?;
+            survey.replace = args.replace.iter().cloned().collect();
             let plan = plan_or_conflicts(&connected.cluster, &survey)?;
             show(ui, &connected.cluster, &plan, &survey);
             if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {

@@ -15,6 +15,10 @@ pub struct Args {
     /// Exit 0 when there is nothing to do and 3 when there are changes.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Rebuild this node (`kubeadm reset`, then join again) even though it holds data of
+    /// the live cluster; repeatable.
+    #[arg(long, value_name = "HOST")]
+    replace: Vec<String>,
 }
 
 /// Exit code for "the plan has changes" with `--detailed-exitcode` (2 means invalid input).
@@ -27,7 +31,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         let survey = connected.survey().await.map_err(runtime);
         let cluster = connected.cluster.clone();
         connected.close().await;
-        let survey = survey?;
+        let mut survey = survey?;
+        survey.replace = args.replace.iter().cloned().collect();
         let plan = plan_or_conflicts(&cluster, &survey)?;
         show(ui, &cluster, &plan, &survey);
         Ok::<_, Failure>(plan)

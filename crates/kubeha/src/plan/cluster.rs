@@ -188,6 +188,14 @@ fn cluster_conflicts(inputs: &Inputs, out: &mut Vec<Conflict>) {
             conflict(CLUSTER, message);
         }
     }
+    for name in inputs.replace {
+        if !cluster.kube_nodes().any(|h| h.name == *name) {
+            conflict(
+                name,
+                format!("`--replace {name}`: the spec has no control plane or worker of that name"),
+            );
+        }
+    }
     let want = cluster.kubernetes.version.to_string();
     for h in cluster.kube_nodes() {
         if let Some(n) = node(inputs, h).filter(|n| !n.kubelet_version.is_empty()) {

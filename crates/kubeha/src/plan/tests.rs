@@ -930,6 +930,11 @@ fn a_host_holding_live_data_is_reset_only_when_named() {
     assert!(text[0].ends_with("(`--replace k8s-master-2`)"));
     assert!(text[1]
         .starts_with("k8s-worker-1: rejoining it needs `kubeadm reset`, but its node is Ready"));
+    let text = messages(&run_replacing(&c, &facts, Some(&state), &["k8s-wrker-1"]).unwrap_err());
+    assert!(
+        text.contains(&"k8s-wrker-1: `--replace k8s-wrker-1`: the spec has no control plane or worker of that name".to_string()),
+        "{text:#?}"
+    );
     let plan = run_replacing(&c, &facts, Some(&state), &["k8s-master-2", "k8s-worker-1"]).unwrap();
     let text = lines(&plan);
     for host in ["k8s-master-2", "k8s-worker-1"] {
