@@ -329,16 +329,19 @@ impl<'a> Kubeadm<'a> {
         .await
     }
 
-    /// The plan's `RemoveEtcdMember`, through the healthy control plane it names.
+    /// The plan's `RemoveEtcdMember`, through the healthy control plane it names. A
+    /// member already gone (the host's `kubeadm reset` removed it) is the outcome asked for.
     pub async fn remove_etcd_member(&self, through: &str, id: &str) -> Result<(), ApplyError> {
-        self.c
-            .remote(through)
-            .run(
-                "cannot remove a stale etcd member",
-                &steps::etcdctl(&format!("member remove {}", quote(id))),
-            )
+        let remote = self.c.remote(through);
+        let out = remote
+            .sh(&steps::etcdctl(&format!("member remove {}", quote(id))))
             .await?;
-        Ok(())
+        if out.success() || out.stderr.contains("member not found") {
+            return Ok(());
+        }
+        Err(remote
+            .error("cannot remove a stale etcd member", out.stderr.trim())
+            .into())
     }
 
     /// Waits until the new member is a started voting member and the whole cluster has
