@@ -44,6 +44,32 @@ fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
     inputs.cluster_state?.nodes.get(&host.name)
 }
 
+/// Control planes whose etcd lists other members than the first view's: a split or a
+/// membership change in flight, which the plan's etcd steps may not account for.
+pub fn etcd_disagreements(inputs: &Inputs) -> Vec<Conflict> {
+    fn ids(v: &EtcdView) -> Vec<&str> {
+        let mut ids: Vec<&str> = v.members.iter().map(|m| m.id.as_str()).collect();
+        ids.sort();
+        ids
+    }
+    let mut views = etcd_views(inputs);
+    let Some((first, reference)) = views.next() else {
+        return Vec::new();
+    };
+    views
+        .filter(|(_, v)| ids(v) != ids(reference))
+        .map(|(h, v)| Conflict {
+            host: h.name.clone(),
+            message: format!(
+                "its etcd lists members [{}] but {}'s lists [{}]",
+                ids(v).join(", "),
+                first.name,
+                ids(reference).join(", ")
+            ),
+        })
+        .collect()
+}
+
 /// Why a host holds data of a live cluster (so that resetting it would lose some), if it does.
 fn live_data(inputs: &Inputs, host: &Host) -> Option<String> {
     if node(inputs, host).is_some_and(|n| n.ready) {

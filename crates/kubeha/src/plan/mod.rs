@@ -361,9 +361,11 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     }
     let (kubeadm, bootstrap) = cluster::kubeadm_steps(inputs)?;
     steps.extend(kubeadm);
+    let mut warnings = unresolved_endpoint(inputs);
+    warnings.extend(cluster::etcd_disagreements(inputs));
     Ok(Plan {
         steps,
-        warnings: unresolved_endpoint(inputs),
+        warnings,
         bootstrap,
     })
 }

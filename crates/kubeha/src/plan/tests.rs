@@ -980,3 +980,23 @@ fn the_json_plan_names_every_step_with_its_description() {
         "the bytes stay out of the JSON"
     );
 }
+
+#[test]
+fn control_planes_that_disagree_on_etcds_members_are_a_warning() {
+    let c = seed();
+    let (mut facts, state) = live(&c);
+    assert!(run(&c, &facts, Some(&state)).unwrap().warnings.is_empty());
+    facts
+        .get_mut("k8s-master-3")
+        .unwrap()
+        .etcd
+        .as_mut()
+        .unwrap()
+        .members
+        .pop();
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        messages(&plan.warnings),
+        ["k8s-master-3: its etcd lists members [a1, a2] but k8s-master-1's lists [a1, a2, a3]"]
+    );
+}
