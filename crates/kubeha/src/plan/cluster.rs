@@ -499,7 +499,7 @@ fn calico(inputs: &Inputs) -> Result<Action, Vec<Conflict>> {
     };
     let manifest = crate::render::calico_manifest(inputs.cluster, text).map_err(refuse)?;
     Ok(Action::ApplyCalico {
-        sha256: sha256_hex(manifest.as_bytes()),
+        digest: format!("sha256:{}", sha256_hex(manifest.as_bytes())),
         manifest,
     })
 }

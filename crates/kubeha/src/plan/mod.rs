@@ -142,7 +142,8 @@ pub enum Action {
     ApplyCalico {
         #[serde(skip)]
         manifest: String,
-        sha256: String,
+        /// `sha256:<hex>` of `manifest`, as digests are written (and told from secrets).
+        digest: String,
     },
     /// Patch a registered Node: set `labels`, and replace its taints with `taints`
     /// (its live taints with the spec's merged in) when they differ.
@@ -236,10 +237,10 @@ impl fmt::Display for Action {
                     ""
                 }
             ),
-            Action::ApplyCalico { sha256, .. } => write!(
+            Action::ApplyCalico { digest, .. } => write!(
                 f,
-                "apply the Calico manifest (server-side apply, sha256 {})",
-                &sha256[..12.min(sha256.len())]
+                "apply the Calico manifest (server-side apply, {})",
+                &digest[..19.min(digest.len())]
             ),
             Action::ApplyLabelsAndTaints {
                 node,

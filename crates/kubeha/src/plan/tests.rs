@@ -247,7 +247,7 @@ fn fresh_hosts_get_the_whole_runbook_in_order() {
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
             "join workers k8s-worker-1: kubeadm join as a worker",
             "join workers k8s-worker-2: kubeadm join as a worker",
-            "network cluster: apply the Calico manifest (server-side apply, sha256 cc42628815fc)",
+            "network cluster: apply the Calico manifest (server-side apply, sha256:cc42628815fc)",
             "cluster cluster: wait for 5 node(s) to be Ready and kube-system to be healthy",
             "cluster cluster: write the admin kubeconfig (mode 0600)",
         ]
@@ -511,7 +511,7 @@ fn calico_is_applied_once() {
     let text = lines(&plan);
     assert!(
         text[0]
-            .starts_with("network cluster: apply the Calico manifest (server-side apply, sha256 "),
+            .starts_with("network cluster: apply the Calico manifest (server-side apply, sha256:"),
         "{text:#?}"
     );
     assert_eq!(
@@ -522,11 +522,14 @@ fn calico_is_applied_once() {
         ]
     );
     // The step carries the manifest with the spec's pool CIDR wired in.
-    let Action::ApplyCalico { manifest, sha256 } = &plan.steps[0].action else {
+    let Action::ApplyCalico { manifest, digest } = &plan.steps[0].action else {
         panic!("{:?}", plan.steps[0]);
     };
     assert!(manifest.contains(&format!("value: \"{}\"", c.kubernetes.pod_subnet)));
-    assert_eq!(*sha256, sha256_hex(manifest.as_bytes()));
+    assert_eq!(
+        *digest,
+        format!("sha256:{}", sha256_hex(manifest.as_bytes()))
+    );
 }
 
 /// The plan's lines for one host.
@@ -974,7 +977,9 @@ fn the_json_plan_names_every_step_with_its_description() {
         .iter()
         .find(|s| s["action"] == "apply-calico")
         .unwrap();
-    assert!(calico["sha256"].as_str().is_some_and(|h| h.len() == 64));
+    assert!(calico["digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71));
     assert!(
         calico.get("manifest").is_none(),
         "the bytes stay out of the JSON"
