@@ -546,7 +546,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let started = Instant::now();
     let first_stderr = state.join("first-apply.stderr");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
-        .args(["apply", "-f", &spec_arg, "--yes", "-o", "json"])
+        .args(["apply", "-f", &spec_arg, "--yes", "-o", "ndjson"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&first_stderr).unwrap())
         .spawn()
@@ -817,7 +817,7 @@ fn kubeadm_config_deleted_is_a_conflict_and_changes_nothing(guard: &LabGuard, sp
     );
     assert!(stderr(&out).contains("kubeadm init phase upload-config kubeadm"));
     let out = kubeha(
-        &["apply", "-f", spec, "--yes", "-o", "json"],
+        &["apply", "-f", spec, "--yes", "-o", "ndjson"],
         Path::new("."),
     );
     assert_eq!(
@@ -861,7 +861,7 @@ fn kubeadm_config_deleted_is_a_conflict_and_changes_nothing(guard: &LabGuard, sp
     assert_no_changes(spec);
 }
 
-/// (host, step) of every step `apply -o json` finished: the `done` events of hosts (or
+/// (host, step) of every step `apply -o ndjson` finished: the `done` events of hosts (or
 /// `cluster`) once the first phase started (before it, connections are reported).
 fn executed_steps(apply_stdout: &str) -> Vec<(String, String)> {
     json_lines(apply_stdout)
@@ -913,7 +913,7 @@ fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &
     assert_eq!(planned.len(), 1, "{plan:#}");
     assert_eq!(plan["steps"][0]["action"], "apply-labels-and-taints");
     assert_eq!(plan["steps"][0]["node"], "worker-1");
-    let out = kubeha(&["apply", "-f", &labelled, "--yes", "-o", "json"], state);
+    let out = kubeha(&["apply", "-f", &labelled, "--yes", "-o", "ndjson"], state);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         executed_steps(&stdout(&out)),

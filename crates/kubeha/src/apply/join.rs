@@ -11,7 +11,8 @@ use rand::RngExt;
 
 use super::{steps, ApplyError, Connected, Survey};
 use crate::api;
-use crate::remote::{quote, Remote, RemoteError};
+use crate::quote::shell as quote;
+use crate::remote::{Remote, RemoteError};
 use crate::render::{self, KubeadmSecrets};
 use crate::spec::{url_host, Host, Role};
 

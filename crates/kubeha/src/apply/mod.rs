@@ -295,7 +295,7 @@ impl Connected {
                         // Survey time: a fresh host may have wget but no curl yet.
                         &format!(
                             "if command -v curl >/dev/null; then curl -fsSL {u}; else wget -qO- {u}; fi",
-                            u = crate::remote::quote(url)
+                            u = crate::quote::shell(url)
                         ),
                     )
                     .await

@@ -3,7 +3,7 @@
 
 use crate::facts::{ACTIVATION_STAMPS, CLUSTER_MARKER};
 use crate::plan::Action;
-use crate::remote::quote;
+use crate::quote::shell as quote;
 use crate::render::hosts_entry::merge_block_sh;
 pub use crate::render::kubeadm::etcdctl;
 use crate::render::kubeadm::CRI_SOCKET;

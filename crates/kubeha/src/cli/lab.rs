@@ -9,7 +9,7 @@ use clap::Subcommand;
 use kubeha_lab::{Lab, LabConfig, Topology};
 
 use super::remote_args::block_on;
-use super::{Failure, Format, Ui};
+use super::{Failure, Ui};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -89,19 +89,15 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                     Failure::Runtime(format!("cannot write {}: {e}", out.display()))
                 })?;
             }
-            match ui.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string(&lab).expect("the lab serializes")
-                ),
-                Format::Text => {
-                    for h in &lab.hosts {
-                        let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
-                        println!("{:<12} {:<16} {}", h.name, h.address, roles.join(","));
-                    }
-                    println!("spec: {}", out.as_ref().unwrap_or(&spec_path).display());
+            let spec_shown = out.as_ref().unwrap_or(&spec_path).display().to_string();
+            ui.print(&lab, || {
+                let mut text = String::new();
+                for h in &lab.hosts {
+                    let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
+                    text += &format!("{:<12} {:<16} {}\n", h.name, h.address, roles.join(","));
                 }
-            }
+                text + &format!("spec: {spec_shown}\n")
+            });
             Ok(())
         }
         LabCommand::Down => {
@@ -109,25 +105,21 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         }
         LabCommand::Status => {
             let hosts = block_on(kubeha_lab::status(&args.name)).map_err(lab_err)?;
-            match ui.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string(&hosts).expect("status serializes")
-                ),
-                Format::Text => {
-                    for h in hosts {
-                        let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
-                        let net = if h.connected { "" } else { " (disconnected)" };
-                        println!(
-                            "{:<12} {:<16} {:<24} {}{net}",
-                            h.name,
-                            h.address,
-                            roles.join(","),
-                            h.state
-                        );
-                    }
+            ui.print(&hosts, || {
+                let mut text = String::new();
+                for h in &hosts {
+                    let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
+                    let net = if h.connected { "" } else { " (disconnected)" };
+                    text += &format!(
+                        "{:<12} {:<16} {:<24} {}{net}\n",
+                        h.name,
+                        h.address,
+                        roles.join(","),
+                        h.state
+                    );
                 }
-            }
+                text
+            });
             Ok(())
         }
         LabCommand::Ssh { host, command } => {

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::Survey;
 use crate::plan::{Action, Phase, Plan};
 use crate::spec::Cluster;
@@ -26,17 +26,13 @@ pub const CHANGES_EXIT: u8 = 3;
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
-    let plan = block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let survey = connected.survey().await.map_err(runtime);
-        let cluster = connected.cluster.clone();
-        connected.close().await;
-        let mut survey = survey?;
+    let plan = block_on(args.remote.session(ui, loaded, async |connected| {
+        let mut survey = connected.survey().await.map_err(runtime)?;
         survey.replace = args.replace.iter().cloned().collect();
-        let plan = plan_or_conflicts(&cluster, &survey)?;
-        show(ui, &cluster, &plan, &survey);
-        Ok::<_, Failure>(plan)
-    })?;
+        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
+        show(ui, &connected.cluster, &plan, &survey);
+        Ok(plan)
+    }))?;
     if args.detailed_exitcode && !plan.is_empty() {
         return Err(Failure::Exit(CHANGES_EXIT));
     }
@@ -54,19 +50,20 @@ pub fn plan_or_conflicts(cluster: &Cluster, survey: &Survey) -> Result<Plan, Fai
 }
 
 pub fn show(ui: &Ui, cluster: &Cluster, plan: &Plan, survey: &Survey) {
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({
-                "cluster": cluster.name,
-                "changes": plan.steps.len(),
-                "steps": plan.steps,
-                "warnings": plan.warnings,
-                "apiProblem": survey.api_problem,
-            })
-        ),
-        Format::Text => print!("{}", text(cluster, plan, survey)),
-    }
+    ui.print(&document(cluster, plan, survey), || {
+        text(cluster, plan, survey)
+    });
+}
+
+/// The plan as one machine-readable document.
+pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::Value {
+    serde_json::json!({
+        "cluster": cluster.name,
+        "changes": plan.steps.len(),
+        "steps": plan.steps,
+        "warnings": plan.warnings,
+        "apiProblem": survey.api_problem,
+    })
 }
 
 /// The plan as a person reads it: phase, host, step, and diffs of changed files.

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::remote::quote;
+use crate::quote::shell as quote;
 use crate::render::hosts_entry;
 use crate::spec::{Cluster, EndpointHost};
 

@@ -5,7 +5,7 @@
 mod coverage;
 mod diagnostic;
 pub mod model;
-mod raw;
+pub(crate) mod raw;
 pub mod starter;
 pub mod text;
 mod validate;
