@@ -60,6 +60,7 @@ pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::
     serde_json::json!({
         "cluster": cluster.name,
         "changes": plan.steps.len(),
+        "bootstrap": plan.bootstrap,
         "steps": plan.steps,
         "warnings": plan.warnings,
         "apiProblem": survey.api_problem,
