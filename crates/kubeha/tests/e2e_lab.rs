@@ -220,10 +220,15 @@ impl Drop for LabGuard {
 
 /// `kubeha plan --detailed-exitcode` exits 0: the cluster matches its spec.
 fn assert_no_changes(spec: &str) -> std::process::Output {
+    assert_plan_exits(spec, 0)
+}
+
+/// `kubeha plan --detailed-exitcode` exits `code` (0 no changes, 3 changes, 1 conflicts).
+fn assert_plan_exits(spec: &str, code: i32) -> std::process::Output {
     let out = kubeha(&["plan", "-f", spec, "--detailed-exitcode"], Path::new("."));
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{}{}",
         stdout(&out),
         stderr(&out)
@@ -694,6 +699,9 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
     printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
 
+    kubeadm_config_deleted_is_a_conflict_and_changes_nothing(&guard, &spec_arg);
+    a_changed_label_is_one_step_applied_through_the_api(&guard, &spec, &state);
+
     // A control plane rebuilt from scratch: the run that joins it makes a token through
     // the API and uploads the certificates, and neither shows on a command line.
     let out = kubectl(&guard, "delete node cp-3");
@@ -781,6 +789,144 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         );
     }
     drop(guard);
+}
+
+/// `kube-system/kubeadm-config` deleted on a converged cluster: `plan` refuses with a
+/// conflict that says how to restore it, `apply` changes nothing; then it is restored.
+fn kubeadm_config_deleted_is_a_conflict_and_changes_nothing(guard: &LabGuard, spec: &str) {
+    let saved = kubectl(guard, "-n kube-system get configmap kubeadm-config -o json");
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let mut cm: serde_json::Value = serde_json::from_str(&stdout(&saved)).unwrap();
+    let meta = cm["metadata"].as_object_mut().unwrap();
+    for server_set in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        meta.remove(server_set);
+    }
+    let out = kubectl(guard, "-n kube-system delete configmap kubeadm-config");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = assert_plan_exits(spec, 1);
+    assert!(
+        stderr(&out).contains("kube-system/kubeadm-config is missing, but etcd is healthy"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("kubeadm init phase upload-config kubeadm"));
+    let out = kubeha(
+        &["apply", "-f", spec, "--yes", "-o", "ndjson"],
+        Path::new("."),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let ran = executed_steps(&stdout(&out));
+    assert!(ran.is_empty(), "apply ran steps: {ran:#?}");
+    for cp in ["cp-1", "cp-2", "cp-3"] {
+        let out = guard.lab(&[
+            "ssh",
+            cp,
+            "--",
+            "sudo",
+            "test",
+            "-f",
+            "/etc/kubernetes/pki/ca.key",
+        ]);
+        assert!(out.status.success(), "{cp} lost its CA key");
+    }
+
+    let out = guard.lab(&[
+        "ssh",
+        "cp-1",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "echo {} | base64 -d | sudo kubectl --kubeconfig /etc/kubernetes/admin.conf create -f -",
+            base64_of(&cm.to_string())
+        ),
+    ]);
+    assert!(
+        out.status.success(),
+        "restoring kubeadm-config: {}",
+        stderr(&out)
+    );
+    assert_no_changes(spec);
+}
+
+/// (host, step) of every step `apply -o ndjson` finished: the `done` events of hosts (or
+/// `cluster`) once the first phase started (before it, connections are reported).
+fn executed_steps(apply_stdout: &str) -> Vec<(String, String)> {
+    json_lines(apply_stdout)
+        .into_iter()
+        .skip_while(|e| e["phase"].is_null())
+        .filter(|e| e["event"] == "progress" && e["status"] == "done" && e["host"].is_string())
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A worker's label changed in the spec: `plan` shows exactly that step, `apply` runs
+/// exactly the plan's steps (its JSON events against `plan -o json`) and sets the label
+/// through the API, and the next plan has no changes.
+fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &str, state: &Path) {
+    let labelled = state.join("labelled.yaml");
+    let text = spec.replacen(
+        "      roles: [worker]\n",
+        "      roles: [worker]\n      labels: {kubeha.dev/e2e: web}\n",
+        1,
+    );
+    assert_ne!(text, spec, "no worker in the lab spec");
+    std::fs::write(&labelled, text).unwrap();
+    let labelled = labelled.display().to_string();
+    assert_plan_exits(&labelled, 3);
+    let out = kubeha(&["plan", "-f", &labelled, "-o", "json"], state);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json_lines(&stdout(&out)).pop().expect("a plan document");
+    let planned: Vec<(String, String)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["host"].as_str().unwrap_or("cluster").to_string(),
+                s["description"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(planned.len(), 1, "{plan:#}");
+    assert_eq!(plan["steps"][0]["action"], "apply-labels-and-taints");
+    assert_eq!(plan["steps"][0]["node"], "worker-1");
+    let out = kubeha(&["apply", "-f", &labelled, "--yes", "-o", "ndjson"], state);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        executed_steps(&stdout(&out)),
+        planned,
+        "apply ran other steps than the plan's"
+    );
+    let out = kubectl(
+        guard,
+        "get node worker-1 -o jsonpath='{.metadata.labels.kubeha\\.dev/e2e}'",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "web");
+    assert_no_changes(&labelled);
 }
 
 /// Seconds until `https://load-balancer.local:6443/readyz` answers again, probing every

@@ -88,7 +88,12 @@ pub fn script(action: &Action) -> Option<String> {
         | Action::MarkCluster
         | Action::KubeadmInit
         | Action::KubeadmJoin { .. }
-        | Action::ApplyCalico => return None,
+        | Action::RemoveEtcdMember { .. }
+        | Action::MintJoinCredentials { .. }
+        | Action::ApplyCalico { .. }
+        | Action::ApplyLabelsAndTaints { .. }
+        | Action::WaitReady { .. }
+        | Action::WriteKubeconfig => return None,
     })
 }
 

@@ -17,6 +17,10 @@ pub struct Args {
     /// Stream progress events on stdout, one JSON object a line (the same as `-o ndjson`).
     #[arg(long)]
     events: bool,
+    /// Rebuild this node (`kubeadm reset`, then join again) even though it holds data of
+    /// the live cluster; repeatable.
+    #[arg(long, value_name = "HOST")]
+    replace: Vec<String>,
 }
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
@@ -36,7 +40,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         ));
     }
     block_on(args.remote.session(ui, loaded, async |connected| {
-        let survey = connected.survey().await.map_err(runtime)?;
+        let mut survey = connected.survey().await.map_err(runtime)?;
+        survey.replace = args.replace.iter().cloned().collect();
         let plan = plan_or_conflicts(&connected.cluster, &survey)?;
         let plan_doc = plan::document(&connected.cluster, &plan, &survey);
         match ui.format {

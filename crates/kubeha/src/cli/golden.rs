@@ -128,6 +128,13 @@ fn fresh_seed_survey() -> (crate::spec::Cluster, Survey) {
         cluster_state: None,
         kubeconfig: None,
         api_problem: None,
+        // The release manifest's shape: calico-node with the pool CIDR commented out.
+        calico_manifest: Some(Ok(
+            "kind: DaemonSet\nmetadata:\n  name: calico-node\n            \
+             # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n"
+                .into(),
+        )),
+        replace: Default::default(),
     };
     (cluster, survey)
 }

@@ -15,6 +15,10 @@ pub struct Args {
     /// Exit 0 when there is nothing to do and 3 when there are changes.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Rebuild this node (`kubeadm reset`, then join again) even though it holds data of
+    /// the live cluster; repeatable.
+    #[arg(long, value_name = "HOST")]
+    replace: Vec<String>,
 }
 
 /// Exit code for "the plan has changes" with `--detailed-exitcode` (2 means invalid input).
@@ -23,7 +27,8 @@ pub const CHANGES_EXIT: u8 = 3;
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
     let plan = block_on(args.remote.session(ui, loaded, async |connected| {
-        let survey = connected.survey().await.map_err(runtime)?;
+        let mut survey = connected.survey().await.map_err(runtime)?;
+        survey.replace = args.replace.iter().cloned().collect();
         let plan = plan_or_conflicts(&connected.cluster, &survey)?;
         show(ui, &connected.cluster, &plan, &survey);
         Ok(plan)
@@ -55,6 +60,7 @@ pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::
     serde_json::json!({
         "cluster": cluster.name,
         "changes": plan.steps.len(),
+        "bootstrap": plan.bootstrap,
         "steps": plan.steps,
         "warnings": plan.warnings,
         "apiProblem": survey.api_problem,
@@ -79,13 +85,7 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
         return out;
     }
     let _ = writeln!(out, "Plan for cluster {}:", cluster.name);
-    for phase in [
-        Phase::Prepare,
-        Phase::Init,
-        Phase::JoinControlPlanes,
-        Phase::JoinWorkers,
-        Phase::Network,
-    ] {
+    for phase in Phase::ALL {
         let steps: Vec<_> = plan.phase(phase).collect();
         if steps.is_empty() {
             continue;
