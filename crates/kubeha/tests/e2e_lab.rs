@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{kubeha, stderr, stdout};
 
@@ -180,7 +180,7 @@ impl LabGuard {
                     "{host} is not Ready again after its reboot: {text}{}",
                     stderr(&out)
                 );
-                std::thread::sleep(std::time::Duration::from_secs(2));
+                std::thread::sleep(Duration::from_secs(2));
             }
         }
         wait_healthy(&self.spec());
@@ -570,7 +570,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
                 .is_some_and(|m| m.starts_with("kubeadm join"))
         {
             // Let kubeadm get going, then kill kubeha as an operator's ^C or a crash would.
-            std::thread::sleep(std::time::Duration::from_secs(2));
+            std::thread::sleep(Duration::from_secs(2));
             child.kill().unwrap();
             // Its SSH masters die too, as they would with the operator's machine: the
             // remote kubeadm loses its session mid-join.
@@ -684,6 +684,8 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let backends = status["load_balancers"][0]["backends"].as_array().unwrap();
     assert_eq!(backends.len(), 3);
     assert!(backends.iter().all(|b| b[1] == "UP"), "{status:#}");
+
+    add_ons_run_on_every_node(&guard, nodes.len());
 
     // Converged: plan has nothing to do (exit 0 with --detailed-exitcode), nor has apply.
     let out = assert_no_changes(&spec_arg);
@@ -931,7 +933,7 @@ fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &
 
 /// Seconds until `https://load-balancer.local:6443/readyz` answers again, probing every
 /// 200 ms for at most `limit`; also how many probes failed.
-fn api_back_within(limit: std::time::Duration) -> Option<(f64, usize)> {
+fn api_back_within(limit: Duration) -> Option<(f64, usize)> {
     let started = Instant::now();
     let mut failures = 0;
     while started.elapsed() < limit {
@@ -950,7 +952,7 @@ fn api_back_within(limit: std::time::Duration) -> Option<(f64, usize)> {
             return Some((started.elapsed().as_secs_f64(), failures));
         }
         failures += 1;
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(200));
     }
     None
 }
@@ -979,6 +981,43 @@ fn etcd_members(status: &serde_json::Value) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// kubeadm's and Calico's workloads run as in the seed's final output: CoreDNS 2/2 and a
+/// calico-node and kube-proxy Pod Running on every node.
+fn add_ons_run_on_every_node(guard: &LabGuard, node_count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = kubectl(
+            guard,
+            "-n kube-system get deploy coredns -o 'jsonpath={.status.readyReplicas}'",
+        );
+        if stdout(&out).trim() == "2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coredns not 2/2 Ready: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for app in ["calico-node", "kube-proxy"] {
+        let out = kubectl(
+            guard,
+            &format!(
+                "-n kube-system get pods -l k8s-app={app} -o 'jsonpath={{range .items[*]}}{{.spec.nodeName}} {{.status.phase}}{{\"\\n\"}}{{end}}'"
+            ),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let running: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_suffix(" Running"))
+            .collect();
+        assert_eq!(running.len(), node_count, "{app} Pods:\n{text}");
+    }
 }
 
 fn kubectl(lab: &LabGuard, args: &str) -> std::process::Output {
@@ -1034,16 +1073,15 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
     // The whole active load balancer dies: the VIP moves to lb-2 and the API answers.
     let out = lab.lab(&["fault", "kill", "lb-1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (seconds, failures) = api_back_within(std::time::Duration::from_secs(30))
-        .expect("the API answered through the VIP again");
+    let (seconds, failures) =
+        api_back_within(Duration::from_secs(30)).expect("the API answered through the VIP again");
     eprintln!("load balancer killed: API back after {seconds:.1}s ({failures} failed probes)");
     assert!(seconds < 15.0, "the VIP took {seconds:.1}s to move");
 
     // A whole control plane dies too: the API keeps answering through lb-2.
     let out = lab.lab(&["fault", "kill", "cp-3"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (seconds, _) =
-        api_back_within(std::time::Duration::from_secs(30)).expect("the API answered");
+    let (seconds, _) = api_back_within(Duration::from_secs(30)).expect("the API answered");
     eprintln!("control plane killed: API answering after {seconds:.1}s");
     let out = kubectl(&lab, "get configmap ha-proof -o jsonpath={.data.written}");
     assert_eq!(stdout(&out), "before-failover", "{}", stderr(&out));
@@ -1087,7 +1125,7 @@ fn wait_healthy(spec: &str) -> serde_json::Value {
                 "hosts did not come back: {}",
                 stderr(&out)
             );
-            std::thread::sleep(std::time::Duration::from_secs(3));
+            std::thread::sleep(Duration::from_secs(3));
             continue;
         };
         let ready = s["nodes"]
@@ -1114,7 +1152,7 @@ fn wait_healthy(spec: &str) -> serde_json::Value {
             started.elapsed().as_secs() < 180,
             "the cluster did not heal: {s:#}"
         );
-        std::thread::sleep(std::time::Duration::from_secs(3));
+        std::thread::sleep(Duration::from_secs(3));
     }
 }
 
@@ -1199,7 +1237,7 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
     // cp-1 goes away; cp-2's admin.conf points at the load balancer, which routes around it.
     let out = lab.lab(&["fault", "stop", "cp-1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = on_cp("cp-2", "get configmap by-hand -o jsonpath={.data.written}");
         if stdout(&out) == "before-stop" {
@@ -1210,6 +1248,6 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
             "the API did not answer through the load balancer: {}",
             stderr(&out)
         );
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }
