@@ -335,6 +335,12 @@ def seed_kubeha(args, debs, state_root):
         log("bench-seed: no-op plan and apply")
         out["noop_plan"] = noop(run, "plan", args.runs)
         out["noop_apply"] = noop(run, "apply", args.runs)
+        log("bench-seed: where the no-op time goes (strace timeline)")
+        out["noop_breakdown"] = [
+            json.loads(subprocess.run(
+                [sys.executable, BENCH / "noop_breakdown.py", KUBEHA, run.spec, cmd],
+                check=True, capture_output=True, text=True).stdout)
+            for cmd in ("plan", "apply")]
         run.up(workers=3)
         added = apply(run, "add one worker")
         out["add_one_worker"] = {**public(added), "phases": added["phases"]}
@@ -404,6 +410,13 @@ def table(res):
             row(f"kubeha {k.replace('_', ' ')} (median of {x['runs']})",
                 f"{x['median_wall_s']} s wall, {x['median_cpu_s']} s CPU, peak RSS {x['peak_rss_mb']} MB "
                 f"({x['peak_rss_with_ssh_mb']} MB with ssh)")
+        for b in s.get("noop_breakdown", []):
+            row(f"no-op {b['command']} under strace: where the time goes",
+                f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
+                f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters), facts "
+                f"{b.get('facts_s')} s, {len(b.get('later_ssh_commands', []))} later ssh commands, "
+                f"API first connect at {b.get('first_api_connect_at_s')} s ({b['api_connects']} connects), "
+                f"shutdown {b.get('shutdown_s')} s, total {b['wall_s']} s")
         row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s")
     if a:
         row("Ansible cold (seed)", f"{a['cold']['wall_s']} s")
