@@ -430,6 +430,8 @@ def table(res):
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
             f"{p['noop_apply']['peak_rss_mb']} MB ({p['noop_apply']['peak_rss_with_ssh_mb']} MB with ssh)")
         row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s")
+    for k, e in res.get("failed_parts", {}).items():
+        row(f"{k}", f"failed: {e[:200]}")
     for p in res.get("scale_failed", []):
         row(f"{p['workers']} workers", f"did not complete: {p['error']}")
     d = res.get("drills")
@@ -470,12 +472,19 @@ def main():
         (args.out / "results.json").write_text(json.dumps(res, indent=2) + "\n")
         (args.out / "results.md").write_text(table(res))
 
+    def part(key, fn, *a):
+        """Runs one part; a failure is recorded and the benchmark goes on with the next."""
+        try:
+            res[key] = fn(*a)
+        except (SystemExit, subprocess.CalledProcessError, OSError, KeyError, ValueError) as e:
+            log(f"{key} failed: {e}")
+            res.setdefault("failed_parts", {})[key] = str(e)[:500]
+        save()
+
     if "seed" in parts:
-        res["seed_kubeha"] = seed_kubeha(args, args.debs, state_root)
-        save()
+        part("seed_kubeha", seed_kubeha, args, args.debs, state_root)
     if "ansible" in parts:
-        res["seed_ansible"] = seed_ansible(args, args.debs, state_root)
-        save()
+        part("seed_ansible", seed_ansible, args, args.debs, state_root)
     s, a = res.get("seed_kubeha"), res.get("seed_ansible")
     if s and a:
         res["ratios"] = {
@@ -484,8 +493,7 @@ def main():
         }
         save()
     if "drills" in parts:
-        res["drills"] = drills(args.debs, state_root)
-        save()
+        part("drills", drills, args.debs, state_root)
     if "scale" in parts:
         res["scale"], res["scale_failed"] = [], []
         for w in [int(x) for x in args.scale.split()]:
