@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import re
+import resource
 import ssl
 import socket
 import statistics
@@ -107,6 +108,7 @@ class Sampler(threading.Thread):
 def timed(argv, subnet_prefix="", env=None, cwd=None, check=True, stdout_file=None):
     """Runs argv; returns a dict of wall/cpu/rss figures plus its stdout."""
     t0 = time.monotonic()
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = open(stdout_file, "w+") if stdout_file else subprocess.PIPE
     p = subprocess.Popen(argv, stdout=out, stderr=subprocess.PIPE, env=env, cwd=cwd, text=True)
     sampler = Sampler(p.pid, subnet_prefix or "\0")
@@ -119,12 +121,15 @@ def timed(argv, subnet_prefix="", env=None, cwd=None, check=True, stdout_file=No
     else:
         stdout, err = p.communicate()
     wall = time.monotonic() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     sampler.stop.set()
     sampler.join()
     result = {
         "argv": [str(a) for a in argv[:3]],
         "wall_s": round(wall, 3),
         "cpu_s": round(sampler.cpu_s, 3),
+        # The process and the children it waited for (ssh clients; not the daemonized masters).
+        "cpu_with_children_s": round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 3),
         "peak_rss_mb": round(sampler.peak_rss_kb / 1024, 1),
         "peak_rss_with_ssh_mb": round(sampler.peak_total_kb / 1024, 1),
         "peak_ssh_processes": sampler.peak_ssh,
@@ -238,12 +243,14 @@ def apply(run, label):
 def median_of(results):
     walls = [r["wall_s"] for r in results]
     cpus = [r["cpu_s"] for r in results]
+    cpus_children = [r["cpu_with_children_s"] for r in results]
     return {
         "runs": len(results),
         "median_wall_s": round(statistics.median(walls), 3),
         "min_wall_s": min(walls),
         "max_wall_s": max(walls),
         "median_cpu_s": round(statistics.median(cpus), 3),
+        "median_cpu_with_children_s": round(statistics.median(cpus_children), 3),
         "peak_rss_mb": max(r["peak_rss_mb"] for r in results),
         "peak_rss_with_ssh_mb": max(r["peak_rss_with_ssh_mb"] for r in results),
         "each_wall_s": walls,
@@ -348,12 +355,36 @@ def seed_kubeha(args, debs, state_root):
         return out
 
 
+# What the pieces of kubeha's facts script cost on a converged control plane, measured on the
+# host itself (`date +%s%N` around each, as root): the kubectl query only control planes run,
+# one systemctl call (the script makes five per service), and a sha256sum+stat of one file.
+FACTS_COSTS = r"""
+t() { s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N); echo "$(( (e - s) / 1000000 ))"; }
+echo "kubectl_get_configmap_ms=$(t kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get configmap kubeadm-config -o name)"
+echo "systemctl_is_active_ms=$(t systemctl is-active kubelet)"
+echo "systemctl_show_ms=$(t systemctl show --timestamp=us+utc -p ActiveEnterTimestamp --value kubelet)"
+echo "sha256_and_stat_ms=$(t sh -c 'sha256sum < /etc/containerd/config.toml | cut -d" " -f1; stat -c %.6Y /etc/containerd/config.toml | tr -d .')"
+echo "dpkg_query_ms=$(t dpkg-query -W kubelet kubeadm kubectl containerd)"
+"""
+
+
+def facts_costs(run, host):
+    argv = [KUBEHA, "lab", "--name", run.name, "--state-dir", run.state, "ssh", host, "--",
+            "sudo", "sh", "-c", FACTS_COSTS]
+    t = time.monotonic()
+    out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    costs = {k: int(v) for k, v in re.findall(r"^(\w+)=(\d+)$", out, re.M)}
+    costs["one_fresh_ssh_session_with_these_ms"] = round((time.monotonic() - t) * 1000)
+    return costs
+
+
 def seed_ansible(args, debs, state_root):
     with lab_lock(), LabRun("bench-ansible", "seed", None, debs, state_root) as run:
         out = {"load_before": loadavg()}
         out["cold"] = public(ansible(run, BENCH / "ansible", "cold"))
         out["noop"] = [public(ansible(run, BENCH / "ansible", f"noop-{i}")) for i in range(args.ansible_runs)]
         out["noop_median_wall_s"] = statistics.median(r["wall_s"] for r in out["noop"])
+        out["facts_costs_cp_1"] = facts_costs(run, "cp-1")
         out["load_after"] = loadavg()
         return out
 
@@ -408,7 +439,8 @@ def table(res):
         for k in ("noop_plan", "noop_apply"):
             x = s[k]
             row(f"kubeha {k.replace('_', ' ')} (median of {x['runs']})",
-                f"{x['median_wall_s']} s wall, {x['median_cpu_s']} s CPU, peak RSS {x['peak_rss_mb']} MB "
+                f"{x['median_wall_s']} s wall, {x['median_cpu_s']} s CPU ({x.get('median_cpu_with_children_s')} s with "
+                f"ssh clients), peak RSS {x['peak_rss_mb']} MB "
                 f"({x['peak_rss_with_ssh_mb']} MB with ssh)")
         for b in s.get("noop_breakdown", []):
             row(f"no-op {b['command']} under strace: where the time goes",
@@ -454,6 +486,7 @@ def main():
     ap.add_argument("--ansible-runs", type=int, default=3)
     ap.add_argument("--scale", default="2 10 25 50")
     ap.add_argument("--parts", default="seed,ansible,scale,drills")
+    ap.add_argument("--resume", type=Path, help="a results.json to add the parts run now to")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     # Lab state (keys, kubeconfigs) stays out of the results folder, which is committed.
@@ -466,6 +499,9 @@ def main():
         "machine": {"cpus": os.cpu_count(), "mem_gib": round(mem_kb / 2**20, 1),
                     "load_start": loadavg(), "kernel": os.uname().release},
     }
+    if args.resume:
+        res = {**json.loads(args.resume.read_text()), "resumed": res["started"]}
+        res.pop("failed_parts", None)
     parts = args.parts.split(",")
 
     def save():
