@@ -443,12 +443,14 @@ def table(res):
                 f"ssh clients), peak RSS {x['peak_rss_mb']} MB "
                 f"({x['peak_rss_with_ssh_mb']} MB with ssh)")
         for b in s.get("noop_breakdown", []):
+            probe, facts = b.get("sudo_probe") or {}, b.get("facts_script") or {}
             row(f"no-op {b['command']} under strace: where the time goes",
                 f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
-                f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters), facts "
-                f"{b.get('facts_s')} s, {len(b.get('later_ssh_commands', []))} later ssh commands, "
-                f"API first connect at {b.get('first_api_connect_at_s')} s ({b['api_connects']} connects), "
-                f"shutdown {b.get('shutdown_s')} s, total {b['wall_s']} s")
+                f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters), sudo probe "
+                f"{probe.get('s')} s, facts script {facts.get('s')} s (slowest host "
+                f"{facts.get('slowest_host_s')} s), {len(b.get('later_ssh_commands', []))} later ssh "
+                f"commands, API first connect at {b.get('first_api_connect_at_s')} s "
+                f"({b['api_connects']} connects), shutdown {b.get('shutdown_s')} s, total {b['wall_s']} s")
         row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s")
     if a:
         row("Ansible cold (seed)", f"{a['cold']['wall_s']} s")
@@ -487,6 +489,7 @@ def main():
     ap.add_argument("--scale", default="2 10 25 50")
     ap.add_argument("--parts", default="seed,ansible,scale,drills")
     ap.add_argument("--resume", type=Path, help="a results.json to add the parts run now to")
+    ap.add_argument("--stop-at", help="UTC HH:MM after which no further scale point is started")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     # Lab state (keys, kubeconfigs) stays out of the results folder, which is committed.
@@ -528,11 +531,12 @@ def main():
             "no-op apply kubeha/Ansible": ratio(s["noop_apply"]["median_wall_s"], a["noop_median_wall_s"]),
         }
         save()
-    if "drills" in parts:
-        part("drills", drills, args.debs, state_root)
     if "scale" in parts:
         res["scale"], res["scale_failed"] = [], []
         for w in [int(x) for x in args.scale.split()]:
+            if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
+                res["scale_failed"].append({"workers": w, "error": f"not started: past --stop-at {args.stop_at}"})
+                break
             try:
                 res["scale"].append(scale_point(w, args.debs, state_root))
             except (SystemExit, subprocess.CalledProcessError) as e:
@@ -547,6 +551,8 @@ def main():
                 f"add one worker {last['workers']}w/{first['workers']}w": ratio(
                     last["add_one_worker"]["wall_s"], first["add_one_worker"]["wall_s"]),
             })
+    if "drills" in parts:
+        part("drills", drills, args.debs, state_root)
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     res["machine"]["load_end"] = loadavg()
     save()

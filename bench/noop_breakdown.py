@@ -73,15 +73,21 @@ def run(kubeha, spec, command):
         out["startup_before_first_ssh_s"] = round(first_master, 3)
         out["connection_setup_s"] = round(setup_end - first_master, 3)
         cmds = sorted(commands.values())
-        # The facts scripts: one command per host, started together after the masters.
-        facts = cmds[: len(masters)]
-        if facts:
-            out["facts_s"] = round(max(e or end for _, e, _ in facts) - min(s for s, _, _ in facts), 3)
-            out["facts_slowest_host_s"] = round(max((e or end) - s for s, e, _ in facts), 3)
-            later = cmds[len(masters):]
-            out["later_ssh_commands"] = [
-                {"at_s": round(s, 3), "took_s": round((e or end) - s, 3), "argv_tail": a[-60:]}
-                for s, e, a in later]
+        n = len(masters)
+
+        def wave(ws):
+            if not ws:
+                return None
+            return {"s": round(max(e or end for _, e, _ in ws) - min(s for s, _, _ in ws), 3),
+                    "slowest_host_s": round(max((e or end) - s for s, e, _ in ws), 3)}
+
+        # Per host, in order: the `sudo -n true` probe every connection starts with, then the
+        # facts script; anything after them (file reads such as admin.conf) is listed.
+        out["sudo_probe"] = wave(cmds[:n])
+        out["facts_script"] = wave(cmds[n : 2 * n])
+        out["later_ssh_commands"] = [
+            {"at_s": round(s, 3), "took_s": round((e or end) - s, 3), "argv_tail": a[-60:]}
+            for s, e, a in cmds[2 * n :]]
     if api:
         out["first_api_connect_at_s"] = round(api[0], 3)
         out["last_api_connect_at_s"] = round(api[-1], 3)
