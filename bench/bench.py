@@ -455,6 +455,8 @@ def table(res):
     if a:
         row("Ansible cold (seed)", f"{a['cold']['wall_s']} s")
         row(f"Ansible no-op (median of {len(a['noop'])})", f"{a['noop_median_wall_s']} s")
+        if a.get("facts_costs_cp_1"):
+            row("facts script pieces on cp-1 (ms)", ", ".join(f"{k} {v}" for k, v in a["facts_costs_cp_1"].items()))
     for k, v in res.get("ratios", {}).items():
         row(f"ratio {k}", v)
     for p in res.get("scale", []):
@@ -483,7 +485,8 @@ def table(res):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", required=True, type=Path)
-    ap.add_argument("--debs", nargs="+", required=True)
+    ap.add_argument("--debs", nargs="+", default=[])
+    ap.add_argument("--table-only", action="store_true", help="rewrite results.md from results.json")
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--ansible-runs", type=int, default=3)
     ap.add_argument("--scale", default="2 10 25 50")
@@ -491,6 +494,13 @@ def main():
     ap.add_argument("--resume", type=Path, help="a results.json to add the parts run now to")
     ap.add_argument("--stop-at", help="UTC HH:MM after which no further scale point is started")
     args = ap.parse_args()
+    if args.table_only:
+        res = json.loads((args.out / "results.json").read_text())
+        (args.out / "results.md").write_text(table(res))
+        print(table(res))
+        return
+    if not args.debs:
+        ap.error("--debs: the Kubernetes stand-in packages for the labs' mirror")
     args.out.mkdir(parents=True, exist_ok=True)
     # Lab state (keys, kubeconfigs) stays out of the results folder, which is committed.
     state_root = ROOT / "target/bench/labs"
