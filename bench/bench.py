@@ -501,7 +501,7 @@ def main():
     ap.add_argument("--scale", default="2 10 25 50")
     ap.add_argument("--parts", default="seed,ansible,scale,drills")
     ap.add_argument("--resume", type=Path, help="a results.json to add the parts run now to")
-    ap.add_argument("--stop-at", help="UTC HH:MM after which no further scale point is started")
+    ap.add_argument("--stop-at", help="UTC HH:MM after which no further scale point or drill is started")
     args = ap.parse_args()
     if args.table_only:
         res = json.loads((args.out / "results.json").read_text())
@@ -571,7 +571,10 @@ def main():
                     last["add_one_worker"]["wall_s"], first["add_one_worker"]["wall_s"]),
             })
     if "drills" in parts:
-        part("drills", drills, args.debs, state_root)
+        if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
+            res.setdefault("failed_parts", {})["drills"] = f"not started: past --stop-at {args.stop_at}"
+        else:
+            part("drills", drills, args.debs, state_root)
     res["finished"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     res["machine"]["load_end"] = loadavg()
     save()
