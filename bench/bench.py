@@ -433,6 +433,7 @@ def table(res):
     row("machine", f"{m['cpus']} CPUs, {m['mem_gib']} GiB, load {m['load_start']} at start")
     s, a = res.get("seed_kubeha"), res.get("seed_ansible")
     if s:
+        row("load average (1, 5, 15 min) around the kubeha seed part", f"{s['load_before']} -> {s['load_after']}")
         row("kubeha cold apply (seed)", f"{s['cold_apply']['wall_s']} s, CPU {s['cold_apply']['cpu_s']} s")
         for name, secs in s["cold_apply"]["phases"].items():
             row(f"&nbsp;&nbsp;phase {name}", f"{secs:.1f} s")
@@ -462,7 +463,9 @@ def table(res):
                 f"({b['api_connects']} connects), shutdown {b.get('shutdown_s')} s, total {b['wall_s']} s")
         row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s")
     if a:
-        row("Ansible cold (seed)", f"{a['cold']['wall_s']} s")
+        row("load average (1, 5, 15 min) around the Ansible part", f"{a['load_before']} -> {a['load_after']}")
+        row("Ansible cold (seed)", f"{a['cold']['wall_s']} s ({a['cold']['changed']} tasks changed), "
+            f"Ansible's CPU {a['cold']['cpu_with_children_s']} s with its workers")
         row(f"Ansible no-op (median of {len(a['noop'])})", f"{a['noop_median_wall_s']} s")
         if a.get("facts_costs_cp_1"):
             row("facts script pieces on cp-1 (ms)", ", ".join(f"{k} {v}" for k, v in a["facts_costs_cp_1"].items()))
@@ -470,6 +473,7 @@ def table(res):
         row(f"ratio {k}", v)
     for p in res.get("scale", []):
         w = p["workers"]
+        row(f"{w} workers: load average", f"{p['load_before']} -> {p['load_after']}")
         row(f"{w} workers: cold apply", f"{p['cold_apply']['wall_s']} s, peak RSS {p['cold_apply']['peak_rss_mb']} MB "
             f"({p['cold_apply']['peak_rss_with_ssh_mb']} MB with {p['cold_apply']['peak_ssh_processes']} ssh)")
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
