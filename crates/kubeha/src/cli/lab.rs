@@ -31,9 +31,13 @@ enum LabCommand {
         /// balancers and a virtual IP) or minimal (1 of each).
         #[arg(long, default_value = "seed")]
         topology: String,
-        /// Overrides the topology's number of workers.
+        /// Overrides the topology's number of workers (default: as many as the lab has).
+        /// Growing keeps every existing host as it is, with the same address.
         #[arg(long)]
         workers: Option<usize>,
+        /// Overrides the topology's number of control planes, like --workers.
+        #[arg(long)]
+        control_planes: Option<usize>,
         /// Also copy the spec here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -43,6 +47,13 @@ enum LabCommand {
         /// A local Calico manifest for the spec (lab nodes have no internet).
         #[arg(long)]
         calico_manifest: Option<PathBuf>,
+    },
+    /// Add one fresh host (the next name and address of its role, e.g. cp-4) and rewrite
+    /// the spec, leaving every other host as it is (a stopped or killed one stays so).
+    AddHost {
+        /// controlPlane or worker.
+        #[arg(long)]
+        role: String,
     },
     /// Remove every container, network and volume of the lab (the cached images stay).
     Down,
@@ -65,6 +76,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         LabCommand::Up {
             topology,
             workers,
+            control_planes,
             out,
             debs,
             calico_manifest,
@@ -76,6 +88,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 name: args.name,
                 topology,
                 workers,
+                control_planes,
                 state_dir: args.state_dir,
                 extra_debs: debs,
                 calico_manifest,
@@ -98,6 +111,26 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 }
                 text + &format!("spec: {spec_shown}\n")
             });
+            Ok(())
+        }
+        LabCommand::AddHost { role } => {
+            let role = role
+                .parse()
+                .map_err(|e: kubeha_lab::Error| Failure::Invalid(e.to_string()))?;
+            let (lab, host) =
+                block_on(kubeha_lab::add_host(&args.state_dir, role)).map_err(lab_err)?;
+            match ui.format {
+                Format::Json => println!(
+                    "{}",
+                    serde_json::to_string(&host).expect("a host serializes")
+                ),
+                Format::Text => println!(
+                    "{} {} added; spec: {}",
+                    host.name,
+                    host.address,
+                    lab.state_dir.join("cluster.yaml").display()
+                ),
+            }
             Ok(())
         }
         LabCommand::Down => {
