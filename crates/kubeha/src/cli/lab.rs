@@ -119,18 +119,14 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 .map_err(|e: kubeha_lab::Error| Failure::Invalid(e.to_string()))?;
             let (lab, host) =
                 block_on(kubeha_lab::add_host(&args.state_dir, role)).map_err(lab_err)?;
-            match ui.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string(&host).expect("a host serializes")
-                ),
-                Format::Text => println!(
-                    "{} {} added; spec: {}",
+            ui.print(&host, || {
+                format!(
+                    "{} {} added; spec: {}\n",
                     host.name,
                     host.address,
                     lab.state_dir.join("cluster.yaml").display()
-                ),
-            }
+                )
+            });
             Ok(())
         }
         LabCommand::Down => {
