@@ -26,7 +26,7 @@ use crate::docker::{
 use crate::error::{Context, Error, Result};
 use crate::image::{ensure_images, Images};
 use crate::topology::{
-    default_subnet, parse_cidr, plan_hosts, validate_name, Host, Role, Subnet, Topology,
+    default_subnet, parse_cidr, plan_hosts, validate_name, Host, Role, Sizes, Subnet, Topology,
     MIRROR_OCTET, VIRTUAL_IP_OCTET,
 };
 use crate::{hosts_file, render, ssh, API_ENDPOINT_NAME, MIRROR_SUITE, SSH_USER};
@@ -37,8 +37,11 @@ pub struct LabConfig {
     /// Part of every container, network and volume name; several labs may run side by side.
     pub name: String,
     pub topology: Topology,
-    /// Overrides the topology's number of workers.
+    /// Overrides the topology's number of workers. `None`: as many as the lab already has
+    /// (an existing lab keeps its size), else the topology's default.
     pub workers: Option<usize>,
+    /// Overrides the topology's number of control planes, like `workers`.
+    pub control_planes: Option<usize>,
     /// Where the key, known_hosts, mirror key and lab record are written (made absolute).
     pub state_dir: PathBuf,
     /// .debs added to the mirror next to Debian's (e.g. the Kubernetes stand-in packages).
@@ -58,6 +61,7 @@ impl Default for LabConfig {
             name: "kubeha".into(),
             topology: Topology::Seed,
             workers: None,
+            control_planes: None,
             state_dir: PathBuf::from(".lab"),
             extra_debs: Vec::new(),
             subnet: None,
@@ -116,11 +120,11 @@ impl Lab {
         name: &str,
         topology: Topology,
         subnet: Subnet,
-        workers: Option<usize>,
+        sizes: Sizes,
         state_dir: PathBuf,
     ) -> Result<Lab> {
         validate_name(name)?;
-        let hosts = plan_hosts(topology, workers, subnet)?;
+        let hosts = plan_hosts(topology, sizes, subnet)?;
         let virtual_ip = topology
             .has_virtual_ip()
             .then(|| subnet.host(VIRTUAL_IP_OCTET));
@@ -342,6 +346,8 @@ fn endpoint(address: Ipv4Addr, alias: &str) -> EndpointSettings {
 /// Brings the lab up, or makes an existing one match `config` (idempotent): builds or reuses
 /// the images, creates what is missing, starts what is stopped, removes hosts the topology no
 /// longer has, and rewrites the key files, `lab.json` and `cluster.yaml` in the state dir.
+/// Hosts keep their names and addresses when the lab grows or shrinks; counts not given
+/// are those of the lab already recorded in the state dir (same name and topology).
 pub async fn up(config: &LabConfig) -> Result<Lab> {
     validate_name(&config.name)?;
     let state_dir = std::path::absolute(&config.state_dir)
@@ -351,13 +357,17 @@ pub async fn up(config: &LabConfig) -> Result<Lab> {
     let docker = connect().await?;
     let images = ensure_images(&docker).await?;
     let subnet = ensure_network(&docker, &config.name, config.subnet).await?;
-    let mut lab = Lab::planned(
-        &config.name,
-        config.topology,
-        subnet,
-        config.workers,
-        state_dir,
-    )?;
+    let asked = Sizes {
+        control_planes: config.control_planes,
+        workers: config.workers,
+    };
+    let sizes = match Lab::load(&state_dir) {
+        Ok(old) if old.name == config.name && old.topology == config.topology => {
+            asked.or(Sizes::of(&old.hosts))
+        }
+        _ => asked,
+    };
+    let mut lab = Lab::planned(&config.name, config.topology, subnet, sizes, state_dir)?;
     lab.hosts_file = config.hosts_file.clone();
     lab.calico_manifest = config
         .calico_manifest
@@ -383,16 +393,7 @@ pub async fn up(config: &LabConfig) -> Result<Lab> {
         tokio::try_join!(ensure_mirror(&docker, &lab, &images, &extras), nodes)?;
 
     write_file(&lab.mirror_key_file(), &mirror_key)?;
-    write_file(
-        &lab.known_hosts_file(),
-        host_keys.concat().join("\n").as_bytes(),
-    )?;
-    let record = serde_json::to_string_pretty(&lab).map_err(|e| Error::Config(e.to_string()))?;
-    write_file(&state_dir_file(&lab, LAB_RECORD), record.as_bytes())?;
-    write_file(
-        &state_dir_file(&lab, "cluster.yaml"),
-        lab.cluster_yaml().as_bytes(),
-    )?;
+    write_record(&lab, &host_keys.concat())?;
     if let Some(path) = &lab.hosts_file {
         let entry = [(lab.api_endpoint, API_ENDPOINT_NAME)];
         hosts_file::update(path, |c| hosts_file::with_block(c, &lab.name, &entry))?;
@@ -402,6 +403,58 @@ pub async fn up(config: &LabConfig) -> Result<Lab> {
 
 fn state_dir_file(lab: &Lab, name: &str) -> PathBuf {
     lab.state_dir.join(name)
+}
+
+/// Writes known_hosts, `lab.json` and `cluster.yaml` for `lab`.
+fn write_record(lab: &Lab, known_hosts: &[String]) -> Result<()> {
+    write_file(&lab.known_hosts_file(), known_hosts.join("\n").as_bytes())?;
+    let record = serde_json::to_string_pretty(lab).map_err(|e| Error::Config(e.to_string()))?;
+    write_file(&state_dir_file(lab, LAB_RECORD), record.as_bytes())?;
+    write_file(
+        &state_dir_file(lab, "cluster.yaml"),
+        lab.cluster_yaml().as_bytes(),
+    )
+}
+
+/// Adds one fresh host of `role` to the lab recorded in `state_dir` (the next name and
+/// address of that role, e.g. `cp-4` at .14) and rewrites its spec. Every other container is
+/// left exactly as it is, stopped or killed ones included, so a host can be replaced while
+/// another stays dead. Returns the grown lab and the new host.
+pub async fn add_host(state_dir: &Path, role: Role) -> Result<(Lab, Host)> {
+    let old = Lab::load(state_dir)?;
+    let mut lab = Lab::planned(
+        &old.name,
+        old.topology,
+        old.subnet,
+        Sizes::one_more(&old.hosts, role)?,
+        old.state_dir.clone(),
+    )?;
+    lab.hosts_file = old.hosts_file.clone();
+    lab.calico_manifest = old.calico_manifest.clone();
+    let new = lab
+        .hosts
+        .iter()
+        .find(|h| !old.hosts.contains(h))
+        .cloned()
+        .expect("one more host of a role is a new host");
+    let docker = connect().await?;
+    let images = ensure_images(&docker).await?;
+    let pub_path = lab.identity_file().with_extension("pub");
+    let public_key =
+        std::fs::read_to_string(&pub_path).context(format!("reading {}", pub_path.display()))?;
+    let new_keys = ensure_node(&docker, &lab, &new, &images, public_key.trim()).await?;
+    let known = std::fs::read_to_string(lab.known_hosts_file())
+        .context(format!("reading {}", lab.known_hosts_file().display()))?;
+    // A container that held this address before had other keys: only the new ones count.
+    let stale = format!("{} ", new.address);
+    let lines: Vec<String> = known
+        .lines()
+        .filter(|l| !l.starts_with(&stale))
+        .map(str::to_owned)
+        .chain(new_keys)
+        .collect();
+    write_record(&lab, &lines)?;
+    Ok((lab, new))
 }
 
 fn write_file(path: &Path, content: &[u8]) -> Result<()> {

@@ -32,7 +32,7 @@ impl Topology {
         }
     }
 
-    /// (load balancers, control planes, default workers)
+    /// (load balancers, default control planes, default workers)
     fn counts(self) -> (usize, usize, usize) {
         match self {
             Topology::Seed => (1, 3, 2),
@@ -120,6 +120,50 @@ const FIRST_LB_OCTET: u8 = 10;
 const FIRST_CP_OCTET: u8 = 11;
 const FIRST_WORKER_OCTET: u8 = 21;
 const MAX_WORKERS: usize = (VIRTUAL_IP_OCTET - FIRST_WORKER_OCTET) as usize;
+const MAX_CONTROL_PLANES: usize = (FIRST_WORKER_OCTET - FIRST_CP_OCTET) as usize;
+
+/// How many control planes and workers a lab has; `None` takes the topology's default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sizes {
+    pub control_planes: Option<usize>,
+    pub workers: Option<usize>,
+}
+
+impl Sizes {
+    /// The sizes of an existing lab's hosts, so that `up` without counts keeps a grown lab
+    /// as it is instead of shrinking it back to the topology's defaults.
+    pub fn of(hosts: &[Host]) -> Sizes {
+        let count = |role| Some(hosts.iter().filter(|h| h.roles.contains(&role)).count());
+        Sizes {
+            control_planes: count(Role::ControlPlane),
+            workers: count(Role::Worker),
+        }
+    }
+
+    /// `self` where given, else `fallback`.
+    pub fn or(self, fallback: Sizes) -> Sizes {
+        Sizes {
+            control_planes: self.control_planes.or(fallback.control_planes),
+            workers: self.workers.or(fallback.workers),
+        }
+    }
+
+    /// One more host of `role` than `hosts` have (load balancers are fixed by the topology).
+    pub fn one_more(hosts: &[Host], role: Role) -> Result<Sizes> {
+        let mut sizes = Sizes::of(hosts);
+        let slot = match role {
+            Role::ControlPlane => &mut sizes.control_planes,
+            Role::Worker => &mut sizes.workers,
+            Role::LoadBalancer => {
+                return Err(Error::Config(
+                    "a lab's load balancers are fixed by its topology (seed-ha has two)".into(),
+                ))
+            }
+        };
+        *slot = slot.map(|n| n + 1);
+        Ok(sizes)
+    }
+}
 
 /// The range default subnets are taken from: 172.29.0.0/16, away from Docker's usual
 /// first pools (172.17-172.20).
@@ -189,13 +233,20 @@ pub fn default_subnet(name: &str, taken: &[(Ipv4Addr, u8)]) -> Option<Subnet> {
     })
 }
 
-/// The hosts of a topology with their fixed addresses in `subnet`.
-pub fn plan_hosts(topology: Topology, workers: Option<usize>, subnet: Subnet) -> Result<Vec<Host>> {
-    let (lbs, cps, default_workers) = topology.counts();
-    let workers = workers.unwrap_or(default_workers);
+/// The hosts of a topology with their fixed addresses in `subnet`. A host's name and address
+/// depend only on its role and index, so a lab that grows keeps every host it had.
+pub fn plan_hosts(topology: Topology, sizes: Sizes, subnet: Subnet) -> Result<Vec<Host>> {
+    let (lbs, default_cps, default_workers) = topology.counts();
+    let workers = sizes.workers.unwrap_or(default_workers);
+    let cps = sizes.control_planes.unwrap_or(default_cps);
     if workers > MAX_WORKERS {
         return Err(Error::Config(format!(
             "a lab has at most {MAX_WORKERS} workers, {workers} were asked for"
+        )));
+    }
+    if !(1..=MAX_CONTROL_PLANES).contains(&cps) {
+        return Err(Error::Config(format!(
+            "a lab has 1 to {MAX_CONTROL_PLANES} control planes, {cps} were asked for"
         )));
     }
     let mut hosts = Vec::with_capacity(lbs + cps + workers);
@@ -203,7 +254,7 @@ pub fn plan_hosts(topology: Topology, workers: Option<usize>, subnet: Subnet) ->
         hosts.push(Host {
             name: format!("{prefix}-{}", i + 1),
             roles: vec![role],
-            // Every octet is below VIRTUAL_IP_OCTET by construction (checked above).
+            // Every octet is below VIRTUAL_IP_OCTET and in its role's range (checked above).
             address: subnet.host(octet as u8),
         });
     };
@@ -251,7 +302,7 @@ mod tests {
 
     #[test]
     fn seed_topology_has_the_seed_table() {
-        let hosts = plan_hosts(Topology::Seed, None, subnet()).unwrap();
+        let hosts = plan_hosts(Topology::Seed, Sizes::default(), subnet()).unwrap();
         let names: Vec<_> = hosts.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(
             names,
@@ -265,7 +316,7 @@ mod tests {
 
     #[test]
     fn seed_ha_has_two_load_balancers_and_distinct_addresses() {
-        let hosts = plan_hosts(Topology::SeedHa, Some(5), subnet()).unwrap();
+        let hosts = plan_hosts(Topology::SeedHa, workers(5), subnet()).unwrap();
         assert_eq!(hosts.len(), 2 + 3 + 5);
         let mut addrs: Vec<_> = hosts.iter().map(|h| h.address).collect();
         addrs.sort();
@@ -278,8 +329,57 @@ mod tests {
 
     #[test]
     fn too_many_workers_is_refused() {
-        assert!(plan_hosts(Topology::Minimal, Some(80), subnet()).is_err());
-        assert!(plan_hosts(Topology::Minimal, Some(79), subnet()).is_ok());
+        assert!(plan_hosts(Topology::Minimal, workers(80), subnet()).is_err());
+        assert!(plan_hosts(Topology::Minimal, workers(79), subnet()).is_ok());
+        let cps = |n| Sizes {
+            control_planes: Some(n),
+            workers: None,
+        };
+        assert!(plan_hosts(Topology::Seed, cps(10), subnet()).is_ok());
+        assert!(plan_hosts(Topology::Seed, cps(11), subnet()).is_err());
+        assert!(plan_hosts(Topology::Seed, cps(0), subnet()).is_err());
+    }
+
+    fn workers(n: usize) -> Sizes {
+        Sizes {
+            control_planes: None,
+            workers: Some(n),
+        }
+    }
+
+    #[test]
+    fn a_grown_lab_keeps_every_host_it_had() {
+        let seed = plan_hosts(Topology::Seed, Sizes::default(), subnet()).unwrap();
+        let grown = plan_hosts(Topology::Seed, workers(50), subnet()).unwrap();
+        assert_eq!(grown.len(), 1 + 3 + 50);
+        assert!(
+            seed.iter().all(|h| grown.contains(h)),
+            "same names, same addresses"
+        );
+        assert_eq!(grown.last().unwrap().name, "worker-50");
+        assert_eq!(grown.last().unwrap().address, subnet().host(70));
+
+        // A fresh control plane takes the next name and the next control-plane address.
+        let more = Sizes::one_more(&seed, Role::ControlPlane).unwrap();
+        assert_eq!(more.control_planes, Some(4));
+        assert_eq!(more.workers, Some(2));
+        let four = plan_hosts(Topology::Seed, more, subnet()).unwrap();
+        let new: Vec<_> = four.iter().filter(|h| !seed.contains(h)).collect();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].name, "cp-4");
+        assert_eq!(new[0].roles, [Role::ControlPlane]);
+        assert_eq!(new[0].address, subnet().host(14));
+        assert!(Sizes::one_more(&seed, Role::LoadBalancer).is_err());
+    }
+
+    #[test]
+    fn up_without_counts_keeps_the_existing_sizes() {
+        let grown = plan_hosts(Topology::Seed, workers(7), subnet()).unwrap();
+        let kept = Sizes::default().or(Sizes::of(&grown));
+        assert_eq!(kept.workers, Some(7));
+        assert_eq!(kept.control_planes, Some(3));
+        // Asked-for counts win, so a lab can also shrink.
+        assert_eq!(workers(1).or(Sizes::of(&grown)).workers, Some(1));
     }
 
     #[test]

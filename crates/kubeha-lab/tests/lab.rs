@@ -626,3 +626,73 @@ async fn banner(addr: std::net::Ipv4Addr) -> bool {
     }
     false
 }
+
+async fn container_id(lab: &Lab, host: &str) -> String {
+    let name = format!("kubeha-lab-{}-{host}", lab.name);
+    docker_ids(&["inspect", "--format", "{{.Id}}", &name])
+        .await
+        .remove(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_lab_grows_without_touching_its_hosts() {
+    if !should_run("a_lab_grows_without_touching_its_hosts") {
+        return;
+    }
+    let name = unique_name("grow");
+    let mut cfg = config(&name, Topology::Minimal);
+    let teardown = Teardown::new(&cfg);
+    let small = kubeha_lab::up(&cfg).await.unwrap();
+    let worker_1 = container_id(&small, "worker-1").await;
+    let key_of = |lab: &Lab, host: &str| {
+        let address = format!("{} ", lab.host(host).unwrap().address);
+        std::fs::read_to_string(lab.known_hosts_file())
+            .unwrap()
+            .lines()
+            .filter(|l| l.starts_with(&address))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    let worker_1_keys = key_of(&small, "worker-1");
+
+    // More workers: the new ones appear, worker-1 is the same container with the same keys.
+    cfg.workers = Some(3);
+    let grown = kubeha_lab::up(&cfg).await.unwrap();
+    let names: Vec<&str> = grown.hosts.iter().map(|h| h.name.as_str()).collect();
+    assert_eq!(names, ["lb-1", "cp-1", "worker-1", "worker-2", "worker-3"]);
+    assert_eq!(container_id(&grown, "worker-1").await, worker_1);
+    assert_eq!(key_of(&grown, "worker-1"), worker_1_keys);
+    assert_eq!(
+        grown.host("worker-1").unwrap(),
+        small.host("worker-1").unwrap()
+    );
+    assert_eq!(ssh_ok(&grown, "worker-3", "hostname").await, "worker-3");
+    let spec = std::fs::read_to_string(grown.state_dir.join("cluster.yaml")).unwrap();
+    assert!(spec.contains("worker-3"), "{spec}");
+
+    // A fresh control plane while worker-1 lies dead: worker-1 stays dead.
+    grown.kill("worker-1").await.unwrap();
+    let (with_cp, cp) = kubeha_lab::add_host(&grown.state_dir, Role::ControlPlane)
+        .await
+        .unwrap();
+    assert_eq!(cp.name, "cp-2");
+    assert_eq!(cp.address, grown.subnet.host(12));
+    assert_eq!(ssh_ok(&with_cp, "cp-2", "hostname").await, "cp-2");
+    assert_ne!(state_of(&with_cp, "worker-1").await.0, "running");
+    let spec = std::fs::read_to_string(with_cp.state_dir.join("cluster.yaml")).unwrap();
+    assert!(spec.contains("cp-2") && spec.contains("worker-3"), "{spec}");
+    assert!(kubeha_lab::add_host(&grown.state_dir, Role::LoadBalancer)
+        .await
+        .is_err());
+
+    // `up` without counts keeps the grown size (and starts worker-1 again).
+    cfg.workers = None;
+    let again = kubeha_lab::up(&cfg).await.unwrap();
+    assert_eq!(again.hosts, with_cp.hosts);
+    assert_eq!(container_id(&again, "worker-1").await, worker_1);
+    assert_back(&again, "worker-1", "up").await;
+
+    teardown.disarm();
+    kubeha_lab::down(&name, &again.state_dir).await.unwrap();
+    assert_nothing_left(&name, &again.state_dir, None).await;
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::DaemonSet;
-use k8s_openapi::api::core::v1::{Node, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Node, Pod, Secret};
 use k8s_openapi::ByteString;
 use kube::api::{
     Api, DeleteParams, DynamicObject, ListParams, ObjectMeta, Patch, PatchParams, PostParams,
@@ -14,6 +14,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::{Client, Config};
 
+use crate::facts::cluster::{parse_cluster_configuration, NodeState, NodeTaint};
 use crate::plan::ClusterState;
 
 /// The field manager kubeha's server-side applies use.
@@ -106,17 +107,21 @@ pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
     Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
 }
 
-/// Per node: Ready, and when not, the Ready condition's reason and message.
-pub async fn node_readiness(
-    client: &Client,
-) -> Result<BTreeMap<String, Result<(), String>>, KubeError> {
+async fn list_nodes(client: &Client) -> Result<Vec<Node>, KubeError> {
     let nodes: Api<Node> = Api::all(client.clone());
     let list = nodes
         .list(&ListParams::default())
         .await
         .map_err(api_error)?;
-    Ok(list
-        .items
+    Ok(list.items)
+}
+
+/// Per node: Ready, and when not, the Ready condition's reason and message.
+pub async fn node_readiness(
+    client: &Client,
+) -> Result<BTreeMap<String, Result<(), String>>, KubeError> {
+    Ok(list_nodes(client)
+        .await?
         .into_iter()
         .map(|n| {
             let name = n.metadata.name.clone().unwrap_or_default();
@@ -138,19 +143,72 @@ pub async fn node_readiness(
         .collect())
 }
 
-pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
-    let nodes = node_readiness(client)
+/// Each Node's readiness, cordon, kubelet version, labels and taints.
+async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, KubeError> {
+    Ok(list_nodes(client)
         .await?
         .into_iter()
-        .map(|(name, ready)| (name, ready.is_ok()))
-        .collect();
+        .map(|n| {
+            let name = n.metadata.name.clone().unwrap_or_default();
+            let spec = n.spec.unwrap_or_default();
+            let status = n.status.unwrap_or_default();
+            let state = NodeState {
+                ready: status
+                    .conditions
+                    .iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+                cordoned: spec.unschedulable.unwrap_or(false),
+                kubelet_version: status
+                    .node_info
+                    .map(|i| i.kubelet_version)
+                    .unwrap_or_default(),
+                labels: n.metadata.labels.unwrap_or_default(),
+                taints: spec
+                    .taints
+                    .into_iter()
+                    .flatten()
+                    .map(|t| NodeTaint {
+                        key: t.key,
+                        value: t.value,
+                        effect: t.effect,
+                    })
+                    .collect(),
+            };
+            (name, state)
+        })
+        .collect())
+}
+
+/// The Nodes, Calico's presence and kubeadm's live ClusterConfiguration.
+pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
+    let nodes = node_states(client).await?;
+    let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
+    let kubeadm_config = match configmaps
+        .get_opt("kubeadm-config")
+        .await
+        .map_err(api_error)?
+    {
+        None => None,
+        Some(cm) => {
+            let text = cm
+                .data
+                .and_then(|d| d.get("ClusterConfiguration").cloned())
+                .unwrap_or_default();
+            Some(parse_cluster_configuration(&text).map_err(KubeError::Api)?)
+        }
+    };
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
     let calico = daemonsets
         .get_opt("calico-node")
         .await
         .map_err(api_error)?
         .is_some();
-    Ok(ClusterState { nodes, calico })
+    Ok(ClusterState {
+        nodes,
+        calico,
+        kubeadm_config,
+    })
 }
 
 /// Server-side applies every object of a multi-document manifest, in order. A kind that
@@ -202,6 +260,26 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize, Ku
         applied += 1;
     }
     Ok(applied)
+}
+
+/// Sets labels and, when given, the whole taint list of a Node (a merge patch: labels
+/// the spec does not name stay).
+pub async fn patch_labels_and_taints(
+    client: &Client,
+    node: &str,
+    labels: &BTreeMap<String, String>,
+    taints: Option<&[NodeTaint]>,
+) -> Result<(), KubeError> {
+    let mut patch = serde_json::json!({"metadata": {"labels": labels}});
+    if let Some(taints) = taints {
+        patch["spec"] = serde_json::json!({ "taints": taints });
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| KubeError::Api(format!("cannot label node {node}: {e}")))
 }
 
 /// Waits until every named node is registered and Ready, or explains which are not.

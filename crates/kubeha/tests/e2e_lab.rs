@@ -10,7 +10,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::{kubeha, stderr, stdout};
 
@@ -180,7 +180,7 @@ impl LabGuard {
                     "{host} is not Ready again after its reboot: {text}{}",
                     stderr(&out)
                 );
-                std::thread::sleep(std::time::Duration::from_secs(2));
+                std::thread::sleep(Duration::from_secs(2));
             }
         }
         wait_healthy(&self.spec());
@@ -220,10 +220,15 @@ impl Drop for LabGuard {
 
 /// `kubeha plan --detailed-exitcode` exits 0: the cluster matches its spec.
 fn assert_no_changes(spec: &str) -> std::process::Output {
+    assert_plan_exits(spec, 0)
+}
+
+/// `kubeha plan --detailed-exitcode` exits `code` (0 no changes, 3 changes, 1 conflicts).
+fn assert_plan_exits(spec: &str, code: i32) -> std::process::Output {
     let out = kubeha(&["plan", "-f", spec, "--detailed-exitcode"], Path::new("."));
     assert_eq!(
         out.status.code(),
-        Some(0),
+        Some(code),
         "{}{}",
         stdout(&out),
         stderr(&out)
@@ -541,7 +546,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let started = Instant::now();
     let first_stderr = state.join("first-apply.stderr");
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
-        .args(["apply", "-f", &spec_arg, "--yes", "-o", "json"])
+        .args(["apply", "-f", &spec_arg, "--yes", "-o", "ndjson"])
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&first_stderr).unwrap())
         .spawn()
@@ -565,7 +570,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
                 .is_some_and(|m| m.starts_with("kubeadm join"))
         {
             // Let kubeadm get going, then kill kubeha as an operator's ^C or a crash would.
-            std::thread::sleep(std::time::Duration::from_secs(2));
+            std::thread::sleep(Duration::from_secs(2));
             child.kill().unwrap();
             // Its SSH masters die too, as they would with the operator's machine: the
             // remote kubeadm loses its session mid-join.
@@ -680,6 +685,8 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     assert_eq!(backends.len(), 3);
     assert!(backends.iter().all(|b| b[1] == "UP"), "{status:#}");
 
+    add_ons_run_on_every_node(&guard, nodes.len());
+
     // Converged: plan has nothing to do (exit 0 with --detailed-exitcode), nor has apply.
     let out = assert_no_changes(&spec_arg);
     assert!(stdout(&out).contains("No changes: cluster e2e matches the spec."));
@@ -693,6 +700,9 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     );
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
     printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
+
+    kubeadm_config_deleted_is_a_conflict_and_changes_nothing(&guard, &spec_arg);
+    a_changed_label_is_one_step_applied_through_the_api(&guard, &spec, &state);
 
     // A control plane rebuilt from scratch: the run that joins it makes a token through
     // the API and uploads the certificates, and neither shows on a command line.
@@ -783,9 +793,147 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     drop(guard);
 }
 
+/// `kube-system/kubeadm-config` deleted on a converged cluster: `plan` refuses with a
+/// conflict that says how to restore it, `apply` changes nothing; then it is restored.
+fn kubeadm_config_deleted_is_a_conflict_and_changes_nothing(guard: &LabGuard, spec: &str) {
+    let saved = kubectl(guard, "-n kube-system get configmap kubeadm-config -o json");
+    assert!(saved.status.success(), "{}", stderr(&saved));
+    let mut cm: serde_json::Value = serde_json::from_str(&stdout(&saved)).unwrap();
+    let meta = cm["metadata"].as_object_mut().unwrap();
+    for server_set in [
+        "resourceVersion",
+        "uid",
+        "creationTimestamp",
+        "managedFields",
+    ] {
+        meta.remove(server_set);
+    }
+    let out = kubectl(guard, "-n kube-system delete configmap kubeadm-config");
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let out = assert_plan_exits(spec, 1);
+    assert!(
+        stderr(&out).contains("kube-system/kubeadm-config is missing, but etcd is healthy"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("kubeadm init phase upload-config kubeadm"));
+    let out = kubeha(
+        &["apply", "-f", spec, "--yes", "-o", "ndjson"],
+        Path::new("."),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let ran = executed_steps(&stdout(&out));
+    assert!(ran.is_empty(), "apply ran steps: {ran:#?}");
+    for cp in ["cp-1", "cp-2", "cp-3"] {
+        let out = guard.lab(&[
+            "ssh",
+            cp,
+            "--",
+            "sudo",
+            "test",
+            "-f",
+            "/etc/kubernetes/pki/ca.key",
+        ]);
+        assert!(out.status.success(), "{cp} lost its CA key");
+    }
+
+    let out = guard.lab(&[
+        "ssh",
+        "cp-1",
+        "--",
+        "sh",
+        "-c",
+        &format!(
+            "echo {} | base64 -d | sudo kubectl --kubeconfig /etc/kubernetes/admin.conf create -f -",
+            base64_of(&cm.to_string())
+        ),
+    ]);
+    assert!(
+        out.status.success(),
+        "restoring kubeadm-config: {}",
+        stderr(&out)
+    );
+    assert_no_changes(spec);
+}
+
+/// (host, step) of every step `apply -o ndjson` finished: the `done` events of hosts (or
+/// `cluster`) once the first phase started (before it, connections are reported).
+fn executed_steps(apply_stdout: &str) -> Vec<(String, String)> {
+    json_lines(apply_stdout)
+        .into_iter()
+        .skip_while(|e| e["phase"].is_null())
+        .filter(|e| e["event"] == "progress" && e["status"] == "done" && e["host"].is_string())
+        .map(|e| {
+            (
+                e["host"].as_str().unwrap().to_string(),
+                e["message"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A worker's label changed in the spec: `plan` shows exactly that step, `apply` runs
+/// exactly the plan's steps (its JSON events against `plan -o json`) and sets the label
+/// through the API, and the next plan has no changes.
+fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &str, state: &Path) {
+    let labelled = state.join("labelled.yaml");
+    let text = spec.replacen(
+        "      roles: [worker]\n",
+        "      roles: [worker]\n      labels: {kubeha.dev/e2e: web}\n",
+        1,
+    );
+    assert_ne!(text, spec, "no worker in the lab spec");
+    std::fs::write(&labelled, text).unwrap();
+    let labelled = labelled.display().to_string();
+    assert_plan_exits(&labelled, 3);
+    let out = kubeha(&["plan", "-f", &labelled, "-o", "json"], state);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan = json_lines(&stdout(&out)).pop().expect("a plan document");
+    let planned: Vec<(String, String)> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["host"].as_str().unwrap_or("cluster").to_string(),
+                s["description"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(planned.len(), 1, "{plan:#}");
+    assert_eq!(plan["steps"][0]["action"], "apply-labels-and-taints");
+    assert_eq!(plan["steps"][0]["node"], "worker-1");
+    let out = kubeha(&["apply", "-f", &labelled, "--yes", "-o", "ndjson"], state);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        executed_steps(&stdout(&out)),
+        planned,
+        "apply ran other steps than the plan's"
+    );
+    let out = kubectl(
+        guard,
+        "get node worker-1 -o jsonpath='{.metadata.labels.kubeha\\.dev/e2e}'",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), "web");
+    assert_no_changes(&labelled);
+}
+
 /// Seconds until `https://load-balancer.local:6443/readyz` answers again, probing every
 /// 200 ms for at most `limit`; also how many probes failed.
-fn api_back_within(limit: std::time::Duration) -> Option<(f64, usize)> {
+fn api_back_within(limit: Duration) -> Option<(f64, usize)> {
     let started = Instant::now();
     let mut failures = 0;
     while started.elapsed() < limit {
@@ -804,7 +952,7 @@ fn api_back_within(limit: std::time::Duration) -> Option<(f64, usize)> {
             return Some((started.elapsed().as_secs_f64(), failures));
         }
         failures += 1;
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(200));
     }
     None
 }
@@ -833,6 +981,43 @@ fn etcd_members(status: &serde_json::Value) -> Vec<String> {
         .collect();
     names.sort();
     names
+}
+
+/// kubeadm's and Calico's workloads run as in the seed's final output: CoreDNS 2/2 and a
+/// calico-node and kube-proxy Pod Running on every node.
+fn add_ons_run_on_every_node(guard: &LabGuard, node_count: usize) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let out = kubectl(
+            guard,
+            "-n kube-system get deploy coredns -o 'jsonpath={.status.readyReplicas}'",
+        );
+        if stdout(&out).trim() == "2" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "coredns not 2/2 Ready: {}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    for app in ["calico-node", "kube-proxy"] {
+        let out = kubectl(
+            guard,
+            &format!(
+                "-n kube-system get pods -l k8s-app={app} -o 'jsonpath={{range .items[*]}}{{.spec.nodeName}} {{.status.phase}}{{\"\\n\"}}{{end}}'"
+            ),
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        let running: std::collections::BTreeSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_suffix(" Running"))
+            .collect();
+        assert_eq!(running.len(), node_count, "{app} Pods:\n{text}");
+    }
 }
 
 fn kubectl(lab: &LabGuard, args: &str) -> std::process::Output {
@@ -888,16 +1073,15 @@ fn seed_ha_survives_losing_a_control_plane_and_the_active_load_balancer() {
     // The whole active load balancer dies: the VIP moves to lb-2 and the API answers.
     let out = lab.lab(&["fault", "kill", "lb-1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (seconds, failures) = api_back_within(std::time::Duration::from_secs(30))
-        .expect("the API answered through the VIP again");
+    let (seconds, failures) =
+        api_back_within(Duration::from_secs(30)).expect("the API answered through the VIP again");
     eprintln!("load balancer killed: API back after {seconds:.1}s ({failures} failed probes)");
     assert!(seconds < 15.0, "the VIP took {seconds:.1}s to move");
 
     // A whole control plane dies too: the API keeps answering through lb-2.
     let out = lab.lab(&["fault", "kill", "cp-3"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let (seconds, _) =
-        api_back_within(std::time::Duration::from_secs(30)).expect("the API answered");
+    let (seconds, _) = api_back_within(Duration::from_secs(30)).expect("the API answered");
     eprintln!("control plane killed: API answering after {seconds:.1}s");
     let out = kubectl(&lab, "get configmap ha-proof -o jsonpath={.data.written}");
     assert_eq!(stdout(&out), "before-failover", "{}", stderr(&out));
@@ -941,7 +1125,7 @@ fn wait_healthy(spec: &str) -> serde_json::Value {
                 "hosts did not come back: {}",
                 stderr(&out)
             );
-            std::thread::sleep(std::time::Duration::from_secs(3));
+            std::thread::sleep(Duration::from_secs(3));
             continue;
         };
         let ready = s["nodes"]
@@ -968,7 +1152,7 @@ fn wait_healthy(spec: &str) -> serde_json::Value {
             started.elapsed().as_secs() < 180,
             "the cluster did not heal: {s:#}"
         );
-        std::thread::sleep(std::time::Duration::from_secs(3));
+        std::thread::sleep(Duration::from_secs(3));
     }
 }
 
@@ -1053,7 +1237,7 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
     // cp-1 goes away; cp-2's admin.conf points at the load balancer, which routes around it.
     let out = lab.lab(&["fault", "stop", "cp-1"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    let deadline = Instant::now() + std::time::Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let out = on_cp("cp-2", "get configmap by-hand -o jsonpath={.data.written}");
         if stdout(&out) == "before-stop" {
@@ -1064,6 +1248,6 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
             "the API did not answer through the load balancer: {}",
             stderr(&out)
         );
-        std::thread::sleep(std::time::Duration::from_secs(1));
+        std::thread::sleep(Duration::from_secs(1));
     }
 }

@@ -96,7 +96,7 @@ fn keepalived_accepts_the_rendered_config() {
             .arg("-f")
             .arg(&test_conf));
         assert!(ok, "keepalived --config-test rejected {lb}:\n{out}\n{conf}");
-        let broken = conf.replace("advert_int 1", "advert_intervl 1");
+        let broken = conf.replace("advert_int ", "advert_intervl ");
         std::fs::write(&test_conf, broken).unwrap();
         assert!(
             !run(Command::new(&keepalived)

@@ -11,8 +11,8 @@ use rand::RngExt;
 
 use super::{steps, ApplyError, Connected, Survey};
 use crate::api;
-use crate::plan;
-use crate::remote::{quote, Remote, RemoteError};
+use crate::quote::shell as quote;
+use crate::remote::{Remote, RemoteError};
 use crate::render::{self, KubeadmSecrets};
 use crate::spec::{url_host, Host, Role};
 
@@ -84,17 +84,15 @@ fn fresh(secret: &Option<(String, Instant)>) -> Option<String> {
 }
 
 impl<'a> Kubeadm<'a> {
-    pub fn new(c: &'a Connected, survey: &Survey) -> Self {
-        let bootstrap = c
-            .cluster
-            .control_planes()
-            .find(|h| plan::joined(h, &survey.facts[&h.name]));
+    /// `bootstrap` is the plan's: the control plane joins and API steps go through.
+    pub fn new(c: &'a Connected, survey: &Survey, bootstrap: Option<&str>) -> Self {
+        // Before init (when the plan's bootstrap is the init host) there is no CA yet.
         let ca_hash = bootstrap
-            .and_then(|h| survey.facts[&h.name].kubeadm.ca_cert.as_deref())
+            .and_then(|h| survey.facts.get(h)?.kubeadm.ca_cert.as_deref())
             .and_then(|pem| crate::pki::ca_cert_hash(pem).ok());
         Self {
             c,
-            bootstrap: bootstrap.map(|h| h.name.clone()),
+            bootstrap: bootstrap.map(String::from),
             ca_hash,
             token: None,
             certificate_key: None,
@@ -164,9 +162,6 @@ impl<'a> Kubeadm<'a> {
     }
 
     pub async fn init(&mut self, host: &Host, remote: &Remote) -> Result<(), ApplyError> {
-        let p = &self.c.progress;
-        p.started(&host.name, "kubeadm init");
-        let started = Instant::now();
         let secrets = KubeadmSecrets {
             bootstrap_token: self.draw(generate_token),
             certificate_key: self.draw(generate_certificate_key),
@@ -181,8 +176,7 @@ impl<'a> Kubeadm<'a> {
             "kubeadm init failed",
             "kubeadm init --upload-certs --skip-token-print --skip-certificate-key-print",
         )
-        .await
-        .inspect_err(|e| p.failed(&host.name, &e.to_string()))?;
+        .await?;
         let ca = remote
             .read_file(crate::facts::CA_CERT)
             .await?
@@ -200,7 +194,6 @@ impl<'a> Kubeadm<'a> {
         self.token = Some((secrets.bootstrap_token, Instant::now()));
         self.certificate_key = Some((secrets.certificate_key, Instant::now()));
         self.kubeconfig = None;
-        p.done(&host.name, "kubeadm init", started.elapsed().as_secs_f64());
         Ok(())
     }
 
@@ -216,7 +209,7 @@ impl<'a> Kubeadm<'a> {
         }
         let host = self.bootstrap_host()?;
         let p = self.c.progress.clone();
-        p.started(&host.name, "new bootstrap token");
+        p.info(&format!("{}: new bootstrap token", host.name));
         let token = self.draw(generate_token);
         let client = self.client().await?;
         let deadline = Instant::now() + API_WITHIN;
@@ -230,7 +223,6 @@ impl<'a> Kubeadm<'a> {
                 Err(e) => return Err(e.into()),
             }
         }
-        p.done(&host.name, "new bootstrap token", 0.0);
         self.token = Some((token.clone(), Instant::now()));
         Ok(token)
     }
@@ -246,7 +238,10 @@ impl<'a> Kubeadm<'a> {
         let host = self.bootstrap_host()?;
         let remote = self.bootstrap_remote()?.clone();
         let p = &self.c.progress;
-        p.started(&host.name, "uploading the control-plane certificates");
+        p.info(&format!(
+            "{}: uploading the control-plane certificates",
+            host.name
+        ));
         let key = self.draw(generate_certificate_key);
         let secrets = self.secrets(token, key.clone())?;
         let config = render::kubeadm::init_config(&self.c.cluster, host, &secrets);
@@ -258,14 +253,19 @@ impl<'a> Kubeadm<'a> {
             "kubeadm init phase upload-certs --upload-certs --skip-certificate-key-print",
         )
         .await?;
-        p.done(&host.name, "uploaded the control-plane certificates", 0.0);
         self.certificate_key = Some((key.clone(), Instant::now()));
         Ok(key)
     }
 
-    /// Workers join in parallel with one token, made before their phase.
-    pub async fn prepare_worker_joins(&mut self) -> Result<(), ApplyError> {
-        self.token().await.map(|_| ())
+    /// The plan's `MintJoinCredentials`: a token, and the certificates for control planes.
+    /// Joins use these, and make new ones only if a long run outlives
+    /// [`CREDENTIALS_MAX_AGE`].
+    pub async fn mint(&mut self, upload_certificates: bool) -> Result<(), ApplyError> {
+        self.token().await?;
+        if upload_certificates {
+            self.certificate_key().await?;
+        }
+        Ok(())
     }
 
     /// Deletes every token kubeha made (this run's and any a killed run left) and the
@@ -295,20 +295,10 @@ impl<'a> Kubeadm<'a> {
         let token = self.token().await?;
         let secrets = self.secrets(token, key)?;
         let p = &self.c.progress;
-        p.started(&host.name, "kubeadm join (control plane)");
-        let started = Instant::now();
-        self.remove_stale_etcd_member(host).await?;
-        self.join(host, remote, &secrets)
-            .await
-            .inspect_err(|e| p.failed(&host.name, &e.to_string()))?;
-        p.started(&host.name, "waiting for etcd to be healthy");
-        self.wait_etcd_healthy(host).await?;
-        p.done(
-            &host.name,
-            "joined as a control plane; etcd healthy",
-            started.elapsed().as_secs_f64(),
-        );
-        Ok(())
+        p.info(&format!("{}: kubeadm join (control plane)", host.name));
+        self.join(host, remote, &secrets).await?;
+        p.info(&format!("{}: waiting for etcd to be healthy", host.name));
+        self.wait_etcd_healthy(host).await
     }
 
     /// Workers join with the token made before the worker phase (see `execute`).
@@ -340,30 +330,19 @@ impl<'a> Kubeadm<'a> {
         .await
     }
 
-    /// An interrupted control-plane join can leave an etcd member that never started;
-    /// joining again would add a second one for the same host. Remove it first.
-    async fn remove_stale_etcd_member(&self, host: &Host) -> Result<(), ApplyError> {
-        let remote = self.bootstrap_remote()?;
+    /// The plan's `RemoveEtcdMember`, through the healthy control plane it names. A
+    /// member already gone (the host's `kubeadm reset` removed it) is the outcome asked for.
+    pub async fn remove_etcd_member(&self, through: &str, id: &str) -> Result<(), ApplyError> {
+        let remote = self.c.remote(through);
         let out = remote
-            .run(
-                "cannot list etcd members",
-                &steps::etcdctl("member list -w json"),
-            )
+            .sh(&steps::etcdctl(&format!("member remove {}", quote(id))))
             .await?;
-        let peer = format!("https://{}:2380", url_host(host.node_ip()));
-        for id in members_with_peer(&out.stdout, &peer) {
-            self.c.progress.info(&format!(
-                "{}: removing stale etcd member {id:x} ({peer})",
-                host.name
-            ));
-            remote
-                .run(
-                    "cannot remove a stale etcd member",
-                    &steps::etcdctl(&format!("member remove {id:x}")),
-                )
-                .await?;
+        if out.success() || out.stderr.contains("member not found") {
+            return Ok(());
         }
-        Ok(())
+        Err(remote
+            .error("cannot remove a stale etcd member", out.stderr.trim())
+            .into())
     }
 
     /// Waits until the new member is a started voting member and the whole cluster has
@@ -451,24 +430,6 @@ fn member_state(json: &str, peer: &str) -> Option<MemberState> {
     })
 }
 
-/// IDs of etcd members (from `member list -w json`) whose peer URLs include `peer`.
-fn members_with_peer(json: &str, peer: &str) -> Vec<u64> {
-    let Ok(doc) = serde_json::from_str::<serde_json::Value>(json) else {
-        return Vec::new();
-    };
-    doc["members"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|m| {
-            m["peerURLs"]
-                .as_array()
-                .is_some_and(|urls| urls.iter().any(|u| u.as_str() == Some(peer)))
-        })
-        .filter_map(|m| m["ID"].as_u64())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -520,16 +481,10 @@ mod tests {
     }
 
     #[test]
-    fn finds_members_by_peer_url() {
+    fn finds_a_members_state_by_peer_url() {
         let json = r#"{"header":{},"members":[
             {"ID":1234,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"]},
             {"ID":5678,"peerURLs":["https://10.0.0.12:2380"],"isLearner":true}]}"#;
-        assert_eq!(
-            members_with_peer(json, "https://10.0.0.12:2380"),
-            vec![5678]
-        );
-        assert!(members_with_peer(json, "https://10.0.0.13:2380").is_empty());
-        assert!(members_with_peer("garbage", "x").is_empty());
         assert_eq!(
             member_state(json, "https://10.0.0.12:2380"),
             Some(MemberState {

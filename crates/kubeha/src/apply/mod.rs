@@ -1,13 +1,14 @@
-//! The imperative shell around the planner: connect to every host, gather facts, plan,
-//! and run the plan with the ordering rules (hosts prepared in parallel, `kubeadm init`
-//! once, control planes joined one at a time with an etcd health check between joins,
-//! workers in parallel, then the CNI and a wait for every node to be Ready).
+//! The imperative shell around the planner: connect to every host, gather facts (and
+//! the cluster's, and the Calico manifest), plan, and run exactly the plan's steps,
+//! phase by phase (hosts prepared in parallel, `kubeadm init` once, control planes
+//! joined one at a time with an etcd health check between joins, workers in parallel,
+//! then the CNI and the cluster steps). Which step runs where is the plan's decision.
 
 mod join;
 pub mod progress;
 pub mod steps;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -81,6 +82,10 @@ pub struct Survey {
     pub kubeconfig: Option<String>,
     /// Why the API could not be asked, when a cluster exists but did not answer.
     pub api_problem: Option<String>,
+    /// The Calico manifest as read or downloaded, when Calico is not running yet.
+    pub calico_manifest: Option<Result<String, String>>,
+    /// Hosts the user asked to rebuild by name (see [`plan::Inputs::replace`]).
+    pub replace: BTreeSet<String>,
 }
 
 impl Survey {
@@ -91,6 +96,8 @@ impl Survey {
             desired: &self.desired,
             current: &self.current,
             cluster_state: self.cluster_state.as_ref(),
+            calico_manifest: self.calico_manifest.as_ref(),
+            replace: &self.replace,
         })
     }
 }
@@ -257,6 +264,11 @@ impl Connected {
                 Err(e) => (None, Some(e.to_string())),
             },
         };
+        // Before any host changes: a manifest the pool CIDR cannot be wired into is a plan error.
+        let calico_manifest = match &cluster_state {
+            Some(s) if s.calico => None,
+            _ => Some(self.fetch_calico_manifest().await),
+        };
         Ok(Survey {
             facts,
             desired,
@@ -264,7 +276,33 @@ impl Connected {
             cluster_state,
             kubeconfig,
             api_problem,
+            calico_manifest,
+            replace: BTreeSet::new(),
         })
+    }
+
+    /// The spec's Calico manifest, read locally or downloaded by the first control plane:
+    /// cluster hosts reach the internet when the operator's machine may not.
+    async fn fetch_calico_manifest(&self) -> Result<String, String> {
+        match &self.cluster.calico.manifest {
+            ManifestSource::File(path) => std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read {}: {e}", path.display())),
+            ManifestSource::Url(url) => {
+                let remote = &self.remotes[&self.cluster.first_control_plane().name];
+                let out = remote
+                    .run(
+                        "cannot download the Calico manifest",
+                        // Survey time: a fresh host may have wget but no curl yet.
+                        &format!(
+                            "if command -v curl >/dev/null; then curl -fsSL {u}; else wget -qO- {u}; fi",
+                            u = crate::quote::shell(url)
+                        ),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(out.stdout)
+            }
+        }
     }
 
     /// Current bytes of every managed, non-secret file that differs, for the plan's diffs.
@@ -303,20 +341,26 @@ impl Connected {
         &self,
         facts: &BTreeMap<String, HostFacts>,
     ) -> Result<Option<String>, ApplyError> {
-        let Some(host) = self
-            .cluster
-            .control_planes()
+        // Any control plane with an admin.conf: the API must be asked even when kubeadm's
+        // ConfigMap is gone (and so no control plane counts as joined).
+        let cps: Vec<&Host> = self.cluster.control_planes().collect();
+        let Some(host) = cps
+            .iter()
             .find(|h| plan::joined(h, &facts[&h.name]))
+            .or_else(|| cps.iter().find(|h| facts[&h.name].kubeadm.admin_conf))
         else {
             return Ok(None);
         };
         read_admin_kubeconfig(&self.cluster, &self.remotes[&host.name]).await
     }
 
-    /// Runs the plan phase by phase, then waits for the cluster and writes the
-    /// kubeconfig. Secret files a killed run left are removed first; the join
-    /// credentials are revoked at the end, whether the run succeeded or not.
+    /// Runs the plan's steps phase by phase. Secret files a killed run left are removed
+    /// first; join credentials a run made are revoked at the end, whether it succeeded
+    /// or not (a killed run's too).
     pub async fn execute(&self, plan: &Plan, survey: &Survey) -> Result<Timings, ApplyError> {
+        if plan.is_empty() {
+            return Ok(Timings::default());
+        }
         let hosts: Vec<&Host> = self.cluster.hosts.iter().collect();
         self.each_host(hosts, |_, remote| async move {
             remote
@@ -328,9 +372,19 @@ impl Connected {
                 .map(|_| ())
         })
         .await?;
-        let mut kubeadm = join::Kubeadm::new(self, survey);
+        let mut kubeadm = join::Kubeadm::new(self, survey, plan.bootstrap.as_deref());
         let result = self.run_plan(plan, &mut kubeadm).await;
-        let revoked = kubeadm.revoke().await;
+        let minted = plan.steps.iter().any(|s| {
+            matches!(
+                s.action,
+                Action::KubeadmInit | Action::MintJoinCredentials { .. }
+            )
+        });
+        let revoked = if minted {
+            kubeadm.revoke().await
+        } else {
+            Ok(())
+        };
         match (result, revoked) {
             (Ok(timings), Ok(())) => Ok(timings),
             (Ok(_), Err(e)) => Err(ApplyError::Local(format!(
@@ -352,21 +406,13 @@ impl Connected {
         kubeadm: &mut join::Kubeadm<'_>,
     ) -> Result<Timings, ApplyError> {
         let mut timings = Timings::default();
-        for phase in [
-            Phase::Prepare,
-            Phase::Init,
-            Phase::JoinControlPlanes,
-            Phase::JoinWorkers,
-        ] {
+        for phase in Phase::ALL {
             let steps: Vec<&Step> = plan.phase(phase).collect();
             if steps.is_empty() {
                 continue;
             }
             let started = Instant::now();
             self.progress.phase(&phase.to_string());
-            if phase == Phase::JoinWorkers {
-                kubeadm.prepare_worker_joins().await?;
-            }
             if phase.parallel() {
                 self.run_parallel(&steps, kubeadm).await?;
             } else {
@@ -378,31 +424,6 @@ impl Connected {
             self.progress.phase_done(&phase.to_string(), seconds);
             timings.phases.push((phase.to_string(), seconds));
         }
-        let started = Instant::now();
-        self.progress.phase("cluster");
-        let kubeconfig = kubeadm.admin_kubeconfig().await?;
-        let client = api::client(&kubeconfig).await?;
-        if plan.phase(Phase::Network).next().is_some() {
-            self.progress
-                .info(&format!("applying Calico {}", self.cluster.calico.version));
-            let manifest = self.calico_manifest(kubeadm).await?;
-            let count = api::apply_manifest(&client, &manifest).await?;
-            self.progress
-                .info(&format!("applied {count} Calico objects"));
-        }
-        let nodes: Vec<String> = self.cluster.kube_nodes().map(|h| h.name.clone()).collect();
-        self.progress.info("waiting for every node to be Ready");
-        let deadline = Instant::now() + self.options.ready_timeout;
-        api::wait_ready(&client, &nodes, self.options.ready_timeout).await?;
-        self.progress.info("waiting for kube-system to be healthy");
-        api::wait_kube_system(&client, deadline.saturating_duration_since(Instant::now())).await?;
-        write_private(&self.options.kubeconfig, kubeconfig.as_bytes())
-            .map_err(ApplyError::Local)?;
-        let seconds = started.elapsed().as_secs_f64();
-        self.progress.phase_done("cluster", seconds);
-        timings
-            .phases
-            .push(("network and readiness".into(), seconds));
         Ok(timings)
     }
 
@@ -437,6 +458,8 @@ impl Connected {
         .map(|_| ())
     }
 
+    /// One step of a serial phase, reported under its host (or `cluster`) with the
+    /// plan's description.
     async fn run_step(
         &self,
         step: &Step,
@@ -445,19 +468,92 @@ impl Connected {
         let host = step
             .host
             .as_deref()
-            .and_then(|name| self.cluster.hosts.iter().find(|h| h.name == name))
-            .expect("serial steps name a host of the spec");
+            .map(|name| self.cluster.hosts.iter().find(|h| h.name == name))
+            .map(|h| h.expect("steps name hosts of the spec"));
+        let Some(host) = host else {
+            return self.cluster_step(step, kubeadm).await;
+        };
         let remote = self.remotes[&host.name].clone();
-        match &step.action {
-            Action::KubeadmInit => kubeadm.init(host, &remote).await,
+        let (p, label) = (&self.progress, &step.description);
+        let started = Instant::now();
+        let result = match &step.action {
+            Action::KubeadmInit => {
+                p.started(&host.name, label);
+                kubeadm.init(host, &remote).await
+            }
             Action::KubeadmJoin {
                 control_plane: true,
-            } => kubeadm.join_control_plane(host, &remote).await,
-            other => self
-                .host_step(host, &remote, other, kubeadm)
-                .await
-                .map_err(Into::into),
+            } => {
+                p.started(&host.name, label);
+                kubeadm.join_control_plane(host, &remote).await
+            }
+            Action::RemoveEtcdMember { id, through, .. } => {
+                p.started(&host.name, label);
+                kubeadm.remove_etcd_member(through, id).await
+            }
+            Action::MintJoinCredentials {
+                upload_certificates,
+            } => {
+                p.started(&host.name, label);
+                kubeadm.mint(*upload_certificates).await
+            }
+            other => {
+                return self
+                    .host_step(host, &remote, other, kubeadm)
+                    .await
+                    .map_err(Into::into)
+            }
+        };
+        match &result {
+            Ok(()) => p.done(&host.name, label, started.elapsed().as_secs_f64()),
+            Err(e) => p.failed(&host.name, &e.to_string()),
         }
+        result
+    }
+
+    /// A step on the cluster itself, through the API of the bootstrap control plane.
+    async fn cluster_step(
+        &self,
+        step: &Step,
+        kubeadm: &mut join::Kubeadm<'_>,
+    ) -> Result<(), ApplyError> {
+        let (p, label) = (&self.progress, &step.description);
+        p.started(CLUSTER_STEPS, label);
+        let started = Instant::now();
+        let result = async {
+            let kubeconfig = kubeadm.admin_kubeconfig().await?;
+            let client = api::client(&kubeconfig).await?;
+            match &step.action {
+                Action::ApplyCalico { manifest, .. } => {
+                    let count = api::apply_manifest(&client, manifest).await?;
+                    p.info(&format!("applied {count} Calico objects"));
+                }
+                Action::ApplyLabelsAndTaints {
+                    node,
+                    labels,
+                    taints,
+                } => api::patch_labels_and_taints(&client, node, labels, taints.as_deref()).await?,
+                Action::WaitReady { nodes } => {
+                    let deadline = Instant::now() + self.options.ready_timeout;
+                    api::wait_ready(&client, nodes, self.options.ready_timeout).await?;
+                    p.info("every node is Ready; waiting for kube-system to be healthy");
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    api::wait_kube_system(&client, left).await?;
+                }
+                Action::WriteKubeconfig => {
+                    write_private(&self.options.kubeconfig, kubeconfig.as_bytes())
+                        .map_err(ApplyError::Local)?
+                }
+                other => unreachable!("the plan has no host for {other}"),
+            }
+            Ok::<_, ApplyError>(())
+        }
+        .await;
+        match &result {
+            Ok(()) => p.done(CLUSTER_STEPS, label, started.elapsed().as_secs_f64()),
+            Err(e) => p.failed(CLUSTER_STEPS, &e.to_string()),
+        }
+        result
     }
 
     /// One host-local action, timed and reported.
@@ -503,26 +599,6 @@ impl Connected {
         result
     }
 
-    async fn calico_manifest(&self, kubeadm: &join::Kubeadm<'_>) -> Result<String, ApplyError> {
-        let text = match &self.cluster.calico.manifest {
-            ManifestSource::File(path) => std::fs::read_to_string(path)
-                .map_err(|e| ApplyError::Local(format!("cannot read {}: {e}", path.display())))?,
-            // Fetched by a control plane: cluster hosts reach the internet when the
-            // operator's machine may not.
-            ManifestSource::Url(url) => {
-                let remote = kubeadm.bootstrap_remote()?;
-                let out = remote
-                    .run(
-                        "cannot download the Calico manifest",
-                        &format!("curl -fsSL {}", crate::remote::quote(url)),
-                    )
-                    .await?;
-                out.stdout
-            }
-        };
-        render::calico_manifest(&self.cluster, &text).map_err(ApplyError::Local)
-    }
-
     pub async fn close(self) {
         for (_, remote) in self.remotes {
             if let Ok(r) = Arc::try_unwrap(remote) {
@@ -531,6 +607,9 @@ impl Connected {
         }
     }
 }
+
+/// The name progress reports cluster steps under (they have no host).
+pub const CLUSTER_STEPS: &str = "cluster";
 
 /// Where kubeadm leaves the admin kubeconfig on a control plane.
 const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";

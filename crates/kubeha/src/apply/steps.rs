@@ -3,7 +3,7 @@
 
 use crate::facts::{ACTIVATION_STAMPS, CLUSTER_MARKER};
 use crate::plan::Action;
-use crate::remote::quote;
+use crate::quote::shell as quote;
 use crate::render::hosts_entry::merge_block_sh;
 pub use crate::render::kubeadm::etcdctl;
 use crate::render::kubeadm::CRI_SOCKET;
@@ -88,7 +88,12 @@ pub fn script(action: &Action) -> Option<String> {
         | Action::MarkCluster
         | Action::KubeadmInit
         | Action::KubeadmJoin { .. }
-        | Action::ApplyCalico => return None,
+        | Action::RemoveEtcdMember { .. }
+        | Action::MintJoinCredentials { .. }
+        | Action::ApplyCalico { .. }
+        | Action::ApplyLabelsAndTaints { .. }
+        | Action::WaitReady { .. }
+        | Action::WriteKubeconfig => return None,
     })
 }
 

@@ -2,9 +2,10 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use super::plan::{plan_or_conflicts, show};
+use super::plan::{self, plan_or_conflicts};
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
+use crate::apply::Progress;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,9 +14,24 @@ pub struct Args {
     /// Apply without asking for confirmation.
     #[arg(long)]
     yes: bool,
+    /// Stream progress events on stdout, one JSON object a line (the same as `-o ndjson`).
+    #[arg(long)]
+    events: bool,
+    /// Rebuild this node (`kubeadm reset`, then join again) even though it holds data of
+    /// the live cluster; repeatable.
+    #[arg(long, value_name = "HOST")]
+    replace: Vec<String>,
 }
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
+    let ui = &Ui {
+        format: if args.events {
+            Format::Ndjson
+        } else {
+            ui.format
+        },
+        ..*ui
+    };
     let loaded = load_spec(ui, &args.remote.file)?;
     let interactive = std::io::stdin().is_terminal();
     if !args.yes && !interactive {
@@ -23,40 +39,75 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             "apply changes hosts: pass --yes to run it without a terminal".into(),
         ));
     }
-    block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let result = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            let plan = plan_or_conflicts(&connected.cluster, &survey)?;
-            show(ui, &connected.cluster, &plan, &survey);
-            if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {
-                return Err(Failure::Invalid("nothing was changed".into()));
+    block_on(args.remote.session(ui, loaded, async |connected| {
+        let mut survey = connected.survey().await.map_err(runtime)?;
+        survey.replace = args.replace.iter().cloned().collect();
+        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
+        let plan_doc = plan::document(&connected.cluster, &plan, &survey);
+        match ui.format {
+            Format::Text => print!("{}", plan::text(&connected.cluster, &plan, &survey)),
+            Format::Ndjson => {
+                println!("{}", serde_json::json!({"event": "plan", "plan": plan_doc}))
             }
-            let timings = connected.execute(&plan, &survey).await.map_err(runtime)?;
-            connected.progress.finish();
-            match ui.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::json!({"event": "done", "changes": plan.steps.len(), "timings": timings.phases, "kubeconfig": connected.options.kubeconfig})
-                ),
-                Format::Text => {
-                    for (phase, seconds) in &timings.phases {
-                        eprintln!("  {phase:<24} {seconds:>7.1}s");
-                    }
-                    println!(
-                        "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}",
-                        connected.cluster.name,
-                        plan.steps.len(),
-                        connected.options.kubeconfig.display()
-                    );
-                }
-            }
-            Ok(())
+            // The plan goes into the one result document.
+            Format::Json | Format::Yaml => {}
         }
-        .await;
-        connected.close().await;
-        result
-    })
+        if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {
+            return Err(Failure::Invalid("nothing was changed".into()));
+        }
+        // Ctrl-C drops the run: no new step starts, and `session` closes the SSH masters.
+        let timings = tokio::select! {
+            timings = connected.execute(&plan, &survey) => timings.map_err(runtime)?,
+            _ = tokio::signal::ctrl_c() => return Err(interrupted(&connected.progress)),
+        };
+        connected.progress.print_summary();
+        let phases: Vec<_> = timings
+            .phases
+            .iter()
+            .map(|(phase, seconds)| serde_json::json!({"phase": phase, "seconds": seconds}))
+            .collect();
+        let mut result = serde_json::json!({
+            "cluster": connected.cluster.name,
+            "changes": plan.steps.len(),
+            "timings": phases,
+            "kubeconfig": connected.options.kubeconfig,
+        });
+        if ui.format != Format::Ndjson {
+            result["plan"] = plan_doc;
+        }
+        ui.print(&result, || {
+            let mut out = String::new();
+            for (phase, seconds) in &timings.phases {
+                out += &format!("  {phase:<24} {seconds:>7.1}s\n");
+            }
+            out + &format!(
+                "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}\n",
+                connected.cluster.name,
+                plan.steps.len(),
+                connected.options.kubeconfig.display()
+            )
+        });
+        Ok(())
+    }))
+}
+
+/// What an interrupted run tells the operator: what was cut short and how to go on.
+fn interrupted(progress: &Progress) -> Failure {
+    progress.print_summary();
+    let cut: Vec<String> = progress
+        .running()
+        .into_iter()
+        .map(|(host, step)| format!("{host} ({step})"))
+        .collect();
+    let cut = match cut.as_slice() {
+        [] => String::new(),
+        _ => format!(" Cut short: {}.", cut.join(", ")),
+    };
+    Failure::Interrupted(format!(
+        "interrupted: no new step was started and the SSH connections are closed.{cut} \
+         The cluster is partly converged; run `kubeha apply` again: it plans from what the \
+         hosts are now and continues (an interrupted kubeadm init or join is reset and repeated)."
+    ))
 }
 
 fn confirm(changes: usize) -> Result<bool, Failure> {

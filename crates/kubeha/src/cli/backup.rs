@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::{Connected, Survey};
 use crate::dr;
 use crate::spec::Loaded;
@@ -41,21 +41,20 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let bytes = archive.to_tar();
     crate::remote::write_private(&path, &bytes).map_err(Failure::Runtime)?;
     let seconds = started.elapsed().as_secs_f64();
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"event": "backup", "path": path, "bytes": bytes.len(), "seconds": seconds, "manifest": archive.manifest})
-        ),
-        Format::Text => println!(
-            "Backup of {name} written to {} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}",
-            path.display(),
-            bytes.len(),
-            m.etcd_version,
-            m.snapshot.revision,
-            m.snapshot.total_keys,
-            m.source_host
-        ),
-    }
+    ui.print(
+        &serde_json::json!({"path": path, "bytes": bytes.len(), "seconds": seconds, "manifest": archive.manifest}),
+        || {
+            format!(
+                "Backup of {name} written to {} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}\n",
+                path.display(),
+                bytes.len(),
+                m.etcd_version,
+                m.snapshot.revision,
+                m.snapshot.total_keys,
+                m.source_host
+            )
+        },
+    );
     Ok(())
 }
 
@@ -67,14 +66,12 @@ pub(super) fn with_survey<T>(
     loaded: Loaded,
     work: impl AsyncFnOnce(&Connected, &Survey) -> Result<T, Failure>,
 ) -> Result<T, Failure> {
-    block_on(async {
-        let connected = remote.connect(ui, loaded).await?;
-        let result = match connected.survey().await {
-            Ok(survey) => work(&connected, &survey).await,
+    block_on(remote.session(
+        ui,
+        loaded,
+        async |connected| match connected.survey().await {
+            Ok(survey) => work(connected, &survey).await,
             Err(e) => Err(runtime(e)),
-        };
-        connected.progress.finish();
-        connected.close().await;
-        result
-    })
+        },
+    ))
 }

@@ -6,7 +6,7 @@ use std::io::IsTerminal;
 
 use super::backup::with_survey;
 use super::remote_args::{runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::dr::certs::{self, Expiry, WARN_DAYS};
 
 #[derive(Debug, clap::Args)]
@@ -45,13 +45,10 @@ fn check(ui: &Ui, remote: &RemoteArgs) -> Result<(), Failure> {
     let (expiries, problems) = with_survey(ui, remote, loaded, async |c, survey| {
         certs::check(c, survey).await.map_err(runtime)
     })?;
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"certificates": expiries, "problems": problems, "warn_days": WARN_DAYS})
-        ),
-        Format::Text => print!("{}", text(&expiries, &problems)),
-    }
+    ui.print(
+        &serde_json::json!({"certificates": expiries, "problems": problems, "warnDays": WARN_DAYS}),
+        || text(&expiries, &problems),
+    );
     Ok(())
 }
 

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::spec::{Role, Severity};
 
 #[derive(Debug, clap::Args)]
@@ -20,17 +20,13 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let c = &loaded.cluster;
     let warnings = loaded.report.count(Severity::Warning);
     let refused = args.warnings_as_errors && warnings > 0;
-    match ui.format {
-        Format::Json => {
-            let mut doc = loaded.report.to_json();
-            doc["valid"] = (!refused).into();
-            doc["cluster"] = serde_json::to_value(c).expect("the model serializes");
-            println!("{doc}");
-        }
-        Format::Text => {
-            let count = |role| c.hosts_with(role).count();
-            println!(
-                "{}: cluster {} is valid: {} hosts ({} load balancer(s), {} control plane(s), {} worker(s)), Kubernetes {}, endpoint {}{}",
+    let mut doc = loaded.report.to_json();
+    doc["valid"] = (!refused).into();
+    doc["cluster"] = serde_json::to_value(c).expect("the model serializes");
+    ui.print(&doc, || {
+        let count = |role| c.hosts_with(role).count();
+        format!(
+                "{}: cluster {} is valid: {} hosts ({} load balancer(s), {} control plane(s), {} worker(s)), Kubernetes {}, endpoint {}{}\n",
                 args.file.display(),
                 c.name,
                 c.hosts.len(),
@@ -43,9 +39,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                     0 => String::new(),
                     n => format!(", {n} warning(s)"),
                 }
-            );
-        }
-    }
+            )
+    });
     if refused {
         return Err(Failure::Invalid(format!(
             "{warnings} warning(s) and --warnings-as-errors"

@@ -9,7 +9,7 @@ use clap::Subcommand;
 use kubeha_lab::{Lab, LabConfig, Topology};
 
 use super::remote_args::block_on;
-use super::{Failure, Format, Ui};
+use super::{Failure, Ui};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -31,9 +31,13 @@ enum LabCommand {
         /// balancers and a virtual IP) or minimal (1 of each).
         #[arg(long, default_value = "seed")]
         topology: String,
-        /// Overrides the topology's number of workers.
+        /// Overrides the topology's number of workers (default: as many as the lab has).
+        /// Growing keeps every existing host as it is, with the same address.
         #[arg(long)]
         workers: Option<usize>,
+        /// Overrides the topology's number of control planes, like --workers.
+        #[arg(long)]
+        control_planes: Option<usize>,
         /// Also copy the spec here.
         #[arg(long)]
         out: Option<PathBuf>,
@@ -43,6 +47,13 @@ enum LabCommand {
         /// A local Calico manifest for the spec (lab nodes have no internet).
         #[arg(long)]
         calico_manifest: Option<PathBuf>,
+    },
+    /// Add one fresh host (the next name and address of its role, e.g. cp-4) and rewrite
+    /// the spec, leaving every other host as it is (a stopped or killed one stays so).
+    AddHost {
+        /// controlPlane or worker.
+        #[arg(long)]
+        role: String,
     },
     /// Remove every container, network and volume of the lab (the cached images stay).
     Down,
@@ -65,6 +76,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         LabCommand::Up {
             topology,
             workers,
+            control_planes,
             out,
             debs,
             calico_manifest,
@@ -76,6 +88,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 name: args.name,
                 topology,
                 workers,
+                control_planes,
                 state_dir: args.state_dir,
                 extra_debs: debs,
                 calico_manifest,
@@ -89,19 +102,31 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                     Failure::Runtime(format!("cannot write {}: {e}", out.display()))
                 })?;
             }
-            match ui.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string(&lab).expect("the lab serializes")
-                ),
-                Format::Text => {
-                    for h in &lab.hosts {
-                        let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
-                        println!("{:<12} {:<16} {}", h.name, h.address, roles.join(","));
-                    }
-                    println!("spec: {}", out.as_ref().unwrap_or(&spec_path).display());
+            let spec_shown = out.as_ref().unwrap_or(&spec_path).display().to_string();
+            ui.print(&lab, || {
+                let mut text = String::new();
+                for h in &lab.hosts {
+                    let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
+                    text += &format!("{:<12} {:<16} {}\n", h.name, h.address, roles.join(","));
                 }
-            }
+                text + &format!("spec: {spec_shown}\n")
+            });
+            Ok(())
+        }
+        LabCommand::AddHost { role } => {
+            let role = role
+                .parse()
+                .map_err(|e: kubeha_lab::Error| Failure::Invalid(e.to_string()))?;
+            let (lab, host) =
+                block_on(kubeha_lab::add_host(&args.state_dir, role)).map_err(lab_err)?;
+            ui.print(&host, || {
+                format!(
+                    "{} {} added; spec: {}\n",
+                    host.name,
+                    host.address,
+                    lab.state_dir.join("cluster.yaml").display()
+                )
+            });
             Ok(())
         }
         LabCommand::Down => {
@@ -109,25 +134,21 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         }
         LabCommand::Status => {
             let hosts = block_on(kubeha_lab::status(&args.name)).map_err(lab_err)?;
-            match ui.format {
-                Format::Json => println!(
-                    "{}",
-                    serde_json::to_string(&hosts).expect("status serializes")
-                ),
-                Format::Text => {
-                    for h in hosts {
-                        let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
-                        let net = if h.connected { "" } else { " (disconnected)" };
-                        println!(
-                            "{:<12} {:<16} {:<24} {}{net}",
-                            h.name,
-                            h.address,
-                            roles.join(","),
-                            h.state
-                        );
-                    }
+            ui.print(&hosts, || {
+                let mut text = String::new();
+                for h in &hosts {
+                    let roles: Vec<&str> = h.roles.iter().map(|r| r.as_str()).collect();
+                    let net = if h.connected { "" } else { " (disconnected)" };
+                    text += &format!(
+                        "{:<12} {:<16} {:<24} {}{net}\n",
+                        h.name,
+                        h.address,
+                        roles.join(","),
+                        h.state
+                    );
                 }
-            }
+                text
+            });
             Ok(())
         }
         LabCommand::Ssh { host, command } => {

@@ -5,6 +5,9 @@ mod apply;
 mod backup;
 mod certs;
 mod check;
+mod generate;
+#[cfg(test)]
+mod golden;
 mod init;
 mod kubeconfig;
 mod lab;
@@ -13,21 +16,24 @@ pub mod remote_args;
 mod render;
 mod reset;
 mod restore;
+mod schema;
 pub mod status;
 mod verify;
+pub mod version;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
 
 use crate::spec::{self, Loaded, Report};
 
 #[derive(Debug, Parser)]
 #[command(
     name = "kubeha",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("KUBEHA_GIT_COMMIT"), ")"),
     about = "Turns plain Linux machines into a highly-available Kubernetes cluster",
     long_about = None
 )]
@@ -38,14 +44,24 @@ struct Cli {
     /// Never colour the output (the NO_COLOR environment variable does the same).
     #[arg(long, global = true)]
     no_color: bool,
+    /// More diagnostics on stderr: -v for info, -vv for debug, -vvv for trace
+    /// (RUST_LOG, e.g. `RUST_LOG=kubeha=debug`, overrides it).
+    #[arg(short = 'v', long = "verbose", global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Format {
+    /// For people: tables and sentences on stdout, progress and diagnostics on stderr.
     Text,
+    /// Exactly one JSON document on stdout (progress stays on stderr).
     Json,
+    /// Exactly one YAML document on stdout (progress stays on stderr).
+    Yaml,
+    /// One JSON object a line on stdout: progress events, then the result (see the README).
+    Ndjson,
 }
 
 #[derive(Debug, Subcommand)]
@@ -76,9 +92,18 @@ enum Command {
     Certs(certs::Args),
     /// The seed's machines as local Docker containers, for trying kubeha and testing it.
     Lab(lab::Args),
+    /// kubeha's version and commit, and the Kubernetes and Calico versions it defaults to.
+    Version(version::Args),
+    /// Print a shell completion script: `source <(kubeha completion bash)`.
+    Completion(generate::CompletionArgs),
+    /// Print the man page (roff), or write one page per command with --out.
+    Man(generate::ManArgs),
+    /// Print a JSON Schema of cluster.yaml for editors (YAML language server).
+    Schema(schema::Args),
 }
 
 /// Settings every command shares.
+#[derive(Debug, Clone, Copy)]
 pub struct Ui {
     pub format: Format,
     pub color: bool,
@@ -97,10 +122,22 @@ pub enum Failure {
     Runtime(String),
     /// Not a failure: a command-specific exit code (`plan --detailed-exitcode`).
     Exit(u8),
+    /// Ctrl-C stopped the work (exit 130, as shells report it); says what state it left.
+    Interrupted(String),
 }
 
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // `--version` prints the same lines as `kubeha version`, built at run time from the
+    // spec's defaults, so the parser is built by hand rather than by `Cli::parse`.
+    let text = version::VERSION.text();
+    // clap prints the name itself and ends the line.
+    let long_version = text.trim_end().trim_start_matches("kubeha ").to_string();
+    let long_version: &'static str = Box::leak(long_version.into_boxed_str());
+    let matches = Cli::command().long_version(long_version).get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let interactive = std::io::stderr().is_terminal();
     let ui = Ui {
         format: cli.output,
@@ -109,6 +146,7 @@ pub fn main() -> ExitCode {
             && interactive,
         interactive,
     };
+    init_tracing(cli.verbose, ui.color);
     let result = match cli.command {
         Command::Init(args) => init::run(&ui, args),
         Command::Check(args) => check::run(&ui, args),
@@ -123,6 +161,10 @@ pub fn main() -> ExitCode {
         Command::Reset(args) => reset::run(&ui, args),
         Command::Certs(args) => certs::run(&ui, args),
         Command::Lab(args) => lab::run(&ui, args),
+        Command::Version(args) => version::run(&ui, args),
+        Command::Completion(args) => generate::completion(&ui, args),
+        Command::Man(args) => generate::man(&ui, args),
+        Command::Schema(args) => schema::run(&ui, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -135,26 +177,119 @@ pub fn main() -> ExitCode {
             ExitCode::from(2)
         }
         Err(Failure::Runtime(message)) => {
+            if ui.interactive {
+                // Live progress lines may have left the cursor at the end of the last one.
+                eprintln!();
+            }
             eprintln!("error: {message}");
             ExitCode::from(1)
         }
         Err(Failure::Exit(code)) => ExitCode::from(code),
+        Err(Failure::Interrupted(message)) => {
+            eprintln!("{message}");
+            ExitCode::from(130)
+        }
     }
 }
 
-/// Diagnostics go to stderr as text, or to stdout as one JSON document.
+/// Diagnostics on stderr through `tracing`: warnings by default, more with each `-v`;
+/// `RUST_LOG` (an `EnvFilter` directive) wins when set. Per-host command logs are files
+/// of their own and are not affected.
+fn init_tracing(verbose: u8, color: bool) {
+    use tracing_subscriber::EnvFilter;
+    let filter = match std::env::var("RUST_LOG") {
+        Ok(directives) if !directives.is_empty() => EnvFilter::new(directives),
+        _ => EnvFilter::new(match verbose {
+            0 => "warn",
+            1 => "warn,kubeha=info",
+            2 => "info,kubeha=debug",
+            _ => "debug,kubeha=trace",
+        }),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(|| AboveProgress(Vec::new()))
+        .with_ansi(color)
+        .with_target(verbose >= 2)
+        .without_time()
+        .init();
+}
+
+/// A diagnostics line, written to stderr in one piece above any live progress lines.
+struct AboveProgress(Vec<u8>);
+
+impl Write for AboveProgress {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for AboveProgress {
+    fn drop(&mut self) {
+        let line = std::mem::take(&mut self.0);
+        crate::apply::progress::terminal_lines().suspend(|| {
+            let _ = std::io::stderr().write_all(&line);
+        });
+    }
+}
+
+impl Ui {
+    /// Prints a command's result on stdout: the text for people, or exactly one
+    /// document, or (ndjson) one `{"event":"result","result":…}` line after the events.
+    pub fn print<T: Serialize>(&self, doc: &T, text: impl FnOnce() -> String) {
+        let out = match self.format {
+            Format::Text => text(),
+            Format::Json => serde_json::to_string(doc).expect("results serialize") + "\n",
+            Format::Yaml => to_yaml(doc),
+            Format::Ndjson => {
+                serde_json::json!({ "event": "result", "result": doc }).to_string() + "\n"
+            }
+        };
+        write_stdout(out.as_bytes());
+    }
+
+    /// Whether stdout carries a machine-readable document instead of text.
+    pub fn structured(&self) -> bool {
+        self.format != Format::Text
+    }
+}
+
+/// Writes a command's output; a reader that stopped early (`| head`) is not worth a panic.
+fn write_stdout(bytes: &[u8]) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(bytes).and_then(|()| stdout.flush());
+}
+
+/// YAML as kubectl prints it: one document, no `---` marker.
+fn to_yaml<T: Serialize>(doc: &T) -> String {
+    // Through a JSON value so maps with non-string keys and tuples look as they do in JSON.
+    let value = serde_json::to_value(doc).expect("results serialize");
+    serde_saphyr::to_string(&value).expect("a JSON value serializes as YAML")
+}
+
+/// Diagnostics go to stderr as text, or to stdout as one document.
 fn print_report(ui: &Ui, report: &Report) {
     match ui.format {
-        Format::Json => println!("{}", report.to_json()),
         Format::Text => eprint!("{}", report.render(ui.color)),
+        _ => ui.print(&report.to_json(), String::new),
     }
 }
 
-/// Loads the spec named by `-f`, printing warnings; errors become [`Failure::InvalidSpec`].
+/// Loads the spec named by `-f`, printing warnings to stderr; errors become
+/// [`Failure::InvalidSpec`].
 fn load_spec(ui: &Ui, file: &Path) -> Result<Loaded, Failure> {
     let loaded = spec::load_file(file).map_err(|r| Failure::InvalidSpec(Box::new(r)))?;
-    if ui.format == Format::Text {
-        eprint!("{}", loaded.report.render(ui.color));
-    }
+    tracing::info!(
+        file = %file.display(),
+        cluster = %loaded.cluster.name,
+        hosts = loaded.cluster.hosts.len(),
+        "spec is valid"
+    );
+    eprint!("{}", loaded.report.render(ui.color));
     Ok(loaded)
 }

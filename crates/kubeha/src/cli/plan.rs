@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::Survey;
 use crate::plan::{Action, Phase, Plan};
 use crate::spec::Cluster;
@@ -15,6 +15,10 @@ pub struct Args {
     /// Exit 0 when there is nothing to do and 3 when there are changes.
     #[arg(long)]
     detailed_exitcode: bool,
+    /// Rebuild this node (`kubeadm reset`, then join again) even though it holds data of
+    /// the live cluster; repeatable.
+    #[arg(long, value_name = "HOST")]
+    replace: Vec<String>,
 }
 
 /// Exit code for "the plan has changes" with `--detailed-exitcode` (2 means invalid input).
@@ -22,16 +26,13 @@ pub const CHANGES_EXIT: u8 = 3;
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
-    let plan = block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let survey = connected.survey().await.map_err(runtime);
-        let cluster = connected.cluster.clone();
-        connected.close().await;
-        let survey = survey?;
-        let plan = plan_or_conflicts(&cluster, &survey)?;
-        show(ui, &cluster, &plan, &survey);
-        Ok::<_, Failure>(plan)
-    })?;
+    let plan = block_on(args.remote.session(ui, loaded, async |connected| {
+        let mut survey = connected.survey().await.map_err(runtime)?;
+        survey.replace = args.replace.iter().cloned().collect();
+        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
+        show(ui, &connected.cluster, &plan, &survey);
+        Ok(plan)
+    }))?;
     if args.detailed_exitcode && !plan.is_empty() {
         return Err(Failure::Exit(CHANGES_EXIT));
     }
@@ -49,19 +50,21 @@ pub fn plan_or_conflicts(cluster: &Cluster, survey: &Survey) -> Result<Plan, Fai
 }
 
 pub fn show(ui: &Ui, cluster: &Cluster, plan: &Plan, survey: &Survey) {
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({
-                "cluster": cluster.name,
-                "changes": plan.steps.len(),
-                "steps": plan.steps,
-                "warnings": plan.warnings,
-                "apiProblem": survey.api_problem,
-            })
-        ),
-        Format::Text => print!("{}", text(cluster, plan, survey)),
-    }
+    ui.print(&document(cluster, plan, survey), || {
+        text(cluster, plan, survey)
+    });
+}
+
+/// The plan as one machine-readable document.
+pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::Value {
+    serde_json::json!({
+        "cluster": cluster.name,
+        "changes": plan.steps.len(),
+        "bootstrap": plan.bootstrap,
+        "steps": plan.steps,
+        "warnings": plan.warnings,
+        "apiProblem": survey.api_problem,
+    })
 }
 
 /// The plan as a person reads it: phase, host, step, and diffs of changed files.
@@ -82,13 +85,7 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
         return out;
     }
     let _ = writeln!(out, "Plan for cluster {}:", cluster.name);
-    for phase in [
-        Phase::Prepare,
-        Phase::Init,
-        Phase::JoinControlPlanes,
-        Phase::JoinWorkers,
-        Phase::Network,
-    ] {
+    for phase in Phase::ALL {
         let steps: Vec<_> = plan.phase(phase).collect();
         if steps.is_empty() {
             continue;

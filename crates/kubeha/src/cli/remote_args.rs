@@ -65,21 +65,47 @@ impl RemoteArgs {
         }
     }
 
-    /// Connects to every host of a validated spec.
-    pub async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
+    /// Connects to every host of a validated spec, runs `work` against them and closes the
+    /// SSH connections whatever happened. A runtime failure says where the logs are.
+    pub async fn session<T>(
+        &self,
+        ui: &Ui,
+        loaded: Loaded,
+        work: impl AsyncFnOnce(&Connected) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let connected = self.connect(ui, loaded).await?;
+        let result = work(&connected).await;
+        connected.progress.finish();
+        let logs = connected.options.run_dir.clone();
+        connected.close().await;
+        result.map_err(|f| with_logs(f, &logs))
+    }
+
+    async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
         let name = loaded.cluster.name.clone();
         let mode = match ui.format {
-            Format::Json => Mode::Json,
-            Format::Text if ui.interactive => Mode::Terminal,
-            Format::Text => Mode::Lines,
+            Format::Ndjson => Mode::Json,
+            _ if ui.interactive => Mode::Terminal,
+            _ => Mode::Lines,
         };
-        apply::connect(
-            loaded.cluster,
-            self.options(&name),
-            Arc::new(Progress::new(mode)),
-        )
-        .await
-        .map_err(runtime)
+        let options = self.options(&name);
+        let logs = options.run_dir.clone();
+        tracing::info!(logs = %logs.display(), "per-host logs");
+        tracing::debug!(?options, "run options");
+        apply::connect(loaded.cluster, options, Arc::new(Progress::new(mode)))
+            .await
+            .map_err(|e| with_logs(runtime(e), &logs))
+    }
+}
+
+/// Points a runtime failure at the run's per-host logs (each command and its output).
+fn with_logs(failure: Failure, logs: &Path) -> Failure {
+    match failure {
+        Failure::Runtime(message) => Failure::Runtime(format!(
+            "{message}\nevery command's full output: {}/<host>.log",
+            logs.display()
+        )),
+        other => other,
     }
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::render::{self, runbook, Content, RenderInputs};
 use crate::spec::ManifestSource;
 
@@ -88,20 +88,18 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         secret: false,
     });
 
-    match ui.format {
-        Format::Json => println!("{}", serde_json::json!({ "out": out, "files": written })),
-        Format::Text => {
-            for w in &written {
-                println!("{}  {}", w.mode, out.join(&w.file).display());
-            }
-            eprintln!(
-                "rendered {} files for {} hosts into {}; secrets are ${{KUBEHA_...}} placeholders",
-                written.len(),
-                cluster.hosts.len(),
-                out.display()
-            );
-        }
-    }
+    ui.print(&serde_json::json!({ "out": out, "files": written }), || {
+        written
+            .iter()
+            .map(|w| format!("{}  {}\n", w.mode, out.join(&w.file).display()))
+            .collect()
+    });
+    eprintln!(
+        "rendered {} files for {} hosts into {}; secrets are ${{KUBEHA_...}} placeholders",
+        written.len(),
+        cluster.hosts.len(),
+        out.display()
+    );
     Ok(())
 }
 

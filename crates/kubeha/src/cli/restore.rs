@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use super::plan::{plan_or_conflicts, show};
 use super::remote_args::{block_on, runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::dr::{self, archive::Archive};
 
 #[derive(Debug, clap::Args)]
@@ -40,58 +40,54 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         ));
     }
     let started = Instant::now();
-    block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let result = async {
-            let healthy = dr::members_with_quorum(&connected).await.map_err(runtime)?;
-            if !healthy.is_empty() && !args.force {
-                return Err(Failure::Runtime(format!(
-                    "etcd still answers on {}: it has quorum, and a restore would roll back its data; \
+    block_on(args.remote.session(ui, loaded, async |connected| {
+        let healthy = dr::members_with_quorum(connected).await.map_err(runtime)?;
+        if !healthy.is_empty() && !args.force {
+            return Err(Failure::Runtime(format!(
+                "etcd still answers on {}: it has quorum, and a restore would roll back its data; \
                      pass --force to restore anyway",
-                    healthy.join(", ")
-                )));
-            }
-            let steps = dr::restore_steps(&connected, &archive).map_err(runtime)?;
-            if ui.format == Format::Text {
-                eprintln!(
-                    "Restoring revision {} of {} (taken on {}):",
-                    archive.manifest.about.snapshot.revision,
-                    archive.manifest.about.cluster,
-                    archive.manifest.about.source_host
-                );
-                for s in &steps {
-                    eprintln!("  {s}");
-                }
-            }
-            let name = &connected.cluster.name;
-            if !args.yes && !confirm_name(&format!("This replaces the data of cluster {name}."), name)? {
-                return Err(Failure::Invalid("nothing was changed".into()));
-            }
-            dr::restore(&connected, &archive, &steps)
-                .await
-                .map_err(runtime)?;
-            let survey = connected.survey().await.map_err(runtime)?;
-            let plan = plan_or_conflicts(&connected.cluster, &survey)?;
-            show(ui, &connected.cluster, &plan, &survey);
-            connected.execute(&plan, &survey).await.map_err(runtime)?;
-            connected.progress.finish();
-            Ok(())
+                healthy.join(", ")
+            )));
         }
-        .await;
-        connected.close().await;
-        result
-    })?;
+        let steps = dr::restore_steps(connected, &archive).map_err(runtime)?;
+        if !ui.structured() {
+            eprintln!(
+                "Restoring revision {} of {} (taken on {}):",
+                archive.manifest.about.snapshot.revision,
+                archive.manifest.about.cluster,
+                archive.manifest.about.source_host
+            );
+            for s in &steps {
+                eprintln!("  {s}");
+            }
+        }
+        let name = &connected.cluster.name;
+        if !args.yes && !confirm_name(&format!("This replaces the data of cluster {name}."), name)?
+        {
+            return Err(Failure::Invalid("nothing was changed".into()));
+        }
+        dr::restore(connected, &archive, &steps)
+            .await
+            .map_err(runtime)?;
+        let survey = connected.survey().await.map_err(runtime)?;
+        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
+        if !ui.structured() {
+            show(ui, &connected.cluster, &plan, &survey);
+        }
+        connected.execute(&plan, &survey).await.map_err(runtime)?;
+        Ok(())
+    }))?;
     let seconds = started.elapsed().as_secs_f64();
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::json!({"event": "restored", "revision": archive.manifest.about.snapshot.revision, "seconds": seconds})
-        ),
-        Format::Text => println!(
-            "Cluster {} restored to revision {} in {seconds:.0}s",
-            archive.manifest.about.cluster, archive.manifest.about.snapshot.revision
-        ),
-    }
+    let about = &archive.manifest.about;
+    ui.print(
+        &serde_json::json!({"cluster": about.cluster, "revision": about.snapshot.revision, "seconds": seconds}),
+        || {
+            format!(
+                "Cluster {} restored to revision {} in {seconds:.0}s\n",
+                about.cluster, about.snapshot.revision
+            )
+        },
+    );
     Ok(())
 }
 

@@ -5,9 +5,9 @@ use std::fmt::Write as _;
 use serde::Serialize;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::{steps, Connected, Survey};
-use crate::remote::quote;
+use crate::quote::shell as quote;
 use crate::render::haproxy;
 use crate::spec::Host;
 
@@ -67,23 +67,11 @@ const CERTIFICATES: [&str; 5] = [
 
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
-    let status = block_on(async {
-        let connected = args.remote.connect(ui, loaded).await?;
-        let status = async {
-            let survey = connected.survey().await.map_err(runtime)?;
-            gather(&connected, &survey).await
-        }
-        .await;
-        connected.close().await;
-        status
-    })?;
-    match ui.format {
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string(&status).expect("status serializes")
-        ),
-        Format::Text => print!("{}", text(&status)),
-    }
+    let status = block_on(args.remote.session(ui, loaded, async |connected| {
+        let survey = connected.survey().await.map_err(runtime)?;
+        gather(connected, &survey).await
+    }))?;
+    ui.print(&status, || text(&status));
     Ok(())
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::status::{self, Status};
-use super::{load_spec, Failure, Format, Ui};
+use super::{load_spec, Failure, Ui};
 use crate::apply::Connected;
 use crate::spec::{Cluster, Host};
 use crate::verify::{report, DrillReport, Sample};
@@ -53,16 +53,13 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             )));
         }
     }
-    let verdict = block_on(async {
-        let c = args.remote.connect(ui, loaded).await?;
-        let result = verify(&c, &args).await;
-        c.close().await;
-        result
-    })?;
-    match ui.format {
-        Format::Json => println!("{}", serde_json::to_string(&verdict).expect("serializes")),
-        Format::Text => print!("{}", text(&verdict)),
-    }
+    let verdict = block_on(args.remote.session(ui, loaded, async |c| {
+        tokio::select! {
+            verdict = verify(c, &args) => verdict,
+            _ = tokio::signal::ctrl_c() => Err(undo_drills(c).await),
+        }
+    }))?;
+    ui.print(&verdict, || text(&verdict));
     if verdict.passed {
         Ok(())
     } else {
@@ -167,6 +164,50 @@ fn health_checks(cluster: &Cluster, s: &Status) -> Vec<(String, bool, String)> {
         ));
     }
     checks
+}
+
+/// After Ctrl-C: puts back whatever a drill had stopped, on every host it may have been,
+/// so an interrupted drill never leaves a control plane or a load balancer down.
+async fn undo_drills(c: &Connected) -> Failure {
+    let restore = format!(
+        "if [ -f {PARKED_MANIFEST} ]; then mv {PARKED_MANIFEST} {APISERVER_MANIFEST}; echo restored; fi"
+    );
+    // Only the HAProxy drill stops HAProxy, and verify starts from a healthy cluster.
+    let start =
+        "systemctl is-active --quiet haproxy || { systemctl start haproxy && echo restored; }";
+    let mut work: Vec<(&Host, &str, &str)> = c
+        .cluster
+        .control_planes()
+        .map(|h| (h, "apiserver", restore.as_str()))
+        .collect();
+    if c.cluster.load_balancer.virtual_ip.is_some() {
+        work.extend(c.cluster.load_balancers().map(|h| (h, "HAProxy", start)));
+    }
+    let (mut undone, mut failed) = (Vec::new(), Vec::new());
+    for (host, what, script) in work {
+        match c
+            .remote(&host.name)
+            .run(&format!("cannot restore {what}"), script)
+            .await
+        {
+            Ok(out) if out.stdout.contains("restored") => {
+                undone.push(format!("{}: {what}", host.name))
+            }
+            Ok(_) => {}
+            Err(e) => failed.push(e.to_string()),
+        }
+    }
+    let undone = match undone.as_slice() {
+        [] => "nothing was stopped".to_string(),
+        _ => format!("restarted {}", undone.join(", ")),
+    };
+    let failed = match failed.as_slice() {
+        [] => String::new(),
+        _ => format!("; could not restore: {}", failed.join("; ")),
+    };
+    Failure::Interrupted(format!(
+        "interrupted: the drills stopped, {undone}{failed}."
+    ))
 }
 
 /// API requests through the endpoint every 100 ms until stopped.

@@ -8,7 +8,7 @@ use serde::Serialize;
 use x509_parser::pem::parse_x509_pem;
 
 use crate::apply::{ApplyError, Connected, Survey};
-use crate::remote::quote;
+use crate::quote::shell as quote;
 
 /// Certificates closer than this to their end are flagged.
 pub const WARN_DAYS: i64 = 30;

@@ -4,7 +4,7 @@
 
 use crate::apply::{ApplyError, Connected, Survey};
 use crate::facts::{ACTIVATION_STAMPS, CLUSTER_MARKER, HOSTS_BEGIN, HOSTS_END};
-use crate::remote::quote;
+use crate::quote::shell as quote;
 use crate::render::{self, kubeadm::CRI_SOCKET, Content, RenderInputs};
 use crate::spec::{Cluster, Host, Role};
 

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use crate::remote::quote;
+use crate::quote::shell as quote;
 
 /// Where kubeadm's stacked etcd keeps its data.
 pub const ETCD_DATA: &str = "/var/lib/etcd";

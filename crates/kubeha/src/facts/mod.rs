@@ -1,11 +1,14 @@
 //! What a host is now, learned in one round trip: a generated shell script prints
-//! `key=value` lines and a pure parser turns them into [`HostFacts`].
+//! `key=value` lines and a pure parser turns them into [`HostFacts`]. A control plane's
+//! script also lists etcd's members, so cluster facts cost no extra round trip.
+
+pub mod cluster;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::remote::quote;
+use crate::quote::shell as quote;
 use crate::render::hosts_entry;
 use crate::spec::{Cluster, EndpointHost};
 
@@ -122,6 +125,8 @@ pub struct HostFacts {
     /// A kubeadm process is running (an earlier, interrupted kubeha's, or another
     /// operator's): its state is in flux until it ends.
     pub kubeadm_running: bool,
+    /// etcd as this control plane's `etcdctl` sees it; `None` when etcd did not answer.
+    pub etcd: Option<cluster::EtcdView>,
 }
 
 /// The addresses a host finds for the endpoint name, by source.
@@ -260,6 +265,20 @@ pgrep -x kubeadm >/dev/null && echo "kubeadm_running=1"
             "case \"$services\" in *[a-z]*) timeout 5 getent -s \"hosts:$services\" ahosts \"$n\";; esac",
         ));
     }
+    if apiserver.is_some() {
+        // Base64 keeps etcdctl's JSON on one line; an etcd that does not answer prints none.
+        let etcdctl = crate::render::kubeadm::etcdctl;
+        s.push_str(&format!(
+            "if [ -f /etc/kubernetes/pki/etcd/healthcheck-client.crt ] && command -v etcdctl >/dev/null; then\n\
+             \x20 echo \"etcd.members=$({} 2>/dev/null | base64 -w0)\"\n\
+             \x20 echo \"etcd.health=$({} 2>/dev/null | base64 -w0)\"\n\
+             \x20 echo \"etcd.status=$({} 2>/dev/null | base64 -w0)\"\n\
+             fi\n",
+            etcdctl("member list -w json"),
+            etcdctl("endpoint health --cluster -w json"),
+            etcdctl("endpoint status -w json"),
+        ));
+    }
     if let Some(api) = apiserver {
         // NotFound is an answer; any other failure leaves the fact unknown.
         s.push_str(&format!(
@@ -282,6 +301,7 @@ pub fn parse(output: &str) -> HostFacts {
     let mut f = HostFacts::default();
     let mut block = Vec::new();
     let mut template_block = Vec::new();
+    let mut etcd: BTreeMap<&str, String> = BTreeMap::new();
     for line in output.lines() {
         let Some((key, value)) = line.split_once('=') else {
             continue;
@@ -309,12 +329,11 @@ pub fn parse(output: &str) -> HostFacts {
             "kubeadm.manifests/etcd.yaml" => f.kubeadm.etcd_manifest = true,
             "kubeadm.config" => f.kubeadm.config_uploaded = Some(value.trim() == "1"),
             "kubeadm_running" => f.kubeadm_running = true,
+            "etcd.members" | "etcd.health" | "etcd.status" => {
+                etcd.insert(key, decode_base64(value).unwrap_or_default());
+            }
             "kubeadm.ca" => {
-                use base64::Engine;
-                f.kubeadm.ca_cert = base64::engine::general_purpose::STANDARD
-                    .decode(value.trim())
-                    .ok()
-                    .and_then(|b| String::from_utf8(b).ok());
+                f.kubeadm.ca_cert = decode_base64(value);
             }
             "cluster_marker" => {
                 f.cluster_marker = Some(value.trim().into()).filter(|v: &String| !v.is_empty())
@@ -369,7 +388,19 @@ pub fn parse(output: &str) -> HostFacts {
     }
     f.hosts_block = lines(&block);
     f.template_block = lines(&template_block);
+    if let Some(members) = etcd.get("etcd.members") {
+        let other = |k: &str| etcd.get(k).map_or("", String::as_str);
+        f.etcd = cluster::parse_etcd(members, other("etcd.health"), other("etcd.status"));
+    }
     f
+}
+
+fn decode_base64(value: &str) -> Option<String> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
 }
 
 fn lines(lines: &[&str]) -> Option<String> {
@@ -532,6 +563,24 @@ mod tests {
             .hosts_file
             .insert("10.0.0.5".into());
         assert!(f.endpoint_resolves_without_kubeha());
+    }
+
+    #[test]
+    fn a_control_planes_etcd_view_is_parsed_from_base64_lines() {
+        use base64::Engine;
+        let b = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        let out = format!(
+            "etcd.members={}\netcd.health={}\netcd.status={}\n",
+            b(cluster::tests::MEMBERS),
+            b(cluster::tests::HEALTH),
+            b(cluster::tests::STATUS)
+        );
+        let etcd = parse(&out).etcd.unwrap();
+        assert_eq!(etcd.members.len(), 3);
+        assert!(etcd.members[0].leader);
+        // etcd did not answer: the lines are there, empty.
+        assert_eq!(parse("etcd.members=\netcd.health=\n").etcd, None);
+        assert_eq!(parse(recorded::FRESH).etcd, None);
     }
 
     #[test]

@@ -1,21 +1,241 @@
-//! Cluster-level rules: refusing hosts that belong elsewhere, and the kubeadm phases
-//! (init once, control-plane joins one at a time, workers, then the CNI).
+//! Cluster-level rules: refusing hosts that belong elsewhere or a live cluster the
+//! spec no longer describes, guarding every destructive step, and the kubeadm phases
+//! (init once, control-plane joins one at a time, workers, the CNI, then the Nodes).
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
 use super::{Action, Conflict, Inputs, Phase, Step};
-use crate::facts::HostFacts;
-use crate::spec::{Host, Role};
+use crate::facts::cluster::{EtcdView, LiveClusterConfig, NodeState, NodeTaint};
+use crate::facts::{sha256_hex, HostFacts};
+use crate::spec::{url_host, Cluster, Host, Role};
 
 /// What the Kubernetes API reported.
 #[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterState {
-    /// Registered nodes and whether each is Ready.
-    pub nodes: BTreeMap<String, bool>,
+    /// Registered nodes.
+    pub nodes: BTreeMap<String, NodeState>,
     /// The `calico-node` DaemonSet exists.
     pub calico: bool,
+    /// kubeadm's live `ClusterConfiguration`; `None` when `kube-system/kubeadm-config`
+    /// does not exist.
+    pub kubeadm_config: Option<LiveClusterConfig>,
+}
+
+/// The conflicts' `host` for what concerns the whole cluster.
+const CLUSTER: &str = "cluster";
+
+/// A host's etcd peer URL, as kubeadm configures it.
+fn peer_url(host: &Host) -> String {
+    format!("https://{}:2380", url_host(host.node_ip()))
+}
+
+/// Every control plane's view of etcd that answered.
+fn etcd_views<'a>(inputs: &'a Inputs) -> impl Iterator<Item = (&'a Host, &'a EtcdView)> {
+    inputs
+        .cluster
+        .control_planes()
+        .filter_map(|h| Some((h, inputs.facts[&h.name].etcd.as_ref()?)))
+}
+
+fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
+    inputs.cluster_state?.nodes.get(&host.name)
+}
+
+/// Control planes whose etcd lists other members than the first view's: a split or a
+/// membership change in flight, which the plan's etcd steps may not account for.
+pub fn etcd_disagreements(inputs: &Inputs) -> Vec<Conflict> {
+    fn ids(v: &EtcdView) -> Vec<&str> {
+        let mut ids: Vec<&str> = v.members.iter().map(|m| m.id.as_str()).collect();
+        ids.sort();
+        ids
+    }
+    let mut views = etcd_views(inputs);
+    let Some((first, reference)) = views.next() else {
+        return Vec::new();
+    };
+    views
+        .filter(|(_, v)| ids(v) != ids(reference))
+        .map(|(h, v)| Conflict {
+            host: h.name.clone(),
+            message: format!(
+                "its etcd lists members [{}] but {}'s lists [{}]",
+                ids(v).join(", "),
+                first.name,
+                ids(reference).join(", ")
+            ),
+        })
+        .collect()
+}
+
+/// Why a host holds data of a live cluster (so that resetting it would lose some), if it does.
+fn live_data(inputs: &Inputs, host: &Host) -> Option<String> {
+    if node(inputs, host).is_some_and(|n| n.ready) {
+        return Some("its node is Ready".into());
+    }
+    let peer = peer_url(host);
+    let member = etcd_views(inputs)
+        .flat_map(|(_, v)| v.with_peer(&peer))
+        .any(|m| m.healthy && m.started());
+    if member {
+        return Some("it is a healthy etcd member".into());
+    }
+    None
+}
+
+/// What shows that a cluster runs, whatever kubeadm's ConfigMap says.
+fn live_cluster(inputs: &Inputs) -> Option<String> {
+    let ready = inputs
+        .cluster_state
+        .map_or(0, |s| s.nodes.values().filter(|n| n.ready).count());
+    let members = etcd_views(inputs)
+        .filter(|(_, v)| v.healthy())
+        .map(|(_, v)| v.members.iter().filter(|m| m.started()).count())
+        .max();
+    match (ready, members) {
+        (0, None | Some(0..=1)) => None,
+        (0, Some(m)) => Some(format!("etcd is healthy with {m} members")),
+        (r, None) => Some(format!("{r} node(s) are Ready")),
+        (r, Some(m)) => Some(format!(
+            "etcd is healthy with {m} member(s) and {r} node(s) are Ready"
+        )),
+    }
+}
+
+/// The initialised control plane joins and API steps go through: the first (in spec
+/// order) whose own etcd member is healthy, or, when no etcd answered anywhere, the
+/// first initialised one. Never a host the user is replacing.
+pub fn bootstrap<'a>(inputs: &'a Inputs) -> Option<&'a Host> {
+    let facts = |h: &Host| &inputs.facts[&h.name];
+    let initialised: Vec<&Host> = inputs
+        .cluster
+        .control_planes()
+        .filter(|h| joined(h, facts(h)) && !inputs.replace.contains(&h.name))
+        .collect();
+    let healthy = initialised.iter().copied().find(|h| {
+        facts(h)
+            .etcd
+            .as_ref()
+            .is_some_and(|v| v.with_peer(&peer_url(h)).any(|m| m.healthy && m.started()))
+    });
+    healthy.or_else(|| {
+        let nobody_answered = etcd_views(inputs).next().is_none();
+        initialised.into_iter().find(|_| nobody_answered)
+    })
+}
+
+/// A live `ClusterConfiguration` field that cannot change after init, differing from the spec.
+fn immutable_drift(cluster: &Cluster, live: &LiveClusterConfig) -> Vec<String> {
+    let k = &cluster.kubernetes;
+    let fields = [
+        (
+            "clusterName",
+            "`name`",
+            cluster.name.clone(),
+            &live.cluster_name,
+        ),
+        (
+            "networking.podSubnet",
+            "`kubernetes.podSubnet`",
+            k.pod_subnet.to_string(),
+            &live.pod_subnet,
+        ),
+        (
+            "networking.serviceSubnet",
+            "`kubernetes.serviceSubnet`",
+            k.service_subnet.to_string(),
+            &live.service_subnet,
+        ),
+        (
+            "networking.dnsDomain",
+            "`kubernetes.dnsDomain`",
+            k.dns_domain.clone(),
+            &live.dns_domain,
+        ),
+        (
+            "controlPlaneEndpoint",
+            "`apiEndpoint`",
+            cluster.api_endpoint.to_string(),
+            &live.control_plane_endpoint,
+        ),
+    ];
+    let mut out: Vec<String> = fields
+        .into_iter()
+        .filter(|(_, _, want, live)| !live.is_empty() && *want != **live)
+        .map(|(field, spec, want, live)| {
+            format!(
+                "the live ClusterConfiguration has {field} `{live}` but the spec's {spec} is `{want}`;                  it cannot change after `kubeadm init`: put `{live}` back in the spec, or build a new cluster"
+            )
+        })
+        .collect();
+    let want = k.version.to_string();
+    if !live.kubernetes_version.is_empty() && live.kubernetes_version != want {
+        out.push(format!(
+            "the cluster runs Kubernetes {} but the spec says {want}: change versions with `kubeha upgrade`",
+            live.kubernetes_version
+        ));
+    }
+    out
+}
+
+/// What the live cluster says that no step can repair.
+fn cluster_conflicts(inputs: &Inputs, out: &mut Vec<Conflict>) {
+    let cluster = inputs.cluster;
+    let mut conflict = |host: &str, message: String| {
+        out.push(Conflict {
+            host: host.into(),
+            message,
+        })
+    };
+    let reported_missing = cluster
+        .control_planes()
+        .any(|h| inputs.facts[&h.name].kubeadm.config_uploaded == Some(false));
+    let config = inputs.cluster_state.map(|s| s.kubeadm_config.as_ref());
+    if matches!(config, Some(None)) || reported_missing {
+        if let Some(why) = live_cluster(inputs) {
+            let cp = cluster
+                .control_planes()
+                .find(|h| inputs.facts[&h.name].kubeadm.admin_conf)
+                .unwrap_or(cluster.first_control_plane());
+            conflict(
+                CLUSTER,
+                format!(
+                    "kube-system/kubeadm-config is missing, but {why}: this is a live cluster and kubeha                      will reset none of it. Restore the ConfigMap: `kubeha render --out DIR` writes                      hosts/{first}/etc/kubeha/kubeadm-init.yaml; copy it to {cp}, put any well-formed                      token (e.g. abcdef.0123456789abcdef) in place of the placeholder, and run                      `kubeadm init phase upload-config kubeadm --config <that file>` there",
+                    first = cluster.first_control_plane().name,
+                    cp = cp.name,
+                ),
+            );
+        }
+    }
+    if let Some(Some(live)) = config {
+        for message in immutable_drift(cluster, live) {
+            conflict(CLUSTER, message);
+        }
+    }
+    for name in inputs.replace {
+        if !cluster.kube_nodes().any(|h| h.name == *name) {
+            conflict(
+                name,
+                format!("`--replace {name}`: the spec has no control plane or worker of that name"),
+            );
+        }
+    }
+    let want = cluster.kubernetes.version.to_string();
+    for h in cluster.kube_nodes() {
+        if let Some(n) = node(inputs, h).filter(|n| !n.kubelet_version.is_empty()) {
+            if n.kubelet_version != want {
+                conflict(
+                    &h.name,
+                    format!(
+                        "its kubelet runs {} but the spec says {want}: change versions with `kubeha upgrade`",
+                        n.kubelet_version
+                    ),
+                );
+            }
+        }
+    }
 }
 
 /// kubeadm 1.31's preflight minimums for a control plane.
@@ -57,6 +277,7 @@ fn reference_ca<'a>(inputs: &'a Inputs) -> Option<(&'a str, &'a str)> {
 pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
     let cluster = inputs.cluster;
     let mut out = Vec::new();
+    cluster_conflicts(inputs, &mut out);
     let mut conflict = |host: &Host, message: String| {
         out.push(Conflict {
             host: host.name.clone(),
@@ -140,7 +361,9 @@ pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
     out
 }
 
-pub fn kubeadm_steps(inputs: &Inputs) -> Vec<Step> {
+/// The kubeadm, network and cluster steps, and the bootstrap control plane. Errors
+/// with every reset it refuses.
+pub fn kubeadm_steps(inputs: &Inputs) -> Result<(Vec<Step>, Option<String>), Vec<Conflict>> {
     let cluster = inputs.cluster;
     let facts = |h: &Host| &inputs.facts[&h.name];
     let registered = |h: &Host| {
@@ -148,46 +371,167 @@ pub fn kubeadm_steps(inputs: &Inputs) -> Vec<Step> {
             .cluster_state
             .is_none_or(|s| s.nodes.contains_key(&h.name))
     };
+    let mut conflicts = Vec::new();
     let mut steps = Vec::new();
-    let mut push = |phase, host: &Host, action| {
-        steps.push(Step {
-            phase,
-            host: Some(host.name.clone()),
-            action,
-        })
-    };
     let initialised = cluster.control_planes().any(|h| joined(h, facts(h)));
+    let bootstrap = bootstrap(inputs);
+    if initialised && bootstrap.is_none() {
+        return Err(vec![Conflict {
+            host: CLUSTER.into(),
+            message: "no initialised control plane has a healthy etcd member to join through; \
+                      repair etcd first (`kubeha status` shows each member)"
+                .into(),
+        }]);
+    }
+    let init_host = (!initialised).then(|| cluster.first_control_plane());
+    let through = bootstrap.or(init_host);
+    let mut joins = (false, false);
+    let mut joining = Vec::new();
     for h in cluster.kube_nodes() {
         let f = facts(h);
         let is_cp = h.has(Role::ControlPlane);
-        let first = std::ptr::eq(h, cluster.first_control_plane());
-        // A joined node the API no longer knows (deleted) joins again; the init host never.
-        if joined(h, f) && (registered(h) || first) {
+        let replacing = inputs.replace.contains(&h.name);
+        let is_bootstrap = bootstrap.is_some_and(|b| std::ptr::eq(b, h));
+        // A joined node the API no longer knows (deleted) joins again; the bootstrap never.
+        if !replacing && joined(h, f) && (registered(h) || is_bootstrap) {
             continue;
         }
-        let phase = match (is_cp, first && !initialised) {
+        let is_init = init_host.is_some_and(|i| std::ptr::eq(i, h));
+        let phase = match (is_cp, is_init) {
             (_, true) => Phase::Init,
             (true, false) => Phase::JoinControlPlanes,
             (false, _) => Phase::JoinWorkers,
         };
-        if f.kubeadm.any() {
-            push(phase, h, Action::ResetPartialJoin);
+        let mut push = |action| steps.push(Step::new(phase, Some(&h.name), action));
+        if f.kubeadm.any() || replacing {
+            match live_data(inputs, h).filter(|_| !replacing) {
+                Some(why) => {
+                    conflicts.push(Conflict {
+                        host: h.name.clone(),
+                        message: format!(
+                            "rejoining it needs `kubeadm reset`, but {why}; kubeha resets a host \
+                             holding live data only when asked by name (`--replace {}`)",
+                            h.name
+                        ),
+                    });
+                    continue;
+                }
+                None => push(Action::ResetPartialJoin),
+            }
         }
-        let action = if phase == Phase::Init {
+        if is_cp && !is_init {
+            // Members an interrupted join added: one that never started, or is not healthy.
+            let b = through.expect("control planes join through the bootstrap or init host");
+            let peer = peer_url(h);
+            for m in facts(b).etcd.iter().flat_map(|v| v.with_peer(&peer)) {
+                if !(m.healthy && m.started()) {
+                    push(Action::RemoveEtcdMember {
+                        id: m.id.clone(),
+                        name: m.name.clone(),
+                        peer_url: peer.clone(),
+                        through: b.name.clone(),
+                    });
+                }
+            }
+        }
+        push(if is_init {
             Action::KubeadmInit
         } else {
+            if is_cp {
+                joins.0 = true
+            } else {
+                joins.1 = true
+            }
             Action::KubeadmJoin {
                 control_plane: is_cp,
             }
-        };
-        push(phase, h, action);
+        });
+        joining.push(h.name.as_str());
+    }
+    if !conflicts.is_empty() {
+        return Err(conflicts);
+    }
+    // kubeadm init makes the credentials of the joins that follow it.
+    if init_host.is_none() && (joins.0 || joins.1) {
+        let b = bootstrap.expect("joins go through an initialised control plane");
+        steps.push(Step::new(
+            Phase::Credentials,
+            Some(&b.name),
+            Action::MintJoinCredentials {
+                upload_certificates: joins.0,
+            },
+        ));
     }
     if inputs.cluster_state.is_none_or(|s| !s.calico) {
-        steps.push(Step {
-            phase: Phase::Network,
-            host: None,
-            action: Action::ApplyCalico,
-        });
+        steps.push(Step::new(Phase::Network, None, calico(inputs)?));
     }
-    steps
+    // Nodes made, joined or networked: wait for them, and hand out the kubeconfig.
+    let nodes_changed = !steps.is_empty();
+    for h in cluster.kube_nodes() {
+        if joining.contains(&h.name.as_str()) {
+            continue; // kubeadm registers it with the spec's labels and taints.
+        }
+        if let Some(action) = node(inputs, h).and_then(|n| labels_and_taints(h, n)) {
+            steps.push(Step::new(Phase::Cluster, None, action));
+        }
+    }
+    if nodes_changed {
+        let nodes = cluster.kube_nodes().map(|h| h.name.clone()).collect();
+        steps.push(Step::new(Phase::Cluster, None, Action::WaitReady { nodes }));
+        steps.push(Step::new(Phase::Cluster, None, Action::WriteKubeconfig));
+    }
+    steps.sort_by_key(|s| s.phase);
+    Ok((steps, through.map(|h| h.name.clone())))
+}
+
+/// The Calico step with the manifest fetched during the survey, pool CIDR wired in.
+fn calico(inputs: &Inputs) -> Result<Action, Vec<Conflict>> {
+    let refuse = |message: String| {
+        vec![Conflict {
+            host: CLUSTER.into(),
+            message,
+        }]
+    };
+    let text = match inputs.calico_manifest {
+        Some(Ok(text)) => text,
+        Some(Err(e)) => return Err(refuse(format!("cannot fetch the Calico manifest: {e}"))),
+        None => return Err(refuse("the Calico manifest was not fetched".into())),
+    };
+    let manifest = crate::render::calico_manifest(inputs.cluster, text).map_err(refuse)?;
+    Ok(Action::ApplyCalico {
+        digest: format!("sha256:{}", sha256_hex(manifest.as_bytes())),
+        manifest,
+    })
+}
+
+/// The patch that gives a registered Node the spec's labels and taints, if it lacks any.
+/// Labels and taints the spec does not name are left as they are.
+fn labels_and_taints(host: &Host, node: &NodeState) -> Option<Action> {
+    let labels: BTreeMap<String, String> = host
+        .labels
+        .iter()
+        .filter(|(k, v)| node.labels.get(*k) != Some(*v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let wanted: Vec<NodeTaint> = host.taints.iter().map(NodeTaint::from).collect();
+    let missing = wanted.iter().any(|t| !node.taints.contains(t));
+    let taints = missing.then(|| {
+        let mut all: Vec<NodeTaint> = node
+            .taints
+            .iter()
+            .filter(|t| {
+                !wanted
+                    .iter()
+                    .any(|w| w.key == t.key && w.effect == t.effect)
+            })
+            .cloned()
+            .collect();
+        all.extend(wanted);
+        all
+    });
+    (!labels.is_empty() || taints.is_some()).then(|| Action::ApplyLabelsAndTaints {
+        node: host.name.clone(),
+        labels,
+        taints,
+    })
 }

@@ -7,11 +7,12 @@
 mod cluster;
 mod host;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::Serialize;
 
+use crate::facts::cluster::NodeTaint;
 use crate::facts::HostFacts;
 use crate::render::{Package, RenderedFile};
 use crate::spec::Cluster;
@@ -27,15 +28,30 @@ pub enum Phase {
     Prepare,
     /// `kubeadm init` on the first control plane.
     Init,
+    /// A bootstrap token (and the control-plane certificates) for the joins, when no
+    /// init makes them.
+    Credentials,
     /// Control planes join one at a time: each adds an etcd member.
     JoinControlPlanes,
     /// Workers join in parallel.
     JoinWorkers,
     /// Calico, through the Kubernetes API.
     Network,
+    /// Node labels and taints, readiness, the local kubeconfig: through the API.
+    Cluster,
 }
 
 impl Phase {
+    pub const ALL: [Phase; 7] = [
+        Phase::Prepare,
+        Phase::Init,
+        Phase::Credentials,
+        Phase::JoinControlPlanes,
+        Phase::JoinWorkers,
+        Phase::Network,
+        Phase::Cluster,
+    ];
+
     pub fn parallel(self) -> bool {
         matches!(self, Phase::Prepare | Phase::JoinWorkers)
     }
@@ -46,14 +62,18 @@ impl fmt::Display for Phase {
         f.write_str(match self {
             Phase::Prepare => "prepare",
             Phase::Init => "init",
+            Phase::Credentials => "join credentials",
             Phase::JoinControlPlanes => "join control planes",
             Phase::JoinWorkers => "join workers",
             Phase::Network => "network",
+            Phase::Cluster => "cluster",
         })
     }
 }
 
-/// One change on one host (or, for [`Phase::Network`], on the cluster).
+/// One change on one host (or, without a host, on the cluster through its API). Each
+/// carries everything its executor needs, so that executing is one `match` that decides
+/// nothing.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum Action {
@@ -104,7 +124,40 @@ pub enum Action {
     KubeadmJoin {
         control_plane: bool,
     },
-    ApplyCalico,
+    /// Remove an etcd member that was added for this host but is not a healthy member
+    /// (an interrupted join), through the healthy control plane `through`, so that the
+    /// host's join does not add a second member for the same peer URL.
+    RemoveEtcdMember {
+        id: String,
+        name: String,
+        peer_url: String,
+        through: String,
+    },
+    /// Make a bootstrap token through the API and, for control-plane joins, upload the
+    /// control-plane certificates; both are revoked when the run ends.
+    MintJoinCredentials {
+        upload_certificates: bool,
+    },
+    /// Server-side apply of the fetched, checked and pool-wired Calico manifest.
+    ApplyCalico {
+        #[serde(skip)]
+        manifest: String,
+        /// `sha256:<hex>` of `manifest`, as digests are written (and told from secrets).
+        digest: String,
+    },
+    /// Patch a registered Node: set `labels`, and replace its taints with `taints`
+    /// (its live taints with the spec's merged in) when they differ.
+    ApplyLabelsAndTaints {
+        node: String,
+        labels: BTreeMap<String, String>,
+        taints: Option<Vec<NodeTaint>>,
+    },
+    /// Wait until these nodes are Ready and kube-system is healthy.
+    WaitReady {
+        nodes: Vec<String>,
+    },
+    /// Write the bootstrap control plane's trimmed admin kubeconfig locally (0600).
+    WriteKubeconfig,
 }
 
 impl fmt::Display for Action {
@@ -157,7 +210,59 @@ impl fmt::Display for Action {
             Action::KubeadmJoin {
                 control_plane: false,
             } => f.write_str("kubeadm join as a worker"),
-            Action::ApplyCalico => f.write_str("apply the Calico manifest (server-side apply)"),
+            Action::RemoveEtcdMember {
+                id,
+                name,
+                peer_url,
+                through,
+            } => {
+                let name = if name.is_empty() {
+                    "never started"
+                } else {
+                    name
+                };
+                write!(
+                    f,
+                    "remove stale etcd member {id} ({name}, {peer_url}) through {through}"
+                )
+            }
+            Action::MintJoinCredentials {
+                upload_certificates,
+            } => write!(
+                f,
+                "make a bootstrap token{} (revoked when the run ends)",
+                if *upload_certificates {
+                    " and upload the control-plane certificates"
+                } else {
+                    ""
+                }
+            ),
+            Action::ApplyCalico { digest, .. } => write!(
+                f,
+                "apply the Calico manifest (server-side apply, {})",
+                &digest[..19.min(digest.len())]
+            ),
+            Action::ApplyLabelsAndTaints {
+                node,
+                labels,
+                taints,
+            } => {
+                let mut parts: Vec<String> = labels
+                    .iter()
+                    .map(|(k, v)| format!("label {k}={v}"))
+                    .collect();
+                if let Some(taints) = taints {
+                    let list: Vec<String> = taints.iter().map(ToString::to_string).collect();
+                    parts.push(format!("taints [{}]", list.join(", ")));
+                }
+                write!(f, "set {} on node {node} through the API", parts.join(", "))
+            }
+            Action::WaitReady { nodes } => write!(
+                f,
+                "wait for {} node(s) to be Ready and kube-system to be healthy",
+                nodes.len()
+            ),
+            Action::WriteKubeconfig => f.write_str("write the admin kubeconfig (mode 0600)"),
         }
     }
 }
@@ -167,8 +272,21 @@ pub struct Step {
     pub phase: Phase,
     /// `None` for cluster-wide steps.
     pub host: Option<String>,
+    /// The action as `plan` prints it and `apply` reports it when it runs.
+    pub description: String,
     #[serde(flatten)]
     pub action: Action,
+}
+
+impl Step {
+    pub fn new(phase: Phase, host: Option<&str>, action: Action) -> Self {
+        Step {
+            phase,
+            host: host.map(String::from),
+            description: action.to_string(),
+            action,
+        }
+    }
 }
 
 /// Why a plan cannot be made: the hosts are not what the spec says they are.
@@ -189,6 +307,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     /// What the facts show will go wrong that no step repairs (same shape as conflicts).
     pub warnings: Vec<Conflict>,
+    /// The initialised, healthy control plane joins and API steps go through (the init
+    /// host when the cluster is new); `None` when no step needs one.
+    pub bootstrap: Option<String>,
 }
 
 impl Plan {
@@ -218,6 +339,11 @@ pub struct Inputs<'a> {
     pub current: &'a BTreeMap<(String, String), Vec<u8>>,
     /// What the Kubernetes API says, when it could be reached.
     pub cluster_state: Option<&'a ClusterState>,
+    /// The Calico manifest as fetched during the survey (`None`: not fetched, Calico runs).
+    pub calico_manifest: Option<&'a Result<String, String>>,
+    /// Hosts the user asked to rebuild by name: the only ones holding live data that
+    /// may be reset.
+    pub replace: &'a BTreeSet<String>,
 }
 
 /// The plan, or every conflict that makes one unsafe.
@@ -231,17 +357,17 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
         let facts = &inputs.facts[&h.name];
         let desired = inputs.desired.get(&h.name).map_or(&[][..], Vec::as_slice);
         for action in host::prepare(inputs, h, facts, desired) {
-            steps.push(Step {
-                phase: Phase::Prepare,
-                host: Some(h.name.clone()),
-                action,
-            });
+            steps.push(Step::new(Phase::Prepare, Some(&h.name), action));
         }
     }
-    steps.extend(cluster::kubeadm_steps(inputs));
+    let (kubeadm, bootstrap) = cluster::kubeadm_steps(inputs)?;
+    steps.extend(kubeadm);
+    let mut warnings = unresolved_endpoint(inputs);
+    warnings.extend(cluster::etcd_disagreements(inputs));
     Ok(Plan {
         steps,
-        warnings: unresolved_endpoint(inputs),
+        warnings,
+        bootstrap,
     })
 }
 

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::*;
+use crate::facts::cluster::{EtcdMember, EtcdView, LiveClusterConfig, NodeState, NodeTaint};
 use crate::facts::{parse, recorded, sha256_hex, HostFacts};
 use crate::render::test_support::seed;
 use crate::render::{Content, RenderInputs};
@@ -112,14 +113,47 @@ fn only_first_control_plane_initialised(facts: &mut BTreeMap<String, HostFacts>)
     }
 }
 
+/// The ClusterConfiguration kubeadm uploads for the spec.
+fn live_config(cluster: &Cluster) -> LiveClusterConfig {
+    let k = &cluster.kubernetes;
+    LiveClusterConfig {
+        cluster_name: cluster.name.clone(),
+        kubernetes_version: k.version.to_string(),
+        pod_subnet: k.pod_subnet.to_string(),
+        service_subnet: k.service_subnet.to_string(),
+        dns_domain: k.dns_domain.clone(),
+        control_plane_endpoint: cluster.api_endpoint.to_string(),
+    }
+}
+
+/// The Node kubeadm registers for a host: its labels and taints as the spec says.
+fn ready_node(cluster: &Cluster, h: &crate::spec::Host) -> NodeState {
+    NodeState {
+        ready: true,
+        cordoned: false,
+        kubelet_version: cluster.kubernetes.version.to_string(),
+        labels: h.labels.clone(),
+        taints: h.taints.iter().map(NodeTaint::from).collect(),
+    }
+}
+
 fn all_ready(cluster: &Cluster) -> ClusterState {
     ClusterState {
         nodes: cluster
             .kube_nodes()
-            .map(|h| (h.name.clone(), true))
+            .map(|h| (h.name.clone(), ready_node(cluster, h)))
             .collect(),
         calico: true,
+        kubeadm_config: Some(live_config(cluster)),
     }
+}
+
+/// The release manifest's shape: the pool CIDR commented out in calico-node.
+fn calico_release() -> Result<String, String> {
+    Ok(format!(
+        "kind: DaemonSet\nmetadata:\n  name: calico-node\n{}",
+        "            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n"
+    ))
 }
 
 fn run(
@@ -127,14 +161,36 @@ fn run(
     facts: &BTreeMap<String, HostFacts>,
     state: Option<&ClusterState>,
 ) -> Result<Plan, Vec<Conflict>> {
+    run_replacing(cluster, facts, state, &[])
+}
+
+fn run_replacing(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    state: Option<&ClusterState>,
+    replace: &[&str],
+) -> Result<Plan, Vec<Conflict>> {
+    run_with(cluster, facts, state, replace, &calico_release())
+}
+
+fn run_with(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    state: Option<&ClusterState>,
+    replace: &[&str],
+    manifest: &Result<String, String>,
+) -> Result<Plan, Vec<Conflict>> {
     let desired = desired(cluster, facts);
     let current = BTreeMap::new();
+    let replace = replace.iter().map(|h| h.to_string()).collect();
     plan(&Inputs {
         cluster,
         facts,
         desired: &desired,
         current: &current,
         cluster_state: state,
+        calico_manifest: Some(manifest),
+        replace: &replace,
     })
 }
 
@@ -191,9 +247,12 @@ fn fresh_hosts_get_the_whole_runbook_in_order() {
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
             "join workers k8s-worker-1: kubeadm join as a worker",
             "join workers k8s-worker-2: kubeadm join as a worker",
-            "network cluster: apply the Calico manifest (server-side apply)",
+            "network cluster: apply the Calico manifest (server-side apply, sha256:cc42628815fc)",
+            "cluster cluster: wait for 5 node(s) to be Ready and kube-system to be healthy",
+            "cluster cluster: write the admin kubeconfig (mode 0600)",
         ]
     );
+    assert_eq!(plan.bootstrap.as_deref(), Some("k8s-master-1"));
     // Docker's repository path follows the host's distribution.
     let docker_list = plan.steps.iter().find_map(|s| match &s.action {
         Action::WriteFile { file, bytes, .. } if file.path.ends_with("docker.list") => {
@@ -246,6 +305,8 @@ fn a_changed_file_is_diffed_and_its_service_reloaded() {
         desired: &desired,
         current: &current,
         cluster_state: Some(&state),
+        calico_manifest: None,
+        replace: &Default::default(),
     })
     .unwrap();
     assert_eq!(
@@ -285,8 +346,11 @@ fn an_interrupted_control_plane_join_is_reset_then_joined_again() {
     assert_eq!(
         lines(&plan),
         [
+            "join credentials k8s-master-1: make a bootstrap token and upload the control-plane certificates (revoked when the run ends)",
             "join control planes k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)",
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
+            "cluster cluster: wait for 5 node(s) to be Ready and kube-system to be healthy",
+            "cluster cluster: write the admin kubeconfig (mode 0600)",
         ]
     );
 }
@@ -412,16 +476,17 @@ fn an_init_that_stopped_before_uploading_its_config_is_redone() {
         text[1],
         "init k8s-master-1: kubeadm init --upload-certs (generated token and certificate key)"
     );
-    // An API that did not answer is not evidence: the control plane is left alone.
+    // An API that did not answer is not evidence: the control plane is left alone, and
+    // the joins go through it.
     facts
         .get_mut("k8s-master-1")
         .unwrap()
         .kubeadm
         .config_uploaded = None;
     let text = lines(&run(&c, &facts, None).unwrap());
-    assert!(
-        !text.iter().any(|l| l.contains("k8s-master-1")),
-        "{text:#?}"
+    assert_eq!(
+        text.iter().filter(|l| l.contains("k8s-master-1")).collect::<Vec<_>>(),
+        ["join credentials k8s-master-1: make a bootstrap token and upload the control-plane certificates (revoked when the run ends)"],
     );
 }
 
@@ -442,9 +507,28 @@ fn calico_is_applied_once() {
     let facts = converged(&c);
     let mut state = all_ready(&c);
     state.calico = false;
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    let text = lines(&plan);
+    assert!(
+        text[0]
+            .starts_with("network cluster: apply the Calico manifest (server-side apply, sha256:"),
+        "{text:#?}"
+    );
     assert_eq!(
-        lines(&run(&c, &facts, Some(&state)).unwrap()),
-        ["network cluster: apply the Calico manifest (server-side apply)"]
+        text[1..],
+        [
+            "cluster cluster: wait for 5 node(s) to be Ready and kube-system to be healthy",
+            "cluster cluster: write the admin kubeconfig (mode 0600)",
+        ]
+    );
+    // The step carries the manifest with the spec's pool CIDR wired in.
+    let Action::ApplyCalico { manifest, digest } = &plan.steps[0].action else {
+        panic!("{:?}", plan.steps[0]);
+    };
+    assert!(manifest.contains(&format!("value: \"{}\"", c.kubernetes.pod_subnet)));
+    assert_eq!(
+        *digest,
+        format!("sha256:{}", sha256_hex(manifest.as_bytes()))
     );
 }
 
@@ -591,4 +675,333 @@ fn an_unresolvable_name_kubeha_does_not_map_is_a_warning() {
     let plan = run(&on, &facts, Some(&all_ready(&on))).unwrap();
     assert!(plan.warnings.is_empty());
     assert_eq!(plan.steps.len(), 1);
+}
+
+/// etcd as every control plane sees it: one started, healthy member per control plane
+/// of the seed, the first the leader.
+fn etcd_of(cluster: &Cluster, facts: &mut BTreeMap<String, HostFacts>) {
+    let members: Vec<EtcdMember> = cluster
+        .control_planes()
+        .enumerate()
+        .map(|(i, h)| EtcdMember {
+            id: format!("{:x}", 0xa1 + i),
+            name: h.name.clone(),
+            peer_urls: vec![format!("https://{}:2380", h.node_ip())],
+            learner: false,
+            healthy: true,
+            leader: i == 0,
+        })
+        .collect();
+    for h in cluster.control_planes() {
+        facts.get_mut(&h.name).unwrap().etcd = Some(EtcdView {
+            members: members.clone(),
+        });
+    }
+}
+
+/// A converged seed cluster with its etcd and its API, as a survey would record it.
+fn live(cluster: &Cluster) -> (BTreeMap<String, HostFacts>, ClusterState) {
+    let mut facts = converged(cluster);
+    etcd_of(cluster, &mut facts);
+    (facts, all_ready(cluster))
+}
+
+fn messages(conflicts: &[Conflict]) -> Vec<String> {
+    conflicts.iter().map(ToString::to_string).collect()
+}
+
+#[test]
+fn a_live_cluster_with_its_etcd_plans_nothing() {
+    let c = seed();
+    let (facts, state) = live(&c);
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert!(plan.is_empty(), "{:#?}", lines(&plan));
+}
+
+#[test]
+fn a_deleted_kubeadm_config_with_healthy_etcd_is_a_conflict_and_never_a_reset() {
+    let c = seed();
+    let (mut facts, mut state) = live(&c);
+    state.kubeadm_config = None;
+    for h in c.control_planes() {
+        facts.get_mut(&h.name).unwrap().kubeadm.config_uploaded = Some(false);
+    }
+    let text = messages(&run(&c, &facts, Some(&state)).unwrap_err());
+    assert_eq!(text.len(), 1, "{text:#?}");
+    assert!(
+        text[0].starts_with(
+            "cluster: kube-system/kubeadm-config is missing, but etcd is healthy with 3 member(s) and 5 node(s) are Ready"
+        ),
+        "{text:#?}"
+    );
+    assert!(
+        text[0].contains("`kubeadm init phase upload-config kubeadm --config"),
+        "{text:#?}"
+    );
+    // The API unreachable, the control planes' own answer and etcd are enough.
+    let text = messages(&run(&c, &facts, None).unwrap_err());
+    assert!(
+        text[0].contains("missing, but etcd is healthy with 3 members"),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn immutable_fields_that_differ_from_the_live_configuration_are_conflicts() {
+    let c = seed();
+    let (facts, mut state) = live(&c);
+    let live = state.kubeadm_config.as_mut().unwrap();
+    live.pod_subnet = "10.244.0.0/16".into();
+    live.dns_domain = "corp.local".into();
+    let text = messages(&run(&c, &facts, Some(&state)).unwrap_err());
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(
+        text[0].starts_with(&format!(
+            "cluster: the live ClusterConfiguration has networking.podSubnet `10.244.0.0/16` but the spec's `kubernetes.podSubnet` is `{}`",
+            c.kubernetes.pod_subnet
+        )),
+        "{text:#?}"
+    );
+    assert!(text[0].contains("cannot change after `kubeadm init`"));
+    assert!(text[1].contains("networking.dnsDomain `corp.local`"));
+}
+
+#[test]
+fn a_version_difference_points_at_upgrade() {
+    let c = seed();
+    let (facts, mut state) = live(&c);
+    state.kubeadm_config.as_mut().unwrap().kubernetes_version = "v1.30.4".into();
+    state.nodes.get_mut("k8s-worker-1").unwrap().kubelet_version = "v1.30.4".into();
+    let text = messages(&run(&c, &facts, Some(&state)).unwrap_err());
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(text[0].starts_with("cluster: the cluster runs Kubernetes v1.30.4 but the spec says v1.31.0: change versions with `kubeha upgrade`"));
+    assert!(text[1].starts_with("k8s-worker-1: its kubelet runs v1.30.4 but the spec says v1.31.0"));
+}
+
+#[test]
+fn a_label_or_taint_changed_in_the_spec_is_one_api_step() {
+    let c = crate::render::test_support::cluster_from(|s| {
+        s.replacen(
+            "      roles: [worker]\n",
+            "      roles: [worker]\n      labels: {tier: web}\n      taints: [{key: dedicated, value: web, effect: NoSchedule}]\n",
+            1,
+        )
+    });
+    let worker = c.hosts.iter().find(|h| !h.labels.is_empty()).unwrap();
+    let (facts, mut state) = live(&c);
+    let node = state.nodes.get_mut(&worker.name).unwrap();
+    node.labels = BTreeMap::from([("tier".into(), "db".into()), ("zone".into(), "a".into())]);
+    node.taints = vec![NodeTaint {
+        key: "dedicated".into(),
+        value: Some("db".into()),
+        effect: "NoSchedule".into(),
+    }];
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        lines(&plan),
+        [format!(
+            "cluster cluster: set label tier=web, taints [dedicated=web:NoSchedule] on node {} through the API",
+            worker.name
+        )]
+    );
+    let Action::ApplyLabelsAndTaints { labels, taints, .. } = &plan.steps[0].action else {
+        panic!()
+    };
+    assert_eq!(labels, &BTreeMap::from([("tier".into(), "web".into())]));
+    assert_eq!(
+        taints.as_ref().unwrap().len(),
+        1,
+        "same key and effect: replaced"
+    );
+    // Applied: nothing left to do.
+    let node = state.nodes.get_mut(&worker.name).unwrap();
+    node.labels.insert("tier".into(), "web".into());
+    node.taints = taints.clone().unwrap();
+    assert!(run(&c, &facts, Some(&state)).unwrap().is_empty());
+}
+
+#[test]
+fn a_stale_etcd_member_is_removed_through_a_healthy_one_before_its_host_rejoins() {
+    let c = seed();
+    let (mut facts, mut state) = live(&c);
+    // k8s-master-3's join was interrupted after its member was added: never started.
+    facts.get_mut("k8s-master-3").unwrap().kubeadm = crate::facts::KubeadmState {
+        kubelet_conf: true,
+        ca_cert: Some(recorded::CA_PEM.into()),
+        ..Default::default()
+    };
+    state.nodes.get_mut("k8s-master-3").unwrap().ready = false;
+    for h in c.control_planes() {
+        let m = &mut facts
+            .get_mut(&h.name)
+            .unwrap()
+            .etcd
+            .as_mut()
+            .unwrap()
+            .members[2];
+        m.name.clear();
+        m.healthy = false;
+    }
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    let joins: Vec<String> = lines(&plan)
+        .into_iter()
+        .filter(|l| l.starts_with("join control planes"))
+        .collect();
+    assert_eq!(
+        joins,
+        [
+            "join control planes k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)",
+            "join control planes k8s-master-3: remove stale etcd member a3 (never started, https://10.20.1.12:2380) through k8s-master-1",
+            "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
+        ]
+    );
+    let removal = plan
+        .steps
+        .iter()
+        .find_map(|s| match &s.action {
+            Action::RemoveEtcdMember { id, through, .. } => Some((id.clone(), through.clone())),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(removal, ("a3".to_string(), "k8s-master-1".to_string()));
+}
+
+#[test]
+fn with_the_first_control_plane_gone_another_healthy_one_is_the_bootstrap() {
+    let c = seed();
+    let (mut facts, mut state) = live(&c);
+    // k8s-master-1 was rebuilt from scratch: no kubeadm state, its member gone.
+    let f = facts.get_mut("k8s-master-1").unwrap();
+    f.kubeadm = Default::default();
+    f.etcd = None;
+    state.nodes.remove("k8s-master-1");
+    for h in ["k8s-master-2", "k8s-master-3"] {
+        facts
+            .get_mut(h)
+            .unwrap()
+            .etcd
+            .as_mut()
+            .unwrap()
+            .members
+            .remove(0);
+    }
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(plan.bootstrap.as_deref(), Some("k8s-master-2"));
+    let text = lines(&plan);
+    assert!(
+        !text.iter().any(|l| l.contains("kubeadm init")),
+        "{text:#?}"
+    );
+    assert_eq!(
+        text[..2],
+        [
+            "join credentials k8s-master-2: make a bootstrap token and upload the control-plane certificates (revoked when the run ends)",
+            "join control planes k8s-master-1: kubeadm join as a control plane (adds an etcd member)",
+        ]
+    );
+    // A control plane whose own member is unhealthy is never the bootstrap.
+    for m in &mut facts
+        .get_mut("k8s-master-2")
+        .unwrap()
+        .etcd
+        .as_mut()
+        .unwrap()
+        .members
+    {
+        if m.name == "k8s-master-2" {
+            m.healthy = false;
+        }
+    }
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(plan.bootstrap.as_deref(), Some("k8s-master-3"));
+}
+
+#[test]
+fn a_host_holding_live_data_is_reset_only_when_named() {
+    let c = seed();
+    let (mut facts, mut state) = live(&c);
+    // k8s-worker-1 lost its kubelet.conf but its Node is Ready; k8s-master-2 lost its
+    // admin.conf and its Node is not Ready, but it is a healthy etcd member.
+    facts.get_mut("k8s-worker-1").unwrap().kubeadm.kubelet_conf = false;
+    facts.get_mut("k8s-master-2").unwrap().kubeadm.admin_conf = false;
+    state.nodes.get_mut("k8s-master-2").unwrap().ready = false;
+    let text = messages(&run(&c, &facts, Some(&state)).unwrap_err());
+    assert_eq!(text.len(), 2, "{text:#?}");
+    assert!(text[0].starts_with(
+        "k8s-master-2: rejoining it needs `kubeadm reset`, but it is a healthy etcd member"
+    ));
+    assert!(text[0].ends_with("(`--replace k8s-master-2`)"));
+    assert!(text[1]
+        .starts_with("k8s-worker-1: rejoining it needs `kubeadm reset`, but its node is Ready"));
+    let text = messages(&run_replacing(&c, &facts, Some(&state), &["k8s-wrker-1"]).unwrap_err());
+    assert!(
+        text.contains(&"k8s-wrker-1: `--replace k8s-wrker-1`: the spec has no control plane or worker of that name".to_string()),
+        "{text:#?}"
+    );
+    let plan = run_replacing(&c, &facts, Some(&state), &["k8s-master-2", "k8s-worker-1"]).unwrap();
+    let text = lines(&plan);
+    for host in ["k8s-master-2", "k8s-worker-1"] {
+        assert!(
+            text.iter().any(|l| l.ends_with(&format!(
+                "{host}: kubeadm reset -f (an earlier init or join did not finish)"
+            ))),
+            "{text:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_manifest_the_pool_cidr_cannot_be_wired_into_is_a_plan_error() {
+    let c = seed();
+    let manifest = Ok("kind: DaemonSet\n".to_string());
+    let conflicts = run_with(&c, &fresh(&c), None, &[], &manifest).unwrap_err();
+    let text = messages(&conflicts);
+    assert_eq!(text.len(), 1);
+    assert!(
+        text[0].starts_with("cluster: the Calico manifest has no commented CALICO_IPV4POOL_CIDR"),
+        "{text:#?}"
+    );
+}
+
+#[test]
+fn the_json_plan_names_every_step_with_its_description() {
+    let c = seed();
+    let plan = run(&c, &fresh(&c), None).unwrap();
+    let json = serde_json::to_value(&plan).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), plan.steps.len());
+    for (j, s) in steps.iter().zip(&plan.steps) {
+        assert_eq!(j["description"], s.action.to_string());
+    }
+    let calico = steps
+        .iter()
+        .find(|s| s["action"] == "apply-calico")
+        .unwrap();
+    assert!(calico["digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71));
+    assert!(
+        calico.get("manifest").is_none(),
+        "the bytes stay out of the JSON"
+    );
+}
+
+#[test]
+fn control_planes_that_disagree_on_etcds_members_are_a_warning() {
+    let c = seed();
+    let (mut facts, state) = live(&c);
+    assert!(run(&c, &facts, Some(&state)).unwrap().warnings.is_empty());
+    facts
+        .get_mut("k8s-master-3")
+        .unwrap()
+        .etcd
+        .as_mut()
+        .unwrap()
+        .members
+        .pop();
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        messages(&plan.warnings),
+        ["k8s-master-3: its etcd lists members [a1, a2] but k8s-master-1's lists [a1, a2, a3]"]
+    );
 }

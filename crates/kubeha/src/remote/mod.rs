@@ -20,6 +20,7 @@ pub use local_files::write_private;
 pub use redact::{redact_shapes, Redactor};
 pub use ssh_config::render as ssh_config;
 
+use crate::quote::shell as quote;
 use crate::spec::{Cluster, Host, HostKeyPolicy};
 
 /// A failure to reach or drive one host. Built only through [`RemoteError::new`], which
@@ -307,10 +308,12 @@ impl Remote {
         logged: Logged,
     ) -> Result<Output, RemoteError> {
         let fail = |what: &str, detail: String| self.error(what, &detail);
+        let script_word = crate::quote::try_shell(script)
+            .map_err(|e| fail("quote the command", e.to_string()))?;
         let wrapped = if self.sudo {
-            format!("sudo -n sh -c {}", quote(script))
+            format!("sudo -n sh -c {script_word}")
         } else {
-            format!("sh -c {}", quote(script))
+            format!("sh -c {script_word}")
         };
         self.log_line(&format!("$ {script}"));
         let mut cmd = self.session.raw_command(&wrapped);
@@ -402,13 +405,6 @@ fn master_idle_limit(command_timeout: Duration) -> std::num::NonZeroUsize {
 
 fn indent(text: &str, prefix: &str) -> String {
     text.lines().map(|l| format!("{prefix}{l}\n")).collect()
-}
-
-/// Shell-quotes one word for `sh`.
-pub fn quote(s: &str) -> String {
-    shlex::try_quote(s)
-        .map(|q| q.into_owned())
-        .unwrap_or_else(|_| "''".into())
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

@@ -62,7 +62,9 @@ backend {BACKEND}
     http-check send meth GET uri {path}
     http-check expect status 200
     # A backend marked down has its sessions closed so clients reconnect to a healthy one.
-    default-server check verify none inter {inter} fall {fall} rise {rise} on-marked-down shutdown-sessions
+    # After a first failed check the next ones come at fastinter, so a stopped apiserver
+    # leaves the rotation in about interval + (fall - 1) x interval/4, not fall x interval.
+    default-server check verify none inter {inter} fastinter {fastinter} fall {fall} rise {rise} on-marked-down shutdown-sessions
 {servers}
 frontend stats
     bind {STATS_ADDRESS}
@@ -78,9 +80,17 @@ frontend stats
         port = cluster.api_endpoint.port,
         path = quote::haproxy(&hc.path).expect("validation admits only URL path characters"),
         inter = ms(hc.interval),
+        fastinter = ms(fast_interval(hc.interval)),
         fall = hc.fall,
         rise = hc.rise,
     )
+}
+
+/// How often a backend is checked while its state is in doubt (between the first failure and
+/// `fall`, or the first success and `rise`): a quarter of the steady interval, at least 250 ms
+/// so a busy apiserver is not flooded with checks.
+fn fast_interval(interval: Duration) -> Duration {
+    (interval / 4).max(Duration::from_millis(250))
 }
 
 /// HAProxy takes plain milliseconds everywhere.
@@ -108,7 +118,7 @@ mod tests {
         }
         assert!(text.contains("http-check connect ssl\n"));
         assert!(text.contains("http-check send meth GET uri '/readyz'\n"));
-        assert!(text.contains("default-server check verify none inter 2000ms fall 3 rise 2 on-marked-down shutdown-sessions\n"));
+        assert!(text.contains("default-server check verify none inter 2000ms fastinter 500ms fall 3 rise 2 on-marked-down shutdown-sessions\n"));
         assert!(text.contains("    bind :6443\n"));
         assert!(text.contains("timeout client 300000ms\n"));
     }
@@ -122,7 +132,7 @@ mod tests {
                 .replace("    port: 6443\n", "    port: 8443\n")
         });
         let text = render(&c);
-        assert!(text.contains("inter 1000ms fall 2 rise 2"));
+        assert!(text.contains("inter 1000ms fastinter 250ms fall 2 rise 2"));
         assert!(text.contains("uri '/livez'"));
         assert!(text.contains("    bind :8443\n"));
         assert!(

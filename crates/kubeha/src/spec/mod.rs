@@ -5,7 +5,7 @@
 mod coverage;
 mod diagnostic;
 pub mod model;
-mod raw;
+pub(crate) mod raw;
 pub mod starter;
 pub mod text;
 mod validate;
@@ -82,7 +82,7 @@ pub fn load_str(file: &Path, source: String, paths: &PathContext) -> Result<Load
     };
     let doc: raw::Document = match serde_saphyr::from_str(&source) {
         Ok(doc) => doc,
-        Err(e) => return Err(report(vec![parse_error(&e)])),
+        Err(e) => return Err(report(parse_errors(&source, &e))),
     };
     match validate::validate(&doc, paths) {
         Ok((cluster, warnings)) => Ok(Loaded {
@@ -91,6 +91,88 @@ pub fn load_str(file: &Path, source: String, paths: &PathContext) -> Result<Load
         }),
         Err(diagnostics) => Err(report(diagnostics)),
     }
+}
+
+/// How many mistakes of shape one `check` reports before it stops looking.
+const MAX_SHAPE_ERRORS: usize = 20;
+
+/// The first deserialisation error and every further independent one: serde stops at
+/// the first, so the entry it points at is blanked out (its line and the lines nested
+/// under it, offsets kept) and the text parsed again, as long as each error is a
+/// mistake of shape (unknown key or value, wrong type) on a new line. Validation of
+/// values only runs once the shape is right, because a blanked entry would be reported
+/// again as missing.
+fn parse_errors(source: &str, first: &serde_saphyr::Error) -> Vec<Diagnostic> {
+    let mut diagnostics = vec![parse_error(first)];
+    let mut text = source.to_string();
+    let mut error_line = first.location().map(|l| l.line());
+    while diagnostics.len() < MAX_SHAPE_ERRORS {
+        let Some(line) = error_line.filter(|&l| l > 0) else {
+            break;
+        };
+        let Some(blanked) = blank_entry(&text, line as usize) else {
+            break;
+        };
+        text = blanked;
+        match serde_saphyr::from_str::<raw::Document>(&text) {
+            Ok(_) => break,
+            Err(e) => {
+                let next = e.location().map(|l| l.line());
+                if !is_shape_error(&e) || next.is_none() || next == error_line {
+                    break;
+                }
+                diagnostics.push(parse_error(&e));
+                error_line = next;
+            }
+        }
+    }
+    diagnostics
+}
+
+/// Errors that say what a value or key is, not that the YAML itself is broken (which
+/// blanking lines could have caused).
+fn is_shape_error(e: &serde_saphyr::Error) -> bool {
+    let message = e.without_snippet().to_string();
+    [
+        "unknown field",
+        "unknown variant",
+        "invalid type",
+        "invalid value",
+        "invalid i64",
+        "invalid u",
+    ]
+    .iter()
+    .any(|what| message.contains(what))
+}
+
+/// `text` with line `line` (1-based) and the more indented lines under it replaced by
+/// spaces, so every other byte keeps its offset; `None` when there is nothing to blank.
+fn blank_entry(text: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let target = lines.get(line - 1)?;
+    if target.trim().is_empty() {
+        return None;
+    }
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let base = indent(target);
+    let mut out = String::with_capacity(text.len());
+    let mut in_entry = false;
+    for (i, l) in lines.iter().enumerate() {
+        let empty = l.trim().is_empty();
+        in_entry = if i + 1 == line {
+            true
+        } else {
+            in_entry && (empty || indent(l) > base)
+        };
+        if in_entry && !empty {
+            let body = l.trim_end_matches(['\n', '\r']);
+            out.push_str(&" ".repeat(body.len()));
+            out.push_str(&l[body.len()..]);
+        } else {
+            out.push_str(l);
+        }
+    }
+    Some(out)
 }
 
 /// Turns a YAML or type error into one diagnostic; unknown fields and values get a
@@ -157,6 +239,42 @@ fn strip_position(message: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn independent_mistakes_of_shape_are_all_reported() {
+        let text = starter::STARTER_SPEC
+            .replacen("roles: [controlPlane]", "roles: [controlPlan]", 1)
+            .replacen("podSubnet:", "podSubnt:", 1);
+        let paths = PathContext {
+            spec_dir: "/nonexistent".into(),
+            home: None,
+        };
+        let report = load_str(Path::new("c.yaml"), text, &paths).unwrap_err();
+        let messages: Vec<&str> = report
+            .diagnostics
+            .iter()
+            .map(|d| d.message.as_str())
+            .collect();
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        assert!(
+            messages[0].starts_with("unknown variant `controlPlan`"),
+            "{messages:#?}"
+        );
+        assert!(
+            messages[1].starts_with("unknown field `podSubnt`"),
+            "{messages:#?}"
+        );
+    }
+
+    #[test]
+    fn blanking_keeps_offsets_and_takes_nested_lines() {
+        let text = "a: 1\nb:\n  c: 2\n\n  d: 3\ne: 4\n";
+        let blanked = blank_entry(text, 2).unwrap();
+        assert_eq!(blanked.len(), text.len());
+        assert_eq!(blanked, "a: 1\n  \n      \n\n      \ne: 4\n");
+        assert!(blank_entry(text, 4).is_none());
+        assert!(blank_entry(text, 99).is_none());
+    }
 
     #[test]
     fn extracts_unknown_and_expected_names() {

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Where a no-op kubeha run spends its wall time, from the outside (no kubeha changes).
+
+noop_breakdown.py KUBEHA SPEC [plan|apply]: runs kubeha under
+`strace -f --seccomp-bpf -e trace=execve,connect,exit_group` (only those syscalls stop, so the
+run is barely slowed) and reads the timeline: process start, the OpenSSH control masters
+(`ssh -M -f`: connection setup ends when each one's foreground process exits after
+authentication), the commands multiplexed over them (the facts script, file reads), the TCP
+connections to the API (port 6443) and the masters' shutdown. Prints JSON.
+"""
+
+import json
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+LINE = re.compile(r"^(\d+)\s+(\d+):(\d+):(\d+\.\d+)\s+(\w+)\((.*)")
+SSH_EXEC = re.compile(r'^"[^"]*/ssh"')
+
+
+def seconds(h, m, s):
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+def run(kubeha, spec, command):
+    with tempfile.TemporaryDirectory() as tmp:
+        trace = Path(tmp) / "trace"
+        argv = [kubeha, command, "-f", spec, "-o", "json"]
+        if command == "apply":
+            argv.append("--yes")
+        subprocess.run(
+            ["strace", "-f", "--seccomp-bpf", "-tt", "-s", "256", "-e", "trace=execve,connect,exit_group",
+             "-o", trace, *argv],
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        lines = trace.read_text().splitlines()
+    events = []
+    for line in lines:
+        m = LINE.match(line)
+        if m:
+            pid, h, mi, s, call, rest = m.groups()
+            events.append((seconds(h, mi, s), int(pid), call, rest))
+    t0 = events[0][0]
+    main_pid = events[0][1]
+    masters, commands, api = {}, {}, []
+    exits = {}
+    controls = []
+    for t, pid, call, rest in events:
+        t -= t0
+        if call == "execve" and SSH_EXEC.match(rest):
+            args = rest
+            if '"-M"' in args:
+                masters[pid] = [t, None]
+            elif '"-O"' in args:
+                controls.append(t)
+            else:
+                commands[pid] = [t, None, args[-120:]]
+        elif call == "connect" and "htons(6443)" in rest:
+            api.append(t)
+        elif call == "exit_group":
+            exits[pid] = t
+            if pid in masters and masters[pid][1] is None:
+                masters[pid][1] = t
+            if pid in commands:
+                commands[pid][1] = t
+    end = exits.get(main_pid, events[-1][0] - t0)
+    out = {"command": command, "wall_s": round(end, 3), "ssh_masters": len(masters),
+           "ssh_commands": len(commands), "api_connects": len(api)}
+    if masters:
+        first_master = min(s for s, _ in masters.values())
+        setup_end = max(e for _, e in masters.values() if e is not None)
+        out["startup_before_first_ssh_s"] = round(first_master, 3)
+        out["connection_setup_s"] = round(setup_end - first_master, 3)
+        cmds = sorted(commands.values())
+        n = len(masters)
+
+        def wave(ws):
+            if not ws:
+                return None
+            return {"s": round(max(e or end for _, e, _ in ws) - min(s for s, _, _ in ws), 3),
+                    "slowest_host_s": round(max((e or end) - s for s, e, _ in ws), 3)}
+
+        # Per host, in order: the `sudo -n true` probe every connection starts with, then the
+        # facts script; anything after them (file reads such as admin.conf) is listed.
+        out["sudo_probe"] = wave(cmds[:n])
+        out["facts_script"] = wave(cmds[n : 2 * n])
+        out["later_ssh_commands"] = [
+            {"at_s": round(s, 3), "took_s": round((e or end) - s, 3), "argv_tail": a[-60:]}
+            for s, e, a in cmds[2 * n :]]
+    if api:
+        out["first_api_connect_at_s"] = round(api[0], 3)
+        out["last_api_connect_at_s"] = round(api[-1], 3)
+    if controls:
+        out["shutdown_s"] = round(end - min(controls), 3)
+    return out
+
+
+if __name__ == "__main__":
+    kubeha, spec = sys.argv[1], sys.argv[2]
+    command = sys.argv[3] if len(sys.argv) > 3 else "plan"
+    print(json.dumps(run(kubeha, spec, command), indent=2))

@@ -1,0 +1,211 @@
+//! Golden-output tests: what users and scripts read (every command's `--help`, `check`'s
+//! diagnostics, `plan`'s text and JSON on recorded facts) is compared with the files under
+//! `tests/golden/`, so an output change is reviewed on purpose. After a deliberate change,
+//! `KUBEHA_UPDATE_GOLDEN=1 cargo nextest run -p kubeha golden` rewrites them; review the diff.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use clap::CommandFactory;
+
+use super::{plan, Cli};
+use crate::apply::{desired_files, Survey};
+use crate::facts::{parse, recorded, sha256_hex, HostFacts};
+use crate::render::{haproxy, test_support::seed};
+use crate::spec::{self, PathContext};
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden")
+}
+
+/// Compares `actual` with the golden file `name`, or rewrites it when asked to.
+fn assert_golden(name: &str, actual: &str) {
+    let path = golden_dir().join(name);
+    if std::env::var_os("KUBEHA_UPDATE_GOLDEN").is_some_and(|v| v == "1") {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e}; create it with KUBEHA_UPDATE_GOLDEN=1",
+            path.display()
+        )
+    });
+    if expected != actual {
+        let diff = similar::TextDiff::from_lines(&expected, actual)
+            .unified_diff()
+            .header("golden", "actual")
+            .to_string();
+        panic!(
+            "{name} differs from {} (KUBEHA_UPDATE_GOLDEN=1 rewrites it after review):\n{diff}",
+            path.display()
+        );
+    }
+}
+
+/// Every command's long help, as `kubeha [COMMAND...] --help` prints it.
+fn helps(command: &mut clap::Command, path: &str, out: &mut Vec<(String, String)>) {
+    out.push((path.to_string(), command.render_long_help().to_string()));
+    // clap's own `help` subcommand says nothing of ours.
+    for sub in command
+        .get_subcommands_mut()
+        .filter(|s| s.get_name() != "help")
+    {
+        let name = format!("{path}-{}", sub.get_name());
+        helps(sub, &name, out);
+    }
+}
+
+#[test]
+fn golden_help_of_every_command() {
+    let mut command = Cli::command();
+    command.build();
+    let mut pages = Vec::new();
+    helps(&mut command, "kubeha", &mut pages);
+    assert!(pages.len() > 15, "every command and lab subcommand");
+    for (name, text) in pages {
+        assert_golden(&format!("help/{name}.txt"), &text);
+    }
+}
+
+#[test]
+fn golden_check_diagnostics_of_the_invalid_corpus() {
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/invalid");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    let paths = PathContext {
+        spec_dir: corpus.clone(),
+        home: None,
+    };
+    let mut text = String::new();
+    for file in files {
+        let name = Path::new(file.file_name().unwrap());
+        let source = std::fs::read_to_string(&file).unwrap();
+        // What `kubeha check -f FILE` prints on stderr, without colour.
+        let report = match spec::load_str(name, source, &paths) {
+            Ok(loaded) => loaded.report,
+            Err(report) => report,
+        };
+        text += &format!("=== {}\n{}\n", name.display(), report.render(false));
+    }
+    // The same text wherever the repository is checked out.
+    let text = text.replace(&corpus.display().to_string(), "tests/invalid");
+    assert_golden("check/invalid-corpus.txt", &text);
+}
+
+/// The seed on fresh machines, except that the load balancer already has an older
+/// haproxy.cfg: a plan with every kind of step and one diff.
+fn fresh_seed_survey() -> (crate::spec::Cluster, Survey) {
+    let cluster = seed();
+    let mut facts: BTreeMap<String, HostFacts> = cluster
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), parse(recorded::FRESH)))
+        .collect();
+    let desired = desired_files(&cluster, &facts).unwrap();
+    let lb = cluster.load_balancers().next().unwrap().name.clone();
+    let wanted = desired[&lb]
+        .iter()
+        .find(|d| d.file.path == haproxy::PATH)
+        .unwrap();
+    let older = String::from_utf8(wanted.bytes.clone())
+        .unwrap()
+        .replace("inter 2000ms", "inter 5000ms");
+    facts
+        .get_mut(&lb)
+        .unwrap()
+        .files
+        .insert(haproxy::PATH.into(), Some(sha256_hex(older.as_bytes())));
+    let survey = Survey {
+        facts,
+        desired,
+        current: BTreeMap::from([((lb, haproxy::PATH.to_string()), older.into_bytes())]),
+        cluster_state: None,
+        kubeconfig: None,
+        api_problem: None,
+        // The release manifest's shape: calico-node with the pool CIDR commented out.
+        calico_manifest: Some(Ok(
+            "kind: DaemonSet\nmetadata:\n  name: calico-node\n            \
+             # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n"
+                .into(),
+        )),
+        replace: Default::default(),
+    };
+    (cluster, survey)
+}
+
+#[test]
+fn golden_plan_text_and_json_on_recorded_facts() {
+    let (cluster, survey) = fresh_seed_survey();
+    let plan = survey
+        .plan(&cluster)
+        .expect("fresh hosts have no conflicts");
+    let text = plan::text(&cluster, &plan, &survey);
+    assert!(
+        text.contains("inter 5000ms") && text.contains("inter 2000ms"),
+        "the haproxy.cfg diff is shown:\n{text}"
+    );
+    assert_golden("plan/fresh-seed.txt", &text);
+    let json = serde_json::to_string_pretty(&plan::document(&cluster, &plan, &survey)).unwrap();
+    assert_golden("plan/fresh-seed.json", &(json + "\n"));
+}
+
+#[test]
+fn golden_status_text_and_json_from_recorded_outputs() {
+    use super::status::{
+        backend_states, etcd_members, Certificate, LoadBalancerStatus, NodeStatus, Status,
+    };
+    // What HAProxy's stats CSV and etcdctl print on a seed cluster with cp-3's apiserver down.
+    let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
+        kube-apiserver,FRONTEND,,,3,9,4096,120,0,0,0,0,0,,,,,OPEN,\n\
+        kube-apiserver,k8s-master-1,0,0,1,3,,40,0,0,,0,,0,0,0,0,UP,1\n\
+        kube-apiserver,k8s-master-2,0,0,1,3,,40,0,0,,0,,0,0,0,0,UP,1\n\
+        kube-apiserver,k8s-master-3,0,0,0,3,,40,0,0,,0,,0,0,0,0,DOWN,1\n\
+        kube-apiserver,BACKEND,0,0,2,9,410,120,0,0,0,,0,0,0,0,0,UP,2\n";
+    let members = r#"{"header":{"cluster_id":1},"members":[
+        {"ID":11,"name":"k8s-master-1","peerURLs":["https://10.20.1.10:2380"],"clientURLs":["https://10.20.1.10:2379"]},
+        {"ID":12,"name":"k8s-master-2","peerURLs":["https://10.20.1.11:2380"],"clientURLs":["https://10.20.1.11:2379"]},
+        {"ID":13,"name":"k8s-master-3","peerURLs":["https://10.20.1.12:2380"],"clientURLs":["https://10.20.1.12:2379"]}]}"#;
+    let health = r#"[{"endpoint":"https://10.20.1.10:2379","health":true,"took":"2ms"},
+        {"endpoint":"https://10.20.1.11:2379","health":true,"took":"3ms"},
+        {"endpoint":"https://10.20.1.12:2379","health":true,"took":"2ms"}]"#;
+    let node = |name: &str, ready: bool, detail: &str| NodeStatus {
+        name: name.into(),
+        ready,
+        detail: detail.into(),
+    };
+    let status = Status {
+        nodes: vec![
+            node("k8s-master-1", true, ""),
+            node("k8s-master-2", true, ""),
+            node("k8s-master-3", true, ""),
+            node("k8s-worker-1", true, ""),
+            node(
+                "k8s-worker-2",
+                false,
+                "KubeletNotReady: container runtime network not ready",
+            ),
+        ],
+        etcd: etcd_members(members, health),
+        load_balancers: vec![LoadBalancerStatus {
+            host: "load-balancer".into(),
+            holds_vip: None,
+            backends: backend_states(csv),
+        }],
+        certificates: vec![Certificate {
+            host: "k8s-master-1".into(),
+            file: "/etc/kubernetes/pki/apiserver.crt".into(),
+            subject: "CN=kube-apiserver".into(),
+            not_after: "2027-12-01T09:00:00Z".into(),
+        }],
+        problems: vec!["k8s-worker-2: kubelet restarted 3 times".into()],
+    };
+    assert_golden("status/seed.txt", &super::status::text(&status));
+    let json = serde_json::to_string_pretty(&status).unwrap();
+    assert_golden("status/seed.json", &(json + "\n"));
+}

@@ -1,0 +1,209 @@
+//! What the cluster is now, as its contract surfaces report it: etcd members through
+//! `etcdctl` on a control plane, and kubeadm's `ClusterConfiguration` and the Nodes
+//! through the Kubernetes API. Pure parsers; the API reads are in `api`.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// One etcd member as a control plane's `etcdctl` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EtcdMember {
+    /// etcd's member ID, in the hex `etcdctl member remove` takes.
+    pub id: String,
+    /// Empty for a member that was added but never started.
+    pub name: String,
+    pub peer_urls: Vec<String>,
+    pub learner: bool,
+    /// `endpoint health --cluster` found it healthy; `false` also when it has no client URL.
+    pub healthy: bool,
+    pub leader: bool,
+}
+
+impl EtcdMember {
+    pub fn started(&self) -> bool {
+        !self.name.is_empty()
+    }
+}
+
+/// etcd as one control plane sees it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct EtcdView {
+    pub members: Vec<EtcdMember>,
+}
+
+impl EtcdView {
+    /// Members whose peer URLs include `peer` (`https://IP:2380`).
+    pub fn with_peer<'a>(&'a self, peer: &'a str) -> impl Iterator<Item = &'a EtcdMember> {
+        self.members
+            .iter()
+            .filter(move |m| m.peer_urls.iter().any(|u| u == peer))
+    }
+
+    /// Some started, voting member answers health checks: the cluster has live data.
+    pub fn healthy(&self) -> bool {
+        self.members
+            .iter()
+            .any(|m| m.healthy && m.started() && !m.learner)
+    }
+}
+
+/// Parses `member list -w json`, `endpoint health --cluster -w json` and `endpoint
+/// status --cluster -w json`; `None` when the member list is not etcd's JSON (etcd did
+/// not answer). IDs are decimal in etcdctl's JSON and hex on its command line.
+pub fn parse_etcd(members: &str, health: &str, status: &str) -> Option<EtcdView> {
+    let list: serde_json::Value = serde_json::from_str(members).ok()?;
+    let healthy: Vec<String> = serde_json::from_str::<serde_json::Value>(health)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .into_iter()
+        .flatten()
+        .filter(|e| e["health"].as_bool() == Some(true))
+        .filter_map(|e| e["endpoint"].as_str().map(String::from))
+        .collect();
+    let leader = serde_json::from_str::<serde_json::Value>(status)
+        .ok()
+        .and_then(|v| v.as_array()?.first()?["Status"]["leader"].as_u64());
+    let members = list["members"]
+        .as_array()?
+        .iter()
+        .filter_map(|m| {
+            let id = m["ID"].as_u64()?;
+            let urls = |k: &str| -> Vec<String> {
+                m[k].as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|u| u.as_str().map(String::from))
+                    .collect()
+            };
+            let client_urls = urls("clientURLs");
+            Some(EtcdMember {
+                id: format!("{id:x}"),
+                name: m["name"].as_str().unwrap_or_default().into(),
+                peer_urls: urls("peerURLs"),
+                learner: m["isLearner"].as_bool().unwrap_or(false),
+                healthy: client_urls.iter().any(|u| healthy.contains(u)),
+                leader: leader == Some(id),
+            })
+        })
+        .collect();
+    Some(EtcdView { members })
+}
+
+/// The fields of kubeadm's live `ClusterConfiguration` the planner compares.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveClusterConfig {
+    pub cluster_name: String,
+    pub kubernetes_version: String,
+    pub pod_subnet: String,
+    pub service_subnet: String,
+    pub dns_domain: String,
+    pub control_plane_endpoint: String,
+}
+
+/// Parses the `ClusterConfiguration` key of `kube-system/kubeadm-config`.
+pub fn parse_cluster_configuration(yaml: &str) -> Result<LiveClusterConfig, String> {
+    let doc: serde_json::Value = serde_saphyr::from_str(yaml)
+        .map_err(|e| format!("kubeadm-config's ClusterConfiguration is not YAML: {e}"))?;
+    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    Ok(LiveClusterConfig {
+        cluster_name: text(&doc["clusterName"]),
+        kubernetes_version: text(&doc["kubernetesVersion"]),
+        pod_subnet: text(&doc["networking"]["podSubnet"]),
+        service_subnet: text(&doc["networking"]["serviceSubnet"]),
+        dns_domain: text(&doc["networking"]["dnsDomain"]),
+        control_plane_endpoint: text(&doc["controlPlaneEndpoint"]),
+    })
+}
+
+/// A taint as the Node carries it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct NodeTaint {
+    pub key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+    pub effect: String,
+}
+
+impl From<&crate::spec::Taint> for NodeTaint {
+    /// The taint as kubeadm puts a spec taint on the Node.
+    fn from(t: &crate::spec::Taint) -> Self {
+        NodeTaint {
+            key: t.key.clone(),
+            value: t.value.clone(),
+            effect: format!("{:?}", t.effect),
+        }
+    }
+}
+
+impl std::fmt::Display for NodeTaint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.value {
+            Some(v) => write!(f, "{}={v}:{}", self.key, self.effect),
+            None => write!(f, "{}:{}", self.key, self.effect),
+        }
+    }
+}
+
+/// A registered Node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeState {
+    pub ready: bool,
+    /// `spec.unschedulable` (cordoned).
+    pub cordoned: bool,
+    /// `status.nodeInfo.kubeletVersion`, e.g. `v1.31.0`.
+    pub kubelet_version: String,
+    pub labels: BTreeMap<String, String>,
+    pub taints: Vec<NodeTaint>,
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// etcdctl 3.5's output on a control plane of a three-member cluster in which
+    /// 10.0.0.13's member was added by an interrupted join and never started.
+    pub(crate) const MEMBERS: &str = r#"{"header":{"cluster_id":1,"member_id":10276657743932975437,"raft_term":3},"members":[
+        {"ID":10276657743932975437,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"],"clientURLs":["https://10.0.0.11:2379"]},
+        {"ID":3041373402232313867,"name":"cp-2","peerURLs":["https://10.0.0.12:2380"],"clientURLs":["https://10.0.0.12:2379"]},
+        {"ID":16197183384930137232,"peerURLs":["https://10.0.0.13:2380"],"isLearner":false}]}"#;
+    pub(crate) const HEALTH: &str = r#"[{"endpoint":"https://10.0.0.11:2379","health":true,"took":"9ms"},{"endpoint":"https://10.0.0.12:2379","health":false,"took":"5s","error":"context deadline exceeded"}]"#;
+    pub(crate) const STATUS: &str = r#"[{"Endpoint":"https://127.0.0.1:2379","Status":{"header":{"member_id":10276657743932975437},"leader":10276657743932975437,"dbSize":20480}}]"#;
+
+    #[test]
+    fn etcd_members_health_and_leader() {
+        let v = parse_etcd(MEMBERS, HEALTH, STATUS).unwrap();
+        assert_eq!(v.members.len(), 3);
+        let cp1 = &v.members[0];
+        assert_eq!(cp1.id, "8e9e05c52164694d");
+        assert!(cp1.healthy && cp1.leader && cp1.started());
+        assert!(!v.members[1].healthy && !v.members[1].leader);
+        let stale: Vec<_> = v.with_peer("https://10.0.0.13:2380").collect();
+        assert_eq!(stale.len(), 1);
+        assert!(!stale[0].started() && !stale[0].healthy);
+        assert_eq!(stale[0].id, "e0c7f478e49eb490");
+        assert!(v.healthy());
+        assert_eq!(parse_etcd("", "", ""), None, "etcd did not answer");
+        let none_healthy = parse_etcd(MEMBERS, "[]", "").unwrap();
+        assert!(!none_healthy.healthy());
+    }
+
+    #[test]
+    fn cluster_configuration_fields() {
+        let yaml = "apiServer: {}\napiVersion: kubeadm.k8s.io/v1beta4\nclusterName: k8s-ha\n\
+                    controlPlaneEndpoint: load-balancer.local:6443\nkind: ClusterConfiguration\n\
+                    kubernetesVersion: v1.31.0\nnetworking:\n  dnsDomain: cluster.local\n  \
+                    podSubnet: 192.168.0.0/16\n  serviceSubnet: 10.96.0.0/12\n";
+        let c = parse_cluster_configuration(yaml).unwrap();
+        assert_eq!(c.cluster_name, "k8s-ha");
+        assert_eq!(c.kubernetes_version, "v1.31.0");
+        assert_eq!(c.pod_subnet, "192.168.0.0/16");
+        assert_eq!(c.service_subnet, "10.96.0.0/12");
+        assert_eq!(c.dns_domain, "cluster.local");
+        assert_eq!(c.control_plane_endpoint, "load-balancer.local:6443");
+        assert!(parse_cluster_configuration("{not yaml").is_err());
+    }
+}
