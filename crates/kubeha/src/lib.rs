@@ -7,6 +7,7 @@
 pub mod api;
 pub mod apply;
 pub mod cli;
+pub mod dr;
 pub mod facts;
 pub mod pki;
 pub mod plan;

@@ -2,6 +2,8 @@
 //! (0 success, 1 runtime failure, 2 invalid input).
 
 mod apply;
+mod backup;
+mod certs;
 mod check;
 mod generate;
 #[cfg(test)]
@@ -12,6 +14,8 @@ mod lab;
 mod plan;
 pub mod remote_args;
 mod render;
+mod reset;
+mod restore;
 mod schema;
 pub mod status;
 mod verify;
@@ -78,6 +82,14 @@ enum Command {
     Kubeconfig(kubeconfig::Args),
     /// Prove the HA claim: health checks, and with --disruptive failover drills.
     Verify(verify::Args),
+    /// Save etcd, the cluster PKI and the kubeadm configuration into one archive.
+    Backup(backup::Args),
+    /// Bring a cluster whose control planes lost etcd back from a `backup` archive.
+    Restore(restore::Args),
+    /// Take every host back to before `apply` (asks for the cluster's name).
+    Reset(reset::Args),
+    /// Certificate expiry per control plane, and renewal.
+    Certs(certs::Args),
     /// The seed's machines as local Docker containers, for trying kubeha and testing it.
     Lab(lab::Args),
     /// kubeha's version and commit, and the Kubernetes and Calico versions it defaults to.
@@ -144,6 +156,10 @@ pub fn main() -> ExitCode {
         Command::Status(args) => status::run(&ui, args),
         Command::Kubeconfig(args) => kubeconfig::run(&ui, args),
         Command::Verify(args) => verify::run(&ui, args),
+        Command::Backup(args) => backup::run(&ui, args),
+        Command::Restore(args) => restore::run(&ui, args),
+        Command::Reset(args) => reset::run(&ui, args),
+        Command::Certs(args) => certs::run(&ui, args),
         Command::Lab(args) => lab::run(&ui, args),
         Command::Version(args) => version::run(&ui, args),
         Command::Completion(args) => generate::completion(&ui, args),

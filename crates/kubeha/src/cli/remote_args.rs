@@ -31,7 +31,7 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    fn spec_dir(&self) -> PathBuf {
+    pub fn spec_dir(&self) -> PathBuf {
         self.file
             .parent()
             .filter(|p| !p.as_os_str().is_empty())

@@ -1,0 +1,111 @@
+//! `restore` refuses a corrupted, foreign or unconfirmed archive before it contacts any
+//! host: the spec's hosts are loopback addresses, and the run folder every connection
+//! logs into is never made.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use common::{kubeha, stderr, stdout};
+use kubeha::dr::archive::{
+    About, Archive, SnapshotStatus, CLUSTER_CONFIGURATION, PKI_PREFIX, SHARED_PKI, SNAPSHOT,
+};
+
+fn archive(cluster: &str) -> Archive {
+    let mut files = BTreeMap::new();
+    files.insert(SNAPSHOT.to_string(), vec![7u8; 4096]);
+    files.insert(
+        CLUSTER_CONFIGURATION.to_string(),
+        b"kind: ClusterConfiguration\n".to_vec(),
+    );
+    for f in SHARED_PKI {
+        files.insert(format!("{PKI_PREFIX}{f}"), f.as_bytes().to_vec());
+    }
+    Archive::new(
+        About {
+            cluster: cluster.into(),
+            kubernetes_version: "v1.31.0".into(),
+            etcd_version: "3.4.23".into(),
+            source_host: "k8s-master-1".into(),
+            created: 1,
+            snapshot: SnapshotStatus {
+                hash: 1,
+                revision: 2,
+                total_keys: 3,
+                total_size: 4096,
+            },
+        },
+        files,
+    )
+    .unwrap()
+}
+
+/// Runs `restore` with `args` added; asserts exit 2 with `why` and no host contacted.
+fn refused(dir: &Path, archive: &[u8], extra: &[&str], why: &str) {
+    let path = dir.join("backup.tar");
+    std::fs::write(&path, archive).unwrap();
+    let logs = dir.join("run");
+    let (p, l) = (path.display().to_string(), logs.display().to_string());
+    let mut args = vec![
+        "restore",
+        "-f",
+        "cluster.yaml",
+        "--from",
+        &p,
+        "--log-dir",
+        &l,
+    ];
+    args.extend(extra);
+    let out = kubeha(&args, dir);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains(why), "{}", stderr(&out));
+    assert!(!logs.exists(), "a host was contacted");
+}
+
+#[test]
+fn bad_archives_are_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
+
+    let good = archive("k8s-ha").to_tar();
+    let at = good.windows(64).position(|w| w == [7u8; 64]).unwrap();
+    let mut corrupted = good.clone();
+    corrupted[at + 10] ^= 1;
+    refused(dir.path(), &corrupted, &["--yes", "--force"], "corrupted");
+    refused(
+        dir.path(),
+        &good[..good.len() / 3],
+        &["--yes"],
+        "backup.tar",
+    );
+    refused(
+        dir.path(),
+        &archive("elsewhere").to_tar(),
+        &["--yes"],
+        "cluster `elsewhere`, not `k8s-ha`",
+    );
+    // A sound archive still needs --yes without a terminal.
+    refused(dir.path(), &good, &[], "pass --yes");
+}
+
+#[test]
+fn reset_needs_yes_without_a_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
+    let out = kubeha(
+        &["reset", "-f", "cluster.yaml", "--log-dir", "run"],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pass --yes"));
+    assert!(!dir.path().join("run").exists());
+}
