@@ -15,30 +15,14 @@ use std::process::{Command, Output};
 use std::time::Instant;
 
 use common::{kubeha, stderr, stdout};
+#[path = "common/lab.rs"]
+mod lab;
 use kubeha::dr::archive::{Archive, SNAPSHOT};
+use lab::{docker_available, kubernetes_debs, workspace};
 
 const CONTROL_PLANES: [&str; 3] = ["cp-1", "cp-2", "cp-3"];
 const WORKERS: [&str; 2] = ["worker-1", "worker-2"];
 const CONFIGMAPS: usize = 200;
-
-fn docker_available() -> bool {
-    let ok = Command::new("docker")
-        .args(["info", "--format", "{{.ServerVersion}}"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "Docker is required when CI=true"
-        );
-        eprintln!("SKIPPED: Docker is not available; the lab tests need it");
-    }
-    ok
-}
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
 
 /// The seed lab, taken down however the test ends.
 struct Lab {
@@ -49,14 +33,7 @@ const NAME: &str = "e2e-dr";
 
 impl Lab {
     fn up() -> Self {
-        let debs = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin-debs");
-        let status = Command::new("bash")
-            .arg(workspace().join("crates/k8s-standin/package-debs.sh"))
-            .arg(&debs)
-            .arg("1.31.0")
-            .status()
-            .expect("the packaging script runs");
-        assert!(status.success(), "building the Kubernetes packages failed");
+        let debs = kubernetes_debs();
         let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-dr-lab");
         let _ = std::fs::remove_dir_all(&state);
         let lab = Lab { state };
@@ -77,11 +54,8 @@ impl Lab {
             "--calico-manifest".into(),
             calico_arg,
         ];
-        for d in std::fs::read_dir(&debs).unwrap() {
-            let p = d.unwrap().path();
-            if p.extension().is_some_and(|e| e == "deb") {
-                args.extend(["--debs".into(), p.display().to_string()]);
-            }
+        for deb in &debs {
+            args.extend(["--debs".into(), deb.display().to_string()]);
         }
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let out = kubeha(&args, Path::new("."));
