@@ -374,17 +374,9 @@ impl Connected {
         .await?;
         let mut kubeadm = join::Kubeadm::new(self, survey, plan.bootstrap.as_deref());
         let result = self.run_plan(plan, &mut kubeadm).await;
-        let minted = plan.steps.iter().any(|s| {
-            matches!(
-                s.action,
-                Action::KubeadmInit | Action::MintJoinCredentials { .. }
-            )
-        });
-        let revoked = if minted {
-            kubeadm.revoke().await
-        } else {
-            Ok(())
-        };
+        // Every run that changes anything revokes kubeha's join credentials, so a token a
+        // killed run minted is gone even when the run that finishes its work joins nothing.
+        let revoked = kubeadm.revoke().await;
         match (result, revoked) {
             (Ok(timings), Ok(())) => Ok(timings),
             (Ok(_), Err(e)) => Err(ApplyError::Local(format!(
