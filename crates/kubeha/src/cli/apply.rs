@@ -1,6 +1,6 @@
 //! `kubeha apply`: make the hosts match the spec.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 
 use super::plan::{self, plan_or_conflicts};
 use super::remote_args::{block_on, runtime, RemoteArgs};
@@ -111,12 +111,8 @@ fn interrupted(progress: &Progress) -> Failure {
 }
 
 fn confirm(changes: usize) -> Result<bool, Failure> {
-    eprint!("Apply these {changes} change(s)? [y/N] ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| Failure::Runtime(format!("cannot read the answer: {e}")))?;
-    Ok(matches!(answer.trim(), "y" | "Y" | "yes"))
+    Ok(matches!(
+        super::ask(&format!("Apply these {changes} change(s)? [y/N] "))?.as_str(),
+        "y" | "Y" | "yes"
+    ))
 }

@@ -259,6 +259,19 @@ impl Ui {
     }
 }
 
+/// Asks the operator on stderr and returns the answer's line, trimmed.
+fn ask(prompt: &str) -> Result<String, Failure> {
+    use std::io::BufRead as _;
+    eprint!("{prompt}");
+    let _ = std::io::stderr().flush();
+    let mut answer = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut answer)
+        .map_err(|e| Failure::Runtime(format!("cannot read the answer: {e}")))?;
+    Ok(answer.trim().to_string())
+}
+
 /// Writes a command's output; a reader that stopped early (`| head`) is not worth a panic.
 fn write_stdout(bytes: &[u8]) {
     let mut stdout = std::io::stdout().lock();

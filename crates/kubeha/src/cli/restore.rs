@@ -1,7 +1,7 @@
 //! `kubeha restore`: bring a cluster whose control planes lost etcd back from a backup.
 //! The archive is verified before any host is touched; the restore ends with `apply`.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -93,12 +93,5 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
 
 /// For commands that destroy data: the operator types the cluster's name after `what`.
 pub(super) fn confirm_name(what: &str, cluster: &str) -> Result<bool, Failure> {
-    eprint!("{what} Type its name ({cluster}) to go on: ");
-    let _ = std::io::stderr().flush();
-    let mut answer = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut answer)
-        .map_err(|e| Failure::Runtime(format!("cannot read the answer: {e}")))?;
-    Ok(answer.trim() == cluster)
+    Ok(super::ask(&format!("{what} Type its name ({cluster}) to go on: "))? == cluster)
 }
