@@ -316,6 +316,160 @@ pub async fn wait_ready(
     }
 }
 
+/// Marks a Node unschedulable (cordon) or schedulable again (uncordon).
+pub async fn cordon(client: &Client, node: &str, unschedulable: bool) -> Result<(), KubeError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    let patch = serde_json::json!({"spec": {"unschedulable": unschedulable}});
+    nodes
+        .patch(node, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| KubeError::Api(format!("cannot (un)cordon node {node}: {e}")))
+}
+
+/// What a drain did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Drained {
+    /// `namespace/name` of every Pod evicted.
+    pub evicted: Vec<String>,
+    /// Pods deleted without eviction because the node cannot run their shutdown
+    /// (`force_delete`, for an unreachable node).
+    pub deleted: Vec<String>,
+}
+
+/// Pods a drain leaves: mirror pods (the kubelet's static pods), DaemonSet pods (their
+/// controller would put them back) and pods that already ended.
+fn drain_skips(pod: &Pod) -> bool {
+    let mirror = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key("kubernetes.io/config.mirror"));
+    let daemon = pod
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.kind == "DaemonSet");
+    let ended = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .is_some_and(|p| matches!(p, "Succeeded" | "Failed"));
+    mirror || daemon || ended
+}
+
+/// Cordons `node` and evicts its pods as `kubectl drain --ignore-daemonsets
+/// --delete-emptydir-data` does, honouring PodDisruptionBudgets (a refused eviction is
+/// retried until `timeout`), then waits until they are gone. With `force_delete` (the
+/// node is unreachable, so no kubelet will ever end its pods) pods still there after
+/// their eviction are deleted with no grace period.
+pub async fn drain(
+    client: &Client,
+    node: &str,
+    timeout: Duration,
+    force_delete: bool,
+) -> Result<Drained, KubeError> {
+    cordon(client, node, true).await?;
+    let deadline = Instant::now() + timeout;
+    let all: Api<Pod> = Api::all(client.clone());
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    let list = |all: &Api<Pod>| {
+        let all = all.clone();
+        let on_node = on_node.clone();
+        async move {
+            let pods = all.list(&on_node).await.map_err(api_error)?.items;
+            Ok::<Vec<Pod>, KubeError>(pods.into_iter().filter(|p| !drain_skips(p)).collect())
+        }
+    };
+    let id = |p: &Pod| {
+        format!(
+            "{}/{}",
+            p.metadata.namespace.as_deref().unwrap_or_default(),
+            p.metadata.name.as_deref().unwrap_or_default()
+        )
+    };
+    let mut report = Drained::default();
+    loop {
+        let pending: Vec<Pod> = list(&all)
+            .await?
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        let mut refused = Vec::new();
+        for pod in &pending {
+            let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+            let name = pod.metadata.name.as_deref().unwrap_or_default();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+            match pods.evict(name, &kube::api::EvictParams::default()).await {
+                Ok(_) => report.evicted.push(id(pod)),
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                // A PodDisruptionBudget allows no disruption now: try again shortly.
+                Err(kube::Error::Api(e)) if e.code == 429 => refused.push(id(pod)),
+                Err(e) => {
+                    return Err(KubeError::Api(format!("cannot evict {}: {e}", id(pod))));
+                }
+            }
+        }
+        if refused.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(KubeError::NotReady(format!(
+                "draining {node}: after {}s PodDisruptionBudgets still refuse evicting {}",
+                timeout.as_secs(),
+                refused.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    loop {
+        let left = list(&all).await?;
+        if left.is_empty() {
+            return Ok(report);
+        }
+        if force_delete {
+            for pod in &left {
+                let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+                match pods
+                    .delete(name, &DeleteParams::default().grace_period(0))
+                    .await
+                {
+                    Ok(_) => report.deleted.push(id(pod)),
+                    Err(kube::Error::Api(e)) if e.code == 404 => {}
+                    Err(e) => {
+                        return Err(KubeError::Api(format!("cannot delete {}: {e}", id(pod))))
+                    }
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            let names: Vec<String> = left.iter().map(id).collect();
+            return Err(KubeError::NotReady(format!(
+                "draining {node}: after {}s these pods have not ended: {}",
+                timeout.as_secs(),
+                names.join(", ")
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Deletes a Node object (after its drain); an absent Node is not an error.
+pub async fn delete_node(client: &Client, node: &str) -> Result<(), KubeError> {
+    let nodes: Api<Node> = Api::all(client.clone());
+    match nodes.delete(node, &DeleteParams::default()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+        Err(e) => Err(KubeError::Api(format!("cannot delete node {node}: {e}"))),
+    }
+}
+
 /// Marks the bootstrap tokens kubeha makes (kubeadm init's, from its config, and those
 /// made for later joins), so that a run can revoke them, a killed run's included.
 pub const TOKEN_DESCRIPTION: &str = "kubeha: joins this cluster's nodes";
@@ -457,6 +611,45 @@ mod tests {
     use super::*;
 
     const SERVER: &str = "https://load-balancer.local:6443";
+
+    #[test]
+    fn a_drain_leaves_mirror_daemonset_and_ended_pods() {
+        let pod = |extra: serde_json::Value| -> Pod {
+            let mut p = serde_json::json!({"metadata": {"name": "p", "namespace": "ns"}});
+            json_patch_merge(&mut p, extra);
+            serde_json::from_value(p).unwrap()
+        };
+        assert!(!drain_skips(&pod(serde_json::json!({}))));
+        assert!(!drain_skips(&pod(
+            serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "r", "uid": "u"}]}})
+        )));
+        assert!(drain_skips(&pod(
+            serde_json::json!({"metadata": {"ownerReferences": [
+            {"apiVersion": "apps/v1", "kind": "DaemonSet", "name": "d", "uid": "u"}]}})
+        )));
+        assert!(drain_skips(&pod(
+            serde_json::json!({"metadata": {"annotations": {
+            "kubernetes.io/config.mirror": "x"}}})
+        )));
+        assert!(drain_skips(&pod(
+            serde_json::json!({"status": {"phase": "Succeeded"}})
+        )));
+        assert!(!drain_skips(&pod(
+            serde_json::json!({"status": {"phase": "Running"}})
+        )));
+    }
+
+    fn json_patch_merge(base: &mut serde_json::Value, extra: serde_json::Value) {
+        match (base, extra) {
+            (serde_json::Value::Object(b), serde_json::Value::Object(e)) => {
+                for (k, v) in e {
+                    json_patch_merge(b.entry(k).or_insert(serde_json::Value::Null), v);
+                }
+            }
+            (b, e) => *b = e,
+        }
+    }
 
     #[test]
     fn a_hostile_kubeconfig_keeps_only_server_ca_and_client_data() {

@@ -2,7 +2,8 @@
 //!
 //! Functional core: `spec` (the cluster as written), `render` (every file's bytes),
 //! `facts` (parsing what a host is), `plan` (spec + facts → steps), `pki`.
-//! Imperative shell: `remote` (SSH), `apply` (runs a plan), `cli`.
+//! Imperative shell: `remote` (SSH), `api` (Kubernetes), `probe` (API availability),
+//! `apply` (runs a plan), `cli`.
 
 pub mod api;
 pub mod apply;
@@ -11,6 +12,7 @@ pub mod dr;
 pub mod facts;
 pub mod pki;
 pub mod plan;
+pub mod probe;
 pub mod quote;
 pub mod remote;
 pub mod render;

@@ -53,6 +53,49 @@ pub fn summarize(samples: &[Sample]) -> (usize, usize, Duration) {
     (samples.len(), failures, longest)
 }
 
+/// The API availability an operation's users had, from its probe samples: what
+/// `upgrade` and control-plane changes report when they end.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApiAvailability {
+    pub requests: usize,
+    pub failures: usize,
+    pub success_ratio: f64,
+    /// From the last success before a failure to the first success after it.
+    pub longest_outage_ms: u64,
+}
+
+impl ApiAvailability {
+    pub fn from_samples(samples: &[Sample]) -> Self {
+        let (requests, failures, longest) = summarize(samples);
+        ApiAvailability {
+            requests,
+            failures,
+            success_ratio: success_ratio(requests, failures),
+            longest_outage_ms: longest.as_millis() as u64,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiAvailability {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "API through the endpoint: {} requests, {:.2}% succeeded, longest outage {:.1}s",
+            self.requests,
+            self.success_ratio * 100.0,
+            self.longest_outage_ms as f64 / 1000.0
+        )
+    }
+}
+
+fn success_ratio(requests: usize, failures: usize) -> f64 {
+    if requests == 0 {
+        0.0
+    } else {
+        (requests - failures) as f64 / requests as f64
+    }
+}
+
 pub fn report(
     drill: &str,
     samples: &[Sample],
@@ -61,11 +104,7 @@ pub fn report(
     target: &Availability,
 ) -> DrillReport {
     let (requests, failures, longest) = summarize(samples);
-    let success_ratio = if requests == 0 {
-        0.0
-    } else {
-        (requests - failures) as f64 / requests as f64
-    };
+    let success_ratio = success_ratio(requests, failures);
     let mut violations = Vec::new();
     if requests == 0 {
         violations.push("no API request was made".into());
@@ -115,6 +154,16 @@ mod tests {
                 ok: c == '.',
             })
             .collect()
+    }
+
+    #[test]
+    fn availability_counts_requests_failures_and_the_longest_gap() {
+        let a = ApiAvailability::from_samples(&stream("..xxx...x."));
+        assert_eq!((a.requests, a.failures), (10, 4));
+        assert!((a.success_ratio - 0.6).abs() < 1e-9);
+        assert_eq!(a.longest_outage_ms, 400);
+        assert!(a.to_string().contains("60.00% succeeded"), "{a}");
+        assert_eq!(ApiAvailability::from_samples(&[]).success_ratio, 0.0);
     }
 
     #[test]

@@ -23,31 +23,21 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
     let started = Instant::now();
     let name = loaded.cluster.name.clone();
-    let archive = with_survey(ui, &args.remote, loaded, async |c, survey| {
-        dr::backup(c, survey).await.map_err(runtime)
+    let dir = args
+        .out
+        .unwrap_or_else(|| dr::backups_dir(&args.remote.spec_dir(), &name));
+    let (path, archive, bytes) = with_survey(ui, &args.remote, loaded, async |c, survey| {
+        dr::save_backup(c, survey, &dir).await.map_err(runtime)
     })?;
-    let dir = args.out.unwrap_or_else(|| {
-        args.remote
-            .spec_dir()
-            .join(".kubeha")
-            .join(&name)
-            .join("backups")
-    });
     let m = &archive.manifest.about;
-    let path = dir.join(format!(
-        "{name}-{}-rev{}.tar",
-        m.created, m.snapshot.revision
-    ));
-    let bytes = archive.to_tar();
-    crate::remote::write_private(&path, &bytes).map_err(Failure::Runtime)?;
     let seconds = started.elapsed().as_secs_f64();
     ui.print(
-        &serde_json::json!({"path": path, "bytes": bytes.len(), "seconds": seconds, "manifest": archive.manifest}),
+        &serde_json::json!({"path": path, "bytes": bytes, "seconds": seconds, "manifest": archive.manifest}),
         || {
             format!(
                 "Backup of {name} written to {} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}\n",
                 path.display(),
-                bytes.len(),
+                bytes,
                 m.etcd_version,
                 m.snapshot.revision,
                 m.snapshot.total_keys,

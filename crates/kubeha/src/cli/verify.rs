@@ -6,20 +6,17 @@
 //! stopped, and fails when the spec's `availability` targets are missed.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
-use kube::api::Api;
 use serde::Serialize;
-use tokio::sync::Mutex;
 
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::status::{self, Status};
 use super::{load_spec, Failure, Ui};
 use crate::apply::Connected;
+use crate::probe::Probe;
 use crate::spec::{Cluster, Host};
-use crate::verify::{report, DrillReport, Sample};
+use crate::verify::{report, DrillReport};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -208,47 +205,6 @@ async fn undo_drills(c: &Connected) -> Failure {
     Failure::Interrupted(format!(
         "interrupted: the drills stopped, {undone}{failed}."
     ))
-}
-
-/// API requests through the endpoint every 100 ms until stopped.
-struct Probe {
-    samples: Arc<Mutex<Vec<Sample>>>,
-    stop: tokio::sync::watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl Probe {
-    fn start(client: &kube::Client) -> Self {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let (stop, mut stopped) = tokio::sync::watch::channel(false);
-        let api: Api<Namespace> = Api::all(client.clone());
-        let store = samples.clone();
-        let task = tokio::spawn(async move {
-            let began = Instant::now();
-            while !*stopped.borrow() {
-                let at = began.elapsed();
-                let ok = tokio::time::timeout(Duration::from_secs(2), api.get("kube-system"))
-                    .await
-                    .is_ok_and(|r| r.is_ok());
-                store.lock().await.push(Sample { at, ok });
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-                    _ = stopped.changed() => {}
-                }
-            }
-        });
-        Self {
-            samples,
-            stop,
-            task,
-        }
-    }
-
-    async fn finish(self) -> Vec<Sample> {
-        let _ = self.stop.send(true);
-        let _ = self.task.await;
-        std::mem::take(&mut *self.samples.lock().await)
-    }
 }
 
 /// Polls `check` every 250 ms; the time it took to hold, or `None` after `limit`.

@@ -8,6 +8,7 @@ pub mod reset;
 pub mod steps;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::apply::{steps as apply_steps, ApplyError, Connected, Survey};
@@ -47,6 +48,30 @@ pub(crate) fn joined_control_planes<'a>(c: &'a Connected, survey: &Survey) -> Ve
         .control_planes()
         .filter(|h| plan::joined(h, &survey.facts[&h.name]))
         .collect()
+}
+
+/// Where backups go by default: `.kubeha/<cluster>/backups` beside the spec.
+pub fn backups_dir(spec_dir: &Path, cluster: &str) -> PathBuf {
+    spec_dir.join(".kubeha").join(cluster).join("backups")
+}
+
+/// Takes a [`backup`] and writes it into `dir` (0600): the path, the archive and its
+/// size. What `kubeha backup` does, and what `upgrade` and control-plane removal do
+/// before they change anything.
+pub async fn save_backup(
+    c: &Connected,
+    survey: &Survey,
+    dir: &Path,
+) -> Result<(PathBuf, Archive, usize), ApplyError> {
+    let archive = backup(c, survey).await?;
+    let about = &archive.manifest.about;
+    let path = dir.join(format!(
+        "{}-{}-rev{}.tar",
+        c.cluster.name, about.created, about.snapshot.revision
+    ));
+    let bytes = archive.to_tar();
+    crate::remote::write_private(&path, &bytes).map_err(ApplyError::Local)?;
+    Ok((path, archive, bytes.len()))
 }
 
 /// Snapshots etcd on a healthy follower (the leader when no follower answers) and
