@@ -168,12 +168,12 @@ fn golden_status_text_and_json_from_recorded_outputs() {
         kube-apiserver,k8s-master-3,0,0,0,3,,40,0,0,,0,,0,0,0,0,DOWN,1\n\
         kube-apiserver,BACKEND,0,0,2,9,410,120,0,0,0,,0,0,0,0,0,UP,2\n";
     let members = r#"{"header":{"cluster_id":1},"members":[
-        {"ID":11,"name":"k8s-master-1","peerURLs":["https://10.20.1.10:2380"],"clientURLs":["https://10.20.1.10:2379"]},
-        {"ID":12,"name":"k8s-master-2","peerURLs":["https://10.20.1.11:2380"],"clientURLs":["https://10.20.1.11:2379"]},
-        {"ID":13,"name":"k8s-master-3","peerURLs":["https://10.20.1.12:2380"],"clientURLs":["https://10.20.1.12:2379"]}]}"#;
-    let health = r#"[{"endpoint":"https://10.20.1.10:2379","health":true,"took":"2ms"},
-        {"endpoint":"https://10.20.1.11:2379","health":true,"took":"3ms"},
-        {"endpoint":"https://10.20.1.12:2379","health":true,"took":"2ms"}]"#;
+        {"ID":11,"name":"k8s-master-1","peerURLs":["https://192.0.2.10:2380"],"clientURLs":["https://192.0.2.10:2379"]},
+        {"ID":12,"name":"k8s-master-2","peerURLs":["https://192.0.2.11:2380"],"clientURLs":["https://192.0.2.11:2379"]},
+        {"ID":13,"name":"k8s-master-3","peerURLs":["https://192.0.2.12:2380"],"clientURLs":["https://192.0.2.12:2379"]}]}"#;
+    let health = r#"[{"endpoint":"https://192.0.2.10:2379","health":true,"took":"2ms"},
+        {"endpoint":"https://192.0.2.11:2379","health":true,"took":"3ms"},
+        {"endpoint":"https://192.0.2.12:2379","health":true,"took":"2ms"}]"#;
     let node = |name: &str, ready: bool, detail: &str| NodeStatus {
         name: name.into(),
         ready,

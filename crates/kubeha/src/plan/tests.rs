@@ -625,7 +625,7 @@ fn a_cloud_init_hosts_template_gets_the_block_too() {
     let Action::MergeBlock { block, .. } = &plan.steps[0].action else {
         panic!("{:?}", plan.steps[0]);
     };
-    assert_eq!(block, "10.20.1.5 load-balancer.local\n");
+    assert_eq!(block, "192.0.2.5 load-balancer.local\n");
     facts.get_mut("k8s-worker-2").unwrap().template_block = Some(block.clone());
     assert!(run(&c, &facts, Some(&all_ready(&c))).unwrap().is_empty());
 }
@@ -636,8 +636,8 @@ fn a_name_dns_already_resolves_gets_no_entry() {
     let mut facts = fresh(&c);
     for f in facts.values_mut() {
         let e = f.endpoint.as_mut().unwrap();
-        e.name_services.insert("10.20.1.5".into());
-        e.resolved.insert("10.20.1.5".into());
+        e.name_services.insert("192.0.2.5".into());
+        e.resolved.insert("192.0.2.5".into());
     }
     let plan = run(&c, &facts, None).unwrap();
     let text = lines(&plan);
@@ -851,7 +851,7 @@ fn a_stale_etcd_member_is_removed_through_a_healthy_one_before_its_host_rejoins(
         joins,
         [
             "join control planes k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)",
-            "join control planes k8s-master-3: remove stale etcd member a3 (never started, https://10.20.1.12:2380) through k8s-master-1",
+            "join control planes k8s-master-3: remove stale etcd member a3 (never started, https://192.0.2.12:2380) through k8s-master-1",
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
         ]
     );
