@@ -520,11 +520,10 @@ impl Connected {
                     let count = api::apply_manifest(&client, manifest).await?;
                     p.info(&format!("applied {count} Calico objects"));
                 }
-                Action::ApplyLabelsAndTaints {
-                    node,
-                    labels,
-                    taints,
-                } => api::patch_labels_and_taints(&client, node, labels, taints.as_deref()).await?,
+                Action::ApplyLabelsAndTaints { node, .. } => {
+                    let patch = plan::node_patch(&step.action).expect("a Node patch");
+                    api::patch_node(&client, node, &patch).await?
+                }
                 Action::WaitReady { nodes } => {
                     let deadline = Instant::now() + self.options.ready_timeout;
                     api::wait_ready(&client, nodes, self.options.ready_timeout).await?;
