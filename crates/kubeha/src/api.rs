@@ -182,13 +182,20 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
 
 /// The Nodes, Calico's presence and kubeadm's live ClusterConfiguration.
 pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
-    let nodes = node_states(client).await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let kubeadm_config = match configmaps
-        .get_opt("kubeadm-config")
-        .await
-        .map_err(api_error)?
-    {
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    // The three requests are independent: one round trip's wait, not three.
+    let (nodes, config, calico) = tokio::try_join!(
+        node_states(client),
+        async {
+            configmaps
+                .get_opt("kubeadm-config")
+                .await
+                .map_err(api_error)
+        },
+        async { daemonsets.get_opt("calico-node").await.map_err(api_error) },
+    )?;
+    let kubeadm_config = match config {
         None => None,
         Some(cm) => {
             let text = cm
@@ -198,12 +205,7 @@ pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
             Some(parse_cluster_configuration(&text).map_err(KubeError::Api)?)
         }
     };
-    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-    let calico = daemonsets
-        .get_opt("calico-node")
-        .await
-        .map_err(api_error)?
-        .is_some();
+    let calico = calico.is_some();
     Ok(ClusterState {
         nodes,
         calico,

@@ -230,7 +230,7 @@ impl Connected {
                 let deadline = Instant::now() + wait;
                 loop {
                     let out = remote
-                        .run(
+                        .run_keeping_secrets(
                             "cannot gather facts",
                             &facts::script(
                                 &paths,
@@ -242,7 +242,8 @@ impl Connected {
                     let facts = facts::parse(&out.stdout);
                     // Planning against a kubeadm still at work would reset what it is doing.
                     if !facts.kubeadm_running || Instant::now() >= deadline {
-                        return Ok((h.name.clone(), facts));
+                        let admin_conf = facts::admin_kubeconfig(&out.stdout);
+                        return Ok((h.name.clone(), (facts, admin_conf)));
                     }
                     self.progress
                         .started(&h.name, "waiting for a running kubeadm to finish");
@@ -250,10 +251,17 @@ impl Connected {
                 }
             })
             .await?;
-        let facts: BTreeMap<String, HostFacts> = gathered.into_iter().collect();
+        let mut admin_confs = BTreeMap::new();
+        let mut facts: BTreeMap<String, HostFacts> = BTreeMap::new();
+        for (host, (f, admin_conf)) in gathered {
+            if let Some(bytes) = admin_conf {
+                admin_confs.insert(host.clone(), bytes);
+            }
+            facts.insert(host, f);
+        }
         let desired = desired_files(cluster, &facts).map_err(ApplyError::Local)?;
         let current = self.changed_contents(&facts, &desired).await?;
-        let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts).await {
+        let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts, admin_confs) {
             Ok(k) => (k, None),
             Err(e) => (None, Some(e.to_string())),
         };
@@ -337,9 +345,12 @@ impl Connected {
         Ok(out)
     }
 
-    async fn admin_kubeconfig(
+    /// The admin kubeconfig of the control plane the API is asked through, from the
+    /// facts' round trip (`admin_confs`: each control plane's admin.conf, untrimmed).
+    fn admin_kubeconfig(
         &self,
         facts: &BTreeMap<String, HostFacts>,
+        mut admin_confs: BTreeMap<String, Vec<u8>>,
     ) -> Result<Option<String>, ApplyError> {
         // Any control plane with an admin.conf: the API must be asked even when kubeadm's
         // ConfigMap is gone (and so no control plane counts as joined).
@@ -351,7 +362,13 @@ impl Connected {
         else {
             return Ok(None);
         };
-        read_admin_kubeconfig(&self.cluster, &self.remotes[&host.name]).await
+        let bytes = admin_confs.remove(&host.name).ok_or_else(|| {
+            ApplyError::Local(format!(
+                "{}: {ADMIN_CONF} exists but could not be read",
+                host.name
+            ))
+        })?;
+        trusted_admin_kubeconfig(&self.cluster, &host.name, bytes).map(Some)
     }
 
     /// Runs the plan's steps phase by phase. Secret files a killed run left are removed
@@ -603,8 +620,7 @@ impl Connected {
 /// The name progress reports cluster steps under (they have no host).
 pub const CLUSTER_STEPS: &str = "cluster";
 
-/// Where kubeadm leaves the admin kubeconfig on a control plane.
-const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+use facts::ADMIN_CONF;
 
 /// A control plane's admin kubeconfig, trimmed to what kubeha trusts (see
 /// [`api::trusted_kubeconfig`]); `None` when the host has none.
@@ -615,10 +631,18 @@ async fn read_admin_kubeconfig(
     let Some(bytes) = remote.read_file(ADMIN_CONF).await? else {
         return Ok(None);
     };
-    let unusable = |why: String| ApplyError::Local(format!("{}: {ADMIN_CONF}: {why}", remote.host));
+    trusted_admin_kubeconfig(cluster, &remote.host, bytes).map(Some)
+}
+
+/// An admin.conf's bytes from `host`, trimmed to what kubeha trusts.
+fn trusted_admin_kubeconfig(
+    cluster: &Cluster,
+    host: &str,
+    bytes: Vec<u8>,
+) -> Result<String, ApplyError> {
+    let unusable = |why: String| ApplyError::Local(format!("{host}: {ADMIN_CONF}: {why}"));
     let text = String::from_utf8(bytes).map_err(|_| unusable("not UTF-8".into()))?;
     api::trusted_kubeconfig(&text, &format!("https://{}", cluster.api_endpoint))
-        .map(Some)
         .map_err(|e| unusable(e.to_string()))
 }
 
