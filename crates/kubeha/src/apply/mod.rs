@@ -157,11 +157,7 @@ pub async fn connect(
         }
     }
     if !errors.is_empty() {
-        for (_, r) in remotes {
-            if let Ok(r) = Arc::try_unwrap(r) {
-                r.close().await;
-            }
-        }
+        close_all(remotes.into_values()).await;
         return Err(ApplyError::Remote(errors));
     }
     Ok(Connected {
@@ -171,6 +167,15 @@ pub async fn connect(
         progress,
         options,
     })
+}
+
+async fn close_all(remotes: impl Iterator<Item = Arc<Remote>>) {
+    join_all(
+        remotes
+            .filter_map(|r| Arc::try_unwrap(r).ok())
+            .map(Remote::close),
+    )
+    .await;
 }
 
 impl Connected {
@@ -608,12 +613,9 @@ impl Connected {
         result
     }
 
+    /// Ends every master connection, all at once (each `ssh -O exit` is a process).
     pub async fn close(self) {
-        for (_, remote) in self.remotes {
-            if let Ok(r) = Arc::try_unwrap(remote) {
-                r.close().await;
-            }
-        }
+        close_all(self.remotes.into_values()).await;
     }
 }
 

@@ -191,6 +191,40 @@ fn addresses(key: &str, command: &str) -> String {
     )
 }
 
+/// A control plane's slow questions (etcdctl and kubectl are Go programs that each
+/// start, dial and handshake for tens of milliseconds), started in the background first
+/// so they overlap each other and the rest of the script. Each writes its own file in a
+/// private temporary folder: lines from concurrent writers would interleave. The script
+/// prints the files at its end (`wait; cat`) and the folder goes when the shell exits.
+fn control_plane_queries(api: &str) -> String {
+    let mut s = String::from("d=$(mktemp -d) || exit 1\ntrap 'rm -rf \"$d\"' EXIT\n");
+    // Base64 keeps etcdctl's JSON on one line; an etcd that does not answer prints none.
+    let etcdctl = crate::render::kubeadm::etcdctl;
+    s.push_str("if [ -f /etc/kubernetes/pki/etcd/healthcheck-client.crt ] && command -v etcdctl >/dev/null; then\n");
+    for (key, args) in [
+        ("members", "member list -w json"),
+        ("health", "endpoint health --cluster -w json"),
+        ("status", "endpoint status -w json"),
+    ] {
+        s.push_str(&format!(
+            "  {{ printf etcd.{key}=; {} 2>/dev/null | base64 -w0; echo; }} > \"$d/etcd.{key}\" &\n",
+            etcdctl(args)
+        ));
+    }
+    s.push_str("fi\n");
+    // NotFound is an answer; any other failure leaves the fact unknown.
+    s.push_str(&format!(
+        r#"if [ -f {ADMIN_CONF} ] && command -v kubectl >/dev/null; then
+  {{ out=$(kubectl --kubeconfig {ADMIN_CONF} --server {api} --request-timeout 5s \
+    -n kube-system get configmap kubeadm-config -o name 2>&1) && echo kubeadm.config=1 \
+    || {{ echo "$out" | grep -q NotFound && echo kubeadm.config=0; }}; }} > "$d/kubeadm.config" &
+fi
+"#,
+        api = quote(api)
+    ));
+    s
+}
+
 /// The one script that prints every fact; `files` are the managed paths to hash,
 /// `apiserver` this control plane's own API address (`https://IP:6443`) and `endpoint`
 /// the API endpoint's name.
@@ -213,6 +247,9 @@ printf cpus=; nproc
 [ -d /proc/sys/net/bridge ] && echo br_netfilter=1 || echo br_netfilter=0
 "#,
     );
+    if let Some(api) = apiserver {
+        s.push_str(&control_plane_queries(api));
+    }
     for key in SYSCTLS {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         s.push_str(&format!(
@@ -304,36 +341,12 @@ for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubead
         ));
     }
     if apiserver.is_some() {
-        // Base64 keeps etcdctl's JSON on one line; an etcd that does not answer prints none.
-        let etcdctl = crate::render::kubeadm::etcdctl;
-        s.push_str("if [ -f /etc/kubernetes/pki/etcd/healthcheck-client.crt ] && command -v etcdctl >/dev/null; then\n");
-        for (key, args) in [
-            ("members", "member list -w json"),
-            ("health", "endpoint health --cluster -w json"),
-            ("status", "endpoint status -w json"),
-        ] {
-            s.push_str(&format!(
-                "  printf etcd.{key}=; {} 2>/dev/null | base64 -w0; echo\n",
-                etcdctl(args)
-            ));
-        }
-        s.push_str("fi\n");
-        // The kubeconfig the survey talks to the API with, in this same round trip.
+        // The kubeconfig the survey talks to the API with, in this same round trip (and
+        // never in a file: it holds the cluster admin's key).
         s.push_str(&format!(
             "[ -f {ADMIN_CONF} ] && {{ printf {ADMIN_CONF_KEY}=; base64 -w0 {ADMIN_CONF}; echo; }}\n"
         ));
-    }
-    if let Some(api) = apiserver {
-        // NotFound is an answer; any other failure leaves the fact unknown.
-        s.push_str(&format!(
-            r#"if [ -f {ADMIN_CONF} ] && command -v kubectl >/dev/null; then
-  out=$(kubectl --kubeconfig {ADMIN_CONF} --server {api} --request-timeout 5s \
-    -n kube-system get configmap kubeadm-config -o name 2>&1) && echo kubeadm.config=1 \
-    || {{ echo "$out" | grep -q NotFound && echo kubeadm.config=0; }}
-fi
-"#,
-            api = quote(api)
-        ));
+        s.push_str("set +f\nwait\ncat \"$d\"/* 2>/dev/null\n");
     }
     s.push_str("exit 0\n");
     s
@@ -609,9 +622,14 @@ mod tests {
         let spaced = spaced.display().to_string();
         let missing = dir.path().join("missing.conf").display().to_string();
         let paths = ["/etc/hostname".to_string(), spaced.clone(), missing.clone()];
+        // As a control plane's: its background queries find no kubeconfig or etcd here.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(script(&paths, None, Some("localhost")))
+            .arg(script(
+                &paths,
+                Some("https://127.0.0.1:1"),
+                Some("localhost"),
+            ))
             .output()
             .unwrap();
         let f = parse(&String::from_utf8_lossy(&out.stdout));
