@@ -222,6 +222,8 @@ impl Connected {
         let cluster = &self.cluster;
         let hosts: Vec<&Host> = cluster.hosts.iter().collect();
         let wait = self.options.kubeadm_timeout;
+        let early_api = std::sync::Mutex::new(None);
+        let early_api = &early_api;
         let gathered = self
             .each_host(hosts, |h, remote| async move {
                 let paths = managed_paths(cluster, h);
@@ -248,6 +250,9 @@ impl Connected {
                     // Planning against a kubeadm still at work would reset what it is doing.
                     if !facts.kubeadm_running || Instant::now() >= deadline {
                         let admin_conf = facts::admin_kubeconfig(&out.stdout);
+                        if let Some(bytes) = &admin_conf {
+                            self.ask_api_early(h, &facts, bytes, early_api);
+                        }
                         return Ok((h.name.clone(), (facts, admin_conf)));
                     }
                     self.progress
@@ -266,16 +271,30 @@ impl Connected {
         }
         let desired = desired_files(cluster, &facts).map_err(ApplyError::Local)?;
         let current = self.changed_contents(&facts, &desired).await?;
-        let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts, admin_confs) {
-            Ok(k) => (k, None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        let (cluster_state, api_problem) = match &kubeconfig {
-            None => (None, unreadable),
-            Some(k) => match async { api::cluster_state(&api::client(k).await?).await }.await {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
+        let early = early_api.lock().expect("not poisoned").take();
+        let (kubeconfig, cluster_state, api_problem) = match early {
+            Some((k, asked)) => {
+                let (state, problem) = match asked.await {
+                    Ok(Ok(s)) => (Some(s), None),
+                    Ok(Err(e)) => (None, Some(e.to_string())),
+                    Err(e) => (None, Some(format!("the API query ended: {e}"))),
+                };
+                (Some(k), state, problem)
+            }
+            None => {
+                let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts, admin_confs) {
+                    Ok(k) => (k, None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                let (state, problem) = match &kubeconfig {
+                    None => (None, unreadable),
+                    Some(k) => match cluster_state_through(k).await {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                };
+                (kubeconfig, state, problem)
+            }
         };
         // Before any host changes: a manifest the pool CIDR cannot be wired into is a plan error.
         let calico_manifest = match &cluster_state {
@@ -348,6 +367,30 @@ impl Connected {
             }
         }
         Ok(out)
+    }
+
+    /// Starts the API's questions as soon as the first control plane's facts show it
+    /// joined: it is the host [`Connected::admin_kubeconfig`] would pick, so the answers
+    /// arrive while slower hosts are still reporting their facts.
+    fn ask_api_early(
+        &self,
+        host: &Host,
+        facts: &HostFacts,
+        admin_conf: &[u8],
+        early: &std::sync::Mutex<Option<EarlyApi>>,
+    ) {
+        if host.name != self.cluster.first_control_plane().name || !plan::joined(host, facts) {
+            return;
+        }
+        // An unusable kubeconfig is reported by the ordinary path, after every host's facts.
+        let Ok(k) = trusted_admin_kubeconfig(&self.cluster, &host.name, admin_conf.to_vec()) else {
+            return;
+        };
+        let asked = tokio::spawn({
+            let k = k.clone();
+            async move { cluster_state_through(&k).await }
+        });
+        *early.lock().expect("not poisoned") = Some((k, asked));
     }
 
     /// The admin kubeconfig of the control plane the API is asked through, from the
@@ -617,6 +660,16 @@ impl Connected {
     pub async fn close(self) {
         close_all(self.remotes.into_values()).await;
     }
+}
+
+/// A kubeconfig and the API's answers being fetched with it (see [`Connected::ask_api_early`]).
+type EarlyApi = (
+    String,
+    tokio::task::JoinHandle<Result<ClusterState, api::KubeError>>,
+);
+
+async fn cluster_state_through(kubeconfig: &str) -> Result<ClusterState, api::KubeError> {
+    api::cluster_state(&api::client(kubeconfig).await?).await
 }
 
 /// The name progress reports cluster steps under (they have no host).
