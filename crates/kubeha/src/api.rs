@@ -104,7 +104,22 @@ pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
         .map_err(|e| KubeError::Config(e.to_string()))?;
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
-    Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+    let count = tower::util::MapRequestLayer::new(|r: http::Request<kube::client::Body>| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    Ok(builder.with_layer(&count).build())
+}
+
+/// Every request kubeha's API clients send, counted so that a run can say how many it
+/// made (`-v`): a no-op's cost is a number of round trips, which tests can assert.
+static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// API requests this process has sent so far.
+pub fn requests_sent() -> usize {
+    REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 async fn list_nodes(client: &Client) -> Result<Vec<Node>, KubeError> {

@@ -653,7 +653,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let out = assert_no_changes(&spec_arg);
     assert!(stdout(&out).contains("No changes: cluster e2e matches the spec."));
     let noop = Instant::now();
-    let out = kubeha(&["apply", "-f", &spec_arg, "--yes"], &state);
+    let out = kubeha(&["apply", "-f", &spec_arg, "--yes", "-v"], &state);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("0 change(s) made"),
@@ -663,6 +663,12 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
     printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
     one_command_per_host_in_the_last_run(&state, 6);
+    // And the API: Nodes, kubeadm-config and calico-node, asked once each.
+    assert!(
+        stderr(&out).contains("round trips this run made ssh_commands=6 api_requests=3"),
+        "{}",
+        stderr(&out)
+    );
 
     kubeadm_config_deleted_is_a_conflict_and_changes_nothing(&guard, &spec_arg);
     a_changed_label_is_one_step_applied_through_the_api(&guard, &spec, &state);

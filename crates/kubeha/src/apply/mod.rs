@@ -658,6 +658,11 @@ impl Connected {
 
     /// Ends every master connection, all at once (each `ssh -O exit` is a process).
     pub async fn close(self) {
+        tracing::info!(
+            ssh_commands = crate::remote::commands_sent(),
+            api_requests = api::requests_sent(),
+            "round trips this run made"
+        );
         close_all(self.remotes.into_values()).await;
     }
 }

@@ -317,6 +317,7 @@ impl Remote {
         }
     }
 
+    /// Sends one command: the count [`commands_sent`] reports.
     async fn exec(
         &self,
         script: &str,
@@ -335,6 +336,7 @@ impl Remote {
             format!("sh -c {word}")
         };
         self.log_line(&format!("$ {script}"));
+        COMMANDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cmd = self.session.raw_command(&wrapped);
         cmd.stdin(if input.is_some() {
             Stdio::piped()
@@ -410,6 +412,14 @@ impl Remote {
     pub async fn close(self) {
         let _ = self.session.close().await;
     }
+}
+
+/// Every command sent over SSH (each a round trip), for a run's `-v` summary.
+static COMMANDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Commands this process has sent to hosts so far.
+pub fn commands_sent() -> usize {
+    COMMANDS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// How a command's end is written to the host log.
