@@ -107,7 +107,22 @@ pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
         .map_err(|e| KubeError::Config(e.to_string()))?;
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
-    Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+    let count = tower::util::MapRequestLayer::new(|r: http::Request<kube::client::Body>| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    Ok(builder.with_layer(&count).build())
+}
+
+/// Every request kubeha's API clients send, counted so that a run can say how many it
+/// made (`-v`): a no-op's cost is a number of round trips, which tests can assert.
+static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// API requests this process has sent so far.
+pub fn requests_sent() -> usize {
+    REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 async fn list_nodes(client: &Client) -> Result<Vec<Node>, KubeError> {
@@ -200,13 +215,20 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
 
 /// The Nodes, Calico's presence and kubeadm's live ClusterConfiguration.
 pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
-    let nodes = node_states(client).await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let kubeadm_config = match configmaps
-        .get_opt("kubeadm-config")
-        .await
-        .map_err(api_error)?
-    {
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    // The three requests are independent: one round trip's wait, not three.
+    let (nodes, config, calico) = tokio::try_join!(
+        node_states(client),
+        async {
+            configmaps
+                .get_opt("kubeadm-config")
+                .await
+                .map_err(api_error)
+        },
+        async { daemonsets.get_opt("calico-node").await.map_err(api_error) },
+    )?;
+    let kubeadm_config = match config {
         None => None,
         Some(cm) => {
             let text = cm
@@ -216,12 +238,7 @@ pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
             Some(parse_cluster_configuration(&text).map_err(KubeError::Api)?)
         }
     };
-    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-    let calico = daemonsets
-        .get_opt("calico-node")
-        .await
-        .map_err(api_error)?
-        .is_some();
+    let calico = calico.is_some();
     Ok(ClusterState {
         nodes,
         calico,
