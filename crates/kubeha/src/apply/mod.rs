@@ -123,10 +123,53 @@ pub async fn connect(
     options: Options,
     progress: Arc<Progress>,
 ) -> Result<Connected, ApplyError> {
+    let (connected, errors) = open(cluster, options, progress, &BTreeSet::new()).await?;
+    if errors.is_empty() {
+        return Ok(connected);
+    }
+    connected.close().await;
+    Err(ApplyError::Remote(errors.into_values().collect()))
+}
+
+/// Connects to every host but `skip`, and keeps going without those that do not
+/// answer: for the day-two commands that must plan around a dead machine (`node
+/// remove`), never for `apply`. The connection covers the hosts reached (its
+/// `cluster` lists only them); the others are returned with why they were not.
+pub async fn connect_reachable(
+    cluster: Cluster,
+    options: Options,
+    progress: Arc<Progress>,
+    skip: &BTreeSet<String>,
+) -> Result<(Connected, BTreeMap<String, String>), ApplyError> {
+    let (mut connected, errors) = open(cluster, options, progress, skip).await?;
+    connected
+        .cluster
+        .hosts
+        .retain(|h| connected.remotes.contains_key(&h.name));
+    let unreachable = errors
+        .into_iter()
+        .map(|(host, e)| (host, e.to_string()))
+        .collect();
+    Ok((connected, unreachable))
+}
+
+/// Opens the connections to every host but `skip`: the hosts reached, and the error of
+/// each host that was not.
+async fn open(
+    cluster: Cluster,
+    options: Options,
+    progress: Arc<Progress>,
+    skip: &BTreeSet<String>,
+) -> Result<(Connected, BTreeMap<String, RemoteError>), ApplyError> {
     let run = RunDir::create(&options.run_dir, &cluster).map_err(ApplyError::Local)?;
     let redactor = Arc::new(Redactor::default());
     let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let attempts = cluster.hosts.iter().map(|h| {
+    let hosts: Vec<&Host> = cluster
+        .hosts
+        .iter()
+        .filter(|h| !skip.contains(&h.name))
+        .collect();
+    let attempts = hosts.iter().map(|h| {
         let (cluster, run, redactor, limit, progress) = (
             &cluster,
             &run,
@@ -147,30 +190,27 @@ pub async fn connect(
         }
     });
     let mut remotes = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (host, result) in cluster.hosts.iter().zip(join_all(attempts).await) {
+    let mut errors = BTreeMap::new();
+    for (host, result) in hosts.iter().zip(join_all(attempts).await) {
         match result {
             Ok(r) => {
                 remotes.insert(host.name.clone(), Arc::new(r));
             }
-            Err(e) => errors.push(e),
-        }
-    }
-    if !errors.is_empty() {
-        for (_, r) in remotes {
-            if let Ok(r) = Arc::try_unwrap(r) {
-                r.close().await;
+            Err(e) => {
+                errors.insert(host.name.clone(), e);
             }
         }
-        return Err(ApplyError::Remote(errors));
     }
-    Ok(Connected {
-        cluster,
-        remotes,
-        redactor,
-        progress,
-        options,
-    })
+    Ok((
+        Connected {
+            cluster,
+            remotes,
+            redactor,
+            progress,
+            options,
+        },
+        errors,
+    ))
 }
 
 impl Connected {
@@ -598,6 +638,23 @@ impl Connected {
             }
         }
     }
+}
+
+/// `etcdctl member remove` through the control plane `remote`; a member already gone
+/// counts as removed, so that a re-run converges.
+pub async fn remove_etcd_member(remote: &Remote, id: &str) -> Result<(), ApplyError> {
+    let out = remote
+        .sh(&steps::etcdctl(&format!(
+            "member remove {}",
+            crate::quote::shell(id)
+        )))
+        .await?;
+    if out.success() || out.stderr.contains("member not found") {
+        return Ok(());
+    }
+    Err(remote
+        .error("cannot remove an etcd member", out.stderr.trim())
+        .into())
 }
 
 /// The name progress reports cluster steps under (they have no host).

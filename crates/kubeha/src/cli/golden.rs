@@ -192,6 +192,7 @@ fn golden_status_text_and_json_from_recorded_outputs() {
             ),
         ],
         etcd: etcd_members(members, health),
+        etcd_quorum: None,
         load_balancers: vec![LoadBalancerStatus {
             host: "load-balancer".into(),
             holds_vip: None,

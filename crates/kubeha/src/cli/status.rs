@@ -21,6 +21,8 @@ pub struct Args {
 pub struct Status {
     pub nodes: Vec<NodeStatus>,
     pub etcd: Vec<EtcdMember>,
+    /// etcd's quorum and how many control planes the cluster can lose now.
+    pub etcd_quorum: Option<crate::plan::membership::EtcdQuorum>,
     pub load_balancers: Vec<LoadBalancerStatus>,
     pub certificates: Vec<Certificate>,
     pub problems: Vec<String>,
@@ -76,7 +78,10 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
 }
 
 pub async fn gather(c: &Connected, survey: &Survey) -> Result<Status, Failure> {
-    let mut status = Status::default();
+    let mut status = Status {
+        etcd_quorum: crate::plan::membership::etcd_quorum(&c.cluster, &survey.facts),
+        ..Status::default()
+    };
     match &survey.kubeconfig {
         None => status
             .problems
@@ -255,6 +260,9 @@ pub fn text(s: &Status) -> String {
         let _ = writeln!(out, "  {:<24} {state}", n.name);
     }
     let _ = writeln!(out, "ETCD MEMBERS ({})", s.etcd.len());
+    if let Some(q) = &s.etcd_quorum {
+        let _ = writeln!(out, "  {q}");
+    }
     for m in &s.etcd {
         let health = match m.healthy {
             Some(true) => "healthy",

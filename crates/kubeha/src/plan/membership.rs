@@ -295,7 +295,8 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
         let others: Vec<String> = v
             .members
             .iter()
-            .filter(|m| !m.learner && !is_target(m) && !(m.healthy && m.started()))
+            .filter(|m| !m.learner && !is_target(m))
+            .filter(|m| !(m.healthy && m.started()))
             .map(|m| {
                 let label = member_label(m);
                 match inputs.unreachable.get(&m.name) {
