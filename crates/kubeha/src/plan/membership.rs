@@ -279,13 +279,24 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
     let mut steps = Vec::new();
     let (mut etcd, mut fault_tolerance_after) = (None, None);
     if control_plane {
+        let down: Vec<String> = cluster
+            .control_planes()
+            .filter(|h| h.name != name)
+            .filter_map(|h| Some(format!("{} ({})", h.name, inputs.unreachable.get(&h.name)?)))
+            .collect();
         let no_member = || {
             refuse(
                 name,
-                "no other control plane has a healthy etcd member to remove this one through: \
-                 etcd has no quorum or did not answer; repair etcd first (`kubeha status` shows \
-                 each member, `kubeha restore` brings back a cluster that lost quorum)"
-                    .into(),
+                format!(
+                    "quorum guard: no other control plane has a healthy etcd member to remove \
+                     this one through (etcd has no quorum or did not answer{}); nothing was \
+                     changed. Bring the other control planes back and run again (`kubeha status` \
+                     shows each member; `kubeha restore` brings back a cluster that lost quorum)",
+                    match down.as_slice() {
+                        [] => String::new(),
+                        d => format!("; unreachable: {}", d.join(", ")),
+                    }
+                ),
             )
         };
         let Some((seen_from, v)) = view else {
