@@ -13,6 +13,7 @@ use crate::dr;
 use crate::plan::membership::{Removal, RemoveStep};
 use crate::plan::Action;
 use crate::probe::Probe;
+use crate::quote::shell as quote;
 use crate::render::haproxy;
 use crate::verify::ApiAvailability;
 
@@ -93,9 +94,9 @@ async fn run_steps(
     for step in &removal.steps {
         let label = step.to_string();
         let host = match step {
-            RemoveStep::UpdateLoadBalancer { host, .. } | RemoveStep::Reset { host } => {
-                host.as_str()
-            }
+            RemoveStep::UpdateLoadBalancer { host, .. }
+            | RemoveStep::StopApiserver { host, .. }
+            | RemoveStep::Reset { host } => host.as_str(),
             RemoveStep::RemoveEtcdMember { through, .. } => through.as_str(),
             _ => CLUSTER_STEPS,
         };
@@ -153,14 +154,59 @@ async fn run_step(
             let script = steps::script(&reload).expect("a reload is a command");
             remote.run("cannot reload haproxy", &script).await?;
         }
+        RemoveStep::StopApiserver { host, apiserver } => {
+            c.remote(host)
+                .run("cannot stop the apiserver", &stop_apiserver(apiserver))
+                .await?;
+        }
         RemoveStep::RemoveEtcdMember { id, through, .. } => {
             apply::remove_etcd_member(c.remote(through), id).await?
         }
         RemoveStep::Reset { host } => {
-            let script = steps::script(&Action::ResetPartialJoin).expect("a reset is a command");
+            let reset = steps::script(&Action::ResetPartialJoin).expect("a reset is a command");
+            let script = format!("{reset}\nrm -f {PARKED_APISERVER}");
             c.remote(host).run("kubeadm reset failed", &script).await?;
         }
         RemoveStep::DeleteNode { node } => api::delete_node(client, node).await?,
     }
     Ok(())
+}
+
+/// Where the removed node's apiserver manifest is moved (`kubeadm reset` leaves it; the
+/// reset step removes it).
+const PARKED_APISERVER: &str = "/etc/kubernetes/kube-apiserver.yaml.kubeha-removed";
+
+/// Moves the apiserver's static-pod manifest aside (the kubelet stops it, gracefully)
+/// and waits, through kubeadm's admin kubeconfig, until `apiserver` refuses requests.
+fn stop_apiserver(apiserver: &str) -> String {
+    format!(
+        "set -e
+         if [ -f {MANIFEST} ]; then mv {MANIFEST} {PARKED_APISERVER}; fi
+         i=0
+         while kubectl --kubeconfig /etc/kubernetes/admin.conf --server {api} --request-timeout 2s get --raw /livez >/dev/null 2>&1; do
+           i=$((i + 1))
+           if [ \"$i\" -ge 120 ]; then echo 'the apiserver still answers 120s after its manifest was moved' >&2; exit 1; fi
+           sleep 0.5
+         done",
+        MANIFEST = APISERVER_MANIFEST,
+        api = quote(apiserver),
+    )
+}
+
+const APISERVER_MANIFEST: &str = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_apiserver_stop_is_valid_sh_with_its_address_quoted() {
+        let script = super::stop_apiserver("https://10.0.0.1:6443");
+        assert!(
+            script.contains("--server https://10.0.0.1:6443 "),
+            "{script}"
+        );
+        assert!(
+            crate::apply::steps::tests::sh_syntax_ok(&script),
+            "{script}"
+        );
+    }
 }

@@ -130,6 +130,10 @@ pub enum RemoveStep {
         config: String,
         diff: Option<String>,
     },
+    /// Stop the node's apiserver (its static-pod manifest moved aside) and wait until it
+    /// no longer answers: its graceful shutdown closes the sessions the old HAProxy
+    /// worker still holds, so their clients reconnect to the others before etcd changes.
+    StopApiserver { host: String, apiserver: String },
     /// `etcdctl member remove` through a control plane whose own member is healthy.
     RemoveEtcdMember {
         id: String,
@@ -166,6 +170,10 @@ impl fmt::Display for RemoveStep {
                 f,
                 "{host}: write {} without the node's server and reload haproxy",
                 haproxy::PATH
+            ),
+            RemoveStep::StopApiserver { host, .. } => write!(
+                f,
+                "{host}: stop the apiserver (manifest moved aside) and wait until it no longer answers"
             ),
             RemoveStep::RemoveEtcdMember { id, name, through } => {
                 write!(f, "remove etcd member {id} ({name}) through {through}")
@@ -368,6 +376,18 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
             steps.push(RemoveStep::Backup);
         }
         steps.extend(load_balancers(inputs)?);
+        if let (Some(h), Some(f)) = (host, reached) {
+            if f.kubeadm.admin_conf {
+                steps.push(RemoveStep::StopApiserver {
+                    host: name.into(),
+                    apiserver: format!(
+                        "https://{}:{}",
+                        crate::spec::url_host(h.node_ip()),
+                        crate::spec::APISERVER_PORT
+                    ),
+                });
+            }
+        }
         steps.extend(members.iter().map(|m| RemoveStep::RemoveEtcdMember {
             id: m.id.clone(),
             name: member_label(m),

@@ -120,6 +120,7 @@ fn removing_the_init_control_plane_goes_through_another_healthy_member_before_it
             "drain node k8s-master-1 (PodDisruptionBudgets honoured, 120s at most)",
             "take a verified etcd backup (written locally, 0600)",
             "load-balancer: write /etc/haproxy/haproxy.cfg without the node's server and reload haproxy",
+            "k8s-master-1: stop the apiserver (manifest moved aside) and wait until it no longer answers",
             "remove etcd member a1 (k8s-master-1) through k8s-master-2",
             "k8s-master-1: kubeadm reset -f, remove /etc/kubernetes/pki and /var/lib/etcd",
             "delete node k8s-master-1",
