@@ -328,7 +328,11 @@ impl Connected {
             ManifestSource::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display())),
             ManifestSource::Url(url) => {
-                let remote = &self.remotes[&self.cluster.first_control_plane().name];
+                // A day-two command may have reached no control plane (connect_reachable).
+                let Some(cp) = self.cluster.control_planes().next() else {
+                    return Err("no control plane was reached to download it".into());
+                };
+                let remote = &self.remotes[&cp.name];
                 let out = remote
                     .run(
                         "cannot download the Calico manifest",

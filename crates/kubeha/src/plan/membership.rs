@@ -283,6 +283,14 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
             ),
         ));
     }
+    let no_api = || {
+        refuse(
+            name,
+            "the Kubernetes API did not answer: kubeha cannot drain the node or delete it; \
+             nothing was changed. Bring the API back (`kubeha status`) and run again"
+                .into(),
+        )
+    };
     let mut notes = Vec::new();
     let mut steps = Vec::new();
     let (mut etcd, mut fault_tolerance_after) = (None, None);
@@ -363,6 +371,9 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
             ));
         }
         let through = through.ok_or_else(no_member)?;
+        if inputs.cluster_state.is_none() {
+            return Err(no_api());
+        }
         fault_tolerance_after = Some(healthy - quorum(n));
         if members.is_empty() {
             notes.push(format!("{name} has no etcd member: etcd is left as it is"));
@@ -393,6 +404,8 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
             name: member_label(m),
             through: through.clone(),
         }));
+    } else if inputs.cluster_state.is_none() {
+        return Err(no_api());
     } else if let Some(n) = node {
         steps.extend(drain(name, n.cordoned, inputs, reached.is_none()));
     }
