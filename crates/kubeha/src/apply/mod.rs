@@ -123,10 +123,53 @@ pub async fn connect(
     options: Options,
     progress: Arc<Progress>,
 ) -> Result<Connected, ApplyError> {
+    let (connected, errors) = open(cluster, options, progress, &BTreeSet::new()).await?;
+    if errors.is_empty() {
+        return Ok(connected);
+    }
+    connected.close().await;
+    Err(ApplyError::Remote(errors.into_values().collect()))
+}
+
+/// Connects to every host but `skip`, and keeps going without those that do not
+/// answer: for the day-two commands that must plan around a dead machine (`node
+/// remove`), never for `apply`. The connection covers the hosts reached (its
+/// `cluster` lists only them); the others are returned with why they were not.
+pub async fn connect_reachable(
+    cluster: Cluster,
+    options: Options,
+    progress: Arc<Progress>,
+    skip: &BTreeSet<String>,
+) -> Result<(Connected, BTreeMap<String, String>), ApplyError> {
+    let (mut connected, errors) = open(cluster, options, progress, skip).await?;
+    connected
+        .cluster
+        .hosts
+        .retain(|h| connected.remotes.contains_key(&h.name));
+    let unreachable = errors
+        .into_iter()
+        .map(|(host, e)| (host, e.to_string()))
+        .collect();
+    Ok((connected, unreachable))
+}
+
+/// Opens the connections to every host but `skip`: the hosts reached, and the error of
+/// each host that was not.
+async fn open(
+    cluster: Cluster,
+    options: Options,
+    progress: Arc<Progress>,
+    skip: &BTreeSet<String>,
+) -> Result<(Connected, BTreeMap<String, RemoteError>), ApplyError> {
     let run = RunDir::create(&options.run_dir, &cluster).map_err(ApplyError::Local)?;
     let redactor = Arc::new(Redactor::default());
     let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let attempts = cluster.hosts.iter().map(|h| {
+    let hosts: Vec<&Host> = cluster
+        .hosts
+        .iter()
+        .filter(|h| !skip.contains(&h.name))
+        .collect();
+    let attempts = hosts.iter().map(|h| {
         let (cluster, run, redactor, limit, progress) = (
             &cluster,
             &run,
@@ -147,26 +190,27 @@ pub async fn connect(
         }
     });
     let mut remotes = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (host, result) in cluster.hosts.iter().zip(join_all(attempts).await) {
+    let mut errors = BTreeMap::new();
+    for (host, result) in hosts.iter().zip(join_all(attempts).await) {
         match result {
             Ok(r) => {
                 remotes.insert(host.name.clone(), Arc::new(r));
             }
-            Err(e) => errors.push(e),
+            Err(e) => {
+                errors.insert(host.name.clone(), e);
+            }
         }
     }
-    if !errors.is_empty() {
-        close_all(remotes.into_values()).await;
-        return Err(ApplyError::Remote(errors));
-    }
-    Ok(Connected {
-        cluster,
-        remotes,
-        redactor,
-        progress,
-        options,
-    })
+    Ok((
+        Connected {
+            cluster,
+            remotes,
+            redactor,
+            progress,
+            options,
+        },
+        errors,
+    ))
 }
 
 async fn close_all(remotes: impl Iterator<Item = Arc<Remote>>) {
@@ -320,7 +364,11 @@ impl Connected {
             ManifestSource::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display())),
             ManifestSource::Url(url) => {
-                let remote = &self.remotes[&self.cluster.first_control_plane().name];
+                // A day-two command may have reached no control plane (connect_reachable).
+                let Some(cp) = self.cluster.control_planes().next() else {
+                    return Err("no control plane was reached to download it".into());
+                };
+                let remote = &self.remotes[&cp.name];
                 let out = remote
                     .run(
                         "cannot download the Calico manifest",
@@ -674,6 +722,23 @@ type EarlyApi = (
 
 async fn cluster_state_through(kubeconfig: &str) -> Result<ClusterState, api::KubeError> {
     api::cluster_state(&api::client(kubeconfig).await?).await
+}
+
+/// `etcdctl member remove` through the control plane `remote`; a member already gone
+/// counts as removed, so that a re-run converges.
+pub async fn remove_etcd_member(remote: &Remote, id: &str) -> Result<(), ApplyError> {
+    let out = remote
+        .sh(&steps::etcdctl(&format!(
+            "member remove {}",
+            crate::quote::shell(id)
+        )))
+        .await?;
+    if out.success() || out.stderr.contains("member not found") {
+        return Ok(());
+    }
+    Err(remote
+        .error("cannot remove an etcd member", out.stderr.trim())
+        .into())
 }
 
 /// The name progress reports cluster steps under (they have no host).

@@ -103,11 +103,12 @@ pub fn marker(cluster_name: &str) -> (String, &'static str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::render::Package;
 
-    fn sh_syntax_ok(script: &str) -> bool {
+    /// `sh -n` accepts the script.
+    pub(crate) fn sh_syntax_ok(script: &str) -> bool {
         std::process::Command::new("sh")
             .args(["-n", "-c", script])
             .status()

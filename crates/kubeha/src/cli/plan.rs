@@ -63,6 +63,7 @@ pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::
         "bootstrap": plan.bootstrap,
         "steps": plan.steps,
         "warnings": plan.warnings,
+        "etcd": plan.etcd,
         "apiProblem": survey.api_problem,
     })
 }
@@ -75,6 +76,9 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
     }
     for warning in &plan.warnings {
         let _ = writeln!(out, "warning: {warning}\n");
+    }
+    if let Some(etcd) = &plan.etcd {
+        let _ = writeln!(out, "{etcd}\n");
     }
     if plan.is_empty() {
         let _ = writeln!(

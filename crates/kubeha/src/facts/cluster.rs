@@ -56,12 +56,6 @@ impl EtcdView {
     }
 }
 
-/// How many more voting members (control planes) etcd can lose and still have a
-/// quorum, with `healthy` of `members` voting members answering now.
-pub fn fault_tolerance(healthy: usize, members: usize) -> usize {
-    healthy.saturating_sub(members / 2 + 1)
-}
-
 /// Parses `member list -w json`, `endpoint health --cluster -w json` and `endpoint
 /// status --cluster -w json`; `None` when the member list is not etcd's JSON (etcd did
 /// not answer). IDs are decimal in etcdctl's JSON and hex on its command line.
@@ -291,14 +285,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn fault_tolerance_is_healthy_members_above_the_quorum() {
-        assert_eq!(fault_tolerance(3, 3), 1);
-        assert_eq!(fault_tolerance(2, 3), 0);
-        assert_eq!(fault_tolerance(1, 3), 0, "quorum lost");
-        assert_eq!(fault_tolerance(5, 5), 2);
-        assert_eq!(fault_tolerance(4, 5), 1);
-        assert_eq!(fault_tolerance(1, 1), 0);
-        assert_eq!(fault_tolerance(4, 4), 1, "an even member adds no tolerance");
+    fn votes_count_started_healthy_voting_members() {
         // MEMBERS: one healthy, one unhealthy, one never started.
         let v = parse_etcd(MEMBERS, HEALTH, STATUS).unwrap();
         assert_eq!(v.votes(), (1, 3));

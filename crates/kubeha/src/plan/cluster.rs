@@ -267,6 +267,31 @@ fn cluster_conflicts(inputs: &Inputs, out: &mut Vec<Conflict>) {
     }
 }
 
+/// A control plane that still has kubeadm's etcd manifest (and so its etcd data) while
+/// the live etcd, seen from a control plane whose own member is healthy, has no member
+/// for it: its member was removed (`node remove`). Its etcd would start with data of a
+/// cluster it no longer belongs to, so it is refused until reset. An interrupted join
+/// always leaves its member listed (kubeadm adds the member before it writes the
+/// manifest), which the join steps remove and redo.
+fn removed_member_data(inputs: &Inputs, host: &Host) -> Option<String> {
+    if !inputs.facts[&host.name].kubeadm.etcd_manifest || inputs.replace.contains(&host.name) {
+        return None;
+    }
+    let (seen_from, view) = etcd_views(inputs).find(|(h, v)| {
+        h.name != host.name && v.with_peer(&peer_url(h)).any(|m| m.healthy && m.started())
+    })?;
+    let peer = peer_url(host);
+    let listed = view.with_peer(&peer).next().is_some();
+    (!listed).then(|| {
+        format!(
+            "it holds etcd data, but etcd (as {} sees it) has no member for {peer}: its member was \
+             removed, and it must not rejoin with that data. Reset it first: `kubeha apply \
+             --replace {}` (kubeadm reset, then a fresh join)",
+            seen_from.name, host.name
+        )
+    })
+}
+
 /// kubeadm 1.31's preflight minimums for a control plane.
 const MIN_CONTROL_PLANE_CPUS: u32 = 2;
 const MIN_CONTROL_PLANE_MEMORY_MB: u64 = 1700;
@@ -367,6 +392,9 @@ pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
             }
         }
         if h.has(Role::ControlPlane) {
+            if let Some(message) = removed_member_data(inputs, h) {
+                conflict(h, message);
+            }
             if f.cpus < MIN_CONTROL_PLANE_CPUS {
                 conflict(
                     h,

@@ -6,6 +6,7 @@
 
 mod cluster;
 mod host;
+pub mod membership;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -332,6 +333,9 @@ pub struct Plan {
     /// The initialised, healthy control plane joins and API steps go through (the init
     /// host when the cluster is new); `None` when no step needs one.
     pub bootstrap: Option<String>,
+    /// etcd's members and how many control planes the cluster can lose now; `None`
+    /// when no control plane with a healthy member answered.
+    pub etcd: Option<membership::EtcdQuorum>,
 }
 
 impl Plan {
@@ -387,10 +391,40 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
     warnings.extend(cluster::health_warnings(inputs));
+    warnings.extend(membership::not_in_spec(
+        inputs.cluster,
+        inputs.facts,
+        inputs.cluster_state,
+    ));
+    warnings.extend(even_control_planes(inputs.cluster, &steps));
     Ok(Plan {
         steps,
         warnings,
         bootstrap,
+        etcd: membership::etcd_quorum(inputs.cluster, inputs.facts),
+    })
+}
+
+/// Joining control planes up to an even count adds an etcd member that buys no fault
+/// tolerance: 4 members tolerate one failure, as 3 do.
+fn even_control_planes(cluster: &Cluster, steps: &[Step]) -> Option<Conflict> {
+    let count = cluster.control_planes().count();
+    let grows = steps.iter().any(|s| {
+        matches!(
+            s.action,
+            Action::KubeadmJoin {
+                control_plane: true
+            }
+        )
+    });
+    (grows && count % 2 == 0).then(|| Conflict {
+        host: "cluster".into(),
+        message: format!(
+            "this apply grows etcd to {count} members, an even number: it tolerates {} failure(s), \
+             as {} members do; add or remove one more control plane",
+            (count - 1) / 2,
+            count - 1
+        ),
     })
 }
 

@@ -1,6 +1,8 @@
 //! Planner tests on recorded facts: fresh hosts, converged hosts, half-provisioned
 //! hosts and hosts of another cluster.
 
+mod membership;
+
 use std::collections::BTreeMap;
 
 use super::*;
