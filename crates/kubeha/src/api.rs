@@ -17,6 +17,10 @@ use kube::{Client, Config};
 use crate::facts::cluster::{parse_cluster_configuration, NodeState, NodeTaint};
 use crate::plan::ClusterState;
 
+/// Set on a Node kubeha cordons for an upgrade, removed when it uncordons it: what tells
+/// a re-run which cordoned nodes are kubeha's to uncordon.
+pub const CORDONED_ANNOTATION: &str = "kubeha.dev/cordoned-for-upgrade";
+
 /// The field manager kubeha's server-side applies use.
 const FIELD_MANAGER: &str = "kubeha";
 
@@ -159,6 +163,11 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
                     .flatten()
                     .any(|c| c.type_ == "Ready" && c.status == "True"),
                 cordoned: spec.unschedulable.unwrap_or(false),
+                cordoned_by_kubeha: n
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(CORDONED_ANNOTATION)),
                 kubelet_version: status
                     .node_info
                     .map(|i| i.kubelet_version)

@@ -75,11 +75,14 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         if ui.format != Format::Ndjson {
             result["plan"] = plan_doc;
         }
+        if timings.availability.is_some() || timings.backup.is_some() {
+            let upgrade = super::upgrade::document(&timings, plan.steps.len(), 0.0);
+            result["nodes"] = upgrade["nodes"].clone();
+            result["apiAvailability"] = upgrade["apiAvailability"].clone();
+            result["backup"] = upgrade["backup"].clone();
+        }
         ui.print(&result, || {
-            let mut out = String::new();
-            for (phase, seconds) in &timings.phases {
-                out += &format!("  {phase:<24} {seconds:>7.1}s\n");
-            }
+            let out = super::upgrade::text(&timings);
             out + &format!(
                 "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}\n",
                 connected.cluster.name,
@@ -92,7 +95,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
 }
 
 /// What an interrupted run tells the operator: what was cut short and how to go on.
-fn interrupted(progress: &Progress) -> Failure {
+pub(super) fn interrupted(progress: &Progress) -> Failure {
     progress.print_summary();
     let cut: Vec<String> = progress
         .running()
@@ -110,7 +113,7 @@ fn interrupted(progress: &Progress) -> Failure {
     ))
 }
 
-fn confirm(changes: usize) -> Result<bool, Failure> {
+pub(super) fn confirm(changes: usize) -> Result<bool, Failure> {
     Ok(matches!(
         super::ask(&format!("Apply these {changes} change(s)? [y/N] "))?.as_str(),
         "y" | "Y" | "yes"

@@ -135,6 +135,8 @@ fn fresh_seed_survey() -> (crate::spec::Cluster, Survey) {
                 .into(),
         )),
         replace: Default::default(),
+        upgrade: None,
+        max_unavailable: 1,
     };
     (cluster, survey)
 }
@@ -174,12 +176,20 @@ fn golden_status_text_and_json_from_recorded_outputs() {
     let health = r#"[{"endpoint":"https://10.20.1.10:2379","health":true,"took":"2ms"},
         {"endpoint":"https://10.20.1.11:2379","health":true,"took":"3ms"},
         {"endpoint":"https://10.20.1.12:2379","health":true,"took":"2ms"}]"#;
+    // Mid-upgrade: the control plane and two kubelets are at v1.32.0 already.
     let node = |name: &str, ready: bool, detail: &str| NodeStatus {
         name: name.into(),
         ready,
         detail: detail.into(),
+        kubelet_version: if name.ends_with("-1") {
+            "v1.32.0"
+        } else {
+            "v1.31.0"
+        }
+        .into(),
     };
     let status = Status {
+        control_plane_version: Some("v1.32.0".into()),
         nodes: vec![
             node("k8s-master-1", true, ""),
             node("k8s-master-2", true, ""),

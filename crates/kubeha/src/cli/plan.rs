@@ -57,14 +57,18 @@ pub fn show(ui: &Ui, cluster: &Cluster, plan: &Plan, survey: &Survey) {
 
 /// The plan as one machine-readable document.
 pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::Value {
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "cluster": cluster.name,
         "changes": plan.steps.len(),
         "bootstrap": plan.bootstrap,
         "steps": plan.steps,
         "warnings": plan.warnings,
         "apiProblem": survey.api_problem,
-    })
+    });
+    if !plan.batches.is_empty() {
+        doc["workerBatches"] = serde_json::json!(plan.batches);
+    }
+    doc
 }
 
 /// The plan as a person reads it: phase, host, step, and diffs of changed files.
@@ -108,6 +112,14 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
                 }
             }
         }
+    }
+    if !plan.batches.is_empty() {
+        let batches: Vec<String> = plan.batches.iter().map(|b| b.join(" + ")).collect();
+        let _ = writeln!(
+            out,
+            "\nWorkers are upgraded in this order, each batch drained together: {}.",
+            batches.join(", then ")
+        );
     }
     let hosts: std::collections::BTreeSet<_> = plan
         .steps

@@ -19,6 +19,8 @@ pub struct Args {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
+    /// kubeadm-config's Kubernetes version, when the API answered.
+    pub control_plane_version: Option<String>,
     pub nodes: Vec<NodeStatus>,
     pub etcd: Vec<EtcdMember>,
     pub load_balancers: Vec<LoadBalancerStatus>,
@@ -31,6 +33,8 @@ pub struct NodeStatus {
     pub name: String,
     pub ready: bool,
     pub detail: String,
+    /// The version its kubelet reports.
+    pub kubelet_version: String,
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize)]
@@ -76,7 +80,14 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
 }
 
 pub async fn gather(c: &Connected, survey: &Survey) -> Result<Status, Failure> {
-    let mut status = Status::default();
+    let mut status = Status {
+        control_plane_version: survey
+            .cluster_state
+            .as_ref()
+            .and_then(|s| s.kubeadm_config.as_ref())
+            .map(|c| c.kubernetes_version.clone()),
+        ..Status::default()
+    };
     match &survey.kubeconfig {
         None => status
             .problems
@@ -84,11 +95,17 @@ pub async fn gather(c: &Connected, survey: &Survey) -> Result<Status, Failure> {
         Some(k) => {
             match async { crate::api::node_readiness(&crate::api::client(k).await?).await }.await {
                 Ok(nodes) => {
+                    let state = survey.cluster_state.as_ref();
                     for (name, ready) in nodes {
+                        let kubelet_version = state
+                            .and_then(|s| s.nodes.get(&name))
+                            .map(|n| n.kubelet_version.clone())
+                            .unwrap_or_default();
                         status.nodes.push(NodeStatus {
                             name,
                             ready: ready.is_ok(),
                             detail: ready.err().unwrap_or_default(),
+                            kubelet_version,
                         });
                     }
                 }
@@ -245,14 +262,25 @@ pub fn etcd_members(members: &str, health: &str) -> Vec<EtcdMember> {
 
 pub fn text(s: &Status) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "NODES");
+    let mixed = s
+        .nodes
+        .iter()
+        .any(|n| Some(&n.kubelet_version) != s.control_plane_version.as_ref());
+    match (&s.control_plane_version, mixed) {
+        (Some(v), true) => {
+            let _ = writeln!(out, "NODES (control plane {v}; kubelet versions mixed)");
+        }
+        _ => {
+            let _ = writeln!(out, "NODES");
+        }
+    }
     for n in &s.nodes {
         let state = if n.ready {
             "Ready".to_string()
         } else {
             format!("NotReady  {}", n.detail)
         };
-        let _ = writeln!(out, "  {:<24} {state}", n.name);
+        let _ = writeln!(out, "  {:<24} {:<9} {state}", n.name, n.kubelet_version);
     }
     let _ = writeln!(out, "ETCD MEMBERS ({})", s.etcd.len());
     for m in &s.etcd {
