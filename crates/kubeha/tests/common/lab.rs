@@ -26,12 +26,18 @@ pub fn workspace() -> PathBuf {
 
 /// The Kubernetes packages the lab's mirror serves (the stand-in, as no real ones can be
 /// fetched here), built into the target folder.
+#[allow(dead_code)] // e2e_upgrade needs two versions and calls `kubernetes_debs_of`.
 pub fn kubernetes_debs() -> Vec<PathBuf> {
+    kubernetes_debs_of(&["1.31.0"])
+}
+
+/// The packages of each of `versions` (`1.31.0`), as [`kubernetes_debs`] builds them.
+pub fn kubernetes_debs_of(versions: &[&str]) -> Vec<PathBuf> {
     let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("standin-debs");
     let status = Command::new("bash")
         .arg(workspace().join("crates/k8s-standin/package-debs.sh"))
         .arg(&out)
-        .arg("1.31.0")
+        .args(versions)
         .status()
         .expect("the packaging script runs");
     assert!(status.success(), "building the Kubernetes packages failed");
@@ -39,6 +45,10 @@ pub fn kubernetes_debs() -> Vec<PathBuf> {
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "deb"))
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            versions.iter().any(|v| name.contains(&format!("_{v}-")))
+        })
         .collect();
     debs.sort();
     assert!(!debs.is_empty(), "no .deb in {}", out.display());

@@ -1,0 +1,388 @@
+//! A rolling upgrade in the lab: the seed cluster built at v1.31.0 is upgraded to
+//! v1.32.0 by `kubeha upgrade` while a probe through the endpoint asks the API every
+//! 100 ms. kubeha is killed once during the second control plane's upgrade and once
+//! during a worker's drain (held by a PodDisruptionBudget); the next run finishes the
+//! job. Needs Docker; skipped with a message only when Docker is absent and CI is not set.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{kubeha, stderr, stdout};
+#[path = "common/lab.rs"]
+mod lab;
+use lab::{docker_available, kubernetes_debs_of, workspace};
+
+const NAME: &str = "e2e-upgrade";
+const NODES: [&str; 5] = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
+const FROM: &str = "v1.31.0";
+const TO: &str = "v1.32.0";
+
+/// The seed lab, taken down however the test ends.
+struct Lab {
+    state: PathBuf,
+}
+
+impl Lab {
+    fn up() -> Self {
+        let debs = kubernetes_debs_of(&["1.31.0", "1.32.0"]);
+        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-upgrade-lab");
+        let _ = std::fs::remove_dir_all(&state);
+        let lab = Lab { state };
+        let calico = workspace().join("../shared/fixtures/calico-v3.28.1.yaml");
+        let mut args: Vec<String> = [
+            "lab",
+            "up",
+            "--name",
+            NAME,
+            "--topology",
+            "seed",
+            "--state-dir",
+        ]
+        .map(String::from)
+        .into();
+        args.push(lab.state.display().to_string());
+        args.push("--calico-manifest".into());
+        args.push(calico.display().to_string());
+        for deb in &debs {
+            args.extend(["--debs".into(), deb.display().to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = kubeha(&args, Path::new("."));
+        assert!(out.status.success(), "lab up: {}", stderr(&out));
+        lab
+    }
+
+    fn spec(&self) -> String {
+        self.state.join("cluster.yaml").display().to_string()
+    }
+
+    fn kubeconfig(&self) -> PathBuf {
+        std::fs::read_dir(&self.state)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "kubeconfig"))
+            .expect("apply wrote the admin kubeconfig")
+    }
+
+    /// This machine's kubectl through the endpoint, with `input` on its stdin.
+    fn kubectl(&self, args: &[&str], input: &str) -> String {
+        use std::io::Write;
+        let mut child = Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(self.kubeconfig())
+            .args(["--request-timeout", "20s"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "kubectl {args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    fn nodes(&self) -> serde_json::Value {
+        serde_json::from_str(&self.kubectl(&["get", "nodes", "-o", "json"], "")).unwrap()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let state = self.state.display().to_string();
+        let _ = kubeha(
+            &["lab", "--name", NAME, "--state-dir", &state, "down"],
+            Path::new("."),
+        );
+    }
+}
+
+/// `kubeha upgrade` with its ndjson events on a channel.
+struct Upgrade {
+    child: Child,
+    events: mpsc::Receiver<serde_json::Value>,
+}
+
+impl Upgrade {
+    fn start(spec: &str) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
+            .args(["upgrade", "-f", spec, "--to", TO, "--yes", "-o", "ndjson"])
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("kubeha runs");
+        let stdout = child.stdout.take().unwrap();
+        let (send, events) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Ok(v) = serde_json::from_str(&line) {
+                    if send.send(v).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Upgrade { child, events }
+    }
+
+    /// Kills kubeha (SIGKILL: no cleanup of its own) once `when` has held for an event
+    /// and `then` more has passed; returns that event's message.
+    fn kill_when(mut self, when: impl Fn(&serde_json::Value) -> bool, then: Duration) -> String {
+        let deadline = Instant::now() + Duration::from_secs(420);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let e = self
+                .events
+                .recv_timeout(left)
+                .expect("kubeha ended (or stalled) before the step to kill it in");
+            if e["event"] == "progress" && e["status"] == "started" && when(&e) {
+                std::thread::sleep(then);
+                self.child.kill().unwrap();
+                self.child.wait().unwrap();
+                return format!("{} {}", e["host"], e["message"]);
+            }
+        }
+    }
+}
+
+/// Probes /readyz through the endpoint every 100 ms on a thread, a new connection each
+/// time, as a client of the cluster would.
+struct Probe {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<(Duration, bool)>>,
+}
+
+impl Probe {
+    fn start() -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let began = Instant::now();
+            let mut samples = Vec::new();
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = began.elapsed();
+                let ok = Command::new("curl")
+                    .args(["-skf", "--max-time", "2", "-o", "/dev/null"])
+                    .arg("https://load-balancer.local:6443/readyz")
+                    .status()
+                    .is_ok_and(|s| s.success());
+                samples.push((at, ok));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        });
+        Self { stop, thread }
+    }
+
+    /// (answered, sent, longest gap between two answered requests around failures).
+    fn stop(self) -> (usize, usize, Duration) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let samples = self.thread.join().unwrap();
+        let ok = samples.iter().filter(|s| s.1).count();
+        let mut longest = Duration::ZERO;
+        let mut last_ok: Option<Duration> = None;
+        let mut failing = false;
+        for (at, answered) in &samples {
+            if *answered {
+                if let (true, Some(from)) = (failing, last_ok) {
+                    longest = longest.max(*at - from);
+                }
+                failing = false;
+                last_ok = Some(*at);
+            } else {
+                failing = true;
+            }
+        }
+        (ok, samples.len(), longest)
+    }
+}
+
+fn last_json(out: &Output) -> serde_json::Value {
+    stdout(out)
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON in {}{}", stdout(out), stderr(out)))
+}
+
+/// Two replicas that may not lose one: a drain of a node running either waits.
+const GUARDED: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: default}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: registry.k8s.io/pause:3.10}]
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata: {name: web, namespace: default}
+spec:
+  minAvailable: 2
+  selector: {matchLabels: {app: web}}
+"#;
+
+#[test]
+fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
+    if !docker_available() {
+        return;
+    }
+    let test_started = Instant::now();
+    let lab = Lab::up();
+    let spec = lab.spec();
+    let started = Instant::now();
+    let out = kubeha(&["apply", "-f", &spec, "--yes"], Path::new("."));
+    assert!(out.status.success(), "apply failed:\n{}", stderr(&out));
+    let cold_apply = started.elapsed().as_secs_f64();
+    let nodes = lab.nodes();
+    for n in nodes["items"].as_array().unwrap() {
+        assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], FROM);
+    }
+    lab.kubectl(&["apply", "-f", "-"], GUARDED);
+    lab.kubectl(
+        &["rollout", "status", "deployment/web", "--timeout=120s"],
+        "",
+    );
+
+    let probe = Probe::start();
+    let started = Instant::now();
+    // First cut: in the middle of the second control plane's `kubeadm upgrade node`.
+    let cut = Upgrade::start(&spec).kill_when(
+        |e| {
+            e["host"] == "cp-2"
+                && e["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("kubeadm upgrade node")
+        },
+        Duration::from_millis(1500),
+    );
+    eprintln!("killed kubeha during: {cut}");
+    // Second cut: a worker's drain, held by the budget.
+    let cut = Upgrade::start(&spec).kill_when(
+        |e| {
+            e["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("drain worker-"))
+        },
+        Duration::from_secs(4),
+    );
+    eprintln!("killed kubeha during: {cut}");
+    let cordoned: Vec<String> = lab.nodes()["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["spec"]["unschedulable"] == true)
+        .map(|n| n["metadata"]["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        !cordoned.is_empty(),
+        "the killed drain had cordoned its worker"
+    );
+    // The budget allows one disruption again; the next run finishes the drain.
+    lab.kubectl(
+        &[
+            "patch",
+            "pdb",
+            "web",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"minAvailable":1}}"#,
+        ],
+        "",
+    );
+    let out = kubeha(
+        &["upgrade", "-f", &spec, "--to", TO, "--yes", "-o", "json"],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "the resumed upgrade failed:\n{}",
+        stderr(&out)
+    );
+    let upgrade_seconds = started.elapsed().as_secs_f64();
+    let (ok, all, gap) = probe.stop();
+    let report = last_json(&out);
+    eprintln!(
+        "cold apply {cold_apply:.0}s; upgrade (three runs, two killed) {upgrade_seconds:.0}s; \
+         last run: {report:#}"
+    );
+    let ratio = ok as f64 / all as f64;
+    eprintln!(
+        "test probe through the endpoint: {ok}/{all} answered ({:.2} %), longest gap {:.1}s",
+        ratio * 100.0,
+        gap.as_secs_f64()
+    );
+    assert!(ratio >= 0.999, "{ok}/{all} probes answered");
+    assert!(gap <= Duration::from_secs(2), "the API was out for {gap:?}");
+    assert!(report["apiAvailability"]["requests"].as_u64().unwrap() > 0);
+    assert!(report["backup"]
+        .as_str()
+        .is_some_and(|p| Path::new(p).exists()));
+
+    let nodes = lab.nodes();
+    let items = nodes["items"].as_array().unwrap();
+    assert_eq!(items.len(), NODES.len());
+    for n in items {
+        assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], TO, "{n:#}");
+        assert_ne!(
+            n["spec"]["unschedulable"], true,
+            "{} left cordoned",
+            n["metadata"]["name"]
+        );
+    }
+    let config = lab.kubectl(
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "configmap",
+            "kubeadm-config",
+            "-o",
+            "jsonpath={.data.ClusterConfiguration}",
+        ],
+        "",
+    );
+    assert!(
+        config.contains(&format!("kubernetesVersion: {TO}")),
+        "{config}"
+    );
+
+    // The spec says the new version now: nothing is left to do, and a second upgrade
+    // run finds nothing either.
+    let text = std::fs::read_to_string(&spec).unwrap();
+    assert!(text.contains(&format!("version: {FROM}")), "{text}");
+    std::fs::write(
+        &spec,
+        text.replace(&format!("version: {FROM}"), &format!("version: {TO}")),
+    )
+    .unwrap();
+    let out = kubeha(
+        &["plan", "-f", &spec, "--detailed-exitcode"],
+        Path::new("."),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+    eprintln!("test took {:.0}s", test_started.elapsed().as_secs_f64());
+}
