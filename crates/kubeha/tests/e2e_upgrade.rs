@@ -273,12 +273,28 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         Duration::from_millis(1500),
     );
     eprintln!("killed kubeha during: {cut}");
-    // Second cut: a worker's drain, held by the budget.
+    // Second cut: the drain of a worker running a guarded pod, which the budget holds.
+    let held = lab.kubectl(
+        &[
+            "get",
+            "pods",
+            "-l",
+            "app=web",
+            "-o",
+            "jsonpath={.items[*].spec.nodeName}",
+        ],
+        "",
+    );
+    let held: Vec<String> = held
+        .split_whitespace()
+        .map(|n| format!("drain {n} "))
+        .collect();
+    assert!(!held.is_empty(), "the guarded pods run nowhere");
     let cut = Upgrade::start(&spec).kill_when(
         |e| {
             e["message"]
                 .as_str()
-                .is_some_and(|m| m.starts_with("drain worker-"))
+                .is_some_and(|m| held.iter().any(|h| m.starts_with(h.as_str())))
         },
         Duration::from_secs(4),
     );

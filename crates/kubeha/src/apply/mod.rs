@@ -284,7 +284,7 @@ impl Connected {
             Some(s) if s.calico => None,
             _ => Some(self.fetch_calico_manifest().await),
         };
-        let mut survey = Survey {
+        Ok(Survey {
             facts,
             desired,
             current,
@@ -295,8 +295,14 @@ impl Connected {
             replace: BTreeSet::new(),
             upgrade: None,
             max_unavailable: 1,
-        };
-        if plan::upgrade::pending(cluster, &survey.facts, survey.cluster_state.as_ref()) {
+        })
+    }
+
+    /// [`Connected::survey`] plus, while an upgrade is pending, the upgrade's own checks
+    /// (only the commands that plan pay for them).
+    pub async fn survey_to_plan(&self) -> Result<Survey, ApplyError> {
+        let mut survey = self.survey().await?;
+        if plan::upgrade::pending(&self.cluster, &survey.facts, survey.cluster_state.as_ref()) {
             survey.upgrade = Some(upgrade::gather(self, &survey).await?);
         }
         Ok(survey)

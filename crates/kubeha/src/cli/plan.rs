@@ -27,7 +27,7 @@ pub const CHANGES_EXIT: u8 = 3;
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
     let plan = block_on(args.remote.session(ui, loaded, async |connected| {
-        let mut survey = connected.survey().await.map_err(runtime)?;
+        let mut survey = connected.survey_to_plan().await.map_err(runtime)?;
         survey.replace = args.replace.iter().cloned().collect();
         let plan = plan_or_conflicts(&connected.cluster, &survey)?;
         show(ui, &connected.cluster, &plan, &survey);

@@ -4,7 +4,6 @@
 
 use std::io::IsTerminal;
 
-use super::plan::{self, plan_or_conflicts};
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
 use crate::apply::Timings;
@@ -53,27 +52,17 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         ));
     }
     let outcome = block_on(args.remote.session(ui, loaded, async |connected| {
-        let mut survey = connected.survey().await.map_err(runtime)?;
+        let mut survey = connected.survey_to_plan().await.map_err(runtime)?;
         survey.max_unavailable = args.max_unavailable;
-        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
-        let plan_doc = plan::document(&connected.cluster, &plan, &survey);
-        match ui.format {
-            Format::Text => print!("{}", plan::text(&connected.cluster, &plan, &survey)),
-            Format::Ndjson => {
-                println!("{}", serde_json::json!({"event": "plan", "plan": plan_doc}))
-            }
-            Format::Json | Format::Yaml => {}
-        }
-        if !plan.is_empty() && !args.yes && !super::apply::confirm(plan.steps.len())? {
-            return Err(Failure::Invalid("nothing was changed".into()));
-        }
         let started = std::time::Instant::now();
-        let timings = tokio::select! {
-            timings = connected.execute(&plan, &survey) => timings.map_err(runtime)?,
-            _ = tokio::signal::ctrl_c() => return Err(super::apply::interrupted(&connected.progress)),
-        };
-        connected.progress.print_summary();
-        Ok((plan.steps.len(), plan_doc, timings, started.elapsed().as_secs_f64()))
+        let (plan, plan_doc, timings) =
+            super::apply::show_and_run(ui, connected, &survey, args.yes).await?;
+        Ok((
+            plan.steps.len(),
+            plan_doc,
+            timings,
+            started.elapsed().as_secs_f64(),
+        ))
     }))?;
     let (changes, plan_doc, timings, seconds) = outcome;
     let mut result = document(&timings, changes, seconds);
