@@ -8,65 +8,28 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{kubeha, stderr, stdout};
 #[path = "common/lab.rs"]
 mod lab;
-use lab::{docker_available, kubernetes_debs_of, workspace};
+use lab::{assert_no_changes, docker_available, last_json, Probe, SeedLab};
 
 const NAME: &str = "e2e-upgrade";
 const NODES: [&str; 5] = ["cp-1", "cp-2", "cp-3", "worker-1", "worker-2"];
 const FROM: &str = "v1.31.0";
 const TO: &str = "v1.32.0";
 
-/// The seed lab, taken down however the test ends.
+/// The seed lab with both versions in its mirror.
 struct Lab {
-    state: PathBuf,
+    seed: SeedLab,
 }
 
 impl Lab {
-    fn up() -> Self {
-        let debs = kubernetes_debs_of(&["1.31.0", "1.32.0"]);
-        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-upgrade-lab");
-        let _ = std::fs::remove_dir_all(&state);
-        let lab = Lab { state };
-        let calico = workspace().join("../shared/fixtures/calico-v3.28.1.yaml");
-        let mut args: Vec<String> = [
-            "lab",
-            "up",
-            "--name",
-            NAME,
-            "--topology",
-            "seed",
-            "--state-dir",
-        ]
-        .map(String::from)
-        .into();
-        args.push(lab.state.display().to_string());
-        args.push("--calico-manifest".into());
-        args.push(calico.display().to_string());
-        for deb in &debs {
-            args.extend(["--debs".into(), deb.display().to_string()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = kubeha(&args, Path::new("."));
-        assert!(out.status.success(), "lab up: {}", stderr(&out));
-        lab
-    }
-
-    fn spec(&self) -> String {
-        self.state.join("cluster.yaml").display().to_string()
-    }
-
     fn kubeconfig(&self) -> PathBuf {
-        std::fs::read_dir(&self.state)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "kubeconfig"))
-            .expect("apply wrote the admin kubeconfig")
+        self.seed.kubeconfig()
     }
 
     /// This machine's kubectl through the endpoint, with `input` on its stdin.
@@ -95,16 +58,6 @@ impl Lab {
 
     fn nodes(&self) -> serde_json::Value {
         serde_json::from_str(&self.kubectl(&["get", "nodes", "-o", "json"], "")).unwrap()
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let state = self.state.display().to_string();
-        let _ = kubeha(
-            &["lab", "--name", NAME, "--state-dir", &state, "down"],
-            Path::new("."),
-        );
     }
 }
 
@@ -157,66 +110,6 @@ impl Upgrade {
     }
 }
 
-/// Probes /readyz through the endpoint every 100 ms on a thread, a new connection each
-/// time, as a client of the cluster would.
-struct Probe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(Duration, bool)>>,
-}
-
-impl Probe {
-    fn start() -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let began = Instant::now();
-            let mut samples = Vec::new();
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                let at = began.elapsed();
-                let ok = Command::new("curl")
-                    .args(["-skf", "--max-time", "2", "-o", "/dev/null"])
-                    .arg("https://load-balancer.local:6443/readyz")
-                    .status()
-                    .is_ok_and(|s| s.success());
-                samples.push((at, ok));
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            samples
-        });
-        Self { stop, thread }
-    }
-
-    /// (answered, sent, longest gap between two answered requests around failures).
-    fn stop(self) -> (usize, usize, Duration) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        let samples = self.thread.join().unwrap();
-        let ok = samples.iter().filter(|s| s.1).count();
-        let mut longest = Duration::ZERO;
-        let mut last_ok: Option<Duration> = None;
-        let mut failing = false;
-        for (at, answered) in &samples {
-            if *answered {
-                if let (true, Some(from)) = (failing, last_ok) {
-                    longest = longest.max(*at - from);
-                }
-                failing = false;
-                last_ok = Some(*at);
-            } else {
-                failing = true;
-            }
-        }
-        (ok, samples.len(), longest)
-    }
-}
-
-fn last_json(out: &Output) -> serde_json::Value {
-    stdout(out)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON in {}{}", stdout(out), stderr(out)))
-}
-
 /// Two replicas that may not lose one: a drain of a node running either waits.
 const GUARDED: &str = r#"apiVersion: apps/v1
 kind: Deployment
@@ -243,8 +136,10 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         return;
     }
     let test_started = Instant::now();
-    let lab = Lab::up();
-    let spec = lab.spec();
+    let lab = Lab {
+        seed: SeedLab::up(NAME, &["1.31.0", "1.32.0"]),
+    };
+    let spec = lab.seed.spec();
     let started = Instant::now();
     let out = kubeha(&["apply", "-f", &spec, "--yes"], Path::new("."));
     assert!(out.status.success(), "apply failed:\n{}", stderr(&out));
@@ -388,17 +283,6 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         text.replace(&format!("version: {FROM}"), &format!("version: {TO}")),
     )
     .unwrap();
-    let out = kubeha(
-        &["plan", "-f", &spec, "--detailed-exitcode"],
-        Path::new("."),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
-    assert!(stdout(&out).contains("No changes"), "{}", stdout(&out));
+    assert_no_changes(&spec);
     eprintln!("test took {:.0}s", test_started.elapsed().as_secs_f64());
 }

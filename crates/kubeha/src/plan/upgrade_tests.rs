@@ -312,19 +312,34 @@ fn refusals_change_nothing_and_say_why() {
     );
 }
 
-#[test]
-fn killed_after_the_first_control_plane_applied_it_never_applies_again() {
+/// `kubeadm upgrade apply` done on k8s-master-1; kubeadm upgraded on `kubeadm_at`.
+fn after_first_apply(
+    kubeadm_at: &[&str],
+) -> (
+    Cluster,
+    BTreeMap<String, HostFacts>,
+    ClusterState,
+    UpgradeFacts,
+) {
     let (c, mut facts, mut state) = before_upgrade();
     state.kubeadm_config.as_mut().unwrap().kubernetes_version = NEW.into();
-    facts
-        .get_mut("k8s-master-1")
-        .unwrap()
-        .packages
-        .insert("kubeadm".into(), NEW_DEB.into());
+    for h in kubeadm_at {
+        facts
+            .get_mut(*h)
+            .unwrap()
+            .packages
+            .insert("kubeadm".into(), NEW_DEB.into());
+    }
     let mut found = checks(OLD);
     found
         .apiserver_manifests
         .insert("k8s-master-1".into(), NEW.into());
+    (c, facts, state, found)
+}
+
+#[test]
+fn killed_after_the_first_control_plane_applied_it_never_applies_again() {
+    let (c, facts, state, found) = after_first_apply(&["k8s-master-1"]);
     let plan = upgrade_plan(&c, &facts, &state, &found, 1).unwrap();
     let mut want =
         vec!["backup cluster: save a verified etcd backup on this machine (0600)".to_string()];
@@ -340,19 +355,7 @@ fn killed_after_the_first_control_plane_applied_it_never_applies_again() {
 
 #[test]
 fn killed_during_the_second_control_plane_it_upgrades_that_one_again() {
-    let (c, mut facts, mut state) = before_upgrade();
-    state.kubeadm_config.as_mut().unwrap().kubernetes_version = NEW.into();
-    for h in ["k8s-master-1", "k8s-master-2"] {
-        facts
-            .get_mut(h)
-            .unwrap()
-            .packages
-            .insert("kubeadm".into(), NEW_DEB.into());
-    }
-    let mut found = checks(OLD);
-    found
-        .apiserver_manifests
-        .insert("k8s-master-1".into(), NEW.into());
+    let (c, facts, state, mut found) = after_first_apply(&["k8s-master-1", "k8s-master-2"]);
     // Killed inside `kubeadm upgrade node`: k8s-master-2 is still out of rotation.
     found
         .backends
