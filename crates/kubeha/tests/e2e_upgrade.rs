@@ -65,15 +65,16 @@ impl Lab {
 struct Upgrade {
     child: Child,
     events: mpsc::Receiver<serde_json::Value>,
+    log: PathBuf,
 }
 
 impl Upgrade {
-    fn start(spec: &str) -> Self {
+    fn start(spec: &str, log: PathBuf) -> Self {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
             .args(["upgrade", "-f", spec, "--to", TO, "--yes", "-o", "ndjson"])
             .env("NO_COLOR", "1")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("kubeha runs");
         let stdout = child.stdout.take().unwrap();
@@ -87,7 +88,7 @@ impl Upgrade {
                 }
             }
         });
-        Upgrade { child, events }
+        Upgrade { child, events, log }
     }
 
     /// Kills kubeha (SIGKILL: no cleanup of its own) once `when` has held for an event
@@ -96,10 +97,12 @@ impl Upgrade {
         let deadline = Instant::now() + Duration::from_secs(420);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let e = self
-                .events
-                .recv_timeout(left)
-                .expect("kubeha ended (or stalled) before the step to kill it in");
+            let Ok(e) = self.events.recv_timeout(left) else {
+                panic!(
+                    "kubeha ended (or stalled) before the step to kill it in:\n{}",
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                );
+            };
             if e["event"] == "progress" && e["status"] == "started" && when(&e) {
                 std::thread::sleep(then);
                 self.child.kill().unwrap();
@@ -157,7 +160,11 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
     let probe = Probe::start();
     let started = Instant::now();
     // First cut: in the middle of the second control plane's `kubeadm upgrade node`.
-    let cut = Upgrade::start(&spec).kill_when(
+    let cut = Upgrade::start(
+        &spec,
+        lab.seed.state.join(format!("upgrade-{}.log", line!())),
+    )
+    .kill_when(
         |e| {
             e["host"] == "cp-2"
                 && e["message"]
@@ -185,7 +192,11 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         .map(|n| format!("drain {n} "))
         .collect();
     assert!(!held.is_empty(), "the guarded pods run nowhere");
-    let cut = Upgrade::start(&spec).kill_when(
+    let cut = Upgrade::start(
+        &spec,
+        lab.seed.state.join(format!("upgrade-{}.log", line!())),
+    )
+    .kill_when(
         |e| {
             e["message"]
                 .as_str()
