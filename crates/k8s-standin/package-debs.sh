@@ -54,9 +54,10 @@ deb() {
 
 # Each version's binaries differ only by the version compiled in: a version whose
 # packages were built from these very sources is not built again (the stamp holds a
-# hash of the stand-in's sources, the lock file and the packaging inputs).
+# hash of the stand-in's sources, the lock file and the packaging inputs; not its docs).
 sources_hash=$(cd "$here/../.." && {
-  find crates/k8s-standin -type f -not -path '*/target/*' -print0 | sort -z | xargs -0 sha256sum
+  find crates/k8s-standin/src crates/k8s-standin/packaging crates/k8s-standin/Cargo.toml \
+    crates/k8s-standin/package-debs.sh -type f -print0 | sort -z | xargs -0 sha256sum
   sha256sum Cargo.lock Cargo.toml
   [ -z "${KUBERNETES_CLIENT_DEB:-}" ] || sha256sum "$KUBERNETES_CLIENT_DEB"
 } | sha256sum | cut -d' ' -f1)
