@@ -152,10 +152,28 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         assert_eq!(n["status"]["nodeInfo"]["kubeletVersion"], FROM);
     }
     lab.kubectl(&["apply", "-f", "-"], GUARDED);
-    lab.kubectl(
-        &["rollout", "status", "deployment/web", "--timeout=120s"],
-        "",
-    );
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let ready = lab.kubectl(
+            &[
+                "get",
+                "pods",
+                "-l",
+                "app=web",
+                "-o",
+                r#"jsonpath={.items[*].status.conditions[?(@.type=="Ready")].status}"#,
+            ],
+            "",
+        );
+        if ready.split_whitespace().filter(|s| *s == "True").count() == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the guarded pods are not Ready: {ready}"
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
 
     let probe = Probe::start();
     let started = Instant::now();
