@@ -24,6 +24,8 @@ use crate::verify::ApiAvailability;
 
 /// How long a control plane may take to serve its API and etcd after `kubeadm upgrade`.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(180);
+/// How long requests already on an apiserver taken out of rotation get to finish.
+const SESSIONS_FINISH_WITHIN: Duration = Duration::from_secs(1);
 /// How long the load balancers may take to see an apiserver back.
 const BACKEND_UP_WITHIN: Duration = Duration::from_secs(60);
 
@@ -310,8 +312,12 @@ impl<'a> Run<'a> {
                 load_balancers,
             } => {
                 // Out of rotation first: kubeadm restarts this apiserver, and requests the
-                // load balancers send it meanwhile would fail.
-                set_backend(c, load_balancers, host, &["maint", "shutdown"]).await?;
+                // load balancers sent it meanwhile would fail. Short requests already on
+                // it finish during the pause; what is still connected after it (long-lived
+                // clients) is closed while idle, so it reconnects elsewhere.
+                set_backend(c, load_balancers, host, &["maint"]).await?;
+                tokio::time::sleep(SESSIONS_FINISH_WITHIN).await;
+                set_backend(c, load_balancers, host, &["shutdown"]).await?;
                 let script = steps::script(&step.action).expect("upgrade actions have scripts");
                 c.remote(host)
                     .run_for(label, &script, c.options.kubeadm_timeout)
