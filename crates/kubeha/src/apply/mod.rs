@@ -7,6 +7,7 @@
 mod join;
 pub mod progress;
 pub mod steps;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// Where the admin kubeconfig is written.
     pub kubeconfig: PathBuf,
+    /// Where the etcd backup an upgrade takes first is written.
+    pub backup_dir: PathBuf,
 }
 
 /// Any way a run can fail; each names the host or the step.
@@ -86,6 +89,10 @@ pub struct Survey {
     pub calico_manifest: Option<Result<String, String>>,
     /// Hosts the user asked to rebuild by name (see [`plan::Inputs::replace`]).
     pub replace: BTreeSet<String>,
+    /// An upgrade's own checks, gathered only while an upgrade is pending.
+    pub upgrade: Option<plan::upgrade::UpgradeFacts>,
+    /// Workers an upgrade drains at once (`--max-unavailable`).
+    pub max_unavailable: usize,
 }
 
 impl Survey {
@@ -98,6 +105,8 @@ impl Survey {
             cluster_state: self.cluster_state.as_ref(),
             calico_manifest: self.calico_manifest.as_ref(),
             replace: &self.replace,
+            upgrade: self.upgrade.as_ref(),
+            max_unavailable: self.max_unavailable,
         })
     }
 }
@@ -106,6 +115,12 @@ impl Survey {
 #[derive(Debug, Default, Serialize)]
 pub struct Timings {
     pub phases: Vec<(String, f64)>,
+    /// How long each node's upgrade steps took, in the order they ran.
+    pub nodes: Vec<(String, f64)>,
+    /// The API as a probe through the endpoint saw it while an upgrade ran.
+    pub availability: Option<crate::verify::ApiAvailability>,
+    /// The etcd backup taken before the upgrade changed anything.
+    pub backup: Option<PathBuf>,
 }
 
 /// Open SSH connections to every host of a cluster.
@@ -354,7 +369,19 @@ impl Connected {
             api_problem,
             calico_manifest,
             replace: BTreeSet::new(),
+            upgrade: None,
+            max_unavailable: 1,
         })
+    }
+
+    /// [`Connected::survey`] plus, while an upgrade is pending, the upgrade's own checks
+    /// (only the commands that plan pay for them).
+    pub async fn survey_to_plan(&self) -> Result<Survey, ApplyError> {
+        let mut survey = self.survey().await?;
+        if plan::upgrade::pending(&self.cluster, &survey.facts, survey.cluster_state.as_ref()) {
+            survey.upgrade = Some(upgrade::gather(self, &survey).await?);
+        }
+        Ok(survey)
     }
 
     /// The spec's Calico manifest, read locally or downloaded by the first control plane:
@@ -486,7 +513,9 @@ impl Connected {
         })
         .await?;
         let mut kubeadm = join::Kubeadm::new(self, survey, plan.bootstrap.as_deref());
-        let result = self.run_plan(plan, &mut kubeadm).await;
+        let mut upgrade = upgrade::Run::start(self, plan, survey).await?;
+        let result = self.run_plan(plan, &mut kubeadm, &mut upgrade).await;
+        let result = upgrade.finish(result).await;
         // Every run that changes anything revokes kubeha's join credentials, so a token a
         // killed run minted is gone even when the run that finishes its work joins nothing.
         let revoked = kubeadm.revoke().await;
@@ -509,6 +538,7 @@ impl Connected {
         &self,
         plan: &Plan,
         kubeadm: &mut join::Kubeadm<'_>,
+        upgrade: &mut upgrade::Run<'_>,
     ) -> Result<Timings, ApplyError> {
         let mut timings = Timings::default();
         for phase in Phase::ALL {
@@ -518,7 +548,9 @@ impl Connected {
             }
             let started = Instant::now();
             self.progress.phase(&phase.to_string());
-            if phase.parallel() {
+            if phase.upgrade() {
+                upgrade.phase(self, plan, phase, &steps).await?;
+            } else if phase.parallel() {
                 self.run_parallel(&steps, kubeadm).await?;
             } else {
                 for step in steps {

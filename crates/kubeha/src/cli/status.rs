@@ -25,6 +25,8 @@ pub struct Args {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
+    /// kubeadm-config's Kubernetes version, when the API answered.
+    pub control_plane_version: Option<String>,
     pub nodes: Vec<NodeStatus>,
     /// etcd's members as [`EtcdQuorum::seen_from`]'s `etcdctl` lists them.
     pub etcd: Vec<EtcdMember>,
@@ -110,7 +112,12 @@ pub fn summarize(
     facts: &BTreeMap<String, HostFacts>,
     cluster_state: Option<&ClusterState>,
 ) -> Status {
-    let mut status = Status::default();
+    let mut status = Status {
+        control_plane_version: cluster_state
+            .and_then(|s| s.kubeadm_config.as_ref())
+            .map(|c| c.kubernetes_version.clone()),
+        ..Status::default()
+    };
     if let Some(state) = cluster_state {
         for (name, n) in &state.nodes {
             status.nodes.push(NodeStatus {
@@ -249,7 +256,18 @@ pub fn backend_states(csv: &str) -> Vec<(String, String)> {
 
 pub fn text(s: &Status) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "NODES");
+    let mixed = s
+        .nodes
+        .iter()
+        .any(|n| Some(&n.kubelet_version) != s.control_plane_version.as_ref());
+    match (&s.control_plane_version, mixed) {
+        (Some(v), true) => {
+            let _ = writeln!(out, "NODES (control plane {v}; kubelet versions mixed)");
+        }
+        _ => {
+            let _ = writeln!(out, "NODES");
+        }
+    }
     for n in &s.nodes {
         let state = if n.ready { "Ready" } else { "NotReady" };
         let _ = write!(out, "  {:<24} {state:<9} {}", n.name, n.kubelet_version);

@@ -226,6 +226,8 @@ pub struct NodeState {
     pub ready: bool,
     /// `spec.unschedulable` (cordoned).
     pub cordoned: bool,
+    /// kubeha cordoned it for an upgrade (its annotation), so a re-run uncordons it.
+    pub cordoned_by_kubeha: bool,
     /// `status.nodeInfo.kubeletVersion`, e.g. `v1.31.0`.
     pub kubelet_version: String,
     pub labels: BTreeMap<String, String>,

@@ -27,7 +27,7 @@ pub struct ClusterState {
 }
 
 /// The conflicts' `host` for what concerns the whole cluster.
-const CLUSTER: &str = "cluster";
+pub(super) const CLUSTER: &str = "cluster";
 
 /// A host's etcd peer URL, as kubeadm configures it.
 pub fn peer_url(host: &Host) -> String {
@@ -35,14 +35,14 @@ pub fn peer_url(host: &Host) -> String {
 }
 
 /// Every control plane's view of etcd that answered.
-fn etcd_views<'a>(inputs: &'a Inputs) -> impl Iterator<Item = (&'a Host, &'a EtcdView)> {
+pub(super) fn etcd_views<'a>(inputs: &'a Inputs) -> impl Iterator<Item = (&'a Host, &'a EtcdView)> {
     inputs
         .cluster
         .control_planes()
         .filter_map(|h| Some((h, inputs.facts[&h.name].etcd.as_ref()?)))
 }
 
-fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
+pub(super) fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
     inputs.cluster_state?.nodes.get(&host.name)
 }
 
@@ -190,7 +190,8 @@ fn immutable_drift(cluster: &Cluster, live: &LiveClusterConfig) -> Vec<String> {
             &live.control_plane_endpoint,
         ),
     ];
-    let mut out: Vec<String> = fields
+    // A version difference is an upgrade (see `upgrade`), not drift.
+    fields
         .into_iter()
         .filter(|(_, _, want, live)| !live.is_empty() && *want != **live)
         .map(|(field, spec, want, live)| {
@@ -198,15 +199,7 @@ fn immutable_drift(cluster: &Cluster, live: &LiveClusterConfig) -> Vec<String> {
                 "the live ClusterConfiguration has {field} `{live}` but the spec's {spec} is `{want}`;                  it cannot change after `kubeadm init`: put `{live}` back in the spec, or build a new cluster"
             )
         })
-        .collect();
-    let want = k.version.to_string();
-    if !live.kubernetes_version.is_empty() && live.kubernetes_version != want {
-        out.push(format!(
-            "the cluster runs Kubernetes {} but the spec says {want}: change versions with `kubeha upgrade`",
-            live.kubernetes_version
-        ));
-    }
-    out
+        .collect()
 }
 
 /// What the live cluster says that no step can repair.
@@ -249,20 +242,6 @@ fn cluster_conflicts(inputs: &Inputs, out: &mut Vec<Conflict>) {
                 name,
                 format!("`--replace {name}`: the spec has no control plane or worker of that name"),
             );
-        }
-    }
-    let want = cluster.kubernetes.version.to_string();
-    for h in cluster.kube_nodes() {
-        if let Some(n) = node(inputs, h).filter(|n| !n.kubelet_version.is_empty()) {
-            if n.kubelet_version != want {
-                conflict(
-                    &h.name,
-                    format!(
-                        "its kubelet runs {} but the spec says {want}: change versions with `kubeha upgrade`",
-                        n.kubelet_version
-                    ),
-                );
-            }
         }
     }
 }
@@ -379,15 +358,6 @@ pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
                         "its Kubernetes CA differs from {ref_host}'s: it belongs to another cluster; \
                          run `kubeadm reset` on it yourself if it should join this one"
                     ),
-                );
-            }
-        }
-        if h.is_kube_node() && joined(h, f) {
-            let want = cluster.kubernetes.version.deb_version();
-            if let Some(have) = f.packages.get("kubeadm").filter(|v| **v != want) {
-                conflict(
-                    h,
-                    format!("runs kubeadm {have} but the spec says {want}: change versions with `kubeha upgrade`"),
                 );
             }
         }
