@@ -72,7 +72,7 @@ fn refused(dir: &Path, archive: &[u8], extra: &[&str], why: &str) {
 #[test]
 fn bad_archives_are_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("192.0.2.", "127.0.0.");
     std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
 
     let good = archive("k8s-ha").to_tar();
@@ -99,7 +99,7 @@ fn bad_archives_are_refused_before_any_host() {
 #[test]
 fn reset_needs_yes_without_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("192.0.2.", "127.0.0.");
     std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
     let out = kubeha(
         &["reset", "-f", "cluster.yaml", "--log-dir", "run"],

@@ -17,7 +17,7 @@ use crate::facts::HostFacts;
 use crate::render::{Package, RenderedFile};
 use crate::spec::Cluster;
 
-pub use cluster::{joined, ClusterState};
+pub use cluster::{joined, node_patch, peer_url, ClusterState};
 pub use host::distro;
 
 /// Phases run in this order; within a phase, hosts run as [`Phase::parallel`] says.
@@ -145,12 +145,22 @@ pub enum Action {
         /// `sha256:<hex>` of `manifest`, as digests are written (and told from secrets).
         digest: String,
     },
-    /// Patch a registered Node: set `labels`, and replace its taints with `taints`
-    /// (its live taints with the spec's merged in) when they differ.
+    /// Patch a registered Node: set `labels`, remove `remove_labels`, replace its taints
+    /// with `taints` (its live taints with the spec's merged in and `remove_taints` left
+    /// out) when they differ, and record in its annotations which labels and taints are
+    /// kubeha's (the only ones a later run removes). See [`node_patch`].
     ApplyLabelsAndTaints {
         node: String,
         labels: BTreeMap<String, String>,
+        /// Labels kubeha set earlier that the spec no longer names.
+        remove_labels: Vec<String>,
         taints: Option<Vec<NodeTaint>>,
+        /// Taints kubeha set earlier that the spec no longer names (left out of `taints`).
+        remove_taints: Vec<NodeTaint>,
+        /// The label keys the managed-labels annotation holds afterwards.
+        managed_labels: Vec<String>,
+        /// The taints (`key:effect`) the managed-taints annotation holds afterwards.
+        managed_taints: Vec<String>,
     },
     /// Wait until these nodes are Ready and kube-system is healthy.
     WaitReady {
@@ -245,17 +255,29 @@ impl fmt::Display for Action {
             Action::ApplyLabelsAndTaints {
                 node,
                 labels,
+                remove_labels,
                 taints,
+                remove_taints,
+                ..
             } => {
                 let mut parts: Vec<String> = labels
                     .iter()
-                    .map(|(k, v)| format!("label {k}={v}"))
+                    .map(|(k, v)| format!("set label {k}={v}"))
                     .collect();
+                parts.extend(remove_labels.iter().map(|k| format!("remove label {k}")));
+                parts.extend(remove_taints.iter().map(|t| format!("remove taint {t}")));
                 if let Some(taints) = taints {
                     let list: Vec<String> = taints.iter().map(ToString::to_string).collect();
-                    parts.push(format!("taints [{}]", list.join(", ")));
+                    parts.push(format!("set taints [{}]", list.join(", ")));
                 }
-                write!(f, "set {} on node {node} through the API", parts.join(", "))
+                if parts.is_empty() {
+                    write!(
+                        f,
+                        "record on node {node} which of its labels and taints are kubeha's (annotations)"
+                    )
+                } else {
+                    write!(f, "{} on node {node} through the API", parts.join(", "))
+                }
             }
             Action::WaitReady { nodes } => write!(
                 f,
@@ -364,6 +386,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     steps.extend(kubeadm);
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
+    warnings.extend(cluster::health_warnings(inputs));
     Ok(Plan {
         steps,
         warnings,

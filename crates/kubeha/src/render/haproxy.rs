@@ -126,9 +126,9 @@ mod tests {
     fn every_control_plane_is_a_checked_backend() {
         let text = render(&seed());
         for (name, ip) in [
-            ("k8s-master-1", "10.20.1.10"),
-            ("k8s-master-2", "10.20.1.11"),
-            ("k8s-master-3", "10.20.1.12"),
+            ("k8s-master-1", "192.0.2.10"),
+            ("k8s-master-2", "192.0.2.11"),
+            ("k8s-master-3", "192.0.2.12"),
         ] {
             assert!(
                 text.contains(&format!("    server '{name}' {ip}:6443\n")),
@@ -168,7 +168,7 @@ mod tests {
         assert!(text.contains("uri '/livez'"));
         assert!(text.contains("    bind :8443\n"));
         assert!(
-            text.contains("server 'k8s-master-1' 10.20.1.10:6443"),
+            text.contains("server 'k8s-master-1' 192.0.2.10:6443"),
             "backends stay on 6443"
         );
     }
@@ -177,7 +177,7 @@ mod tests {
     fn internal_addresses_carry_backend_traffic() {
         let c = cluster_from(|s| {
             s.replace(
-                "      # internalAddress: 192.168.10.10",
+                "      # internalAddress: 192.0.2.110",
                 "      internalAddress: 172.16.0.10",
             )
         });
