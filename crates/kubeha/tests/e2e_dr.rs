@@ -245,6 +245,48 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         archive.manifest.about.snapshot.total_keys
     );
 
+    // The same backup encrypted to an age recipient: the disaster restore below opens it
+    // with the identity.
+    let identity = age::x25519::Identity::generate();
+    let key = scratch.path().join("backup-key.txt");
+    {
+        use age::secrecy::ExposeSecret;
+        std::fs::write(&key, format!("{}\n", identity.to_string().expose_secret())).unwrap();
+    }
+    let out = kubeha(
+        &[
+            "backup",
+            "-f",
+            &spec,
+            "--out",
+            &dir_arg,
+            "--encrypt-to",
+            &identity.to_public().to_string(),
+            "-o",
+            "json",
+        ],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "encrypted backup failed:\n{}",
+        stderr(&out)
+    );
+    let sealed = PathBuf::from(last_json(&out)["path"].as_str().unwrap());
+    assert!(
+        sealed.to_str().unwrap().ends_with(".tar.age"),
+        "{}",
+        sealed.display()
+    );
+    let mode = std::fs::metadata(&sealed).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600, "the encrypted archive is private too");
+    let sealed_bytes = std::fs::read(&sealed).unwrap();
+    assert!(kubeha::dr::encrypt::is_encrypted(&sealed_bytes));
+    assert!(
+        Archive::from_tar(&sealed_bytes).is_err(),
+        "no tar in the clear"
+    );
+
     // A restore while etcd has quorum would roll back live data.
     let out = restore(&spec, &path);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -283,7 +325,8 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         .success());
 
     let started = Instant::now();
-    let out = restore(&spec, &path);
+    let key_arg = key.display().to_string();
+    let out = restore_with(&spec, &sealed, &["--identity", &key_arg]);
     assert!(out.status.success(), "restore failed:\n{}", stderr(&out));
     let restore_seconds = started.elapsed().as_secs_f64();
     eprintln!("restore took {restore_seconds:.0}s\n{}", stderr(&out));
@@ -492,11 +535,14 @@ fn scheduled_snapshots(lab: &Lab, spec: &str) {
 
 /// `kubeha restore --yes` from `archive`.
 fn restore(spec: &str, archive: &Path) -> Output {
+    restore_with(spec, archive, &[])
+}
+
+fn restore_with(spec: &str, archive: &Path, extra: &[&str]) -> Output {
     let from = archive.display().to_string();
-    kubeha(
-        &["restore", "-f", spec, "--from", &from, "--yes"],
-        Path::new("."),
-    )
+    let mut args = vec!["restore", "-f", spec, "--from", &from, "--yes"];
+    args.extend(extra);
+    kubeha(&args, Path::new("."))
 }
 
 /// No run log holds a key the backup read, as PEM or as the base64 `read_file` moves.

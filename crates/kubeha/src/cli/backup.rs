@@ -19,19 +19,23 @@ pub struct Args {
     /// Folder the archive is written to (default: .kubeha/<cluster>/backups beside the spec).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Encrypt the archive to this age X25519 recipient (`age1…`, from `age-keygen`);
+    /// repeat for several. `restore --identity` opens it, and so does `age -d`.
+    #[arg(long, value_name = "RECIPIENT")]
+    encrypt_to: Vec<String>,
     /// Instead of an archive here: a systemd timer on every control plane taking a local
     /// etcd snapshot (verified, 0600, in /var/lib/kubeha/backups) on this systemd calendar
     /// expression: `daily`, `hourly`, `*-*-* 02:30:00`. Run it again to change it.
-    #[arg(long, value_name = "CALENDAR", conflicts_with_all = ["out", "unschedule", "list"])]
+    #[arg(long, value_name = "CALENDAR", conflicts_with_all = ["out", "encrypt_to", "unschedule", "list"])]
     schedule: Option<String>,
     /// How many scheduled snapshots each control plane keeps (the oldest go first).
     #[arg(long, value_name = "N", requires = "schedule")]
     keep: Option<u32>,
     /// Remove the timer from every control plane; the snapshots it took stay.
-    #[arg(long, conflicts_with_all = ["out", "list"])]
+    #[arg(long, conflicts_with_all = ["out", "encrypt_to", "list"])]
     unschedule: bool,
     /// Show each control plane's schedule and the local snapshots it keeps.
-    #[arg(long, conflicts_with = "out")]
+    #[arg(long, conflicts_with_all = ["out", "encrypt_to"])]
     list: bool,
 }
 
@@ -47,6 +51,12 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     if args.unschedule || args.list {
         return unschedule_or_list(ui, &args.remote, args.unschedule);
     }
+    let recipients = args
+        .encrypt_to
+        .iter()
+        .map(|r| dr::encrypt::parse_recipient(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Failure::Invalid(format!("--encrypt-to: {e}")))?;
     let loaded = load_spec(ui, &args.remote.file)?;
     let started = Instant::now();
     let name = loaded.cluster.name.clone();
@@ -54,16 +64,19 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         .out
         .unwrap_or_else(|| dr::backups_dir(&args.remote.spec_dir(), &name));
     let (path, archive, bytes) = with_survey(ui, &args.remote, loaded, async |c, survey| {
-        dr::save_backup(c, survey, &dir).await.map_err(runtime)
+        dr::save_backup_to(c, survey, &dir, &recipients)
+            .await
+            .map_err(runtime)
     })?;
     let m = &archive.manifest.about;
     let seconds = started.elapsed().as_secs_f64();
     ui.print(
-        &serde_json::json!({"path": path, "bytes": bytes, "seconds": seconds, "manifest": archive.manifest}),
+        &serde_json::json!({"path": path, "bytes": bytes, "seconds": seconds, "encryptedTo": args.encrypt_to, "manifest": archive.manifest}),
         || {
             format!(
-                "Backup of {name} written to {} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}\n",
+                "Backup of {name} written to {}{} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}\n",
                 path.display(),
+                if recipients.is_empty() { "" } else { ", encrypted" },
                 bytes,
                 m.etcd_version,
                 m.snapshot.revision,

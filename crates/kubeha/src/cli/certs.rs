@@ -30,7 +30,7 @@ enum Command {
     Renew {
         #[command(flatten)]
         remote: RemoteArgs,
-        /// Renew without showing the steps and asking first.
+        /// Renew without asking first (the steps are shown either way).
         #[arg(long)]
         yes: bool,
     },

@@ -202,15 +202,7 @@ pub fn parse_listing(text: &str) -> Listing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::test_support::seed;
-    use crate::render::Content;
-
-    fn text(f: &RenderedFile) -> &str {
-        match &f.content {
-            Content::Text(t) => t,
-            _ => panic!("{f:?}"),
-        }
-    }
+    use crate::render::test_support::{seed, text};
 
     #[test]
     fn a_timer_a_oneshot_service_and_a_root_only_script() {

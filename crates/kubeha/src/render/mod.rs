@@ -331,6 +331,14 @@ pub(crate) mod test_support {
         cluster_from(|s| s)
     }
 
+    /// A rendered file's text.
+    pub fn text(f: &super::RenderedFile) -> &str {
+        match &f.content {
+            super::Content::Text(t) => t,
+            other => panic!("{}: not text: {other:?}", f.path),
+        }
+    }
+
     /// The seed with two load balancers sharing a virtual IP.
     pub fn seed_with_vip() -> Cluster {
         cluster_from(|s| {
