@@ -113,6 +113,29 @@ impl Upgrade {
     }
 }
 
+/// The endpoint name resolves to this lab's load balancer here, not to another lab
+/// someone left up (whose /etc/hosts block would come first).
+fn assert_endpoint_is_ours(spec: &str) {
+    let text = std::fs::read_to_string(spec).unwrap();
+    let lb = text
+        .split("- name: lb-1\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|l| l.trim().strip_prefix("address: "))
+        .expect("the seed lab has lb-1")
+        .to_string();
+    let out = Command::new("getent")
+        .args(["hosts", "load-balancer.local"])
+        .output()
+        .unwrap();
+    let resolved = stdout(&out);
+    assert_eq!(
+        resolved.split_whitespace().next(),
+        Some(lb.as_str()),
+        "load-balancer.local resolves to another lab here ({resolved}): `docker ps` shows which; take it down first"
+    );
+}
+
 /// Two replicas that may not lose one: a drain of a node running either waits.
 const GUARDED: &str = r#"apiVersion: apps/v1
 kind: Deployment
@@ -143,6 +166,7 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         seed: SeedLab::up(NAME, &["1.31.0", "1.32.0"]),
     };
     let spec = lab.seed.spec();
+    assert_endpoint_is_ours(&spec);
     let started = Instant::now();
     let out = kubeha(&["apply", "-f", &spec, "--yes"], Path::new("."));
     assert!(out.status.success(), "apply failed:\n{}", stderr(&out));
