@@ -139,11 +139,7 @@ pub struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// Starts probing the API through the endpoint when the plan upgrades anything.
-    pub async fn start(
-        _c: &Connected,
-        plan: &Plan,
-        survey: &'a Survey,
-    ) -> Result<Run<'a>, ApplyError> {
+    pub async fn start(plan: &Plan, survey: &'a Survey) -> Result<Run<'a>, ApplyError> {
         let upgrading = plan.steps.iter().any(|s| s.phase.upgrade());
         let client = match (&survey.kubeconfig, upgrading) {
             (Some(k), true) => Some(api::client(k).await?),
