@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -92,8 +93,14 @@ impl Upgrade {
     }
 
     /// Kills kubeha (SIGKILL: no cleanup of its own) once `when` has held for an event
-    /// and `then` more has passed; returns that event's message.
-    fn kill_when(mut self, when: impl Fn(&serde_json::Value) -> bool, then: Duration) -> String {
+    /// and `then` more has passed; returns that event's message. The seconds of every
+    /// step it finished are added to `spent`, per host.
+    fn kill_when(
+        mut self,
+        when: impl Fn(&serde_json::Value) -> bool,
+        then: Duration,
+        spent: &mut BTreeMap<String, f64>,
+    ) -> String {
         let deadline = Instant::now() + Duration::from_secs(420);
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -103,6 +110,13 @@ impl Upgrade {
                     std::fs::read_to_string(&self.log).unwrap_or_default()
                 );
             };
+            if let (Some(host), Some(seconds), true) = (
+                e["host"].as_str(),
+                e["seconds"].as_f64(),
+                e["status"] == "done",
+            ) {
+                *spent.entry(host.to_string()).or_default() += seconds;
+            }
             if e["event"] == "progress" && e["status"] == "started" && when(&e) {
                 std::thread::sleep(then);
                 self.child.kill().unwrap();
@@ -111,6 +125,29 @@ impl Upgrade {
             }
         }
     }
+}
+
+/// The endpoint name resolves to this lab's load balancer here, not to another lab
+/// someone left up (whose /etc/hosts block would come first).
+fn assert_endpoint_is_ours(spec: &str) {
+    let text = std::fs::read_to_string(spec).unwrap();
+    let lb = text
+        .split("- name: lb-1\n")
+        .nth(1)
+        .and_then(|rest| rest.lines().next())
+        .and_then(|l| l.trim().strip_prefix("address: "))
+        .expect("the seed lab has lb-1")
+        .to_string();
+    let out = Command::new("getent")
+        .args(["hosts", "load-balancer.local"])
+        .output()
+        .unwrap();
+    let resolved = stdout(&out);
+    assert_eq!(
+        resolved.split_whitespace().next(),
+        Some(lb.as_str()),
+        "load-balancer.local resolves to another lab here ({resolved}): `docker ps` shows which; take it down first"
+    );
 }
 
 /// Two replicas that may not lose one: a drain of a node running either waits.
@@ -143,6 +180,7 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         seed: SeedLab::up(NAME, &["1.31.0", "1.32.0"]),
     };
     let spec = lab.seed.spec();
+    assert_endpoint_is_ours(&spec);
     let started = Instant::now();
     let out = kubeha(&["apply", "-f", &spec, "--yes"], Path::new("."));
     assert!(out.status.success(), "apply failed:\n{}", stderr(&out));
@@ -177,6 +215,7 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
 
     let probe = Probe::start();
     let started = Instant::now();
+    let mut spent = BTreeMap::new();
     // First cut: in the middle of the second control plane's `kubeadm upgrade node`.
     let cut = Upgrade::start(
         &spec,
@@ -191,8 +230,10 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
                     .starts_with("kubeadm upgrade node")
         },
         Duration::from_millis(1500),
+        &mut spent,
     );
-    eprintln!("killed kubeha during: {cut}");
+    let first_run = started.elapsed().as_secs_f64();
+    eprintln!("killed kubeha after {first_run:.0}s during: {cut}");
     // Second cut: the drain of a worker running a guarded pod, which the budget holds.
     let held = lab.kubectl(
         &[
@@ -210,6 +251,7 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         .map(|n| format!("drain {n} "))
         .collect();
     assert!(!held.is_empty(), "the guarded pods run nowhere");
+    let second = Instant::now();
     let cut = Upgrade::start(
         &spec,
         lab.seed.state.join(format!("upgrade-{}.log", line!())),
@@ -221,8 +263,12 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
                 .is_some_and(|m| held.iter().any(|h| m.starts_with(h.as_str())))
         },
         Duration::from_secs(4),
+        &mut spent,
     );
-    eprintln!("killed kubeha during: {cut}");
+    eprintln!(
+        "killed kubeha after {:.0}s during: {cut}",
+        second.elapsed().as_secs_f64()
+    );
     let cordoned: Vec<String> = lab.nodes()["items"]
         .as_array()
         .unwrap()
@@ -246,10 +292,12 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
         ],
         "",
     );
+    let third = Instant::now();
     let out = kubeha(
         &["upgrade", "-f", &spec, "--to", TO, "--yes", "-o", "json"],
         Path::new("."),
     );
+    let third_run = third.elapsed().as_secs_f64();
     assert!(
         out.status.success(),
         "the resumed upgrade failed:\n{}",
@@ -258,9 +306,16 @@ fn rolling_upgrade_keeps_the_api_up_and_resumes_after_kills() {
     let upgrade_seconds = started.elapsed().as_secs_f64();
     let (ok, all, gap) = probe.stop();
     let report = last_json(&out);
+    for n in report["nodes"].as_array().unwrap() {
+        *spent
+            .entry(n["node"].as_str().unwrap().to_string())
+            .or_default() += n["seconds"].as_f64().unwrap();
+    }
+    let per_host: Vec<String> = spent.iter().map(|(h, s)| format!("{h} {s:.1}s")).collect();
     eprintln!(
-        "cold apply {cold_apply:.0}s; upgrade (three runs, two killed) {upgrade_seconds:.0}s; \
-         last run: {report:#}"
+        "cold apply {cold_apply:.0}s; upgrade (three runs, two killed) {upgrade_seconds:.0}s \
+         (last run {third_run:.0}s); steps' time per host over the runs: {}; last run: {report:#}",
+        per_host.join(", ")
     );
     let ratio = ok as f64 / all as f64;
     eprintln!(

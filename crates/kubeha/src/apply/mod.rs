@@ -513,7 +513,7 @@ impl Connected {
         })
         .await?;
         let mut kubeadm = join::Kubeadm::new(self, survey, plan.bootstrap.as_deref());
-        let mut upgrade = upgrade::Run::start(self, plan, survey).await?;
+        let mut upgrade = upgrade::Run::start(plan, survey).await?;
         let result = self.run_plan(plan, &mut kubeadm, &mut upgrade).await;
         let result = upgrade.finish(result).await;
         // Every run that changes anything revokes kubeha's join credentials, so a token a

@@ -139,11 +139,7 @@ pub struct Run<'a> {
 
 impl<'a> Run<'a> {
     /// Starts probing the API through the endpoint when the plan upgrades anything.
-    pub async fn start(
-        _c: &Connected,
-        plan: &Plan,
-        survey: &'a Survey,
-    ) -> Result<Run<'a>, ApplyError> {
+    pub async fn start(plan: &Plan, survey: &'a Survey) -> Result<Run<'a>, ApplyError> {
         let upgrading = plan.steps.iter().any(|s| s.phase.upgrade());
         let client = match (&survey.kubeconfig, upgrading) {
             (Some(k), true) => Some(api::client(k).await?),
@@ -462,5 +458,27 @@ async fn wait_node_version(
             )));
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repository_check_is_valid_sh_and_quotes_the_sources() {
+        let hostile =
+            "deb [signed-by=/k.gpg] http://m/debian kubeha main\n'; touch /tmp/pwned; '\n";
+        let script = policy_script(hostile);
+        crate::dr::assert_valid_sh(&script);
+        assert!(
+            script.contains("policy kubeadm kubelet kubectl"),
+            "{script}"
+        );
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("printf '%s' {}", quote(hostile))])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), hostile);
     }
 }
