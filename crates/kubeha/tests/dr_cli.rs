@@ -72,7 +72,7 @@ fn refused(dir: &Path, archive: &[u8], extra: &[&str], why: &str) {
 #[test]
 fn bad_archives_are_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("192.0.2.", "127.0.0.");
     std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
 
     let good = archive("k8s-ha").to_tar();
@@ -99,7 +99,7 @@ fn bad_archives_are_refused_before_any_host() {
 #[test]
 fn reset_needs_yes_without_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("192.0.2.", "127.0.0.");
     std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
     let out = kubeha(
         &["reset", "-f", "cluster.yaml", "--log-dir", "run"],
@@ -108,4 +108,75 @@ fn reset_needs_yes_without_a_terminal() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("pass --yes"));
     assert!(!dir.path().join("run").exists());
+}
+
+#[test]
+fn bad_backup_options_are_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
+    for (args, why) in [
+        (
+            &["--schedule", "daily\nExecStart=/bin/sh"][..],
+            "systemd calendar",
+        ),
+        (&["--schedule", "daily", "--keep", "0"][..], "--keep"),
+        (&["--keep", "3"][..], "--schedule"),
+        (
+            &["--schedule", "daily", "--unschedule"][..],
+            "cannot be used with",
+        ),
+        (&["--encrypt-to", "age1nope"][..], "--encrypt-to"),
+    ] {
+        let mut all = vec!["backup", "-f", "cluster.yaml", "--log-dir", "run"];
+        all.extend(args);
+        let out = kubeha(&all, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+        assert!(
+            !dir.path().join("run").exists(),
+            "{args:?} contacted a host"
+        );
+    }
+}
+
+#[test]
+fn an_encrypted_archive_opens_only_with_its_identity() {
+    use age::secrecy::ExposeSecret;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
+    let key = |name: &str| {
+        let id = age::x25519::Identity::generate();
+        let path = dir.path().join(name);
+        std::fs::write(&path, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        (path.display().to_string(), id.to_public())
+    };
+    let (mine, me) = key("mine.txt");
+    let (other, _) = key("other.txt");
+    let sealed = kubeha::dr::encrypt::encrypt(&archive("k8s-ha").to_tar(), &[me]).unwrap();
+    refused(dir.path(), &sealed, &["--yes"], "pass --identity");
+    refused(
+        dir.path(),
+        &sealed,
+        &["--yes", "--identity", &other],
+        "cannot be opened with this identity",
+    );
+    refused(
+        dir.path(),
+        &sealed,
+        &["--yes", "--identity", "/dev/null"],
+        "holds no age identity",
+    );
+    // Opened and checked: all that stops it now is the missing --yes.
+    refused(dir.path(), &sealed, &["--identity", &mine], "pass --yes");
+    let mut damaged = sealed.clone();
+    let n = damaged.len();
+    damaged[n - 30] ^= 1;
+    refused(
+        dir.path(),
+        &damaged,
+        &["--yes", "--identity", &mine],
+        "backup.tar",
+    );
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use super::plan::{plan_or_conflicts, show};
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Ui};
-use crate::dr::{self, archive::Archive};
+use crate::dr::{self, archive::Archive, encrypt::Unopened};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -17,6 +17,10 @@ pub struct Args {
     /// The archive `kubeha backup` wrote.
     #[arg(long = "from")]
     from: PathBuf,
+    /// The age identity file (`AGE-SECRET-KEY-1…`) that opens an archive made with
+    /// `backup --encrypt-to`.
+    #[arg(long, value_name = "FILE")]
+    identity: Option<PathBuf>,
     /// Restore without asking for confirmation.
     #[arg(long)]
     yes: bool,
@@ -30,6 +34,23 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let bytes = std::fs::read(&args.from)
         .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", args.from.display())))?;
     let refuse = |why: String| Failure::Invalid(format!("{}: {why}", args.from.display()));
+    let bytes = match (dr::encrypt::is_encrypted(&bytes), &args.identity) {
+        (false, _) => bytes,
+        (true, None) => {
+            return Err(refuse(
+                "is encrypted: pass --identity FILE with the age identity it was encrypted to"
+                    .into(),
+            ))
+        }
+        (true, Some(file)) => {
+            let key = std::fs::read(file)
+                .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", file.display())))?;
+            dr::encrypt::decrypt(&bytes, &key).map_err(|e| match e {
+                Unopened::Identity(why) => Failure::Invalid(format!("{}: {why}", file.display())),
+                Unopened::Archive(why) => refuse(why),
+            })?
+        }
+    };
     let archive = Archive::from_tar(&bytes).map_err(refuse)?;
     archive
         .check_cluster(&loaded.cluster.name)
@@ -69,7 +90,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         dr::restore(connected, &archive, &steps)
             .await
             .map_err(runtime)?;
-        let survey = connected.survey().await.map_err(runtime)?;
+        let survey = connected.survey_to_plan().await.map_err(runtime)?;
         let plan = plan_or_conflicts(&connected.cluster, &survey)?;
         if !ui.structured() {
             show(ui, &connected.cluster, &plan, &survey);

@@ -4,7 +4,9 @@
 
 pub mod archive;
 pub mod certs;
+pub mod encrypt;
 pub mod reset;
+pub mod schedule;
 pub mod steps;
 
 use std::collections::BTreeMap;
@@ -63,13 +65,28 @@ pub async fn save_backup(
     survey: &Survey,
     dir: &Path,
 ) -> Result<(PathBuf, Archive, usize), ApplyError> {
+    save_backup_to(c, survey, dir, &[]).await
+}
+
+/// [`save_backup`], encrypted to `recipients` when there are any (`….tar.age`).
+pub async fn save_backup_to(
+    c: &Connected,
+    survey: &Survey,
+    dir: &Path,
+    recipients: &[encrypt::Recipient],
+) -> Result<(PathBuf, Archive, usize), ApplyError> {
     let archive = backup(c, survey).await?;
     let about = &archive.manifest.about;
-    let path = dir.join(format!(
+    let mut name = format!(
         "{}-{}-rev{}.tar",
         c.cluster.name, about.created, about.snapshot.revision
-    ));
-    let bytes = archive.to_tar();
+    );
+    let mut bytes = archive.to_tar();
+    if !recipients.is_empty() {
+        bytes = encrypt::encrypt(&bytes, recipients).map_err(ApplyError::Local)?;
+        name.push_str(".age");
+    }
+    let path = dir.join(name);
     crate::remote::write_private(&path, &bytes).map_err(ApplyError::Local)?;
     Ok((path, archive, bytes.len()))
 }

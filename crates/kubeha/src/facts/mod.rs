@@ -127,6 +127,12 @@ pub struct HostFacts {
     pub kubeadm_running: bool,
     /// etcd as this control plane's `etcdctl` sees it; `None` when etcd did not answer.
     pub etcd: Option<cluster::EtcdView>,
+    /// A control plane's certificates (see [`CERTIFICATES_SECTION`]): path → notAfter
+    /// (Unix seconds).
+    pub certificates: BTreeMap<String, i64>,
+    /// The host's clock (Unix seconds) when it reported its certificates: their expiry is
+    /// judged by the clock of the host that uses them.
+    pub clock: Option<i64>,
 }
 
 /// The addresses a host finds for the endpoint name, by source.
@@ -164,6 +170,46 @@ impl HostFacts {
 
     pub fn sysctl(&self, key: &str) -> Option<&str> {
         self.sysctls.get(key).map(String::as_str)
+    }
+
+    /// The certificate that expires first, judged by the host's clock.
+    pub fn nearest_certificate(&self) -> Option<CertificateExpiry> {
+        let clock = self.clock?;
+        let (file, not_after) = self.certificates.iter().min_by_key(|(_, t)| **t)?;
+        Some(CertificateExpiry {
+            file: file.clone(),
+            not_after: *not_after,
+            days_left: crate::dr::certs::days_left(*not_after, clock),
+        })
+    }
+}
+
+/// When a certificate ends (named as `kubeha certs check` names it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateExpiry {
+    pub file: String,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// Whole days from the host's clock; negative once expired.
+    pub days_left: i64,
+}
+
+impl CertificateExpiry {
+    /// Inside `kubeha certs`' warning threshold (30 days), or expired.
+    pub fn warn(&self) -> bool {
+        self.days_left < crate::dr::certs::WARN_DAYS
+    }
+
+    /// The expiry as a person reads it: the date, and the days left or since.
+    pub fn describe(&self) -> String {
+        let date = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(self.not_after).unwrap_or(0));
+        let date = humantime::format_rfc3339_seconds(date).to_string();
+        let date = date.split('T').next().unwrap_or_default().to_string();
+        match self.days_left {
+            d if d < 0 => format!("{} expired on {date} ({} day(s) ago)", self.file, -d),
+            d => format!("{} expires on {date} (in {d} day(s))", self.file),
+        }
     }
 }
 
@@ -347,9 +393,32 @@ for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubead
         ));
         s.push_str("wait\ncat \"$d\"/* 2>/dev/null\n");
     }
+    if apiserver.is_some() {
+        s.push_str(CERTIFICATES_SECTION);
+    }
     s.push_str("exit 0\n");
     s
 }
+
+/// A control plane's certificates (kubeadm's under /etc/kubernetes/pki and the client
+/// certificates its kubeconfigs embed) for `status` and the plan's expiry warnings, in one
+/// `awk` (plus `date` for the host's clock): `cert.PATH=` the base64 of each `.crt`
+/// file's first certificate (its PEM body, which is the DER in base64) or of a
+/// kubeconfig's `client-certificate-data` (a PEM). Private keys are never read.
+const CERTIFICATES_SECTION: &str = concat!(
+    "# --- certificates: expiry (kubeha status, plan warnings) ---\n",
+    "if [ -d /etc/kubernetes/pki ]; then\n",
+    "  set --\n",
+    "  for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt /etc/kubernetes/*.conf; do [ -f \"$f\" ] && set -- \"$@\" \"$f\"; done\n",
+    "  echo \"clock=$(date +%s)\"\n",
+    "  [ $# -gt 0 ] && awk 'FNR == 1 { pem = 0; seen = 0 }\n",
+    "    /^ *client-certificate-data:/ { print \"cert.\" FILENAME \"=\" $2; next }\n",
+    "    /^-----BEGIN CERTIFICATE-----/ { if (!seen) { pem = 1; body = \"\" }; next }\n",
+    "    /^-----END CERTIFICATE-----/ { if (pem) print \"cert.\" FILENAME \"=\" body; pem = 0; seen = 1; next }\n",
+    "    pem { body = body $0 }' \"$@\" 2>/dev/null\n",
+    "fi\n",
+    "# --- end of certificates ---\n",
+);
 
 /// The admin kubeconfig a control plane's script printed (untrimmed: pass it through
 /// [`crate::api::trusted_kubeconfig`]); `None` when the host has none.
@@ -446,6 +515,7 @@ pub fn parse(output: &str) -> HostFacts {
             "kubeadm.manifests/etcd.yaml" => f.kubeadm.etcd_manifest = true,
             "kubeadm.config" => f.kubeadm.config_uploaded = Some(value.trim() == "1"),
             "kubeadm_running" => f.kubeadm_running = true,
+            "clock" => f.clock = value.trim().parse().ok(),
             "etcd.members" | "etcd.health" | "etcd.status" => {
                 etcd.insert(key, decode_base64(value).unwrap_or_default());
             }
@@ -482,6 +552,12 @@ pub fn parse(output: &str) -> HostFacts {
                     if let Some(t) = stat_time_us(value) {
                         f.activated.insert(svc.into(), t);
                     }
+                } else if let Some(path) = key.strip_prefix("cert.") {
+                    let expiry =
+                        decode_base64_bytes(value).and_then(|b| crate::pki::not_after(&b).ok());
+                    if let Some(t) = expiry {
+                        f.certificates.insert(path.into(), t);
+                    }
                 } else if let Some(path) = key.strip_prefix("mtime.") {
                     if let Some(t) = stat_time_us(value) {
                         f.mtimes.insert(path.into(), t);
@@ -506,11 +582,14 @@ pub fn parse(output: &str) -> HostFacts {
 }
 
 fn decode_base64(value: &str) -> Option<String> {
+    decode_base64_bytes(value).and_then(|b| String::from_utf8(b).ok())
+}
+
+fn decode_base64_bytes(value: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .ok()
-        .and_then(|b| String::from_utf8(b).ok())
 }
 
 fn lines(lines: &[&str]) -> Option<String> {
@@ -796,6 +875,92 @@ mod tests {
         // etcd did not answer: the lines are there, empty.
         assert_eq!(parse("etcd.members=\netcd.health=\n").etcd, None);
         assert_eq!(parse(recorded::FRESH).etcd, None);
+    }
+
+    #[test]
+    fn the_certificates_section_reads_crt_files_and_kubeconfigs_but_no_key() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("kubernetes");
+        std::fs::create_dir_all(root.join("pki/etcd")).unwrap();
+        std::fs::write(root.join("pki/ca.crt"), recorded::CA_PEM).unwrap();
+        // A chain: only the first certificate counts.
+        let chain = format!("{}{}", recorded::CA_PEM, recorded::CA_PEM);
+        std::fs::write(root.join("pki/etcd/server.crt"), chain).unwrap();
+        std::fs::write(
+            root.join("pki/ca.key"),
+            "-----BEGIN PRIVATE KEY-----\nS0VZ\n",
+        )
+        .unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(recorded::CA_PEM);
+        std::fs::write(
+            root.join("admin.conf"),
+            format!("users:\n- name: a\n  user:\n    client-certificate-data: {b64}\n    client-key-data: S0VZ\n"),
+        )
+        .unwrap();
+        std::fs::write(root.join("kubelet.conf"), "users: []\n").unwrap();
+        let section = CERTIFICATES_SECTION.replace("/etc/kubernetes", root.to_str().unwrap());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&section)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("S0VZ"), "a key was read:\n{stdout}");
+        let f = parse(&stdout);
+        let at = |p: &str| root.join(p).display().to_string();
+        let end = crate::pki::not_after(recorded::CA_PEM.as_bytes()).unwrap();
+        assert_eq!(
+            f.certificates,
+            BTreeMap::from([
+                (at("admin.conf"), end),
+                (at("pki/ca.crt"), end),
+                (at("pki/etcd/server.crt"), end),
+            ]),
+            "{stdout}"
+        );
+        let clock = f.clock.expect("the host's clock");
+        let nearest = f.nearest_certificate().unwrap();
+        assert_eq!(nearest.days_left, crate::dr::certs::days_left(end, clock));
+        assert!(!nearest.warn());
+        // Without kubeadm's folder: no certificates, no clock.
+        let none = CERTIFICATES_SECTION.replace("/etc/kubernetes", "/nonexistent");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&none)
+            .output()
+            .unwrap();
+        assert!(out.stdout.is_empty());
+        // Only control planes run it.
+        assert!(!script(&[], None, None).contains("client-certificate-data"));
+        assert!(script(&[], Some("https://10.0.0.11:6443"), None).contains(CERTIFICATES_SECTION));
+    }
+
+    #[test]
+    fn certificate_expiry_is_judged_by_the_hosts_clock() {
+        let mut f = HostFacts::default();
+        assert_eq!(f.nearest_certificate(), None);
+        f.certificates = BTreeMap::from([
+            ("/a.crt".into(), 86_400 * 40),
+            ("/b.crt".into(), 86_400 * 45),
+        ]);
+        assert_eq!(f.nearest_certificate(), None, "no clock, no verdict");
+        f.clock = Some(86_400 * 11);
+        let n = f.nearest_certificate().unwrap();
+        assert_eq!((n.file.as_str(), n.days_left), ("/a.crt", 29));
+        assert!(n.warn());
+        assert_eq!(n.describe(), "/a.crt expires on 1970-02-10 (in 29 day(s))");
+        f.clock = Some(86_400 * 50);
+        assert_eq!(
+            f.nearest_certificate().unwrap().describe(),
+            "/a.crt expired on 1970-02-10 (10 day(s) ago)"
+        );
+        assert_eq!(
+            parse("clock=1796126400\ncert./x.crt=bm90IGEgY2VydA==\n")
+                .certificates
+                .len(),
+            0
+        );
     }
 
     #[test]

@@ -109,13 +109,6 @@ mod tests {
     use super::*;
     use crate::render::test_support::*;
 
-    fn text(f: &RenderedFile) -> &str {
-        match &f.content {
-            Content::Text(t) => t,
-            other => panic!("not text: {other:?}"),
-        }
-    }
-
     #[test]
     fn seed_sources_use_pkgs_k8s_io_and_docker() {
         let c = seed();
