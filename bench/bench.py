@@ -147,9 +147,16 @@ def public(r):
 
 
 def phases_of(ndjson):
-    """Per-phase seconds from kubeha's JSON output: the final `done` event's timings, else the
+    """Per-phase seconds from kubeha's JSON output: `apply -o json`'s one document
+    (`timings`: `phase`, `seconds`), an older output's final `done` event, else the
     progress events that close a phase (no host, status done)."""
     phases = {}
+    try:
+        doc = json.loads(ndjson)
+        if isinstance(doc, dict) and isinstance(doc.get("timings"), list):
+            return {t["phase"]: t["seconds"] for t in doc["timings"]}
+    except ValueError:
+        pass
     for line in ndjson.splitlines():
         try:
             e = json.loads(line)

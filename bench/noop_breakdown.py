@@ -88,8 +88,8 @@ def run(kubeha, spec, command):
         out["sudo_probe"] = wave(probes)
         out["facts_script"] = wave(facts)
         out["later_ssh_commands"] = [
-            {"at_s": round(s, 3), "took_s": round((e or end) - s, 3), "argv_tail": a[-60:]}
-            for s, e, a in cmds if (s, e, a) not in probes and (s, e, a) not in facts]
+            {"at_s": round(c[0], 3), "took_s": round((c[1] or end) - c[0], 3), "argv_tail": c[2][-60:]}
+            for c in cmds if c not in probes and c not in facts]
     if api:
         out["first_api_connect_at_s"] = round(api[0], 3)
         out["last_api_connect_at_s"] = round(api[-1], 3)

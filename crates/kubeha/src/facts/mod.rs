@@ -299,7 +299,7 @@ printf cpus=; nproc
     for key in SYSCTLS {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         s.push_str(&format!(
-            "v=; read -r v < {} 2>/dev/null; echo \"sysctl.{key}=$v\"\n",
+            "v=; read -r v 2>/dev/null < {}; echo \"sysctl.{key}=$v\"\n",
             quote(&path)
         ));
     }
@@ -334,7 +334,6 @@ if {manages}; then
   echo cloud_init_hosts=1
   t={template}
 fi
-set -f
 "#,
         manages = hosts_entry::CLOUD_INIT_MANAGES_HOSTS,
         template = hosts_entry::CLOUD_INIT_TEMPLATE,
@@ -366,7 +365,7 @@ END {{ print "swap_active=" swaps + 0; print "swap_in_fstab=" fstab + 0; print "
 ' "$@"
 for f in admin.conf kubelet.conf manifests/etcd.yaml; do [ -f "/etc/kubernetes/$f" ] && echo "kubeadm.$f=1"; done
 [ -f {CA_CERT} ] && {{ printf kubeadm.ca=; base64 -w0 {CA_CERT}; echo; }}
-[ -f {CLUSTER_MARKER} ] && {{ m=; read -r m < {CLUSTER_MARKER}; printf '%s\n' "cluster_marker=$m"; }}
+[ -f {CLUSTER_MARKER} ] && {{ m=; read -r m 2>/dev/null < {CLUSTER_MARKER}; printf '%s\n' "cluster_marker=$m"; }}
 for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubeadm ] && {{ echo kubeadm_running=1; break; }}; done
 "#
     ));
@@ -379,7 +378,7 @@ for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubead
         // The same lookup without `files`: e.g. `mdns4_minimal [NOTFOUND=return] dns`.
         s.push_str(
             "v=; [ -r /etc/nsswitch.conf ] && while read -r k w; do [ \"$k\" = hosts: ] && v=$w; done < /etc/nsswitch.conf\n\
-             services=; for w in $v; do [ \"$w\" = files ] || services=\"$services $w\"; done\n",
+             set -f; services=; for w in $v; do [ \"$w\" = files ] || services=\"$services $w\"; done; set +f\n",
         );
         s.push_str(&addresses(
             "endpoint.name_services",
@@ -392,7 +391,7 @@ for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubead
         s.push_str(&format!(
             "[ -f {ADMIN_CONF} ] && {{ printf {ADMIN_CONF_KEY}=; base64 -w0 {ADMIN_CONF}; echo; }}\n"
         ));
-        s.push_str("set +f\nwait\ncat \"$d\"/* 2>/dev/null\n");
+        s.push_str("wait\ncat \"$d\"/* 2>/dev/null\n");
     }
     if apiserver.is_some() {
         s.push_str(CERTIFICATES_SECTION);
@@ -736,6 +735,30 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn a_running_kubeadm_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let kubeadm = dir.path().join("kubeadm");
+        std::fs::copy("/bin/sleep", &kubeadm).unwrap();
+        let run = || {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(script(&[], None, None))
+                .output()
+                .unwrap();
+            parse(&String::from_utf8_lossy(&out.stdout)).kubeadm_running
+        };
+        // (Not asserted false first: a lab container's kubeadm shows in this host's /proc.)
+        let mut child = std::process::Command::new(&kubeadm)
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let seen = run();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(seen, "a process named kubeadm runs");
     }
 
     #[test]
