@@ -15,8 +15,8 @@ use kube::core::GroupVersionKind;
 use kube::{Client, Config};
 
 use crate::facts::cluster::{
-    parse_cluster_configuration, parse_managed, NodeCondition, NodeState, NodeTaint,
-    MANAGED_LABELS, MANAGED_TAINTS,
+    enabled_pools, parse_calico_node, parse_cluster_configuration, parse_kubelet_configuration,
+    parse_managed, NodeCondition, NodeState, NodeTaint, MANAGED_LABELS, MANAGED_TAINTS,
 };
 use crate::plan::ClusterState;
 
@@ -198,7 +198,8 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
         .collect())
 }
 
-/// The Nodes, Calico's presence and kubeadm's live ClusterConfiguration.
+/// The Nodes, kubeadm's live ClusterConfiguration and KubeletConfiguration, and what
+/// Calico runs.
 pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
     let nodes = node_states(client).await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
@@ -216,17 +217,53 @@ pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
             Some(parse_cluster_configuration(&text).map_err(KubeError::Api)?)
         }
     };
-    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-    let calico = daemonsets
-        .get_opt("calico-node")
+    let kubelet_config = match configmaps
+        .get_opt("kubelet-config")
         .await
         .map_err(api_error)?
-        .is_some();
+    {
+        None => None,
+        Some(cm) => {
+            let text = cm
+                .data
+                .and_then(|d| d.get("kubelet").cloned())
+                .unwrap_or_default();
+            Some(parse_kubelet_configuration(&text).map_err(KubeError::Api)?)
+        }
+    };
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    let calico_state = match daemonsets.get_opt("calico-node").await.map_err(api_error)? {
+        None => None,
+        Some(ds) => {
+            let json = serde_json::to_value(&ds).map_err(|e| KubeError::Api(e.to_string()))?;
+            let mut state = parse_calico_node(&json);
+            state.ip_pools = enabled_pools(&ip_pools(client).await?);
+            Some(state)
+        }
+    };
     Ok(ClusterState {
         nodes,
-        calico,
+        calico: calico_state.is_some(),
         kubeadm_config,
+        kubelet_config,
+        calico_state,
     })
+}
+
+/// Calico's IPPool objects; none while Calico's CRDs are not served (yet).
+async fn ip_pools(client: &Client) -> Result<Vec<serde_json::Value>, KubeError> {
+    let gvk = GroupVersionKind::gvk("crd.projectcalico.org", "v1", "IPPool");
+    let resource = kube::discovery::ApiResource::from_gvk_with_plural(&gvk, "ippools");
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    match pools.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .map(|p| serde_json::to_value(p).map_err(|e| KubeError::Api(e.to_string())))
+            .collect(),
+        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Vec::new()),
+        Err(e) => Err(api_error(e)),
+    }
 }
 
 /// Server-side applies every object of a multi-document manifest, in order. A kind that

@@ -859,8 +859,44 @@ fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &
     assert_ne!(text, spec, "no worker in the lab spec");
     std::fs::write(&labelled, text).unwrap();
     let labelled = labelled.display().to_string();
-    assert_plan_exits(&labelled, 3);
-    let out = kubeha(&["plan", "-f", &labelled, "-o", "json"], state);
+    let label = |guard: &LabGuard| {
+        let out = kubectl(
+            guard,
+            "get node worker-1 -o jsonpath='{.metadata.labels.kubeha\\.dev/e2e}'",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    // Someone else's label on the same Node, which kubeha must never remove.
+    let out = kubectl(
+        guard,
+        "label node worker-1 example.com/owner=ops --overwrite",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    apply_the_one_planned_label_step(&labelled, state, "set label kubeha.dev/e2e=web");
+    assert_eq!(label(guard), "web");
+    assert_no_changes(&labelled);
+    // The label leaves the spec: kubeha set it, so kubeha removes it, and only it.
+    let unlabelled = state.join("unlabelled.yaml");
+    std::fs::write(&unlabelled, spec).unwrap();
+    let unlabelled = unlabelled.display().to_string();
+    apply_the_one_planned_label_step(&unlabelled, state, "remove label kubeha.dev/e2e");
+    assert_eq!(label(guard), "");
+    let out = kubectl(
+        guard,
+        "get node worker-1 -o jsonpath='{.metadata.labels.example\\.com/owner}'",
+    );
+    assert_eq!(stdout(&out).trim(), "ops", "another's label was removed");
+    let out = kubectl(guard, "label node worker-1 example.com/owner-");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_changes(&unlabelled);
+}
+
+/// `plan` shows exactly one step, the Node patch `what` describes, and `apply` runs
+/// exactly it.
+fn apply_the_one_planned_label_step(spec: &str, state: &Path, what: &str) {
+    assert_plan_exits(spec, 3);
+    let out = kubeha(&["plan", "-f", spec, "-o", "json"], state);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = json_lines(&stdout(&out)).pop().expect("a plan document");
     let planned: Vec<(String, String)> = plan["steps"]
@@ -877,20 +913,14 @@ fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &
     assert_eq!(planned.len(), 1, "{plan:#}");
     assert_eq!(plan["steps"][0]["action"], "apply-labels-and-taints");
     assert_eq!(plan["steps"][0]["node"], "worker-1");
-    let out = kubeha(&["apply", "-f", &labelled, "--yes", "-o", "ndjson"], state);
+    assert!(planned[0].1.starts_with(what), "{planned:?}");
+    let out = kubeha(&["apply", "-f", spec, "--yes", "-o", "ndjson"], state);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         executed_steps(&stdout(&out)),
         planned,
         "apply ran other steps than the plan's"
     );
-    let out = kubectl(
-        guard,
-        "get node worker-1 -o jsonpath='{.metadata.labels.kubeha\\.dev/e2e}'",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "web");
-    assert_no_changes(&labelled);
 }
 
 /// Seconds until `https://load-balancer.local:6443/readyz` answers again, probing every

@@ -245,6 +245,8 @@ fn golden_status_text_and_json_from_recorded_outputs() {
         nodes,
         calico: true,
         kubeadm_config: None,
+        kubelet_config: None,
+        calico_state: None,
     };
     let mut status = summarize(&cluster, &facts, Some(&state));
     status.load_balancers.push(LoadBalancerStatus {

@@ -387,6 +387,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
     warnings.extend(cluster::health_warnings(inputs));
+    warnings.extend(cluster::drift_warnings(inputs));
     Ok(Plan {
         steps,
         warnings,
