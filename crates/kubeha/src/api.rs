@@ -203,34 +203,14 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
 pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
     let nodes = node_states(client).await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let kubeadm_config = match configmaps
-        .get_opt("kubeadm-config")
-        .await
-        .map_err(api_error)?
-    {
-        None => None,
-        Some(cm) => {
-            let text = cm
-                .data
-                .and_then(|d| d.get("ClusterConfiguration").cloned())
-                .unwrap_or_default();
-            Some(parse_cluster_configuration(&text).map_err(KubeError::Api)?)
-        }
-    };
-    let kubelet_config = match configmaps
-        .get_opt("kubelet-config")
-        .await
-        .map_err(api_error)?
-    {
-        None => None,
-        Some(cm) => {
-            let text = cm
-                .data
-                .and_then(|d| d.get("kubelet").cloned())
-                .unwrap_or_default();
-            Some(parse_kubelet_configuration(&text).map_err(KubeError::Api)?)
-        }
-    };
+    let kubeadm_config = configmap_key(&configmaps, "kubeadm-config", "ClusterConfiguration")
+        .await?
+        .map(|text| parse_cluster_configuration(&text).map_err(KubeError::Api))
+        .transpose()?;
+    let kubelet_config = configmap_key(&configmaps, "kubelet-config", "kubelet")
+        .await?
+        .map(|text| parse_kubelet_configuration(&text).map_err(KubeError::Api))
+        .transpose()?;
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
     let calico_state = match daemonsets.get_opt("calico-node").await.map_err(api_error)? {
         None => None,
@@ -248,6 +228,19 @@ pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
         kubelet_config,
         calico_state,
     })
+}
+
+/// One key of a ConfigMap (empty when the key is missing); `None` without the ConfigMap.
+async fn configmap_key(
+    configmaps: &Api<ConfigMap>,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, KubeError> {
+    Ok(configmaps
+        .get_opt(name)
+        .await
+        .map_err(api_error)?
+        .map(|cm| cm.data.and_then(|mut d| d.remove(key)).unwrap_or_default()))
 }
 
 /// Calico's IPPool objects; none while Calico's CRDs are not served (yet).

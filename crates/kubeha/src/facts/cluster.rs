@@ -116,11 +116,19 @@ pub struct LiveClusterConfig {
     pub control_plane_endpoint: String,
 }
 
+/// A configuration document stored in a ConfigMap, named `what` in errors.
+fn yaml_document(yaml: &str, what: &str) -> Result<serde_json::Value, String> {
+    serde_saphyr::from_str(yaml).map_err(|e| format!("{what} is not YAML: {e}"))
+}
+
+/// A string field; empty when absent.
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
 /// Parses the `ClusterConfiguration` key of `kube-system/kubeadm-config`.
 pub fn parse_cluster_configuration(yaml: &str) -> Result<LiveClusterConfig, String> {
-    let doc: serde_json::Value = serde_saphyr::from_str(yaml)
-        .map_err(|e| format!("kubeadm-config's ClusterConfiguration is not YAML: {e}"))?;
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let doc = yaml_document(yaml, "kubeadm-config's ClusterConfiguration")?;
     Ok(LiveClusterConfig {
         cluster_name: text(&doc["clusterName"]),
         kubernetes_version: text(&doc["kubernetesVersion"]),
@@ -142,9 +150,7 @@ pub struct LiveKubeletConfig {
 
 /// Parses the `kubelet` key of `kube-system/kubelet-config`.
 pub fn parse_kubelet_configuration(yaml: &str) -> Result<LiveKubeletConfig, String> {
-    let doc: serde_json::Value = serde_saphyr::from_str(yaml)
-        .map_err(|e| format!("kubelet-config's KubeletConfiguration is not YAML: {e}"))?;
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let doc = yaml_document(yaml, "kubelet-config's KubeletConfiguration")?;
     Ok(LiveKubeletConfig {
         cgroup_driver: text(&doc["cgroupDriver"]),
         cluster_domain: text(&doc["clusterDomain"]),
