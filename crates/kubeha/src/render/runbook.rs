@@ -8,6 +8,8 @@
 use std::fmt::Write;
 
 use super::{apt, hosts_entry, node, Content, KubeadmSecrets, RenderInputs};
+use crate::apply::steps;
+use crate::plan::Action;
 use crate::spec::{Cluster, Host, ManifestSource, Role};
 
 /// The rendered file for `path` on a host, relative to the render folder.
@@ -21,7 +23,7 @@ pub fn rendered_path(host: &Host, path: &str, content: &Content) -> String {
 
 pub const CALICO_FILE: &str = "cluster/calico.yaml";
 
-use crate::quote::{shell as q, shell_words};
+use crate::quote::shell as q;
 
 /// Where a file that needs the host's own values waits on the host to be completed.
 const STAGING_DIR: &str = "/etc/kubeha/staging";
@@ -96,6 +98,10 @@ declare -A ADDR PORT LOGIN
 ssh_to() {{ local h=$1; shift; ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$h]}}" -l "${{LOGIN[$h]}}" -- "${{ADDR[$h]}}" "$@"; }}
 # on HOST: run the script on standard input as root on HOST.
 on() {{ ssh_to "$1" sudo bash -euo pipefail -s; }}
+# step HOST: run `kubeha apply`'s script for one step (standard input) as root on HOST,
+# as apply runs it: with sh, each script checking its own effect and exiting non-zero
+# when the step did not work.
+step() {{ ssh_to "$1" sudo sh -s; }}
 # put HOST FILE MODE [TARGET]: copy a rendered file to the same path (or TARGET) on HOST.
 put() {{ ssh_to "$1" sudo install -D -m "$3" /dev/stdin "${{4:-$2}}" < "hosts/$1$2"; }}
 # put_secret HOST FILE: a rendered kubeadm config with its secret slots filled in.
@@ -152,15 +158,8 @@ fn put_files(
                 // cannot be renamed over.
                 let block = q(&format!("{}.kubeha-block", f.path));
                 let _ = writeln!(w, "put {name} {block} 644 {staged}");
-                on(
-                    w,
-                    host,
-                    &format!(
-                        "t=$(mktemp)\nsed '/^# BEGIN kubeha/,/^# END kubeha/d' {path} > \"$t\"\n\
-                         {{ echo '# BEGIN kubeha'; cat {staged}; echo '# END kubeha'; }} >> \"$t\"\n\
-                         cat \"$t\" > {path}\nrm -f \"$t\" {staged}\n"
-                    ),
-                );
+                let merge = hosts_entry::merge_block_sh(&path, &format!("cat {staged}"));
+                on(w, host, &format!("{merge}rm -f {staged}\n"));
             }
             _ if f.secret => {
                 let _ = writeln!(w, "put_secret {name} {path}");
@@ -192,18 +191,37 @@ fn put_files(
     }
 }
 
-fn install(packages: &[super::Package]) -> String {
-    let names: Vec<String> = packages.iter().map(super::Package::apt_arg).collect();
-    let held = packages.iter().filter(|p| p.hold).map(|p| p.name.as_str());
-    let mut cmd = format!(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-change-held-packages -- {}\n",
-        shell_words(names.iter().map(String::as_str))
-    );
-    let held = shell_words(held);
+/// apply's actions for installing `packages` and holding those it holds.
+fn install(packages: &[super::Package]) -> Vec<Action> {
+    let held: Vec<String> = packages
+        .iter()
+        .filter(|p| p.hold)
+        .map(|p| p.name.clone())
+        .collect();
+    let mut actions = vec![Action::Install {
+        packages: packages.to_vec(),
+    }];
     if !held.is_empty() {
-        let _ = writeln!(cmd, "apt-mark hold -- {held}");
+        actions.push(Action::Hold { packages: held });
     }
-    cmd
+    actions
+}
+
+/// The script `kubeha apply` runs for `action`.
+fn script(action: &Action) -> String {
+    steps::script(action).expect("a plain command")
+}
+
+/// `step HOST` with apply's script for each action: run as apply runs it, one `sh` each.
+fn steps(w: &mut String, host: &Host, actions: &[Action]) {
+    for action in actions {
+        let _ = write!(
+            w,
+            "step {} <<'STEP' # {action}\n{}\nSTEP\n",
+            q(&host.name),
+            script(action)
+        );
+    }
 }
 
 /// `on HOST` with `script` as its standard input.
@@ -220,20 +238,33 @@ fn load_balancer_steps(w: &mut String, cluster: &Cluster, lb: &Host, inputs: &Re
             !p.name.starts_with("kube") && p.name != "containerd" && p.name != "containerd.io"
         })
         .collect();
-    on(w, lb, &format!("apt-get update\n{}", install(&packages)));
+    steps(w, lb, &[Action::AptUpdate]);
+    steps(w, lb, &install(&packages));
     put_files(w, cluster, lb, inputs, |p| {
         p.starts_with("/etc/haproxy/") || p.starts_with("/etc/keepalived/")
     });
+    on(w, lb, "haproxy -c -f /etc/haproxy/haproxy.cfg\n");
     let mut units = vec!["haproxy"];
     if cluster.load_balancer.virtual_ip.is_some() {
         units.push("keepalived");
     }
-    let units = shell_words(units);
-    on(
-        w,
-        lb,
-        &format!("haproxy -c -f /etc/haproxy/haproxy.cfg\nsystemctl enable {units}\nsystemctl restart {units}\n"),
-    );
+    for unit in units {
+        steps(w, lb, &restart_and_enable(unit));
+    }
+}
+
+/// What apply plans for a service whose config it just wrote on a fresh host.
+fn restart_and_enable(service: &str) -> [Action; 2] {
+    [
+        Action::Restart {
+            service: service.into(),
+            reload: false,
+        },
+        Action::Enable {
+            service: service.into(),
+            start: false,
+        },
+    ]
 }
 
 /// A word for the remote shell holding `url`, where each placeholder of the host's
@@ -259,23 +290,25 @@ fn node_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInp
             || p == hosts_entry::PATH
             || hosts_entry::BOOT_FILES.contains(&p)
     });
-    let endpoint = if hosts_entry::render(cluster, host).is_empty() {
-        ""
-    } else {
-        "# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"
-    };
-    let mut script = format!(
-        r#"{endpoint}modprobe -a {modules}
-sysctl --system >/dev/null
-# kubelet refuses to run with swap: off now and at every boot.
-swapoff -a
-sed -i -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@# \1@' /etc/fstab
-systemctl mask --now $(systemctl list-units --type=swap --plain --no-legend | awk '{{print $1}}') 2>/dev/null || true
-install -d -m 0755 {keyrings}
-"#,
-        modules = shell_words(node::MODULES),
-        keyrings = q(apt::KEYRING_DIR),
+    if !hosts_entry::render(cluster, host).is_empty() {
+        // Puts the endpoint's /etc/hosts entry back at every boot.
+        let restore = Action::Enable {
+            service: hosts_entry::UNIT.into(),
+            start: true,
+        };
+        steps(w, host, &[restore]);
+    }
+    // kubelet refuses to run with swap: off now and at every boot.
+    steps(
+        w,
+        host,
+        &[
+            Action::LoadModules,
+            Action::ApplySysctl,
+            Action::DisableSwap,
+        ],
     );
+    let mut script = format!("install -d -m 0755 {}\n", q(apt::KEYRING_DIR));
     let keys = apt::remote_keys(cluster, host, &inputs.distro);
     if keys.iter().any(|k| k.url.contains(&inputs.distro.id)) {
         script.push_str(
@@ -298,16 +331,16 @@ install -d -m 0755 {keyrings}
     put_files(w, cluster, host, inputs, |p| p.starts_with("/etc/apt/"));
     let packages = super::packages(cluster, host);
     let (runtime, kube): (Vec<_>, Vec<_>) = packages.into_iter().partition(|p| !p.hold);
-    on(w, host, &format!("apt-get update\n{}", install(&runtime)));
+    steps(w, host, &[Action::AptUpdate]);
+    steps(w, host, &install(&runtime));
     put_files(w, cluster, host, inputs, |p| p == super::containerd::PATH);
-    on(
-        w,
-        host,
-        &format!(
-            "systemctl restart containerd\nsystemctl enable containerd\n{}systemctl enable kubelet\n",
-            install(&kube)
-        ),
-    );
+    steps(w, host, &restart_and_enable("containerd"));
+    steps(w, host, &install(&kube));
+    let kubelet = Action::Enable {
+        service: "kubelet".into(),
+        start: false,
+    };
+    steps(w, host, &[kubelet]);
 }
 
 /// Uploads a kubeadm config with its secrets filled in, then runs
@@ -451,11 +484,49 @@ mod tests {
             at += found;
         }
         assert!(text.contains("kubeadm init --config /etc/kubeha/kubeadm-init.yaml --upload-certs"));
-        assert!(text.contains("apt-get install -y --allow-change-held-packages -- containerd.io\n"));
-        assert!(text.contains("'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\napt-mark hold -- kubelet kubeadm kubectl\n"));
-        assert!(text.contains("swapoff -a"));
+        // Node preparation runs apply's own scripts, so the two cannot drift.
+        let kube: Vec<crate::render::Package> =
+            crate::render::packages(&seed(), seed().first_control_plane())
+                .into_iter()
+                .filter(|p| p.hold)
+                .collect();
+        let names: Vec<String> = kube.iter().map(|p| p.name.clone()).collect();
+        for action in [
+            Action::LoadModules,
+            Action::ApplySysctl,
+            Action::DisableSwap,
+            Action::AptUpdate,
+            Action::Install { packages: kube },
+            Action::Hold { packages: names },
+            Action::Restart {
+                service: "containerd".into(),
+                reload: false,
+            },
+            Action::Enable {
+                service: "kubelet".into(),
+                start: false,
+            },
+            Action::Restart {
+                service: "haproxy".into(),
+                reload: false,
+            },
+        ] {
+            assert!(
+                text.contains(&script(&action)),
+                "{action}: {}",
+                script(&action)
+            );
+        }
+        assert!(text.contains(
+            "install 'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\nSTEP\n"
+        ));
+        assert!(text.contains("step k8s-worker-2 <<'STEP' # apt-mark hold kubelet kubeadm kubectl\napt-mark hold kubelet kubeadm kubectl\nSTEP\n"));
+        assert!(
+            text.contains("DPkg::Lock::Timeout=300"),
+            "apt waits for another apt"
+        );
         assert!(text.contains("put k8s-worker-2 /etc/systemd/system/kubeha-hosts.service 644\n"));
-        assert!(text.contains("on k8s-worker-2 <<'STEP'\n# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"));
+        assert!(text.contains("step k8s-worker-2 <<'STEP' # enable and start kubeha-hosts\nsystemctl enable --now kubeha-hosts\nSTEP\n"));
     }
 
     #[test]
