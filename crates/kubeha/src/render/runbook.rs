@@ -400,10 +400,20 @@ CA_HASH="sha256:$(ssh_to {name} sudo cat /etc/kubernetes/pki/ca.crt \
             on(
                 w,
                 first,
+                // As apply waits: the new member started and voting (not a learner), then
+                // the whole cluster healthy for six seconds.
                 &format!(
-                    "for i in $(seq 100); do\n  {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null && exit 0\n  sleep 3\ndone\necho {msg} >&2; exit 1\n",
+                    "for i in $(seq 60); do\n  \
+                     if {list} 2>/dev/null | grep -F ', {peer}, ' | grep -q '^[0-9a-f]*, started, .*, false$' \\\n    \
+                     && {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null 2>&1; then exit 0; fi\n  \
+                     sleep 3\ndone\necho {msg} >&2; exit 1\n",
+                    list = super::kubeadm::etcdctl("member list"),
                     health = super::kubeadm::etcdctl("endpoint health --cluster"),
-                    msg = q(&format!("etcd did not become healthy after joining {}", host.name)),
+                    peer = crate::plan::peer_url(host),
+                    msg = q(&format!(
+                        "{}: joined, but its etcd member is not a healthy voting member",
+                        host.name
+                    )),
                 ),
             );
         }
@@ -439,6 +449,16 @@ fn calico_steps(w: &mut String, cluster: &Cluster) {
                 q(&format!(
                     "s@#   value: \"192.168.0.0/16\"@  value: \"{}\"@",
                     cluster.kubernetes.pod_subnet
+                ))
+            );
+            // As apply refuses a manifest the pool CIDR cannot be wired into.
+            let _ = writeln!(
+                w,
+                "grep -qE '^[[:space:]]+- name: CALICO_IPV4POOL_CIDR$' \"$manifest\" && grep -qE {} \"$manifest\" \\\n  \
+                 || {{ echo 'the Calico manifest has no commented CALICO_IPV4POOL_CIDR entry in calico-node' >&2; exit 1; }}",
+                q(&format!(
+                    "^[[:space:]]+value: \"{}\"$",
+                    cluster.kubernetes.pod_subnet.to_string().replace('.', "\\.")
                 ))
             );
         }
@@ -610,8 +630,11 @@ mod tests {
             ))
             .expect("the digest is checked");
         let patch = text.find("CALICO_IPV4POOL_CIDR").unwrap();
+        let checked = text
+            .find("grep -qE '^[[:space:]]+- name: CALICO_IPV4POOL_CIDR$' \"$manifest\" && grep -qE '^[[:space:]]+value: \"192\\.168\\.0\\.0/16\"$'")
+            .expect("the edit is checked");
         let apply = text.find("apply --server-side").unwrap();
-        assert!(fetch < check && check < patch && patch < apply);
+        assert!(fetch < check && check < patch && patch < checked && checked < apply);
     }
 
     #[test]
