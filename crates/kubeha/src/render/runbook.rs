@@ -1,15 +1,18 @@
 //! `runbook.sh`: the steps `kubeha apply` performs, as a shell script an operator can
 //! read, audit or run by hand from the rendered folder (the seed's runbook, generated).
 //!
-//! It uses the files `render` writes under `hosts/<name>/`, generates the bootstrap token
-//! and certificate key itself and computes the CA hash from the CA certificate, so no
-//! value is ever copied from a terminal.
+//! Each host's preparation is the plan `apply` makes for a fresh machine
+//! ([`crate::plan::fresh_host`]), each step running apply's own script
+//! ([`crate::apply::steps`]) or uploading the file `render` wrote under `hosts/<name>/`,
+//! so the two cannot drift. The kubeadm, etcd and Calico part is still written here.
+//! It generates the bootstrap token and certificate key itself and computes the CA hash
+//! from the CA certificate, so no value is ever copied from a terminal.
 
 use std::fmt::Write;
 
-use super::{apt, hosts_entry, node, Content, KubeadmSecrets, RenderInputs};
+use super::{hosts_entry, Content, KubeadmSecrets, RenderInputs};
 use crate::apply::steps;
-use crate::plan::Action;
+use crate::plan::{Action, DesiredFile};
 use crate::spec::{Cluster, Host, ManifestSource, Role};
 
 /// The rendered file for `path` on a host, relative to the render folder.
@@ -117,11 +120,10 @@ CA_HASH=
     );
 
     let inputs = RenderInputs::placeholders();
-    for lb in cluster.load_balancers() {
-        load_balancer_steps(w, cluster, lb, &inputs);
-    }
-    for host in cluster.kube_nodes() {
-        node_steps(w, cluster, host, &inputs);
+    let load_balancers = cluster.load_balancers();
+    let nodes = cluster.kube_nodes().filter(|h| !h.has(Role::LoadBalancer));
+    for host in load_balancers.chain(nodes) {
+        prepare_steps(w, cluster, host, &inputs);
     }
     control_plane_steps(w, cluster);
     calico_steps(w, cluster);
@@ -132,18 +134,9 @@ fn section(w: &mut String, title: &str) {
     let _ = write!(w, "\n# --- {title}\necho {}\n", q(&format!("==> {title}")));
 }
 
-/// Uploads every rendered file of `host` whose path passes `filter`.
-fn put_files(
-    w: &mut String,
-    cluster: &Cluster,
-    host: &Host,
-    inputs: &RenderInputs,
-    filter: impl Fn(&str) -> bool,
-) {
-    for f in super::host_files(cluster, host, inputs) {
-        if !filter(&f.path) {
-            continue;
-        }
+/// Uploads one rendered file of `host` (its copy under `hosts/<name>/`).
+fn put_file(w: &mut String, host: &Host, f: &super::RenderedFile, inputs: &RenderInputs) {
+    {
         let (name, path) = (q(&host.name), q(&f.path));
         let names_distro = match &f.content {
             Content::Text(t) => {
@@ -152,7 +145,7 @@ fn put_files(
             _ => false,
         };
         let staged = q(&format!("{STAGING_DIR}{}", f.path));
-        match f.content {
+        match &f.content {
             Content::ManagedBlock(_) => {
                 // Replaced in place: in containers /etc/hosts is a bind mount that
                 // cannot be renamed over.
@@ -191,37 +184,20 @@ fn put_files(
     }
 }
 
-/// apply's actions for installing `packages` and holding those it holds.
-fn install(packages: &[super::Package]) -> Vec<Action> {
-    let held: Vec<String> = packages
-        .iter()
-        .filter(|p| p.hold)
-        .map(|p| p.name.clone())
-        .collect();
-    let mut actions = vec![Action::Install {
-        packages: packages.to_vec(),
-    }];
-    if !held.is_empty() {
-        actions.push(Action::Hold { packages: held });
-    }
-    actions
-}
-
 /// The script `kubeha apply` runs for `action`.
 fn script(action: &Action) -> String {
     steps::script(action).expect("a plain command")
 }
 
-/// `step HOST` with apply's script for each action: run as apply runs it, one `sh` each.
-fn steps(w: &mut String, host: &Host, actions: &[Action]) {
-    for action in actions {
-        let _ = write!(
-            w,
-            "step {} <<'STEP' # {action}\n{}\nSTEP\n",
-            q(&host.name),
-            script(action)
-        );
-    }
+/// `step HOST` with apply's script for `action`, run as apply runs it (`sh`), announced
+/// as `plan` describes it.
+fn step(w: &mut String, host: &Host, action: &Action) {
+    let _ = write!(
+        w,
+        "# {action}\nstep {} <<'STEP'\n{}\nSTEP\n",
+        q(&host.name),
+        script(action)
+    );
 }
 
 /// `on HOST` with `script` as its standard input.
@@ -229,118 +205,63 @@ fn on(w: &mut String, host: &Host, script: &str) {
     let _ = write!(w, "on {} <<'STEP'\n{script}STEP\n", q(&host.name));
 }
 
-fn load_balancer_steps(w: &mut String, cluster: &Cluster, lb: &Host, inputs: &RenderInputs) {
-    section(w, &format!("{}: load balancer (HAProxy)", lb.name));
-    put_files(w, cluster, lb, inputs, |p| p.starts_with("/etc/apt/"));
-    let packages: Vec<_> = super::packages(cluster, lb)
+/// A host's preparation: the steps `kubeha apply` plans for it on a fresh machine, in
+/// apply's order, each as apply performs it (files from `hosts/<name>/`, scripts from
+/// apply's step builders).
+fn prepare_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInputs) {
+    let mut what = Vec::new();
+    if host.has(Role::LoadBalancer) {
+        what.push("load balancer (HAProxy)");
+    }
+    if host.is_kube_node() {
+        what.push("kernel, swap, containerd, Kubernetes packages");
+    }
+    section(w, &format!("{}: {}", host.name, what.join(", ")));
+    let files: Vec<super::RenderedFile> = super::host_files(cluster, host, inputs)
         .into_iter()
-        .filter(|p| {
-            !p.name.starts_with("kube") && p.name != "containerd" && p.name != "containerd.io"
+        .filter(|f| !f.secret)
+        .collect();
+    let desired: Vec<DesiredFile> = files
+        .iter()
+        .map(|f| DesiredFile {
+            file: f.clone(),
+            bytes: Vec::new(),
         })
         .collect();
-    steps(w, lb, &[Action::AptUpdate]);
-    steps(w, lb, &install(&packages));
-    put_files(w, cluster, lb, inputs, |p| {
-        p.starts_with("/etc/haproxy/") || p.starts_with("/etc/keepalived/")
-    });
-    on(w, lb, "haproxy -c -f /etc/haproxy/haproxy.cfg\n");
-    let mut units = vec!["haproxy"];
-    if cluster.load_balancer.virtual_ip.is_some() {
-        units.push("keepalived");
+    for action in crate::plan::fresh_host(cluster, host, &inputs.distro, &desired) {
+        match &action {
+            Action::WriteFile { file, .. } => put_file(w, host, file, inputs),
+            Action::MergeBlock { path, .. } => {
+                let file = files.iter().find(|f| f.path == *path);
+                put_file(
+                    w,
+                    host,
+                    file.expect("a merged block is a rendered file"),
+                    inputs,
+                );
+            }
+            Action::DownloadKey { url, .. } if url.contains(&inputs.distro.id) => {
+                // The key's URL names the host's distribution, read there and checked.
+                let script = script(&action).replace(&inputs.distro.id, "'\"$ID\"'");
+                let _ = write!(
+                    w,
+                    "# {action}\nstep {} <<'STEP'\n. /etc/os-release\n\
+                     case $ID in ''|*[!a-z0-9._-]*) echo 'unexpected /etc/os-release ID' >&2; exit 1;; esac\n\
+                     {script}\nSTEP\n",
+                    q(&host.name),
+                );
+            }
+            Action::MarkCluster => {
+                let (content, path) = steps::marker(&cluster.name);
+                on(
+                    w,
+                    host,
+                    &format!("install -D -m 644 /dev/stdin {path} <<'MARK'\n{content}MARK\n"),
+                );
+            }
+            _ => step(w, host, &action),
+        }
     }
-    for unit in units {
-        steps(w, lb, &restart_and_enable(unit));
-    }
-}
-
-/// What apply plans for a service whose config it just wrote on a fresh host.
-fn restart_and_enable(service: &str) -> [Action; 2] {
-    [
-        Action::Restart {
-            service: service.into(),
-            reload: false,
-        },
-        Action::Enable {
-            service: service.into(),
-            start: false,
-        },
-    ]
-}
-
-/// A word for the remote shell holding `url`, where each placeholder of the host's
-/// distribution becomes the host's own value (read there, checked to be a plain word).
-fn url_on_host(url: &str, distro: &super::Distro) -> String {
-    url.split(distro.id.as_str())
-        .map(q)
-        .collect::<Vec<_>>()
-        .join("\"$ID\"")
-}
-
-fn node_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInputs) {
-    section(
-        w,
-        &format!(
-            "{}: kernel, swap, containerd, Kubernetes packages",
-            host.name
-        ),
-    );
-    put_files(w, cluster, host, inputs, |p| {
-        p == node::MODULES_PATH
-            || p == node::SYSCTL_PATH
-            || p == hosts_entry::PATH
-            || hosts_entry::BOOT_FILES.contains(&p)
-    });
-    if !hosts_entry::render(cluster, host).is_empty() {
-        // Puts the endpoint's /etc/hosts entry back at every boot.
-        let restore = Action::Enable {
-            service: hosts_entry::UNIT.into(),
-            start: true,
-        };
-        steps(w, host, &[restore]);
-    }
-    // kubelet refuses to run with swap: off now and at every boot.
-    steps(
-        w,
-        host,
-        &[
-            Action::LoadModules,
-            Action::ApplySysctl,
-            Action::DisableSwap,
-        ],
-    );
-    let mut script = format!("install -d -m 0755 {}\n", q(apt::KEYRING_DIR));
-    let keys = apt::remote_keys(cluster, host, &inputs.distro);
-    if keys.iter().any(|k| k.url.contains(&inputs.distro.id)) {
-        script.push_str(
-            ". /etc/os-release\ncase $ID in ''|*[!a-z0-9._-]*) echo \"unexpected /etc/os-release ID\" >&2; exit 1;; esac\n",
-        );
-    }
-    for key in keys {
-        let url = url_on_host(&key.url, &inputs.distro);
-        let _ = if key.dearmor {
-            writeln!(
-                script,
-                "curl -fsSL -- {url} | gpg --dearmor --yes -o {}",
-                q(key.path)
-            )
-        } else {
-            writeln!(script, "curl -fsSL -o {} -- {url}", q(key.path))
-        };
-    }
-    on(w, host, &script);
-    put_files(w, cluster, host, inputs, |p| p.starts_with("/etc/apt/"));
-    let packages = super::packages(cluster, host);
-    let (runtime, kube): (Vec<_>, Vec<_>) = packages.into_iter().partition(|p| !p.hold);
-    steps(w, host, &[Action::AptUpdate]);
-    steps(w, host, &install(&runtime));
-    put_files(w, cluster, host, inputs, |p| p == super::containerd::PATH);
-    steps(w, host, &restart_and_enable("containerd"));
-    steps(w, host, &install(&kube));
-    let kubelet = Action::Enable {
-        service: "kubelet".into(),
-        start: false,
-    };
-    steps(w, host, &[kubelet]);
 }
 
 /// Uploads a kubeadm config with its secrets filled in, then runs
@@ -540,13 +461,63 @@ mod tests {
         assert!(text.contains(
             "install 'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\nSTEP\n"
         ));
-        assert!(text.contains("step k8s-worker-2 <<'STEP' # apt-mark hold kubelet kubeadm kubectl\napt-mark hold kubelet kubeadm kubectl\nSTEP\n"));
+        assert!(text.contains("# apt-mark hold kubelet kubeadm kubectl\nstep k8s-worker-2 <<'STEP'\napt-mark hold kubelet kubeadm kubectl\nSTEP\n"));
         assert!(
             text.contains("DPkg::Lock::Timeout=300"),
             "apt waits for another apt"
         );
         assert!(text.contains("put k8s-worker-2 /etc/systemd/system/kubeha-hosts.service 644\n"));
-        assert!(text.contains("step k8s-worker-2 <<'STEP' # enable and start kubeha-hosts\nsystemctl enable --now kubeha-hosts\nSTEP\n"));
+        assert!(text.contains("# enable and start kubeha-hosts\nstep k8s-worker-2 <<'STEP'\nsystemctl enable --now kubeha-hosts\nSTEP\n"));
+    }
+
+    #[test]
+    fn each_hosts_preparation_is_apply_s_plan_for_a_fresh_host_in_order() {
+        let c = seed_with_vip();
+        let text = render(&c);
+        let inputs = RenderInputs::placeholders();
+        for host in &c.hosts {
+            let desired: Vec<DesiredFile> = crate::render::host_files(&c, host, &inputs)
+                .into_iter()
+                .filter(|f| !f.secret)
+                .map(|file| DesiredFile {
+                    file,
+                    bytes: Vec::new(),
+                })
+                .collect();
+            let planned = crate::plan::fresh_host(&c, host, &inputs.distro, &desired);
+            assert!(planned.len() > 5, "{}: {planned:?}", host.name);
+            let start = text
+                .find(&format!("==> {}: ", host.name))
+                .expect("a section per host");
+            let mut at = start;
+            for action in &planned {
+                // Each step is announced as `plan` describes it, and runs apply's script.
+                let marker = match action {
+                    Action::WriteFile { file, .. } => format!("put {} {}", host.name, file.path),
+                    Action::MergeBlock { path, .. } => {
+                        format!("put {} {path}.kubeha-block", host.name)
+                    }
+                    Action::MarkCluster => "/etc/kubeha/cluster <<'MARK'".to_string(),
+                    other => format!("# {other}\nstep {} <<'STEP'\n", host.name),
+                };
+                let found = text[at..]
+                    .find(&marker)
+                    .unwrap_or_else(|| panic!("{}: `{action}` missing or out of order", host.name));
+                at += found + marker.len();
+                if let Some(s) = steps::script(action).filter(|_| {
+                    !matches!(
+                        action,
+                        Action::DownloadKey { .. } | Action::MergeBlock { .. }
+                    )
+                }) {
+                    assert!(
+                        text[at..].starts_with(&s),
+                        "{}: {action} runs another script",
+                        host.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]
