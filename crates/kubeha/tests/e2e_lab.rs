@@ -1197,6 +1197,8 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
     );
     eprintln!("runbook.sh took {:.0}s", started.elapsed().as_secs_f64());
     assert!(stdout(&out).contains("Cluster ready"));
+    // The runbook prepared every host as apply would have: apply finds nothing to do.
+    assert_no_changes(&lab.spec());
 
     let on_cp = |host: &str, args: &str| {
         lab.lab(&[
