@@ -217,7 +217,7 @@ pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
         Some(ds) => {
             let json = serde_json::to_value(&ds).map_err(|e| KubeError::Api(e.to_string()))?;
             let mut state = parse_calico_node(&json);
-            state.ip_pools = enabled_pools(&ip_pools(client).await?);
+            state.ip_pools = enabled_pools(&ip_pools(client).await);
             Some(state)
         }
     };
@@ -243,8 +243,10 @@ async fn configmap_key(
         .map(|cm| cm.data.and_then(|mut d| d.remove(key)).unwrap_or_default()))
 }
 
-/// Calico's IPPool objects; none while Calico's CRDs are not served (yet).
-async fn ip_pools(client: &Client) -> Result<Vec<serde_json::Value>, KubeError> {
+/// Calico's IPPool objects; none when they cannot be listed (Calico's CRDs not served
+/// yet, or not readable): the pool is then judged by calico-node's own setting, and the
+/// rest of the cluster's state does not depend on them.
+async fn ip_pools(client: &Client) -> Vec<serde_json::Value> {
     let gvk = GroupVersionKind::gvk("crd.projectcalico.org", "v1", "IPPool");
     let resource = kube::discovery::ApiResource::from_gvk_with_plural(&gvk, "ippools");
     let pools: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
@@ -252,10 +254,9 @@ async fn ip_pools(client: &Client) -> Result<Vec<serde_json::Value>, KubeError> 
         Ok(list) => list
             .items
             .iter()
-            .map(|p| serde_json::to_value(p).map_err(|e| KubeError::Api(e.to_string())))
+            .filter_map(|p| serde_json::to_value(p).ok())
             .collect(),
-        Err(kube::Error::Api(e)) if e.code == 404 => Ok(Vec::new()),
-        Err(e) => Err(api_error(e)),
+        Err(_) => Vec::new(),
     }
 }
 
