@@ -107,7 +107,22 @@ pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
         .map_err(|e| KubeError::Config(e.to_string()))?;
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
-    Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+    let count = tower::util::MapRequestLayer::new(|r: http::Request<kube::client::Body>| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    Ok(builder.with_layer(&count).build())
+}
+
+/// Every request kubeha's API clients send, counted so that a run can say how many it
+/// made (`-v`): a no-op's cost is a number of round trips, which tests can assert.
+static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// API requests this process has sent so far.
+pub fn requests_sent() -> usize {
+    REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 async fn list_nodes(client: &Client) -> Result<Vec<Node>, KubeError> {
@@ -201,23 +216,28 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
 /// The Nodes, kubeadm's live ClusterConfiguration and KubeletConfiguration, and what
 /// Calico runs.
 pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
-    let nodes = node_states(client).await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let kubeadm_config = configmap_key(&configmaps, "kubeadm-config", "ClusterConfiguration")
-        .await?
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    // The requests are independent: one round trip's wait, not five.
+    let (nodes, kubeadm_config, kubelet_config, calico, pools) = tokio::try_join!(
+        node_states(client),
+        configmap_key(&configmaps, "kubeadm-config", "ClusterConfiguration"),
+        configmap_key(&configmaps, "kubelet-config", "kubelet"),
+        async { daemonsets.get_opt("calico-node").await.map_err(api_error) },
+        async { Ok(ip_pools(client).await) },
+    )?;
+    let kubeadm_config = kubeadm_config
         .map(|text| parse_cluster_configuration(&text).map_err(KubeError::Api))
         .transpose()?;
-    let kubelet_config = configmap_key(&configmaps, "kubelet-config", "kubelet")
-        .await?
+    let kubelet_config = kubelet_config
         .map(|text| parse_kubelet_configuration(&text).map_err(KubeError::Api))
         .transpose()?;
-    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-    let calico_state = match daemonsets.get_opt("calico-node").await.map_err(api_error)? {
+    let calico_state = match calico {
         None => None,
         Some(ds) => {
             let json = serde_json::to_value(&ds).map_err(|e| KubeError::Api(e.to_string()))?;
             let mut state = parse_calico_node(&json);
-            state.ip_pools = enabled_pools(&ip_pools(client).await);
+            state.ip_pools = enabled_pools(&pools);
             Some(state)
         }
     };

@@ -366,11 +366,15 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         bytes.len()
     );
 
-    // Renewal: every control plane's apiserver certificate ends later, the API stays up.
+    // Renewal: every control plane's apiserver certificate ends later, and the API stays
+    // up through the endpoint: each control plane is out of HAProxy while it restarts.
     let before = apiserver_not_after(&spec);
     let probe = Probe::start();
     let started = Instant::now();
-    let out = kubeha(&["certs", "renew", "-f", &spec, "--yes"], Path::new("."));
+    let out = kubeha(
+        &["certs", "renew", "-f", &spec, "--yes", "-o", "json"],
+        Path::new("."),
+    );
     assert!(
         out.status.success(),
         "certs renew failed:\n{}",
@@ -378,6 +382,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     );
     let renew_seconds = started.elapsed().as_secs_f64();
     let (ok, all) = probe.stop();
+    let report = last_json(&out);
     let after = apiserver_not_after(&spec);
     assert_eq!(before.len(), 3, "{before:?}");
     for (host, end) in &before {
@@ -386,13 +391,36 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
             "{host}: notAfter did not move: {before:?} {after:?}"
         );
     }
-    let availability = ok as f64 / all as f64;
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for cp in CONTROL_PLANES {
+        assert!(
+            steps.contains(
+                &format!("{cp}: back into HAProxy on lb-1; wait until each reports it UP").as_str()
+            ),
+            "{steps:?}"
+        );
+    }
+    let own = &report["availability"];
     eprintln!(
-        "certs renew took {renew_seconds:.0}s; API answered {ok}/{all} probes ({:.2} %)",
-        availability * 100.0
+        "certs renew took {renew_seconds:.0}s; API answered {ok}/{all} of this test's probes ({:.2} %); \
+         kubeha measured {}/{} ({:.2} %, longest outage {} ms)",
+        ok as f64 * 100.0 / all as f64,
+        own["requests"].as_u64().unwrap() - own["failures"].as_u64().unwrap(),
+        own["requests"],
+        own["success_ratio"].as_f64().unwrap() * 100.0,
+        own["longest_outage_ms"]
     );
-    // Measured, not yet asserted: the lab run gave 91.5 % (the issue asks 99.9 %); the
-    // load balancer still routes to an apiserver being restarted.
+    assert!(all > 100, "the probe ran through the renewal: {all}");
+    assert!(
+        ok as f64 >= 0.999 * all as f64,
+        "the API answered {ok}/{all} probes during the renewal"
+    );
+    assert!(own["requests"].as_u64().unwrap() > 100, "{own}");
     wait_healthy(&spec);
     let out = kubeha(
         &["plan", "-f", &spec, "--detailed-exitcode"],
@@ -406,6 +434,8 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         stderr(&out)
     );
 
+    scheduled_snapshots(&lab, &spec);
+
     // Reset leaves nothing of the cluster; a second reset has nothing to do.
     for round in ["first", "second"] {
         let out = kubeha(&["reset", "-f", &spec, "--yes"], Path::new("."));
@@ -418,11 +448,114 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     for host in CONTROL_PLANES.iter().chain(&WORKERS).chain(&["lb-1"]) {
         let left = lab.ok(
             host,
-            "ls -d /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /var/lib/etcd/member /etc/kubeha /etc/haproxy/haproxy.cfg 2>/dev/null || true; \
+            "ls -d /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /var/lib/etcd/member /etc/kubeha /etc/haproxy/haproxy.cfg \
+             /etc/systemd/system/kubeha-etcd-backup.timer /usr/local/sbin/kubeha-etcd-backup 2>/dev/null || true; \
              grep -c 'BEGIN kubeha' /etc/hosts || true",
         );
         assert_eq!(left.trim(), "0", "{host} kept: {left}");
     }
+}
+
+/// `backup --schedule`: a timer on every control plane; its service run by hand three
+/// times with keep 2 leaves the two newest snapshots (0600 in a 0700 folder) that etcd's
+/// own tool reads; `--list` shows them, `--unschedule` removes the timer and keeps them.
+/// Scheduled again at the end, so that `reset` has a timer to remove.
+fn scheduled_snapshots(lab: &Lab, spec: &str) {
+    const DIR: &str = "/var/lib/kubeha/backups";
+    let out = kubeha(
+        &[
+            "backup",
+            "-f",
+            spec,
+            "--schedule",
+            "daily",
+            "--keep",
+            "2",
+            "-o",
+            "json",
+        ],
+        Path::new("."),
+    );
+    assert!(out.status.success(), "backup --schedule: {}", stderr(&out));
+    assert_eq!(
+        last_json(&out)["scheduled"]["hosts"],
+        serde_json::json!(CONTROL_PLANES)
+    );
+    let timer_state = "systemctl is-enabled kubeha-etcd-backup.timer; systemctl is-active kubeha-etcd-backup.timer; true";
+    for cp in CONTROL_PLANES {
+        assert_eq!(lab.ok(cp, timer_state), "enabled\nactive\n", "{cp}");
+    }
+    for _ in 0..3 {
+        // Snapshots are named by the second.
+        lab.ok(
+            "cp-1",
+            "systemctl start kubeha-etcd-backup.service && sleep 1.1",
+        );
+    }
+    let modes = lab.ok("cp-1", &format!("stat -c '%a %n' {DIR} {DIR}/*"));
+    let modes: Vec<&str> = modes.lines().collect();
+    assert_eq!(modes.len(), 3, "keep 2 pruned the oldest: {modes:?}");
+    assert_eq!(modes[0], format!("700 {DIR}"));
+    for m in &modes[1..] {
+        assert!(m.starts_with(&format!("600 {DIR}/etcd-")), "{modes:?}");
+    }
+    let newest = modes[2].split_once(' ').unwrap().1;
+    let status = lab.ok(
+        "cp-1",
+        &format!(
+            "if command -v etcdutl >/dev/null; then etcdutl snapshot status -w json {newest}; \
+             else ETCDCTL_API=3 etcdctl snapshot status -w json {newest}; fi"
+        ),
+    );
+    let status: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
+    assert!(
+        status["totalKey"].as_u64().unwrap() > CONFIGMAPS as u64,
+        "{status}"
+    );
+
+    let out = kubeha(
+        &["backup", "-f", spec, "--list", "-o", "json"],
+        Path::new("."),
+    );
+    assert!(out.status.success(), "backup --list: {}", stderr(&out));
+    let listing = last_json(&out);
+    for cp in listing["controlPlanes"].as_array().unwrap() {
+        assert_eq!(cp["scheduled"], true, "{cp}");
+        assert_eq!(cp["calendar"], "daily", "{cp}");
+        let kept = cp["snapshots"].as_array().unwrap().len();
+        assert_eq!(kept, if cp["host"] == "cp-1" { 2 } else { 0 }, "{cp}");
+    }
+
+    let out = kubeha(&["backup", "-f", spec, "--unschedule"], Path::new("."));
+    assert!(
+        out.status.success(),
+        "backup --unschedule: {}",
+        stderr(&out)
+    );
+    for cp in CONTROL_PLANES {
+        let left = lab.ok(
+            cp,
+            "systemctl is-enabled kubeha-etcd-backup.timer 2>/dev/null; ls /etc/systemd/system/kubeha-etcd-backup.* 2>/dev/null; true",
+        );
+        assert!(
+            !left.contains("enabled") && !left.contains("/etc/"),
+            "{cp}: {left}"
+        );
+    }
+    assert_eq!(
+        lab.ok("cp-1", &format!("ls {DIR} | wc -l")).trim(),
+        "2",
+        "the snapshots stay"
+    );
+    let out = kubeha(
+        &["backup", "-f", spec, "--schedule", "hourly"],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "backup --schedule hourly: {}",
+        stderr(&out)
+    );
 }
 
 /// `kubeha restore --yes` from `archive`.

@@ -157,11 +157,7 @@ pub async fn connect(
         }
     }
     if !errors.is_empty() {
-        for (_, r) in remotes {
-            if let Ok(r) = Arc::try_unwrap(r) {
-                r.close().await;
-            }
-        }
+        close_all(remotes.into_values()).await;
         return Err(ApplyError::Remote(errors));
     }
     Ok(Connected {
@@ -171,6 +167,15 @@ pub async fn connect(
         progress,
         options,
     })
+}
+
+async fn close_all(remotes: impl Iterator<Item = Arc<Remote>>) {
+    join_all(
+        remotes
+            .filter_map(|r| Arc::try_unwrap(r).ok())
+            .map(Remote::close),
+    )
+    .await;
 }
 
 impl Connected {
@@ -217,6 +222,8 @@ impl Connected {
         let cluster = &self.cluster;
         let hosts: Vec<&Host> = cluster.hosts.iter().collect();
         let wait = self.options.kubeadm_timeout;
+        let early_api = std::sync::Mutex::new(None);
+        let early_api = &early_api;
         let gathered = self
             .each_host(hosts, |h, remote| async move {
                 let paths = managed_paths(cluster, h);
@@ -230,7 +237,7 @@ impl Connected {
                 let deadline = Instant::now() + wait;
                 loop {
                     let out = remote
-                        .run(
+                        .run_keeping_secrets(
                             "cannot gather facts",
                             &facts::script(
                                 &paths,
@@ -242,7 +249,11 @@ impl Connected {
                     let facts = facts::parse(&out.stdout);
                     // Planning against a kubeadm still at work would reset what it is doing.
                     if !facts.kubeadm_running || Instant::now() >= deadline {
-                        return Ok((h.name.clone(), facts));
+                        let admin_conf = facts::admin_kubeconfig(&out.stdout);
+                        if let Some(bytes) = &admin_conf {
+                            self.ask_api_early(h, &facts, bytes, early_api);
+                        }
+                        return Ok((h.name.clone(), (facts, admin_conf)));
                     }
                     self.progress
                         .started(&h.name, "waiting for a running kubeadm to finish");
@@ -250,19 +261,40 @@ impl Connected {
                 }
             })
             .await?;
-        let facts: BTreeMap<String, HostFacts> = gathered.into_iter().collect();
+        let mut admin_confs = BTreeMap::new();
+        let mut facts: BTreeMap<String, HostFacts> = BTreeMap::new();
+        for (host, (f, admin_conf)) in gathered {
+            if let Some(bytes) = admin_conf {
+                admin_confs.insert(host.clone(), bytes);
+            }
+            facts.insert(host, f);
+        }
         let desired = desired_files(cluster, &facts).map_err(ApplyError::Local)?;
         let current = self.changed_contents(&facts, &desired).await?;
-        let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts).await {
-            Ok(k) => (k, None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        let (cluster_state, api_problem) = match &kubeconfig {
-            None => (None, unreadable),
-            Some(k) => match async { api::cluster_state(&api::client(k).await?).await }.await {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
+        let early = early_api.lock().expect("not poisoned").take();
+        let (kubeconfig, cluster_state, api_problem) = match early {
+            Some((k, asked)) => {
+                let (state, problem) = match asked.await {
+                    Ok(Ok(s)) => (Some(s), None),
+                    Ok(Err(e)) => (None, Some(e.to_string())),
+                    Err(e) => (None, Some(format!("the API query ended: {e}"))),
+                };
+                (Some(k), state, problem)
+            }
+            None => {
+                let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts, admin_confs) {
+                    Ok(k) => (k, None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                let (state, problem) = match &kubeconfig {
+                    None => (None, unreadable),
+                    Some(k) => match cluster_state_through(k).await {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                };
+                (kubeconfig, state, problem)
+            }
         };
         // Before any host changes: a manifest the pool CIDR cannot be wired into is a plan error.
         let calico_manifest = match &cluster_state {
@@ -337,9 +369,36 @@ impl Connected {
         Ok(out)
     }
 
-    async fn admin_kubeconfig(
+    /// Starts the API's questions as soon as the first control plane's facts show it
+    /// joined: it is the host [`Connected::admin_kubeconfig`] would pick, so the answers
+    /// arrive while slower hosts are still reporting their facts.
+    fn ask_api_early(
+        &self,
+        host: &Host,
+        facts: &HostFacts,
+        admin_conf: &[u8],
+        early: &std::sync::Mutex<Option<EarlyApi>>,
+    ) {
+        if host.name != self.cluster.first_control_plane().name || !plan::joined(host, facts) {
+            return;
+        }
+        // An unusable kubeconfig is reported by the ordinary path, after every host's facts.
+        let Ok(k) = trusted_admin_kubeconfig(&self.cluster, &host.name, admin_conf.to_vec()) else {
+            return;
+        };
+        let asked = tokio::spawn({
+            let k = k.clone();
+            async move { cluster_state_through(&k).await }
+        });
+        *early.lock().expect("not poisoned") = Some((k, asked));
+    }
+
+    /// The admin kubeconfig of the control plane the API is asked through, from the
+    /// facts' round trip (`admin_confs`: each control plane's admin.conf, untrimmed).
+    fn admin_kubeconfig(
         &self,
         facts: &BTreeMap<String, HostFacts>,
+        mut admin_confs: BTreeMap<String, Vec<u8>>,
     ) -> Result<Option<String>, ApplyError> {
         // Any control plane with an admin.conf: the API must be asked even when kubeadm's
         // ConfigMap is gone (and so no control plane counts as joined).
@@ -351,7 +410,13 @@ impl Connected {
         else {
             return Ok(None);
         };
-        read_admin_kubeconfig(&self.cluster, &self.remotes[&host.name]).await
+        let bytes = admin_confs.remove(&host.name).ok_or_else(|| {
+            ApplyError::Local(format!(
+                "{}: {ADMIN_CONF} exists but could not be read",
+                host.name
+            ))
+        })?;
+        trusted_admin_kubeconfig(&self.cluster, &host.name, bytes).map(Some)
     }
 
     /// Runs the plan's steps phase by phase. Secret files a killed run left are removed
@@ -590,20 +655,31 @@ impl Connected {
         result
     }
 
+    /// Ends every master connection, all at once (each `ssh -O exit` is a process).
     pub async fn close(self) {
-        for (_, remote) in self.remotes {
-            if let Ok(r) = Arc::try_unwrap(remote) {
-                r.close().await;
-            }
-        }
+        tracing::info!(
+            ssh_commands = crate::remote::commands_sent(),
+            api_requests = api::requests_sent(),
+            "round trips this run made"
+        );
+        close_all(self.remotes.into_values()).await;
     }
+}
+
+/// A kubeconfig and the API's answers being fetched with it (see [`Connected::ask_api_early`]).
+type EarlyApi = (
+    String,
+    tokio::task::JoinHandle<Result<ClusterState, api::KubeError>>,
+);
+
+async fn cluster_state_through(kubeconfig: &str) -> Result<ClusterState, api::KubeError> {
+    api::cluster_state(&api::client(kubeconfig).await?).await
 }
 
 /// The name progress reports cluster steps under (they have no host).
 pub const CLUSTER_STEPS: &str = "cluster";
 
-/// Where kubeadm leaves the admin kubeconfig on a control plane.
-const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+use facts::ADMIN_CONF;
 
 /// A control plane's admin kubeconfig, trimmed to what kubeha trusts (see
 /// [`api::trusted_kubeconfig`]); `None` when the host has none.
@@ -614,10 +690,18 @@ async fn read_admin_kubeconfig(
     let Some(bytes) = remote.read_file(ADMIN_CONF).await? else {
         return Ok(None);
     };
-    let unusable = |why: String| ApplyError::Local(format!("{}: {ADMIN_CONF}: {why}", remote.host));
+    trusted_admin_kubeconfig(cluster, &remote.host, bytes).map(Some)
+}
+
+/// An admin.conf's bytes from `host`, trimmed to what kubeha trusts.
+fn trusted_admin_kubeconfig(
+    cluster: &Cluster,
+    host: &str,
+    bytes: Vec<u8>,
+) -> Result<String, ApplyError> {
+    let unusable = |why: String| ApplyError::Local(format!("{host}: {ADMIN_CONF}: {why}"));
     let text = String::from_utf8(bytes).map_err(|_| unusable("not UTF-8".into()))?;
     api::trusted_kubeconfig(&text, &format!("https://{}", cluster.api_endpoint))
-        .map(Some)
         .map_err(|e| unusable(e.to_string()))
 }
 

@@ -6,6 +6,7 @@
 
 pub mod apt;
 mod containerd;
+pub mod etcd_backup;
 pub mod haproxy;
 pub mod hosts_entry;
 mod keepalived;

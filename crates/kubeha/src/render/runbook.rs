@@ -321,8 +321,9 @@ CA_HASH="sha256:$(ssh_to {name} sudo cat /etc/kubernetes/pki/ca.crt \
             on(
                 w,
                 first,
-                // As apply waits: the new member started and voting (not a learner), then
-                // the whole cluster healthy for six seconds.
+                // apply's gate: the new member started and voting (not a learner), every
+                // endpoint healthy. apply also reads the new member's raft index from
+                // etcd's JSON; plain bash waits six healthy seconds instead.
                 &format!(
                     "for i in $(seq 60); do\n  \
                      if {list} 2>/dev/null | grep -F ', {peer}, ' | grep -q '^[0-9a-f]*, started, .*, false$' \\\n    \
