@@ -581,27 +581,50 @@ pub async fn create_bootstrap_token(
         .map_err(|e| KubeError::Api(format!("cannot create a bootstrap token: {e}")))
 }
 
+/// The description kubeadm gives the token that owns (and expires) `kubeadm-certs`.
+const UPLOADED_CERTS_TOKEN: &str = "Proxy for managing TTL for the kubeadm-certs secret";
+
 /// Deletes every bootstrap token kubeha made and the uploaded control-plane certificates
-/// with the token kubeadm made to expire them; returns how many Secrets went.
+/// with the tokens kubeadm made to expire them; returns how many Secrets went.
 pub async fn revoke_join_credentials(client: &Client) -> Result<usize, KubeError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
     let list = secrets
         .list(&ListParams::default())
         .await
         .map_err(api_error)?;
+    let doomed = join_credentials(&list.items);
+    for name in &doomed {
+        match secrets.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(KubeError::Api(format!("cannot delete Secret {name}: {e}"))),
+        }
+    }
+    Ok(doomed.len())
+}
+
+/// The join credentials among kube-system's Secrets: kubeha's bootstrap tokens,
+/// `kubeadm-certs`, and every token kubeadm made to expire an upload of it, the one
+/// `kubeadm-certs` names and those an earlier upload (a killed run's) left behind when
+/// the next upload named a new one.
+fn join_credentials(secrets: &[Secret]) -> Vec<String> {
     let text = |s: &Secret, k: &str| {
         s.data
             .as_ref()
             .and_then(|d| d.get(k))
             .map(|v| String::from_utf8_lossy(&v.0).into_owned())
     };
-    let mut doomed = Vec::new();
-    for s in &list.items {
+    let mut doomed = std::collections::BTreeSet::new();
+    for s in secrets {
         let name = s.metadata.name.clone().unwrap_or_default();
-        let ours = s.type_.as_deref() == Some(TOKEN_TYPE)
-            && text(s, "description").as_deref() == Some(TOKEN_DESCRIPTION);
-        if ours {
-            doomed.push(name);
+        let token = s.type_.as_deref() == Some(TOKEN_TYPE);
+        let description = text(s, "description");
+        let ours = matches!(
+            description.as_deref(),
+            Some(TOKEN_DESCRIPTION | UPLOADED_CERTS_TOKEN)
+        );
+        if token && ours {
+            doomed.insert(name);
         } else if name == UPLOADED_CERTS {
             doomed.extend(
                 s.metadata
@@ -611,17 +634,10 @@ pub async fn revoke_join_credentials(client: &Client) -> Result<usize, KubeError
                     .filter(|o| o.kind == "Secret" && o.name.starts_with("bootstrap-token-"))
                     .map(|o| o.name.clone()),
             );
-            doomed.push(name);
+            doomed.insert(name);
         }
     }
-    for name in &doomed {
-        match secrets.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(KubeError::Api(format!("cannot delete Secret {name}: {e}"))),
-        }
-    }
-    Ok(doomed.len())
+    doomed.into_iter().collect()
 }
 
 /// Pods in kube-system that are not running: name and why.
@@ -712,6 +728,61 @@ mod tests {
             }
             (b, e) => *b = e,
         }
+    }
+
+    #[test]
+    fn join_credentials_include_a_killed_runs_orphaned_upload_token() {
+        let secret = |name: &str, kind: &str, description: &str, owner: Option<&str>| -> Secret {
+            let mut v = serde_json::json!({
+                "metadata": {"name": name, "namespace": "kube-system"},
+                "type": kind,
+                "data": {"description": base64_of(description)},
+            });
+            if let Some(o) = owner {
+                v["metadata"]["ownerReferences"] = serde_json::json!([
+                    {"apiVersion": "v1", "kind": "Secret", "name": o, "uid": "u"}]);
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let secrets = [
+            secret(
+                "bootstrap-token-aaaaaa",
+                TOKEN_TYPE,
+                TOKEN_DESCRIPTION,
+                None,
+            ),
+            // The first upload's TTL token, no longer named by kubeadm-certs.
+            secret(
+                "bootstrap-token-bbbbbb",
+                TOKEN_TYPE,
+                UPLOADED_CERTS_TOKEN,
+                None,
+            ),
+            secret(
+                "bootstrap-token-cccccc",
+                TOKEN_TYPE,
+                UPLOADED_CERTS_TOKEN,
+                None,
+            ),
+            secret(UPLOADED_CERTS, "Opaque", "", Some("bootstrap-token-cccccc")),
+            // An operator's own token and an unrelated Secret stay.
+            secret("bootstrap-token-dddddd", TOKEN_TYPE, "ci joins", None),
+            secret("registry", "Opaque", TOKEN_DESCRIPTION, None),
+        ];
+        assert_eq!(
+            join_credentials(&secrets),
+            [
+                "bootstrap-token-aaaaaa",
+                "bootstrap-token-bbbbbb",
+                "bootstrap-token-cccccc",
+                UPLOADED_CERTS,
+            ]
+        );
+    }
+
+    fn base64_of(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
     }
 
     #[test]
