@@ -20,6 +20,10 @@ use crate::facts::cluster::{
 };
 use crate::plan::ClusterState;
 
+/// Set on a Node kubeha cordons for an upgrade, removed when it uncordons it: what tells
+/// a re-run which cordoned nodes are kubeha's to uncordon.
+pub const CORDONED_ANNOTATION: &str = "kubeha.dev/cordoned-for-upgrade";
+
 /// The field manager kubeha's server-side applies use.
 const FIELD_MANAGER: &str = "kubeha";
 
@@ -189,6 +193,7 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
                     .iter()
                     .any(|c| c.kind == "Ready" && c.status == "True"),
                 cordoned: spec.unschedulable.unwrap_or(false),
+                cordoned_by_kubeha: annotations.contains_key(CORDONED_ANNOTATION),
                 kubelet_version: status
                     .node_info
                     .map(|i| i.kubelet_version)

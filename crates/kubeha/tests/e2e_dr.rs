@@ -18,7 +18,7 @@ use common::{kubeha, stderr, stdout};
 #[path = "common/lab.rs"]
 mod lab;
 use kubeha::dr::archive::{Archive, SNAPSHOT};
-use lab::{docker_available, kubernetes_debs, workspace};
+use lab::{assert_no_changes, docker_available, last_json, Probe, SeedLab};
 
 const CONTROL_PLANES: [&str; 3] = ["cp-1", "cp-2", "cp-3"];
 const WORKERS: [&str; 2] = ["worker-1", "worker-2"];
@@ -26,50 +26,25 @@ const CONFIGMAPS: usize = 200;
 
 /// The seed lab, taken down however the test ends.
 struct Lab {
-    state: PathBuf,
+    seed: SeedLab,
 }
 
 const NAME: &str = "e2e-dr";
 
 impl Lab {
     fn up() -> Self {
-        let debs = kubernetes_debs();
-        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-dr-lab");
-        let _ = std::fs::remove_dir_all(&state);
-        let lab = Lab { state };
-        let calico = workspace().join("../shared/fixtures/calico-v3.28.1.yaml");
-        let (state_arg, calico_arg) = (
-            lab.state.display().to_string(),
-            calico.display().to_string(),
-        );
-        let mut args = vec![
-            "lab".to_string(),
-            "up".into(),
-            "--name".into(),
-            NAME.into(),
-            "--topology".into(),
-            "seed".into(),
-            "--state-dir".into(),
-            state_arg,
-            "--calico-manifest".into(),
-            calico_arg,
-        ];
-        for deb in &debs {
-            args.extend(["--debs".into(), deb.display().to_string()]);
+        Lab {
+            seed: SeedLab::up(NAME, &["1.31.0"]),
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = kubeha(&args, Path::new("."));
-        assert!(out.status.success(), "lab up: {}", stderr(&out));
-        lab
     }
 
     fn spec(&self) -> String {
-        self.state.join("cluster.yaml").display().to_string()
+        self.seed.spec()
     }
 
     /// `sh -c script` as root on `host`.
     fn sh(&self, host: &str, script: &str) -> Output {
-        let state = self.state.display().to_string();
+        let state = self.seed.state.display().to_string();
         kubeha(
             &[
                 "lab",
@@ -100,13 +75,8 @@ impl Lab {
         stdout(&out)
     }
 
-    /// The admin kubeconfig `apply` wrote beside the spec.
     fn kubeconfig(&self) -> PathBuf {
-        std::fs::read_dir(&self.state)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "kubeconfig"))
-            .expect("apply wrote the admin kubeconfig")
+        self.seed.kubeconfig()
     }
 
     /// This machine's kubectl through the endpoint with the operator's kubeconfig (the
@@ -183,24 +153,6 @@ impl Lab {
         assert!(out.status.success(), "whoami: {}", stderr(&out));
         stdout(&out)
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let state = self.state.display().to_string();
-        let _ = kubeha(
-            &["lab", "--name", NAME, "--state-dir", &state, "down"],
-            Path::new("."),
-        );
-    }
-}
-
-fn last_json(out: &Output) -> serde_json::Value {
-    stdout(out)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON in {}{}", stdout(out), stderr(out)))
 }
 
 /// A restore from `archive` is refused with exit 2 before any host is touched: its
@@ -280,7 +232,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     let bytes = std::fs::read(&path).unwrap();
     let archive = Archive::from_tar(&bytes).unwrap();
     assert!(archive.manifest.about.snapshot.total_keys as usize > CONFIGMAPS);
-    assert_no_key_in_logs(&lab.state.join(".kubeha"));
+    assert_no_key_in_logs(&lab.seed.state.join(".kubeha"));
     for cp in CONTROL_PLANES {
         let left = lab.ok(cp, "ls -A /var/lib/kubeha/dr 2>/dev/null || true");
         assert_eq!(left.trim(), "", "{cp} kept a copy of the snapshot");
@@ -350,17 +302,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         .collect();
     members.sort();
     assert_eq!(members, CONTROL_PLANES);
-    let out = kubeha(
-        &["plan", "-f", &spec, "--detailed-exitcode"],
-        Path::new("."),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_no_changes(&spec);
     eprintln!(
         "disaster recovery: backup {} bytes in {backup_seconds:.1}s; restore {restore_seconds:.0}s",
         bytes.len()
@@ -381,7 +323,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         stderr(&out)
     );
     let renew_seconds = started.elapsed().as_secs_f64();
-    let (ok, all) = probe.stop();
+    let (ok, all, _) = probe.stop();
     let report = last_json(&out);
     let after = apiserver_not_after(&spec);
     assert_eq!(before.len(), 3, "{before:?}");
@@ -422,17 +364,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     );
     assert!(own["requests"].as_u64().unwrap() > 100, "{own}");
     wait_healthy(&spec);
-    let out = kubeha(
-        &["plan", "-f", &spec, "--detailed-exitcode"],
-        Path::new("."),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_no_changes(&spec);
 
     scheduled_snapshots(&lab, &spec);
 
@@ -618,41 +550,6 @@ fn apiserver_not_after(spec: &str) -> std::collections::BTreeMap<String, i64> {
             )
         })
         .collect()
-}
-
-/// Probes the API's /readyz through the endpoint every 100 ms on a thread.
-struct Probe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(usize, usize)>,
-}
-
-impl Probe {
-    fn start() -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let (mut ok, mut all) = (0, 0);
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                all += 1;
-                ok += usize::from(
-                    Command::new("curl")
-                        .args(["-skf", "--max-time", "2", "-o", "/dev/null"])
-                        .arg("https://load-balancer.local:6443/readyz")
-                        .status()
-                        .is_ok_and(|s| s.success()),
-                );
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            (ok, all)
-        });
-        Self { stop, thread }
-    }
-
-    /// (answered, sent).
-    fn stop(self) -> (usize, usize) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap()
-    }
 }
 
 /// Polls `kubeha status` until every node is Ready and three etcd members are healthy

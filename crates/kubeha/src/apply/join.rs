@@ -333,16 +333,7 @@ impl<'a> Kubeadm<'a> {
     /// The plan's `RemoveEtcdMember`, through the healthy control plane it names. A
     /// member already gone (the host's `kubeadm reset` removed it) is the outcome asked for.
     pub async fn remove_etcd_member(&self, through: &str, id: &str) -> Result<(), ApplyError> {
-        let remote = self.c.remote(through);
-        let out = remote
-            .sh(&steps::etcdctl(&format!("member remove {}", quote(id))))
-            .await?;
-        if out.success() || out.stderr.contains("member not found") {
-            return Ok(());
-        }
-        Err(remote
-            .error("cannot remove a stale etcd member", out.stderr.trim())
-            .into())
+        super::remove_etcd_member(self.c.remote(through), id).await
     }
 
     /// Waits on etcd's own conditions: the new member started and voting (not a

@@ -7,6 +7,7 @@
 mod join;
 pub mod progress;
 pub mod steps;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// Where the admin kubeconfig is written.
     pub kubeconfig: PathBuf,
+    /// Where the etcd backup an upgrade takes first is written.
+    pub backup_dir: PathBuf,
 }
 
 /// Any way a run can fail; each names the host or the step.
@@ -86,6 +89,10 @@ pub struct Survey {
     pub calico_manifest: Option<Result<String, String>>,
     /// Hosts the user asked to rebuild by name (see [`plan::Inputs::replace`]).
     pub replace: BTreeSet<String>,
+    /// An upgrade's own checks, gathered only while an upgrade is pending.
+    pub upgrade: Option<plan::upgrade::UpgradeFacts>,
+    /// Workers an upgrade drains at once (`--max-unavailable`).
+    pub max_unavailable: usize,
 }
 
 impl Survey {
@@ -98,6 +105,8 @@ impl Survey {
             cluster_state: self.cluster_state.as_ref(),
             calico_manifest: self.calico_manifest.as_ref(),
             replace: &self.replace,
+            upgrade: self.upgrade.as_ref(),
+            max_unavailable: self.max_unavailable,
         })
     }
 }
@@ -106,6 +115,12 @@ impl Survey {
 #[derive(Debug, Default, Serialize)]
 pub struct Timings {
     pub phases: Vec<(String, f64)>,
+    /// How long each node's upgrade steps took, in the order they ran.
+    pub nodes: Vec<(String, f64)>,
+    /// The API as a probe through the endpoint saw it while an upgrade ran.
+    pub availability: Option<crate::verify::ApiAvailability>,
+    /// The etcd backup taken before the upgrade changed anything.
+    pub backup: Option<PathBuf>,
 }
 
 /// Open SSH connections to every host of a cluster.
@@ -123,10 +138,53 @@ pub async fn connect(
     options: Options,
     progress: Arc<Progress>,
 ) -> Result<Connected, ApplyError> {
+    let (connected, errors) = open(cluster, options, progress, &BTreeSet::new()).await?;
+    if errors.is_empty() {
+        return Ok(connected);
+    }
+    connected.close().await;
+    Err(ApplyError::Remote(errors.into_values().collect()))
+}
+
+/// Connects to every host but `skip`, and keeps going without those that do not
+/// answer: for the day-two commands that must plan around a dead machine (`node
+/// remove`), never for `apply`. The connection covers the hosts reached (its
+/// `cluster` lists only them); the others are returned with why they were not.
+pub async fn connect_reachable(
+    cluster: Cluster,
+    options: Options,
+    progress: Arc<Progress>,
+    skip: &BTreeSet<String>,
+) -> Result<(Connected, BTreeMap<String, String>), ApplyError> {
+    let (mut connected, errors) = open(cluster, options, progress, skip).await?;
+    connected
+        .cluster
+        .hosts
+        .retain(|h| connected.remotes.contains_key(&h.name));
+    let unreachable = errors
+        .into_iter()
+        .map(|(host, e)| (host, e.to_string()))
+        .collect();
+    Ok((connected, unreachable))
+}
+
+/// Opens the connections to every host but `skip`: the hosts reached, and the error of
+/// each host that was not.
+async fn open(
+    cluster: Cluster,
+    options: Options,
+    progress: Arc<Progress>,
+    skip: &BTreeSet<String>,
+) -> Result<(Connected, BTreeMap<String, RemoteError>), ApplyError> {
     let run = RunDir::create(&options.run_dir, &cluster).map_err(ApplyError::Local)?;
     let redactor = Arc::new(Redactor::default());
     let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
-    let attempts = cluster.hosts.iter().map(|h| {
+    let hosts: Vec<&Host> = cluster
+        .hosts
+        .iter()
+        .filter(|h| !skip.contains(&h.name))
+        .collect();
+    let attempts = hosts.iter().map(|h| {
         let (cluster, run, redactor, limit, progress) = (
             &cluster,
             &run,
@@ -147,26 +205,27 @@ pub async fn connect(
         }
     });
     let mut remotes = BTreeMap::new();
-    let mut errors = Vec::new();
-    for (host, result) in cluster.hosts.iter().zip(join_all(attempts).await) {
+    let mut errors = BTreeMap::new();
+    for (host, result) in hosts.iter().zip(join_all(attempts).await) {
         match result {
             Ok(r) => {
                 remotes.insert(host.name.clone(), Arc::new(r));
             }
-            Err(e) => errors.push(e),
+            Err(e) => {
+                errors.insert(host.name.clone(), e);
+            }
         }
     }
-    if !errors.is_empty() {
-        close_all(remotes.into_values()).await;
-        return Err(ApplyError::Remote(errors));
-    }
-    Ok(Connected {
-        cluster,
-        remotes,
-        redactor,
-        progress,
-        options,
-    })
+    Ok((
+        Connected {
+            cluster,
+            remotes,
+            redactor,
+            progress,
+            options,
+        },
+        errors,
+    ))
 }
 
 async fn close_all(remotes: impl Iterator<Item = Arc<Remote>>) {
@@ -310,7 +369,19 @@ impl Connected {
             api_problem,
             calico_manifest,
             replace: BTreeSet::new(),
+            upgrade: None,
+            max_unavailable: 1,
         })
+    }
+
+    /// [`Connected::survey`] plus, while an upgrade is pending, the upgrade's own checks
+    /// (only the commands that plan pay for them).
+    pub async fn survey_to_plan(&self) -> Result<Survey, ApplyError> {
+        let mut survey = self.survey().await?;
+        if plan::upgrade::pending(&self.cluster, &survey.facts, survey.cluster_state.as_ref()) {
+            survey.upgrade = Some(upgrade::gather(self, &survey).await?);
+        }
+        Ok(survey)
     }
 
     /// The spec's Calico manifest, read locally or downloaded by the first control plane:
@@ -320,7 +391,11 @@ impl Connected {
             ManifestSource::File(path) => std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read {}: {e}", path.display())),
             ManifestSource::Url(url) => {
-                let remote = &self.remotes[&self.cluster.first_control_plane().name];
+                // A day-two command may have reached no control plane (connect_reachable).
+                let Some(cp) = self.cluster.control_planes().next() else {
+                    return Err("no control plane was reached to download it".into());
+                };
+                let remote = &self.remotes[&cp.name];
                 let out = remote
                     .run(
                         "cannot download the Calico manifest",
@@ -438,7 +513,9 @@ impl Connected {
         })
         .await?;
         let mut kubeadm = join::Kubeadm::new(self, survey, plan.bootstrap.as_deref());
-        let result = self.run_plan(plan, &mut kubeadm).await;
+        let mut upgrade = upgrade::Run::start(self, plan, survey).await?;
+        let result = self.run_plan(plan, &mut kubeadm, &mut upgrade).await;
+        let result = upgrade.finish(result).await;
         // Every run that changes anything revokes kubeha's join credentials, so a token a
         // killed run minted is gone even when the run that finishes its work joins nothing.
         let revoked = kubeadm.revoke().await;
@@ -461,6 +538,7 @@ impl Connected {
         &self,
         plan: &Plan,
         kubeadm: &mut join::Kubeadm<'_>,
+        upgrade: &mut upgrade::Run<'_>,
     ) -> Result<Timings, ApplyError> {
         let mut timings = Timings::default();
         for phase in Phase::ALL {
@@ -470,7 +548,9 @@ impl Connected {
             }
             let started = Instant::now();
             self.progress.phase(&phase.to_string());
-            if phase.parallel() {
+            if phase.upgrade() {
+                upgrade.phase(self, plan, phase, &steps).await?;
+            } else if phase.parallel() {
                 self.run_parallel(&steps, kubeadm).await?;
             } else {
                 for step in steps {
@@ -674,6 +754,23 @@ type EarlyApi = (
 
 async fn cluster_state_through(kubeconfig: &str) -> Result<ClusterState, api::KubeError> {
     api::cluster_state(&api::client(kubeconfig).await?).await
+}
+
+/// `etcdctl member remove` through the control plane `remote`; a member already gone
+/// counts as removed, so that a re-run converges.
+pub async fn remove_etcd_member(remote: &Remote, id: &str) -> Result<(), ApplyError> {
+    let out = remote
+        .sh(&steps::etcdctl(&format!(
+            "member remove {}",
+            crate::quote::shell(id)
+        )))
+        .await?;
+    if out.success() || out.stderr.contains("member not found") {
+        return Ok(());
+    }
+    Err(remote
+        .error("cannot remove an etcd member", out.stderr.trim())
+        .into())
 }
 
 /// The name progress reports cluster steps under (they have no host).

@@ -135,6 +135,8 @@ fn fresh_seed_survey() -> (crate::spec::Cluster, Survey) {
                 .into(),
         )),
         replace: Default::default(),
+        upgrade: None,
+        max_unavailable: 1,
     };
     (cluster, survey)
 }
@@ -158,7 +160,7 @@ fn golden_plan_text_and_json_on_recorded_facts() {
 #[test]
 fn golden_status_text_and_json_from_recorded_outputs() {
     use super::status::{backend_states, summarize, LoadBalancerStatus};
-    use crate::facts::cluster::{parse_etcd, NodeCondition, NodeState};
+    use crate::facts::cluster::{parse_etcd, LiveClusterConfig, NodeCondition, NodeState};
     use crate::plan::ClusterState;
     // What HAProxy's stats CSV and etcdctl print on a seed cluster with cp-3's apiserver down.
     let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
@@ -216,7 +218,13 @@ fn golden_status_text_and_json_from_recorded_outputs() {
         .map(|h| {
             let mut n = NodeState {
                 ready: true,
-                kubelet_version: "v1.31.0".into(),
+                // Mid-upgrade: the control plane and the "-1" kubelets are at v1.32.0.
+                kubelet_version: if h.name.ends_with("-1") {
+                    "v1.32.0"
+                } else {
+                    "v1.31.0"
+                }
+                .into(),
                 conditions: vec![calm.clone(), ready.clone()],
                 ..Default::default()
             };
@@ -244,7 +252,10 @@ fn golden_status_text_and_json_from_recorded_outputs() {
     let state = ClusterState {
         nodes,
         calico: true,
-        kubeadm_config: None,
+        kubeadm_config: Some(LiveClusterConfig {
+            kubernetes_version: "v1.32.0".into(),
+            ..Default::default()
+        }),
         kubelet_config: None,
         calico_state: None,
     };

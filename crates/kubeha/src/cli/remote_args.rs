@@ -1,5 +1,6 @@
 //! Options shared by the commands that connect to hosts.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +63,7 @@ impl RemoteArgs {
             ready_timeout: Duration::from_secs(self.ready_timeout),
             run_dir,
             kubeconfig: self.kubeconfig_path(cluster),
+            backup_dir: crate::dr::backups_dir(&self.spec_dir(), cluster),
         }
     }
 
@@ -81,18 +83,44 @@ impl RemoteArgs {
         result.map_err(|f| with_logs(f, &logs))
     }
 
-    async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
-        let name = loaded.cluster.name.clone();
+    /// Like [`RemoteArgs::session`], but without the hosts in `skip` and going on without
+    /// those that do not answer (see [`apply::connect_reachable`]); `work` gets the
+    /// unreachable hosts and why.
+    pub async fn session_reachable<T>(
+        &self,
+        ui: &Ui,
+        loaded: Loaded,
+        skip: &BTreeSet<String>,
+        work: impl AsyncFnOnce(&Connected, &BTreeMap<String, String>) -> Result<T, Failure>,
+    ) -> Result<T, Failure> {
+        let (options, progress) = self.prepare(ui, &loaded);
+        let logs = options.run_dir.clone();
+        let (connected, unreachable) =
+            apply::connect_reachable(loaded.cluster, options, progress, skip)
+                .await
+                .map_err(|e| with_logs(runtime(e), &logs))?;
+        let result = work(&connected, &unreachable).await;
+        connected.progress.finish();
+        connected.close().await;
+        result.map_err(|f| with_logs(f, &logs))
+    }
+
+    fn prepare(&self, ui: &Ui, loaded: &Loaded) -> (Options, Arc<Progress>) {
         let mode = match ui.format {
             Format::Ndjson => Mode::Json,
             _ if ui.interactive => Mode::Terminal,
             _ => Mode::Lines,
         };
-        let options = self.options(&name);
-        let logs = options.run_dir.clone();
-        tracing::info!(logs = %logs.display(), "per-host logs");
+        let options = self.options(&loaded.cluster.name);
+        tracing::info!(logs = %options.run_dir.display(), "per-host logs");
         tracing::debug!(?options, "run options");
-        apply::connect(loaded.cluster, options, Arc::new(Progress::new(mode)))
+        (options, Arc::new(Progress::new(mode)))
+    }
+
+    async fn connect(&self, ui: &Ui, loaded: Loaded) -> Result<Connected, Failure> {
+        let (options, progress) = self.prepare(ui, &loaded);
+        let logs = options.run_dir.clone();
+        apply::connect(loaded.cluster, options, progress)
             .await
             .map_err(|e| with_logs(runtime(e), &logs))
     }

@@ -9,8 +9,9 @@ use std::collections::BTreeMap;
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Ui};
 use crate::apply::{Connected, Survey};
-use crate::facts::cluster::{fault_tolerance, EtcdView};
+use crate::facts::cluster::EtcdView;
 use crate::facts::{CertificateExpiry, HostFacts};
+use crate::plan::membership::EtcdQuorum;
 use crate::plan::{peer_url, ClusterState};
 use crate::quote::shell as quote;
 use crate::render::haproxy;
@@ -24,11 +25,13 @@ pub struct Args {
 
 #[derive(Debug, Default, Serialize)]
 pub struct Status {
+    /// kubeadm-config's Kubernetes version, when the API answered.
+    pub control_plane_version: Option<String>,
     pub nodes: Vec<NodeStatus>,
-    /// etcd's members as [`Quorum::seen_from`]'s `etcdctl` lists them.
+    /// etcd's members as [`EtcdQuorum::seen_from`]'s `etcdctl` lists them.
     pub etcd: Vec<EtcdMember>,
     /// `None` when no control plane's etcd answered.
-    pub quorum: Option<Quorum>,
+    pub quorum: Option<EtcdQuorum>,
     pub control_planes: Vec<ControlPlaneStatus>,
     pub load_balancers: Vec<LoadBalancerStatus>,
     pub problems: Vec<String>,
@@ -53,16 +56,6 @@ pub struct EtcdMember {
     pub healthy: bool,
     pub leader: bool,
     pub learner: bool,
-}
-
-/// Whether etcd keeps a quorum, and how many more control planes it can lose now.
-#[derive(Debug, PartialEq, Eq, Serialize)]
-pub struct Quorum {
-    pub seen_from: String,
-    /// Voting members, and how many of them are healthy.
-    pub members: usize,
-    pub healthy: usize,
-    pub can_lose: usize,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,7 +112,12 @@ pub fn summarize(
     facts: &BTreeMap<String, HostFacts>,
     cluster_state: Option<&ClusterState>,
 ) -> Status {
-    let mut status = Status::default();
+    let mut status = Status {
+        control_plane_version: cluster_state
+            .and_then(|s| s.kubeadm_config.as_ref())
+            .map(|c| c.kubernetes_version.clone()),
+        ..Status::default()
+    };
     if let Some(state) = cluster_state {
         for (name, n) in &state.nodes {
             status.nodes.push(NodeStatus {
@@ -165,13 +163,7 @@ pub fn summarize(
                 learner: m.learner,
             })
             .collect();
-        let (healthy, members) = v.votes();
-        status.quorum = Some(Quorum {
-            seen_from: seen_from.name.clone(),
-            members,
-            healthy,
-            can_lose: fault_tolerance(healthy, members),
-        });
+        status.quorum = Some(EtcdQuorum::of(&seen_from.name, v));
     }
     for cp in cluster.control_planes() {
         let etcd = match view {
@@ -264,7 +256,18 @@ pub fn backend_states(csv: &str) -> Vec<(String, String)> {
 
 pub fn text(s: &Status) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "NODES");
+    let mixed = s
+        .nodes
+        .iter()
+        .any(|n| Some(&n.kubelet_version) != s.control_plane_version.as_ref());
+    match (&s.control_plane_version, mixed) {
+        (Some(v), true) => {
+            let _ = writeln!(out, "NODES (control plane {v}; kubelet versions mixed)");
+        }
+        _ => {
+            let _ = writeln!(out, "NODES");
+        }
+    }
     for n in &s.nodes {
         let state = if n.ready { "Ready" } else { "NotReady" };
         let _ = write!(out, "  {:<24} {state:<9} {}", n.name, n.kubelet_version);
@@ -300,11 +303,13 @@ pub fn text(s: &Status) -> String {
         let _ = writeln!(out, "  {:<24} {:<28} {health}", m.name, m.peer_url);
     }
     if let Some(q) = &s.quorum {
-        let needed = q.members / 2 + 1;
-        let verdict = if q.healthy < needed {
-            format!("QUORUM LOST ({needed} needed): the cluster cannot change anything")
+        let verdict = if q.healthy < q.quorum {
+            format!(
+                "QUORUM LOST ({} needed): the cluster cannot change anything",
+                q.quorum
+            )
         } else {
-            format!("can lose {} control plane(s) now", q.can_lose)
+            format!("can lose {} control plane(s) now", q.fault_tolerance)
         };
         let _ = writeln!(
             out,
@@ -393,7 +398,7 @@ mod tests {
         let s = summarize(&cluster, &facts, None);
         let q = s.quorum.as_ref().unwrap();
         assert_eq!(q.seen_from, "k8s-master-2");
-        assert_eq!((q.healthy, q.members, q.can_lose), (1, 3, 0));
+        assert_eq!((q.healthy, q.members, q.fault_tolerance), (1, 3, 0));
         assert_eq!(s.etcd.len(), 3);
         assert_eq!(s.etcd[2].name, "(not started)");
         let etcd: Vec<&str> = s.control_planes.iter().map(|c| c.etcd.as_str()).collect();

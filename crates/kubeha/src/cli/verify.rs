@@ -126,7 +126,7 @@ fn health_checks(cluster: &Cluster, s: &Status) -> Vec<(String, bool, String)> {
             q.healthy == control_planes && q.members == control_planes,
             format!(
                 "{}/{} members healthy, {control_planes} control planes: can lose {} now",
-                q.healthy, q.members, q.can_lose
+                q.healthy, q.members, q.fault_tolerance
             ),
         ),
         None => (false, "no control plane's etcd answered".to_string()),

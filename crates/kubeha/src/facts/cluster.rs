@@ -56,12 +56,6 @@ impl EtcdView {
     }
 }
 
-/// How many more voting members (control planes) etcd can lose and still have a
-/// quorum, with `healthy` of `members` voting members answering now.
-pub fn fault_tolerance(healthy: usize, members: usize) -> usize {
-    healthy.saturating_sub(members / 2 + 1)
-}
-
 /// Parses `member list -w json`, `endpoint health --cluster -w json` and `endpoint
 /// status --cluster -w json`; `None` when the member list is not etcd's JSON (etcd did
 /// not answer). IDs are decimal in etcdctl's JSON and hex on its command line.
@@ -310,6 +304,8 @@ pub struct NodeState {
     pub ready: bool,
     /// `spec.unschedulable` (cordoned).
     pub cordoned: bool,
+    /// kubeha cordoned it for an upgrade (its annotation), so a re-run uncordons it.
+    pub cordoned_by_kubeha: bool,
     /// `status.nodeInfo.kubeletVersion`, e.g. `v1.31.0`.
     pub kubelet_version: String,
     pub labels: BTreeMap<String, String>,
@@ -369,14 +365,7 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn fault_tolerance_is_healthy_members_above_the_quorum() {
-        assert_eq!(fault_tolerance(3, 3), 1);
-        assert_eq!(fault_tolerance(2, 3), 0);
-        assert_eq!(fault_tolerance(1, 3), 0, "quorum lost");
-        assert_eq!(fault_tolerance(5, 5), 2);
-        assert_eq!(fault_tolerance(4, 5), 1);
-        assert_eq!(fault_tolerance(1, 1), 0);
-        assert_eq!(fault_tolerance(4, 4), 1, "an even member adds no tolerance");
+    fn votes_count_started_healthy_voting_members() {
         // MEMBERS: one healthy, one unhealthy, one never started.
         let v = parse_etcd(MEMBERS, HEALTH, STATUS).unwrap();
         assert_eq!(v.votes(), (1, 3));

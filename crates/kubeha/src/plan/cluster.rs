@@ -32,7 +32,7 @@ pub struct ClusterState {
 }
 
 /// The conflicts' `host` for what concerns the whole cluster.
-const CLUSTER: &str = "cluster";
+pub(super) const CLUSTER: &str = "cluster";
 
 /// A host's etcd peer URL, as kubeadm configures it.
 pub fn peer_url(host: &Host) -> String {
@@ -40,14 +40,14 @@ pub fn peer_url(host: &Host) -> String {
 }
 
 /// Every control plane's view of etcd that answered.
-fn etcd_views<'a>(inputs: &'a Inputs) -> impl Iterator<Item = (&'a Host, &'a EtcdView)> {
+pub(super) fn etcd_views<'a>(inputs: &'a Inputs) -> impl Iterator<Item = (&'a Host, &'a EtcdView)> {
     inputs
         .cluster
         .control_planes()
         .filter_map(|h| Some((h, inputs.facts[&h.name].etcd.as_ref()?)))
 }
 
-fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
+pub(super) fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
     inputs.cluster_state?.nodes.get(&host.name)
 }
 
@@ -255,7 +255,8 @@ fn immutable_drift(cluster: &Cluster, live: &LiveClusterConfig) -> Vec<String> {
             &live.control_plane_endpoint,
         ),
     ];
-    let mut out: Vec<String> = fields
+    // A version difference is an upgrade (see `upgrade`), not drift.
+    fields
         .into_iter()
         .filter(|(_, _, want, live)| !live.is_empty() && *want != **live)
         .map(|(field, spec, want, live)| {
@@ -263,15 +264,7 @@ fn immutable_drift(cluster: &Cluster, live: &LiveClusterConfig) -> Vec<String> {
                 "the live ClusterConfiguration has {field} `{live}` but the spec's {spec} is `{want}`;                  it cannot change after `kubeadm init`: put `{live}` back in the spec, or build a new cluster"
             )
         })
-        .collect();
-    let want = k.version.to_string();
-    if !live.kubernetes_version.is_empty() && live.kubernetes_version != want {
-        out.push(format!(
-            "the cluster runs Kubernetes {} but the spec says {want}: change versions with `kubeha upgrade`",
-            live.kubernetes_version
-        ));
-    }
-    out
+        .collect()
 }
 
 /// What the live cluster says that no step can repair.
@@ -316,20 +309,31 @@ fn cluster_conflicts(inputs: &Inputs, out: &mut Vec<Conflict>) {
             );
         }
     }
-    let want = cluster.kubernetes.version.to_string();
-    for h in cluster.kube_nodes() {
-        if let Some(n) = node(inputs, h).filter(|n| !n.kubelet_version.is_empty()) {
-            if n.kubelet_version != want {
-                conflict(
-                    &h.name,
-                    format!(
-                        "its kubelet runs {} but the spec says {want}: change versions with `kubeha upgrade`",
-                        n.kubelet_version
-                    ),
-                );
-            }
-        }
+}
+
+/// A control plane that still has kubeadm's etcd manifest (and so its etcd data) while
+/// the live etcd, seen from a control plane whose own member is healthy, has no member
+/// for it: its member was removed (`node remove`). Its etcd would start with data of a
+/// cluster it no longer belongs to, so it is refused until reset. An interrupted join
+/// always leaves its member listed (kubeadm adds the member before it writes the
+/// manifest), which the join steps remove and redo.
+fn removed_member_data(inputs: &Inputs, host: &Host) -> Option<String> {
+    if !inputs.facts[&host.name].kubeadm.etcd_manifest || inputs.replace.contains(&host.name) {
+        return None;
     }
+    let (seen_from, view) = etcd_views(inputs).find(|(h, v)| {
+        h.name != host.name && v.with_peer(&peer_url(h)).any(|m| m.healthy && m.started())
+    })?;
+    let peer = peer_url(host);
+    let listed = view.with_peer(&peer).next().is_some();
+    (!listed).then(|| {
+        format!(
+            "it holds etcd data, but etcd (as {} sees it) has no member for {peer}: its member was \
+             removed, and it must not rejoin with that data. Reset it first: `kubeha apply \
+             --replace {}` (kubeadm reset, then a fresh join)",
+            seen_from.name, host.name
+        )
+    })
 }
 
 /// kubeadm 1.31's preflight minimums for a control plane.
@@ -422,16 +426,10 @@ pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
                 );
             }
         }
-        if h.is_kube_node() && joined(h, f) {
-            let want = cluster.kubernetes.version.deb_version();
-            if let Some(have) = f.packages.get("kubeadm").filter(|v| **v != want) {
-                conflict(
-                    h,
-                    format!("runs kubeadm {have} but the spec says {want}: change versions with `kubeha upgrade`"),
-                );
-            }
-        }
         if h.has(Role::ControlPlane) {
+            if let Some(message) = removed_member_data(inputs, h) {
+                conflict(h, message);
+            }
             if f.cpus < MIN_CONTROL_PLANE_CPUS {
                 conflict(
                     h,

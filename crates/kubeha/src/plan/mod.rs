@@ -6,6 +6,8 @@
 
 mod cluster;
 mod host;
+pub mod membership;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -24,6 +26,8 @@ pub use host::distro;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// An etcd backup before an upgrade changes anything.
+    Backup,
     /// Load balancers and node preparation, all hosts in parallel.
     Prepare,
     /// `kubeadm init` on the first control plane.
@@ -37,35 +41,61 @@ pub enum Phase {
     JoinWorkers,
     /// Calico, through the Kubernetes API.
     Network,
+    /// `kubeadm upgrade apply` on one control plane, then `kubeadm upgrade node` on each
+    /// other one, one at a time.
+    UpgradeControlPlanes,
+    /// kubelet and kubectl on the control planes, one node at a time.
+    UpgradeKubelets,
+    /// Workers, in batches of `--max-unavailable` (see [`Plan::batches`]).
+    UpgradeWorkers,
     /// Node labels and taints, readiness, the local kubeconfig: through the API.
     Cluster,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 11] = [
+        Phase::Backup,
         Phase::Prepare,
         Phase::Init,
         Phase::Credentials,
         Phase::JoinControlPlanes,
         Phase::JoinWorkers,
         Phase::Network,
+        Phase::UpgradeControlPlanes,
+        Phase::UpgradeKubelets,
+        Phase::UpgradeWorkers,
         Phase::Cluster,
     ];
 
     pub fn parallel(self) -> bool {
         matches!(self, Phase::Prepare | Phase::JoinWorkers)
     }
+
+    /// The phases of a Kubernetes upgrade, run node by node under an API probe.
+    pub fn upgrade(self) -> bool {
+        matches!(
+            self,
+            Phase::Backup
+                | Phase::UpgradeControlPlanes
+                | Phase::UpgradeKubelets
+                | Phase::UpgradeWorkers
+        )
+    }
 }
 
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Phase::Backup => "backup",
             Phase::Prepare => "prepare",
             Phase::Init => "init",
             Phase::Credentials => "join credentials",
             Phase::JoinControlPlanes => "join control planes",
             Phase::JoinWorkers => "join workers",
             Phase::Network => "network",
+            Phase::UpgradeControlPlanes => "upgrade control planes",
+            Phase::UpgradeKubelets => "upgrade control-plane kubelets",
+            Phase::UpgradeWorkers => "upgrade workers",
             Phase::Cluster => "cluster",
         })
     }
@@ -168,6 +198,45 @@ pub enum Action {
     },
     /// Write the bootstrap control plane's trimmed admin kubeconfig locally (0600).
     WriteKubeconfig,
+    /// Save a verified etcd backup on the operator's machine before an upgrade.
+    Backup,
+    /// Unhold, upgrade to `version` (a Debian version) and hold `packages` again.
+    UpgradePackages {
+        packages: Vec<String>,
+        version: String,
+        /// Restart the kubelet afterwards, so that it runs (and reports) the new version.
+        restart_kubelet: bool,
+    },
+    /// `kubeadm upgrade apply` on the first control plane, with its apiserver out of the
+    /// load balancers' rotation until it is ready again.
+    KubeadmUpgradeApply {
+        version: String,
+        load_balancers: Vec<String>,
+    },
+    /// `kubeadm upgrade node`; on a control plane with its apiserver out of the load
+    /// balancers' rotation until its `/readyz`, etcd member and backends are healthy.
+    KubeadmUpgradeNode {
+        control_plane: bool,
+        load_balancers: Vec<String>,
+    },
+    /// Put an apiserver an interrupted upgrade left in maintenance back into rotation.
+    EnableBackend {
+        load_balancers: Vec<String>,
+    },
+    /// Cordon the node (marked as kubeha's) and evict its pods, PodDisruptionBudgets
+    /// respected.
+    Drain {
+        node: String,
+    },
+    /// Wait until the node is Ready and its kubelet reports `version`.
+    WaitNodeVersion {
+        node: String,
+        version: String,
+    },
+    /// Make a node kubeha cordoned schedulable again.
+    Uncordon {
+        node: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -285,6 +354,46 @@ impl fmt::Display for Action {
                 nodes.len()
             ),
             Action::WriteKubeconfig => f.write_str("write the admin kubeconfig (mode 0600)"),
+            Action::Backup => f.write_str("save a verified etcd backup on this machine (0600)"),
+            Action::UpgradePackages {
+                packages,
+                version,
+                restart_kubelet,
+            } => write!(
+                f,
+                "upgrade {} to {version} (unhold, install, hold){}",
+                packages.join(" "),
+                if *restart_kubelet {
+                    ", restart the kubelet"
+                } else {
+                    ""
+                }
+            ),
+            Action::KubeadmUpgradeApply { version, .. } => write!(
+                f,
+                "kubeadm upgrade apply {version} (its apiserver out of the load balancers meanwhile)"
+            ),
+            Action::KubeadmUpgradeNode {
+                control_plane: true,
+                ..
+            } => f.write_str(
+                "kubeadm upgrade node (its apiserver out of the load balancers until /readyz, etcd and the backends are healthy)",
+            ),
+            Action::KubeadmUpgradeNode {
+                control_plane: false,
+                ..
+            } => f.write_str("kubeadm upgrade node (the kubelet's configuration)"),
+            Action::EnableBackend { .. } => f.write_str(
+                "put its apiserver back into the load balancers (an interrupted upgrade left it in maintenance)",
+            ),
+            Action::Drain { node } => write!(
+                f,
+                "drain {node} (cordon, evict its pods, PodDisruptionBudgets respected)"
+            ),
+            Action::WaitNodeVersion { node, version } => {
+                write!(f, "wait for {node} to be Ready with kubelet {version}")
+            }
+            Action::Uncordon { node } => write!(f, "uncordon {node}"),
         }
     }
 }
@@ -332,6 +441,11 @@ pub struct Plan {
     /// The initialised, healthy control plane joins and API steps go through (the init
     /// host when the cluster is new); `None` when no step needs one.
     pub bootstrap: Option<String>,
+    /// etcd's members and how many control planes the cluster can lose now; `None`
+    /// when no control plane with a healthy member answered.
+    pub etcd: Option<membership::EtcdQuorum>,
+    /// The workers an upgrade takes out of service together, batch after batch.
+    pub batches: Vec<Vec<String>>,
 }
 
 impl Plan {
@@ -366,11 +480,19 @@ pub struct Inputs<'a> {
     /// Hosts the user asked to rebuild by name: the only ones holding live data that
     /// may be reset.
     pub replace: &'a BTreeSet<String>,
+    /// What an upgrade's checks found, when the cluster's versions differ from the spec's.
+    pub upgrade: Option<&'a upgrade::UpgradeFacts>,
+    /// Workers an upgrade drains at once.
+    pub max_unavailable: usize,
 }
 
 /// The plan, or every conflict that makes one unsafe.
 pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
-    let conflicts = cluster::conflicts(inputs);
+    let mut conflicts = cluster::conflicts(inputs);
+    let upgrading = upgrade::pending(inputs.cluster, inputs.facts, inputs.cluster_state);
+    if upgrading {
+        conflicts.extend(upgrade::preflight(inputs));
+    }
     if !conflicts.is_empty() {
         return Err(conflicts);
     }
@@ -384,14 +506,52 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     }
     let (kubeadm, bootstrap) = cluster::kubeadm_steps(inputs)?;
     steps.extend(kubeadm);
+    let mut batches = Vec::new();
+    if upgrading {
+        let (upgrade, worker_batches) = upgrade::steps(inputs);
+        steps.extend(upgrade);
+        batches = worker_batches;
+        steps.sort_by_key(|s| s.phase);
+    }
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
     warnings.extend(cluster::health_warnings(inputs));
     warnings.extend(cluster::drift_warnings(inputs));
+    warnings.extend(membership::not_in_spec(
+        inputs.cluster,
+        inputs.facts,
+        inputs.cluster_state,
+    ));
+    warnings.extend(even_control_planes(inputs.cluster, &steps));
     Ok(Plan {
         steps,
         warnings,
         bootstrap,
+        etcd: membership::etcd_quorum(inputs.cluster, inputs.facts),
+        batches,
+    })
+}
+
+/// Joining control planes up to an even count adds an etcd member that buys no fault
+/// tolerance: 4 members tolerate one failure, as 3 do.
+fn even_control_planes(cluster: &Cluster, steps: &[Step]) -> Option<Conflict> {
+    let count = cluster.control_planes().count();
+    let grows = steps.iter().any(|s| {
+        matches!(
+            s.action,
+            Action::KubeadmJoin {
+                control_plane: true
+            }
+        )
+    });
+    (grows && count % 2 == 0).then(|| Conflict {
+        host: "cluster".into(),
+        message: format!(
+            "this apply grows etcd to {count} members, an even number: it tolerates {} failure(s), \
+             as {} members do; add or remove one more control plane",
+            (count - 1) / 2,
+            count - 1
+        ),
     })
 }
 
@@ -423,6 +583,8 @@ pub fn fresh_host(
         cluster_state: None,
         calico_manifest: None,
         replace: &BTreeSet::new(),
+        upgrade: None,
+        max_unavailable: 1,
     };
     host::prepare(&inputs, host, &facts, desired)
 }

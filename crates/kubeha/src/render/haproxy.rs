@@ -8,7 +8,8 @@ use crate::quote;
 use crate::spec::{Cluster, APISERVER_PORT};
 
 pub const PATH: &str = "/etc/haproxy/haproxy.cfg";
-/// Local-only statistics page; `kubeha status` reads backend states from it over SSH.
+/// Local-only statistics page; `kubeha status` reads backend states from it over SSH,
+/// and an upgrade puts an apiserver in and out of maintenance through it.
 pub const STATS_ADDRESS: &str = "127.0.0.1:8404";
 pub const STATS_PATH: &str = "/stats";
 pub const BACKEND: &str = "kube-apiserver";
@@ -91,6 +92,8 @@ frontend stats
     stats enable
     stats uri {STATS_PATH}
     stats refresh 10s
+    # Local only: an upgrade takes an apiserver out of rotation while kubeadm restarts it.
+    stats admin if LOCALHOST
 "#,
         header = super::managed_header("#", cluster).trim_end(),
         client = ms(lb.client_timeout),
