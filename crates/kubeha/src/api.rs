@@ -15,8 +15,8 @@ use kube::core::GroupVersionKind;
 use kube::{Client, Config};
 
 use crate::facts::cluster::{
-    parse_cluster_configuration, parse_managed, NodeCondition, NodeState, NodeTaint,
-    MANAGED_LABELS, MANAGED_TAINTS,
+    enabled_pools, parse_calico_node, parse_cluster_configuration, parse_kubelet_configuration,
+    parse_managed, NodeCondition, NodeState, NodeTaint, MANAGED_LABELS, MANAGED_TAINTS,
 };
 use crate::plan::ClusterState;
 
@@ -218,37 +218,71 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
         .collect())
 }
 
-/// The Nodes, Calico's presence and kubeadm's live ClusterConfiguration.
+/// The Nodes, kubeadm's live ClusterConfiguration and KubeletConfiguration, and what
+/// Calico runs.
 pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
     let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-    // The three requests are independent: one round trip's wait, not three.
-    let (nodes, config, calico) = tokio::try_join!(
+    // The requests are independent: one round trip's wait, not five.
+    let (nodes, kubeadm_config, kubelet_config, calico, pools) = tokio::try_join!(
         node_states(client),
-        async {
-            configmaps
-                .get_opt("kubeadm-config")
-                .await
-                .map_err(api_error)
-        },
+        configmap_key(&configmaps, "kubeadm-config", "ClusterConfiguration"),
+        configmap_key(&configmaps, "kubelet-config", "kubelet"),
         async { daemonsets.get_opt("calico-node").await.map_err(api_error) },
+        async { Ok(ip_pools(client).await) },
     )?;
-    let kubeadm_config = match config {
+    let kubeadm_config = kubeadm_config
+        .map(|text| parse_cluster_configuration(&text).map_err(KubeError::Api))
+        .transpose()?;
+    let kubelet_config = kubelet_config
+        .map(|text| parse_kubelet_configuration(&text).map_err(KubeError::Api))
+        .transpose()?;
+    let calico_state = match calico {
         None => None,
-        Some(cm) => {
-            let text = cm
-                .data
-                .and_then(|d| d.get("ClusterConfiguration").cloned())
-                .unwrap_or_default();
-            Some(parse_cluster_configuration(&text).map_err(KubeError::Api)?)
+        Some(ds) => {
+            let json = serde_json::to_value(&ds).map_err(|e| KubeError::Api(e.to_string()))?;
+            let mut state = parse_calico_node(&json);
+            state.ip_pools = enabled_pools(&pools);
+            Some(state)
         }
     };
-    let calico = calico.is_some();
     Ok(ClusterState {
         nodes,
-        calico,
+        calico: calico_state.is_some(),
         kubeadm_config,
+        kubelet_config,
+        calico_state,
     })
+}
+
+/// One key of a ConfigMap (empty when the key is missing); `None` without the ConfigMap.
+async fn configmap_key(
+    configmaps: &Api<ConfigMap>,
+    name: &str,
+    key: &str,
+) -> Result<Option<String>, KubeError> {
+    Ok(configmaps
+        .get_opt(name)
+        .await
+        .map_err(api_error)?
+        .map(|cm| cm.data.and_then(|mut d| d.remove(key)).unwrap_or_default()))
+}
+
+/// Calico's IPPool objects; none when they cannot be listed (Calico's CRDs not served
+/// yet, or not readable): the pool is then judged by calico-node's own setting, and the
+/// rest of the cluster's state does not depend on them.
+async fn ip_pools(client: &Client) -> Vec<serde_json::Value> {
+    let gvk = GroupVersionKind::gvk("crd.projectcalico.org", "v1", "IPPool");
+    let resource = kube::discovery::ApiResource::from_gvk_with_plural(&gvk, "ippools");
+    let pools: Api<DynamicObject> = Api::all_with(client.clone(), &resource);
+    match pools.list(&ListParams::default()).await {
+        Ok(list) => list
+            .items
+            .iter()
+            .filter_map(|p| serde_json::to_value(p).ok())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
 }
 
 /// Server-side applies every object of a multi-document manifest, in order. A kind that
@@ -556,27 +590,50 @@ pub async fn create_bootstrap_token(
         .map_err(|e| KubeError::Api(format!("cannot create a bootstrap token: {e}")))
 }
 
+/// The description kubeadm gives the token that owns (and expires) `kubeadm-certs`.
+const UPLOADED_CERTS_TOKEN: &str = "Proxy for managing TTL for the kubeadm-certs secret";
+
 /// Deletes every bootstrap token kubeha made and the uploaded control-plane certificates
-/// with the token kubeadm made to expire them; returns how many Secrets went.
+/// with the tokens kubeadm made to expire them; returns how many Secrets went.
 pub async fn revoke_join_credentials(client: &Client) -> Result<usize, KubeError> {
     let secrets: Api<Secret> = Api::namespaced(client.clone(), "kube-system");
     let list = secrets
         .list(&ListParams::default())
         .await
         .map_err(api_error)?;
+    let doomed = join_credentials(&list.items);
+    for name in &doomed {
+        match secrets.delete(name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(KubeError::Api(format!("cannot delete Secret {name}: {e}"))),
+        }
+    }
+    Ok(doomed.len())
+}
+
+/// The join credentials among kube-system's Secrets: kubeha's bootstrap tokens,
+/// `kubeadm-certs`, and every token kubeadm made to expire an upload of it, the one
+/// `kubeadm-certs` names and those an earlier upload (a killed run's) left behind when
+/// the next upload named a new one.
+fn join_credentials(secrets: &[Secret]) -> Vec<String> {
     let text = |s: &Secret, k: &str| {
         s.data
             .as_ref()
             .and_then(|d| d.get(k))
             .map(|v| String::from_utf8_lossy(&v.0).into_owned())
     };
-    let mut doomed = Vec::new();
-    for s in &list.items {
+    let mut doomed = std::collections::BTreeSet::new();
+    for s in secrets {
         let name = s.metadata.name.clone().unwrap_or_default();
-        let ours = s.type_.as_deref() == Some(TOKEN_TYPE)
-            && text(s, "description").as_deref() == Some(TOKEN_DESCRIPTION);
-        if ours {
-            doomed.push(name);
+        let token = s.type_.as_deref() == Some(TOKEN_TYPE);
+        let description = text(s, "description");
+        let ours = matches!(
+            description.as_deref(),
+            Some(TOKEN_DESCRIPTION | UPLOADED_CERTS_TOKEN)
+        );
+        if token && ours {
+            doomed.insert(name);
         } else if name == UPLOADED_CERTS {
             doomed.extend(
                 s.metadata
@@ -586,17 +643,10 @@ pub async fn revoke_join_credentials(client: &Client) -> Result<usize, KubeError
                     .filter(|o| o.kind == "Secret" && o.name.starts_with("bootstrap-token-"))
                     .map(|o| o.name.clone()),
             );
-            doomed.push(name);
+            doomed.insert(name);
         }
     }
-    for name in &doomed {
-        match secrets.delete(name, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 404 => {}
-            Err(e) => return Err(KubeError::Api(format!("cannot delete Secret {name}: {e}"))),
-        }
-    }
-    Ok(doomed.len())
+    doomed.into_iter().collect()
 }
 
 /// Pods in kube-system that are not running: name and why.
@@ -687,6 +737,61 @@ mod tests {
             }
             (b, e) => *b = e,
         }
+    }
+
+    #[test]
+    fn join_credentials_include_a_killed_runs_orphaned_upload_token() {
+        let secret = |name: &str, kind: &str, description: &str, owner: Option<&str>| -> Secret {
+            let mut v = serde_json::json!({
+                "metadata": {"name": name, "namespace": "kube-system"},
+                "type": kind,
+                "data": {"description": base64_of(description)},
+            });
+            if let Some(o) = owner {
+                v["metadata"]["ownerReferences"] = serde_json::json!([
+                    {"apiVersion": "v1", "kind": "Secret", "name": o, "uid": "u"}]);
+            }
+            serde_json::from_value(v).unwrap()
+        };
+        let secrets = [
+            secret(
+                "bootstrap-token-aaaaaa",
+                TOKEN_TYPE,
+                TOKEN_DESCRIPTION,
+                None,
+            ),
+            // The first upload's TTL token, no longer named by kubeadm-certs.
+            secret(
+                "bootstrap-token-bbbbbb",
+                TOKEN_TYPE,
+                UPLOADED_CERTS_TOKEN,
+                None,
+            ),
+            secret(
+                "bootstrap-token-cccccc",
+                TOKEN_TYPE,
+                UPLOADED_CERTS_TOKEN,
+                None,
+            ),
+            secret(UPLOADED_CERTS, "Opaque", "", Some("bootstrap-token-cccccc")),
+            // An operator's own token and an unrelated Secret stay.
+            secret("bootstrap-token-dddddd", TOKEN_TYPE, "ci joins", None),
+            secret("registry", "Opaque", TOKEN_DESCRIPTION, None),
+        ];
+        assert_eq!(
+            join_credentials(&secrets),
+            [
+                "bootstrap-token-aaaaaa",
+                "bootstrap-token-bbbbbb",
+                "bootstrap-token-cccccc",
+                UPLOADED_CERTS,
+            ]
+        );
+    }
+
+    fn base64_of(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(s)
     }
 
     #[test]

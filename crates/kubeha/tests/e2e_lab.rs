@@ -663,9 +663,10 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
     printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
     one_command_per_host_in_the_last_run(&state, 6);
-    // And the API: Nodes, kubeadm-config and calico-node, asked once each.
+    // And the API: Nodes, kubeadm-config, kubelet-config, calico-node and Calico's
+    // IPPools, asked once each (at once).
     assert!(
-        stderr(&out).contains("round trips this run made ssh_commands=6 api_requests=3"),
+        stderr(&out).contains("round trips this run made ssh_commands=6 api_requests=5"),
         "{}",
         stderr(&out)
     );
@@ -866,8 +867,44 @@ fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &
     assert_ne!(text, spec, "no worker in the lab spec");
     std::fs::write(&labelled, text).unwrap();
     let labelled = labelled.display().to_string();
-    assert_plan_exits(&labelled, 3);
-    let out = kubeha(&["plan", "-f", &labelled, "-o", "json"], state);
+    let label = |guard: &LabGuard| {
+        let out = kubectl(
+            guard,
+            "get node worker-1 -o jsonpath='{.metadata.labels.kubeha\\.dev/e2e}'",
+        );
+        assert!(out.status.success(), "{}", stderr(&out));
+        stdout(&out).trim().to_string()
+    };
+    // Someone else's label on the same Node, which kubeha must never remove.
+    let out = kubectl(
+        guard,
+        "label node worker-1 example.com/owner=ops --overwrite",
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    apply_the_one_planned_label_step(&labelled, state, "set label kubeha.dev/e2e=web");
+    assert_eq!(label(guard), "web");
+    assert_no_changes(&labelled);
+    // The label leaves the spec: kubeha set it, so kubeha removes it, and only it.
+    let unlabelled = state.join("unlabelled.yaml");
+    std::fs::write(&unlabelled, spec).unwrap();
+    let unlabelled = unlabelled.display().to_string();
+    apply_the_one_planned_label_step(&unlabelled, state, "remove label kubeha.dev/e2e");
+    assert_eq!(label(guard), "");
+    let out = kubectl(
+        guard,
+        "get node worker-1 -o jsonpath='{.metadata.labels.example\\.com/owner}'",
+    );
+    assert_eq!(stdout(&out).trim(), "ops", "another's label was removed");
+    let out = kubectl(guard, "label node worker-1 example.com/owner-");
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_no_changes(&unlabelled);
+}
+
+/// `plan` shows exactly one step, the Node patch `what` describes, and `apply` runs
+/// exactly it.
+fn apply_the_one_planned_label_step(spec: &str, state: &Path, what: &str) {
+    assert_plan_exits(spec, 3);
+    let out = kubeha(&["plan", "-f", spec, "-o", "json"], state);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan = json_lines(&stdout(&out)).pop().expect("a plan document");
     let planned: Vec<(String, String)> = plan["steps"]
@@ -884,20 +921,14 @@ fn a_changed_label_is_one_step_applied_through_the_api(guard: &LabGuard, spec: &
     assert_eq!(planned.len(), 1, "{plan:#}");
     assert_eq!(plan["steps"][0]["action"], "apply-labels-and-taints");
     assert_eq!(plan["steps"][0]["node"], "worker-1");
-    let out = kubeha(&["apply", "-f", &labelled, "--yes", "-o", "ndjson"], state);
+    assert!(planned[0].1.starts_with(what), "{planned:?}");
+    let out = kubeha(&["apply", "-f", spec, "--yes", "-o", "ndjson"], state);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
         executed_steps(&stdout(&out)),
         planned,
         "apply ran other steps than the plan's"
     );
-    let out = kubectl(
-        guard,
-        "get node worker-1 -o jsonpath='{.metadata.labels.kubeha\\.dev/e2e}'",
-    );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(stdout(&out).trim(), "web");
-    assert_no_changes(&labelled);
 }
 
 /// Seconds until `https://load-balancer.local:6443/readyz` answers again, probing every
@@ -1174,6 +1205,8 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
     );
     eprintln!("runbook.sh took {:.0}s", started.elapsed().as_secs_f64());
     assert!(stdout(&out).contains("Cluster ready"));
+    // The runbook prepared every host as apply would have: apply finds nothing to do.
+    assert_no_changes(&lab.spec());
 
     let on_cp = |host: &str, args: &str| {
         lab.lab(&[

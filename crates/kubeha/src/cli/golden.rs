@@ -256,6 +256,8 @@ fn golden_status_text_and_json_from_recorded_outputs() {
             kubernetes_version: "v1.32.0".into(),
             ..Default::default()
         }),
+        kubelet_config: None,
+        calico_state: None,
     };
     let mut status = summarize(&cluster, &facts, Some(&state));
     status.load_balancers.push(LoadBalancerStatus {

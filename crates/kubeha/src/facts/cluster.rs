@@ -110,11 +110,19 @@ pub struct LiveClusterConfig {
     pub control_plane_endpoint: String,
 }
 
+/// A configuration document stored in a ConfigMap, named `what` in errors.
+fn yaml_document(yaml: &str, what: &str) -> Result<serde_json::Value, String> {
+    serde_saphyr::from_str(yaml).map_err(|e| format!("{what} is not YAML: {e}"))
+}
+
+/// A string field; empty when absent.
+fn text(v: &serde_json::Value) -> String {
+    v.as_str().unwrap_or_default().to_string()
+}
+
 /// Parses the `ClusterConfiguration` key of `kube-system/kubeadm-config`.
 pub fn parse_cluster_configuration(yaml: &str) -> Result<LiveClusterConfig, String> {
-    let doc: serde_json::Value = serde_saphyr::from_str(yaml)
-        .map_err(|e| format!("kubeadm-config's ClusterConfiguration is not YAML: {e}"))?;
-    let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    let doc = yaml_document(yaml, "kubeadm-config's ClusterConfiguration")?;
     Ok(LiveClusterConfig {
         cluster_name: text(&doc["clusterName"]),
         kubernetes_version: text(&doc["kubernetesVersion"]),
@@ -123,6 +131,76 @@ pub fn parse_cluster_configuration(yaml: &str) -> Result<LiveClusterConfig, Stri
         dns_domain: text(&doc["networking"]["dnsDomain"]),
         control_plane_endpoint: text(&doc["controlPlaneEndpoint"]),
     })
+}
+
+/// The fields of the live `KubeletConfiguration` (kube-system/kubelet-config, which
+/// every `kubeadm join` gives its kubelet) that kubeha sets or derives from the spec.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LiveKubeletConfig {
+    pub cgroup_driver: String,
+    pub cluster_domain: String,
+}
+
+/// Parses the `kubelet` key of `kube-system/kubelet-config`.
+pub fn parse_kubelet_configuration(yaml: &str) -> Result<LiveKubeletConfig, String> {
+    let doc = yaml_document(yaml, "kubelet-config's KubeletConfiguration")?;
+    Ok(LiveKubeletConfig {
+        cgroup_driver: text(&doc["cgroupDriver"]),
+        cluster_domain: text(&doc["clusterDomain"]),
+    })
+}
+
+/// Calico as it runs: the `calico-node` DaemonSet and Calico's IP pools.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CalicoState {
+    /// The tag of the calico-node container's image, e.g. `v3.28.1`.
+    pub version: Option<String>,
+    /// `CALICO_IPV4POOL_CIDR` of calico-node: the pool it made when it first started.
+    pub pool_env: Option<String>,
+    /// The CIDR of every enabled IPPool (`crd.projectcalico.org/v1`), when Calico serves them.
+    pub ip_pools: Vec<String>,
+}
+
+/// Reads the calico-node container's version and pool CIDR from the DaemonSet (as JSON).
+pub fn parse_calico_node(daemonset: &serde_json::Value) -> CalicoState {
+    let node = daemonset["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "calico-node");
+    let Some(node) = node else {
+        return CalicoState::default();
+    };
+    let pool_env = node["env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|e| e["name"] == "CALICO_IPV4POOL_CIDR")
+        .and_then(|e| e["value"].as_str())
+        .map(String::from);
+    CalicoState {
+        version: node["image"].as_str().and_then(image_tag),
+        pool_env,
+        ip_pools: Vec::new(),
+    }
+}
+
+/// The tag of an image reference (`registry:5000/calico/node:v3.28.1@sha256:…` → `v3.28.1`).
+fn image_tag(image: &str) -> Option<String> {
+    let name = image.split('@').next()?;
+    let last = name.rsplit('/').next()?;
+    Some(last.split_once(':')?.1.to_string()).filter(|t| !t.is_empty())
+}
+
+/// The CIDRs of the enabled pools among `IPPool` objects (as JSON).
+pub fn enabled_pools(pools: &[serde_json::Value]) -> Vec<String> {
+    pools
+        .iter()
+        .filter(|p| p["spec"]["disabled"].as_bool() != Some(true))
+        .filter_map(|p| p["spec"]["cidr"].as_str().map(String::from))
+        .collect()
 }
 
 /// A taint as the Node carries it.
@@ -322,6 +400,47 @@ pub(crate) mod tests {
             BTreeSet::from(["tier".to_string(), "zone".to_string()])
         );
         assert!(parse_managed(None).is_empty() && parse_managed(Some("")).is_empty());
+    }
+
+    #[test]
+    fn kubelet_configuration_fields() {
+        let yaml = "apiVersion: kubelet.config.k8s.io/v1beta1\nkind: KubeletConfiguration\n\
+                    cgroupDriver: systemd\nclusterDNS:\n- 10.96.0.10\nclusterDomain: cluster.local\n";
+        let k = parse_kubelet_configuration(yaml).unwrap();
+        assert_eq!(
+            (k.cgroup_driver.as_str(), k.cluster_domain.as_str()),
+            ("systemd", "cluster.local")
+        );
+        assert_eq!(
+            parse_kubelet_configuration("{}").unwrap(),
+            LiveKubeletConfig::default()
+        );
+        assert!(parse_kubelet_configuration("{not yaml").is_err());
+    }
+
+    #[test]
+    fn calico_version_and_pools() {
+        let ds = serde_json::json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "calico-node", "image": "docker.io/calico/node:v3.28.1",
+             "env": [{"name": "DATASTORE_TYPE", "value": "kubernetes"},
+                     {"name": "CALICO_IPV4POOL_CIDR", "value": "192.168.0.0/16"}]}]}}}});
+        let c = parse_calico_node(&ds);
+        assert_eq!(c.version.as_deref(), Some("v3.28.1"));
+        assert_eq!(c.pool_env.as_deref(), Some("192.168.0.0/16"));
+        assert_eq!(
+            image_tag("registry.local:5000/calico/node:v3.27.0@sha256:ab").as_deref(),
+            Some("v3.27.0")
+        );
+        assert_eq!(image_tag("registry.local:5000/calico/node"), None);
+        assert_eq!(
+            parse_calico_node(&serde_json::json!({})),
+            CalicoState::default()
+        );
+        let pools = [
+            serde_json::json!({"spec": {"cidr": "192.168.0.0/16"}}),
+            serde_json::json!({"spec": {"cidr": "10.244.0.0/16", "disabled": true}}),
+        ];
+        assert_eq!(enabled_pools(&pools), ["192.168.0.0/16"]);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use serde::Serialize;
 
 use super::{Action, Conflict, Inputs, Phase, Step};
 use crate::facts::cluster::{
-    EtcdView, LiveClusterConfig, NodeState, NodeTaint, MANAGED_LABELS, MANAGED_TAINTS,
+    CalicoState, EtcdView, LiveClusterConfig, LiveKubeletConfig, NodeState, NodeTaint,
+    MANAGED_LABELS, MANAGED_TAINTS,
 };
 use crate::facts::{sha256_hex, HostFacts};
 use crate::spec::{url_host, Cluster, Host, Role};
@@ -24,6 +25,10 @@ pub struct ClusterState {
     /// kubeadm's live `ClusterConfiguration`; `None` when `kube-system/kubeadm-config`
     /// does not exist.
     pub kubeadm_config: Option<LiveClusterConfig>,
+    /// The live `KubeletConfiguration`; `None` when `kube-system/kubelet-config` does not exist.
+    pub kubelet_config: Option<LiveKubeletConfig>,
+    /// What Calico runs, when `calico-node` exists.
+    pub calico_state: Option<CalicoState>,
 }
 
 /// The conflicts' `host` for what concerns the whole cluster.
@@ -94,6 +99,66 @@ pub fn health_warnings(inputs: &Inputs) -> Vec<Conflict> {
                 host: h.name.clone(),
                 message: format!("its Node reports {trouble}"),
             });
+        }
+    }
+    out
+}
+
+/// The live kubelet and Calico configuration where it differs from what kubeha set up:
+/// nothing kubeha changes once the cluster runs, but what makes the next join or the
+/// next pod go wrong.
+pub fn drift_warnings(inputs: &Inputs) -> Vec<Conflict> {
+    let Some(state) = inputs.cluster_state else {
+        return Vec::new();
+    };
+    let cluster = inputs.cluster;
+    let mut out = Vec::new();
+    let mut warn = |message: String| {
+        out.push(Conflict {
+            host: CLUSTER.into(),
+            message,
+        })
+    };
+    if let Some(k) = &state.kubelet_config {
+        if !k.cgroup_driver.is_empty() && k.cgroup_driver != "systemd" {
+            warn(format!(
+                "kube-system/kubelet-config sets cgroupDriver `{}` but containerd runs with the systemd cgroup driver \
+                 (`SystemdCgroup = true`): a kubelet that joins now would not start; set `cgroupDriver: systemd` there \
+                 (`kubectl -n kube-system edit configmap kubelet-config`)",
+                k.cgroup_driver
+            ));
+        }
+        if !k.cluster_domain.is_empty() && k.cluster_domain != cluster.kubernetes.dns_domain {
+            warn(format!(
+                "kube-system/kubelet-config sets clusterDomain `{}` but the spec's `kubernetes.dnsDomain` is `{}`: \
+                 pods on nodes that join now would resolve another domain",
+                k.cluster_domain, cluster.kubernetes.dns_domain
+            ));
+        }
+    }
+    if let Some(c) = &state.calico_state {
+        let want = &cluster.calico.version;
+        if let Some(v) = c.version.as_ref().filter(|v| *v != want) {
+            warn(format!(
+                "calico-node runs Calico {v} but the spec says {want}: kubeha applies Calico only where it \
+                 does not run yet; upgrade it with that version's manifest, or put {v} in `cni.calico.version`"
+            ));
+        }
+        let subnet = cluster.kubernetes.pod_subnet.to_string();
+        let mut pools: Vec<&String> = if c.ip_pools.is_empty() {
+            c.pool_env.iter().collect()
+        } else {
+            c.ip_pools.iter().collect()
+        };
+        // An IPv6 pool beside an IPv4 pod subnet is another matter.
+        pools.retain(|p| p.contains(':') == subnet.contains(':'));
+        if !pools.is_empty() && !pools.iter().any(|p| **p == subnet) {
+            let list: Vec<&str> = pools.iter().map(|p| p.as_str()).collect();
+            warn(format!(
+                "Calico's IP pool is {} but the spec's `kubernetes.podSubnet` is {subnet}: pods get addresses \
+                 outside the cluster's pod subnet; the pool cannot be changed by kubeha",
+                list.join(", ")
+            ));
         }
     }
     out

@@ -516,6 +516,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
     warnings.extend(cluster::health_warnings(inputs));
+    warnings.extend(cluster::drift_warnings(inputs));
     warnings.extend(membership::not_in_spec(
         inputs.cluster,
         inputs.facts,
@@ -552,6 +553,40 @@ fn even_control_planes(cluster: &Cluster, steps: &[Step]) -> Option<Conflict> {
             count - 1
         ),
     })
+}
+
+/// What `apply` plans to prepare `host` when it knows nothing about it (a fresh machine
+/// of `distro`, swap on, nothing installed, loaded or enabled): every preparation step in
+/// apply's order. `render`'s runbook is made of these, so that the two cannot drift.
+pub fn fresh_host(
+    cluster: &Cluster,
+    host: &crate::spec::Host,
+    distro: &crate::render::Distro,
+    desired: &[DesiredFile],
+) -> Vec<Action> {
+    let facts = HostFacts {
+        os: crate::facts::Os {
+            id: distro.id.clone(),
+            codename: distro.codename.clone(),
+            ..Default::default()
+        },
+        swap_active: true,
+        swap_in_fstab: true,
+        ..Default::default()
+    };
+    let all = BTreeMap::from([(host.name.clone(), facts.clone())]);
+    let inputs = Inputs {
+        cluster,
+        facts: &all,
+        desired: &BTreeMap::new(),
+        current: &BTreeMap::new(),
+        cluster_state: None,
+        calico_manifest: None,
+        replace: &BTreeSet::new(),
+        upgrade: None,
+        max_unavailable: 1,
+    };
+    host::prepare(&inputs, host, &facts, desired)
 }
 
 /// Nodes on which the endpoint name resolves nowhere and kubeha will not map it: their

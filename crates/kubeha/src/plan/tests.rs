@@ -6,7 +6,9 @@ mod membership;
 use std::collections::BTreeMap;
 
 use super::*;
-use crate::facts::cluster::{EtcdMember, EtcdView, LiveClusterConfig, NodeState, NodeTaint};
+use crate::facts::cluster::{
+    CalicoState, EtcdMember, EtcdView, LiveClusterConfig, LiveKubeletConfig, NodeState, NodeTaint,
+};
 use crate::facts::{parse, recorded, sha256_hex, HostFacts};
 use crate::render::test_support::seed;
 use crate::render::{Content, RenderInputs};
@@ -161,6 +163,15 @@ fn all_ready(cluster: &Cluster) -> ClusterState {
             .collect(),
         calico: true,
         kubeadm_config: Some(live_config(cluster)),
+        kubelet_config: Some(LiveKubeletConfig {
+            cgroup_driver: "systemd".into(),
+            cluster_domain: cluster.kubernetes.dns_domain.clone(),
+        }),
+        calico_state: Some(CalicoState {
+            version: Some(cluster.calico.version.clone()),
+            pool_env: Some(cluster.kubernetes.pod_subnet.to_string()),
+            ip_pools: vec![cluster.kubernetes.pod_subnet.to_string()],
+        }),
     }
 }
 
@@ -1021,6 +1032,45 @@ fn certificates_ending_within_thirty_days_and_troubled_nodes_are_plan_warnings()
             "k8s-worker-2: its Node reports MemoryPressure (KubeletHasInsufficientMemory): kubelet has insufficient memory available",
         ]
     );
+}
+
+#[test]
+fn kubelet_and_calico_drift_from_the_spec_are_warnings() {
+    let c = seed();
+    let (facts, mut state) = live(&c);
+    let kubelet = state.kubelet_config.as_mut().unwrap();
+    kubelet.cgroup_driver = "cgroupfs".into();
+    kubelet.cluster_domain = "corp.internal".into();
+    let calico = state.calico_state.as_mut().unwrap();
+    calico.version = Some("v3.27.0".into());
+    calico.ip_pools = vec!["10.244.0.0/16".into(), "fd00:10::/64".into()];
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert!(plan.is_empty(), "warnings, not steps");
+    let text = messages(&plan.warnings);
+    assert_eq!(text.len(), 4, "{text:#?}");
+    assert!(
+        text[0].starts_with("cluster: kube-system/kubelet-config sets cgroupDriver `cgroupfs`"),
+        "{text:#?}"
+    );
+    assert!(text[1].starts_with("cluster: kube-system/kubelet-config sets clusterDomain `corp.internal` but the spec's `kubernetes.dnsDomain` is `cluster.local`"), "{text:#?}");
+    assert!(
+        text[2].starts_with("cluster: calico-node runs Calico v3.27.0 but the spec says v3.28.1"),
+        "{text:#?}"
+    );
+    assert!(text[3].starts_with("cluster: Calico's IP pool is 10.244.0.0/16 but the spec's `kubernetes.podSubnet` is 192.168.0.0/16"), "{text:#?}");
+    // Without IPPools (Calico's CRDs not served), calico-node's own pool CIDR counts.
+    let calico = state.calico_state.as_mut().unwrap();
+    calico.ip_pools.clear();
+    calico.pool_env = Some("192.168.0.0/16".into());
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert!(!messages(&plan.warnings)
+        .iter()
+        .any(|w| w.contains("IP pool")));
+    state.calico_state.as_mut().unwrap().pool_env = Some("172.16.0.0/16".into());
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert!(messages(&plan.warnings)
+        .iter()
+        .any(|w| w.contains("IP pool is 172.16.0.0/16")));
 }
 
 #[test]

@@ -1,13 +1,18 @@
 //! `runbook.sh`: the steps `kubeha apply` performs, as a shell script an operator can
 //! read, audit or run by hand from the rendered folder (the seed's runbook, generated).
 //!
-//! It uses the files `render` writes under `hosts/<name>/`, generates the bootstrap token
-//! and certificate key itself and computes the CA hash from the CA certificate, so no
-//! value is ever copied from a terminal.
+//! Each host's preparation is the plan `apply` makes for a fresh machine
+//! ([`crate::plan::fresh_host`]), each step running apply's own script
+//! ([`crate::apply::steps`]) or uploading the file `render` wrote under `hosts/<name>/`,
+//! so the two cannot drift. The kubeadm, etcd and Calico part is still written here.
+//! It generates the bootstrap token and certificate key itself and computes the CA hash
+//! from the CA certificate, so no value is ever copied from a terminal.
 
 use std::fmt::Write;
 
-use super::{apt, hosts_entry, node, Content, KubeadmSecrets, RenderInputs};
+use super::{hosts_entry, Content, KubeadmSecrets, RenderInputs};
+use crate::apply::steps;
+use crate::plan::{Action, DesiredFile};
 use crate::spec::{Cluster, Host, ManifestSource, Role};
 
 /// The rendered file for `path` on a host, relative to the render folder.
@@ -21,7 +26,7 @@ pub fn rendered_path(host: &Host, path: &str, content: &Content) -> String {
 
 pub const CALICO_FILE: &str = "cluster/calico.yaml";
 
-use crate::quote::{shell as q, shell_words};
+use crate::quote::shell as q;
 
 /// Where a file that needs the host's own values waits on the host to be completed.
 const STAGING_DIR: &str = "/etc/kubeha/staging";
@@ -96,6 +101,10 @@ declare -A ADDR PORT LOGIN
 ssh_to() {{ local h=$1; shift; ssh "${{SSH_EXTRA[@]}}" -p "${{PORT[$h]}}" -l "${{LOGIN[$h]}}" -- "${{ADDR[$h]}}" "$@"; }}
 # on HOST: run the script on standard input as root on HOST.
 on() {{ ssh_to "$1" sudo bash -euo pipefail -s; }}
+# step HOST: run `kubeha apply`'s script for one step (standard input) as root on HOST,
+# as apply runs it: with sh, each script checking its own effect and exiting non-zero
+# when the step did not work.
+step() {{ ssh_to "$1" sudo sh -s; }}
 # put HOST FILE MODE [TARGET]: copy a rendered file to the same path (or TARGET) on HOST.
 put() {{ ssh_to "$1" sudo install -D -m "$3" /dev/stdin "${{4:-$2}}" < "hosts/$1$2"; }}
 # put_secret HOST FILE: a rendered kubeadm config with its secret slots filled in.
@@ -111,11 +120,10 @@ CA_HASH=
     );
 
     let inputs = RenderInputs::placeholders();
-    for lb in cluster.load_balancers() {
-        load_balancer_steps(w, cluster, lb, &inputs);
-    }
-    for host in cluster.kube_nodes() {
-        node_steps(w, cluster, host, &inputs);
+    let load_balancers = cluster.load_balancers();
+    let nodes = cluster.kube_nodes().filter(|h| !h.has(Role::LoadBalancer));
+    for host in load_balancers.chain(nodes) {
+        prepare_steps(w, cluster, host, &inputs);
     }
     control_plane_steps(w, cluster);
     calico_steps(w, cluster);
@@ -126,18 +134,9 @@ fn section(w: &mut String, title: &str) {
     let _ = write!(w, "\n# --- {title}\necho {}\n", q(&format!("==> {title}")));
 }
 
-/// Uploads every rendered file of `host` whose path passes `filter`.
-fn put_files(
-    w: &mut String,
-    cluster: &Cluster,
-    host: &Host,
-    inputs: &RenderInputs,
-    filter: impl Fn(&str) -> bool,
-) {
-    for f in super::host_files(cluster, host, inputs) {
-        if !filter(&f.path) {
-            continue;
-        }
+/// Uploads one rendered file of `host` (its copy under `hosts/<name>/`).
+fn put_file(w: &mut String, host: &Host, f: &super::RenderedFile, inputs: &RenderInputs) {
+    {
         let (name, path) = (q(&host.name), q(&f.path));
         let names_distro = match &f.content {
             Content::Text(t) => {
@@ -146,21 +145,14 @@ fn put_files(
             _ => false,
         };
         let staged = q(&format!("{STAGING_DIR}{}", f.path));
-        match f.content {
+        match &f.content {
             Content::ManagedBlock(_) => {
                 // Replaced in place: in containers /etc/hosts is a bind mount that
                 // cannot be renamed over.
                 let block = q(&format!("{}.kubeha-block", f.path));
                 let _ = writeln!(w, "put {name} {block} 644 {staged}");
-                on(
-                    w,
-                    host,
-                    &format!(
-                        "t=$(mktemp)\nsed '/^# BEGIN kubeha/,/^# END kubeha/d' {path} > \"$t\"\n\
-                         {{ echo '# BEGIN kubeha'; cat {staged}; echo '# END kubeha'; }} >> \"$t\"\n\
-                         cat \"$t\" > {path}\nrm -f \"$t\" {staged}\n"
-                    ),
-                );
+                let merge = hosts_entry::merge_block_sh(&path, &format!("cat {staged}"));
+                on(w, host, &format!("{merge}rm -f {staged}\n"));
             }
             _ if f.secret => {
                 let _ = writeln!(w, "put_secret {name} {path}");
@@ -192,18 +184,20 @@ fn put_files(
     }
 }
 
-fn install(packages: &[super::Package]) -> String {
-    let names: Vec<String> = packages.iter().map(super::Package::apt_arg).collect();
-    let held = packages.iter().filter(|p| p.hold).map(|p| p.name.as_str());
-    let mut cmd = format!(
-        "DEBIAN_FRONTEND=noninteractive apt-get install -y --allow-change-held-packages -- {}\n",
-        shell_words(names.iter().map(String::as_str))
+/// The script `kubeha apply` runs for `action`.
+fn script(action: &Action) -> String {
+    steps::script(action).expect("a plain command")
+}
+
+/// `step HOST` with apply's script for `action`, run as apply runs it (`sh`), announced
+/// as `plan` describes it.
+fn step(w: &mut String, host: &Host, action: &Action) {
+    let _ = write!(
+        w,
+        "# {action}\nstep {} <<'STEP'\n{}\nSTEP\n",
+        q(&host.name),
+        script(action)
     );
-    let held = shell_words(held);
-    if !held.is_empty() {
-        let _ = writeln!(cmd, "apt-mark hold -- {held}");
-    }
-    cmd
 }
 
 /// `on HOST` with `script` as its standard input.
@@ -211,103 +205,63 @@ fn on(w: &mut String, host: &Host, script: &str) {
     let _ = write!(w, "on {} <<'STEP'\n{script}STEP\n", q(&host.name));
 }
 
-fn load_balancer_steps(w: &mut String, cluster: &Cluster, lb: &Host, inputs: &RenderInputs) {
-    section(w, &format!("{}: load balancer (HAProxy)", lb.name));
-    put_files(w, cluster, lb, inputs, |p| p.starts_with("/etc/apt/"));
-    let packages: Vec<_> = super::packages(cluster, lb)
+/// A host's preparation: the steps `kubeha apply` plans for it on a fresh machine, in
+/// apply's order, each as apply performs it (files from `hosts/<name>/`, scripts from
+/// apply's step builders).
+fn prepare_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInputs) {
+    let mut what = Vec::new();
+    if host.has(Role::LoadBalancer) {
+        what.push("load balancer (HAProxy)");
+    }
+    if host.is_kube_node() {
+        what.push("kernel, swap, containerd, Kubernetes packages");
+    }
+    section(w, &format!("{}: {}", host.name, what.join(", ")));
+    let files: Vec<super::RenderedFile> = super::host_files(cluster, host, inputs)
         .into_iter()
-        .filter(|p| {
-            !p.name.starts_with("kube") && p.name != "containerd" && p.name != "containerd.io"
+        .filter(|f| !f.secret)
+        .collect();
+    let desired: Vec<DesiredFile> = files
+        .iter()
+        .map(|f| DesiredFile {
+            file: f.clone(),
+            bytes: Vec::new(),
         })
         .collect();
-    on(w, lb, &format!("apt-get update\n{}", install(&packages)));
-    put_files(w, cluster, lb, inputs, |p| {
-        p.starts_with("/etc/haproxy/") || p.starts_with("/etc/keepalived/")
-    });
-    let mut units = vec!["haproxy"];
-    if cluster.load_balancer.virtual_ip.is_some() {
-        units.push("keepalived");
+    for action in crate::plan::fresh_host(cluster, host, &inputs.distro, &desired) {
+        match &action {
+            Action::WriteFile { file, .. } => put_file(w, host, file, inputs),
+            Action::MergeBlock { path, .. } => {
+                let file = files.iter().find(|f| f.path == *path);
+                put_file(
+                    w,
+                    host,
+                    file.expect("a merged block is a rendered file"),
+                    inputs,
+                );
+            }
+            Action::DownloadKey { url, .. } if url.contains(&inputs.distro.id) => {
+                // The key's URL names the host's distribution, read there and checked.
+                let script = script(&action).replace(&inputs.distro.id, "'\"$ID\"'");
+                let _ = write!(
+                    w,
+                    "# {action}\nstep {} <<'STEP'\n. /etc/os-release\n\
+                     case $ID in ''|*[!a-z0-9._-]*) echo 'unexpected /etc/os-release ID' >&2; exit 1;; esac\n\
+                     {script}\nSTEP\n",
+                    q(&host.name),
+                );
+            }
+            Action::MarkCluster => {
+                let (content, path) = steps::marker(&cluster.name);
+                on(
+                    w,
+                    host,
+                    &format!("install -D -m 644 /dev/stdin {path} <<'MARK'\n{content}MARK\n"),
+                );
+            }
+            _ => step(w, host, &action),
+        }
     }
-    let units = shell_words(units);
-    on(
-        w,
-        lb,
-        &format!("haproxy -c -f /etc/haproxy/haproxy.cfg\nsystemctl enable {units}\nsystemctl restart {units}\n"),
-    );
-}
-
-/// A word for the remote shell holding `url`, where each placeholder of the host's
-/// distribution becomes the host's own value (read there, checked to be a plain word).
-fn url_on_host(url: &str, distro: &super::Distro) -> String {
-    url.split(distro.id.as_str())
-        .map(q)
-        .collect::<Vec<_>>()
-        .join("\"$ID\"")
-}
-
-fn node_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInputs) {
-    section(
-        w,
-        &format!(
-            "{}: kernel, swap, containerd, Kubernetes packages",
-            host.name
-        ),
-    );
-    put_files(w, cluster, host, inputs, |p| {
-        p == node::MODULES_PATH
-            || p == node::SYSCTL_PATH
-            || p == hosts_entry::PATH
-            || hosts_entry::BOOT_FILES.contains(&p)
-    });
-    let endpoint = if hosts_entry::render(cluster, host).is_empty() {
-        ""
-    } else {
-        "# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"
-    };
-    let mut script = format!(
-        r#"{endpoint}modprobe -a {modules}
-sysctl --system >/dev/null
-# kubelet refuses to run with swap: off now and at every boot.
-swapoff -a
-sed -i -E 's@^([^#].*[[:space:]]swap[[:space:]].*)$@# \1@' /etc/fstab
-systemctl mask --now $(systemctl list-units --type=swap --plain --no-legend | awk '{{print $1}}') 2>/dev/null || true
-install -d -m 0755 {keyrings}
-"#,
-        modules = shell_words(node::MODULES),
-        keyrings = q(apt::KEYRING_DIR),
-    );
-    let keys = apt::remote_keys(cluster, host, &inputs.distro);
-    if keys.iter().any(|k| k.url.contains(&inputs.distro.id)) {
-        script.push_str(
-            ". /etc/os-release\ncase $ID in ''|*[!a-z0-9._-]*) echo \"unexpected /etc/os-release ID\" >&2; exit 1;; esac\n",
-        );
-    }
-    for key in keys {
-        let url = url_on_host(&key.url, &inputs.distro);
-        let _ = if key.dearmor {
-            writeln!(
-                script,
-                "curl -fsSL -- {url} | gpg --dearmor --yes -o {}",
-                q(key.path)
-            )
-        } else {
-            writeln!(script, "curl -fsSL -o {} -- {url}", q(key.path))
-        };
-    }
-    on(w, host, &script);
-    put_files(w, cluster, host, inputs, |p| p.starts_with("/etc/apt/"));
-    let packages = super::packages(cluster, host);
-    let (runtime, kube): (Vec<_>, Vec<_>) = packages.into_iter().partition(|p| !p.hold);
-    on(w, host, &format!("apt-get update\n{}", install(&runtime)));
-    put_files(w, cluster, host, inputs, |p| p == super::containerd::PATH);
-    on(
-        w,
-        host,
-        &format!(
-            "systemctl restart containerd\nsystemctl enable containerd\n{}systemctl enable kubelet\n",
-            install(&kube)
-        ),
-    );
 }
 
 /// Uploads a kubeadm config with its secrets filled in, then runs
@@ -367,10 +321,21 @@ CA_HASH="sha256:$(ssh_to {name} sudo cat /etc/kubernetes/pki/ca.crt \
             on(
                 w,
                 first,
+                // apply's gate: the new member started and voting (not a learner), every
+                // endpoint healthy. apply also reads the new member's raft index from
+                // etcd's JSON; plain bash waits six healthy seconds instead.
                 &format!(
-                    "for i in $(seq 100); do\n  {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null && exit 0\n  sleep 3\ndone\necho {msg} >&2; exit 1\n",
+                    "for i in $(seq 60); do\n  \
+                     if {list} 2>/dev/null | grep -F ', {peer}, ' | grep -q '^[0-9a-f]*, started, .*, false$' \\\n    \
+                     && {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null 2>&1; then exit 0; fi\n  \
+                     sleep 3\ndone\necho {msg} >&2; exit 1\n",
+                    list = super::kubeadm::etcdctl("member list"),
                     health = super::kubeadm::etcdctl("endpoint health --cluster"),
-                    msg = q(&format!("etcd did not become healthy after joining {}", host.name)),
+                    peer = crate::plan::peer_url(host),
+                    msg = q(&format!(
+                        "{}: joined, but its etcd member is not a healthy voting member",
+                        host.name
+                    )),
                 ),
             );
         }
@@ -406,6 +371,16 @@ fn calico_steps(w: &mut String, cluster: &Cluster) {
                 q(&format!(
                     "s@#   value: \"192.168.0.0/16\"@  value: \"{}\"@",
                     cluster.kubernetes.pod_subnet
+                ))
+            );
+            // As apply refuses a manifest the pool CIDR cannot be wired into.
+            let _ = writeln!(
+                w,
+                "grep -qE '^[[:space:]]+- name: CALICO_IPV4POOL_CIDR$' \"$manifest\" && grep -qE {} \"$manifest\" \\\n  \
+                 || {{ echo 'the Calico manifest has no commented CALICO_IPV4POOL_CIDR entry in calico-node' >&2; exit 1; }}",
+                q(&format!(
+                    "^[[:space:]]+value: \"{}\"$",
+                    cluster.kubernetes.pod_subnet.to_string().replace('.', "\\.")
                 ))
             );
         }
@@ -451,11 +426,99 @@ mod tests {
             at += found;
         }
         assert!(text.contains("kubeadm init --config /etc/kubeha/kubeadm-init.yaml --upload-certs"));
-        assert!(text.contains("apt-get install -y --allow-change-held-packages -- containerd.io\n"));
-        assert!(text.contains("'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\napt-mark hold -- kubelet kubeadm kubectl\n"));
-        assert!(text.contains("swapoff -a"));
+        // Node preparation runs apply's own scripts, so the two cannot drift.
+        let kube: Vec<crate::render::Package> =
+            crate::render::packages(&seed(), seed().first_control_plane())
+                .into_iter()
+                .filter(|p| p.hold)
+                .collect();
+        let names: Vec<String> = kube.iter().map(|p| p.name.clone()).collect();
+        for action in [
+            Action::LoadModules,
+            Action::ApplySysctl,
+            Action::DisableSwap,
+            Action::AptUpdate,
+            Action::Install { packages: kube },
+            Action::Hold { packages: names },
+            Action::Restart {
+                service: "containerd".into(),
+                reload: false,
+            },
+            Action::Enable {
+                service: "kubelet".into(),
+                start: false,
+            },
+            Action::Restart {
+                service: "haproxy".into(),
+                reload: false,
+            },
+        ] {
+            assert!(
+                text.contains(&script(&action)),
+                "{action}: {}",
+                script(&action)
+            );
+        }
+        assert!(text.contains(
+            "install 'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\nSTEP\n"
+        ));
+        assert!(text.contains("# apt-mark hold kubelet kubeadm kubectl\nstep k8s-worker-2 <<'STEP'\napt-mark hold kubelet kubeadm kubectl\nSTEP\n"));
+        assert!(
+            text.contains("DPkg::Lock::Timeout=300"),
+            "apt waits for another apt"
+        );
         assert!(text.contains("put k8s-worker-2 /etc/systemd/system/kubeha-hosts.service 644\n"));
-        assert!(text.contains("on k8s-worker-2 <<'STEP'\n# Puts the endpoint's /etc/hosts entry back at every boot.\nsystemctl enable --now kubeha-hosts\n"));
+        assert!(text.contains("# enable and start kubeha-hosts\nstep k8s-worker-2 <<'STEP'\nsystemctl enable --now kubeha-hosts\nSTEP\n"));
+    }
+
+    #[test]
+    fn each_hosts_preparation_is_apply_s_plan_for_a_fresh_host_in_order() {
+        let c = seed_with_vip();
+        let text = render(&c);
+        let inputs = RenderInputs::placeholders();
+        for host in &c.hosts {
+            let desired: Vec<DesiredFile> = crate::render::host_files(&c, host, &inputs)
+                .into_iter()
+                .filter(|f| !f.secret)
+                .map(|file| DesiredFile {
+                    file,
+                    bytes: Vec::new(),
+                })
+                .collect();
+            let planned = crate::plan::fresh_host(&c, host, &inputs.distro, &desired);
+            assert!(planned.len() > 5, "{}: {planned:?}", host.name);
+            let start = text
+                .find(&format!("==> {}: ", host.name))
+                .expect("a section per host");
+            let mut at = start;
+            for action in &planned {
+                // Each step is announced as `plan` describes it, and runs apply's script.
+                let marker = match action {
+                    Action::WriteFile { file, .. } => format!("put {} {}", host.name, file.path),
+                    Action::MergeBlock { path, .. } => {
+                        format!("put {} {path}.kubeha-block", host.name)
+                    }
+                    Action::MarkCluster => "/etc/kubeha/cluster <<'MARK'".to_string(),
+                    other => format!("# {other}\nstep {} <<'STEP'\n", host.name),
+                };
+                let found = text[at..]
+                    .find(&marker)
+                    .unwrap_or_else(|| panic!("{}: `{action}` missing or out of order", host.name));
+                at += found + marker.len();
+                if let Some(s) = steps::script(action).filter(|_| {
+                    !matches!(
+                        action,
+                        Action::DownloadKey { .. } | Action::MergeBlock { .. }
+                    )
+                }) {
+                    assert!(
+                        text[at..].starts_with(&s),
+                        "{}: {action} runs another script",
+                        host.name
+                    );
+                }
+            }
+        }
     }
 
     #[test]
@@ -539,8 +602,11 @@ mod tests {
             ))
             .expect("the digest is checked");
         let patch = text.find("CALICO_IPV4POOL_CIDR").unwrap();
+        let checked = text
+            .find("grep -qE '^[[:space:]]+- name: CALICO_IPV4POOL_CIDR$' \"$manifest\" && grep -qE '^[[:space:]]+value: \"192\\.168\\.0\\.0/16\"$'")
+            .expect("the edit is checked");
         let apply = text.find("apply --server-side").unwrap();
-        assert!(fetch < check && check < patch && patch < apply);
+        assert!(fetch < check && check < patch && patch < checked && checked < apply);
     }
 
     #[test]
