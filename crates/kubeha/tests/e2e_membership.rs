@@ -407,5 +407,23 @@ fn nodes_are_added_removed_and_replaced_without_breaking_etcd() {
     );
     lab.assert_no_changes();
     lab.assert_proof_reads_back();
+
+    // A rolling replacement: worker-3 (reset when it was removed) listed again takes
+    // worker-2's place in one command.
+    lab.removed.retain(|h| h != "worker-3");
+    let (text, seconds) = lab.kubeha_ok(
+        &["node", "replace"],
+        &["worker-2", "worker-3", "--yes", "-o", "json"],
+        "node replace worker-2 worker-3",
+    );
+    let replaced: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(replaced["joined"], "worker-3", "{replaced:#}");
+    eprintln!("node replace worker-2 worker-3: {seconds:.1}s");
+    lab.removed.push("worker-2".into());
+    assert_eq!(
+        lab.nodes(),
+        ["cp-1", "cp-2", "cp-4", "worker-1", "worker-3"]
+    );
+    lab.assert_no_changes();
     eprintln!("membership test: {:.0}s", began.elapsed().as_secs_f64());
 }
