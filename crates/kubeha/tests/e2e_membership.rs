@@ -74,13 +74,18 @@ impl Lab {
     /// the lab's own, so the admin kubeconfig `apply` writes is the same file.
     fn spec(&self) -> String {
         let lab_spec = std::fs::read_to_string(self.state.join("cluster.yaml")).unwrap();
-        let mut text = lab_spec.clone();
-        for name in &self.removed {
-            let entry = lab_spec
-                .split("    - name: ")
-                .find(|e| e.starts_with(&format!("{name}\n")))
-                .unwrap_or_else(|| panic!("{name} is not in the lab's spec"));
-            text = text.replace(&format!("    - name: {entry}"), "");
+        let mut text = String::new();
+        let mut skipping = false;
+        for line in lab_spec.lines() {
+            if let Some(name) = line.strip_prefix("    - name: ") {
+                skipping = self.removed.iter().any(|r| r == name);
+            } else if !line.starts_with("      ") {
+                skipping = false;
+            }
+            if !skipping {
+                text.push_str(line);
+                text.push('\n');
+            }
         }
         let path = self.state.join("operator.yaml");
         std::fs::write(&path, text).unwrap();
