@@ -188,8 +188,8 @@ class LabRun:
         self.spec = self.state / "cluster.yaml"
         self.record = None
 
-    def kubeha(self, *args, **kw):
-        return timed([KUBEHA, *args], subnet_prefix=self.prefix, **kw)
+    def kubeha(self, *args, binary=KUBEHA, **kw):
+        return timed([binary, *args], subnet_prefix=self.prefix, **kw)
 
     def lab(self, *args):
         argv = [KUBEHA, "lab", "--name", self.name, "--state-dir", self.state, *args]
@@ -257,15 +257,21 @@ def median_of(results):
     }
 
 
-def noop(run, command, runs):
+def noop(run, command, runs, binary=KUBEHA):
     results = []
     for i in range(runs):
         if command == "plan":
-            r = run.kubeha("plan", "-f", run.spec, "--detailed-exitcode", "-o", "json")
+            r = run.kubeha("plan", "-f", run.spec, "--detailed-exitcode", "-o", "json", binary=binary)
         else:
-            r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "json")
+            r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "json", binary=binary)
         results.append(r)
     return median_of(results)
+
+
+def breakdown(run, binary=KUBEHA):
+    return [json.loads(subprocess.run(
+        [sys.executable, BENCH / "noop_breakdown.py", binary, run.spec, cmd],
+        check=True, capture_output=True, text=True).stdout) for cmd in ("plan", "apply")]
 
 
 # --- the Ansible peer ---------------------------------------------------------------------
@@ -343,11 +349,17 @@ def seed_kubeha(args, debs, state_root):
         out["noop_plan"] = noop(run, "plan", args.runs)
         out["noop_apply"] = noop(run, "apply", args.runs)
         log("bench-seed: where the no-op time goes (strace timeline)")
-        out["noop_breakdown"] = [
-            json.loads(subprocess.run(
-                [sys.executable, BENCH / "noop_breakdown.py", KUBEHA, run.spec, cmd],
-                check=True, capture_output=True, text=True).stdout)
-            for cmd in ("plan", "apply")]
+        out["noop_breakdown"] = breakdown(run)
+        if args.before:
+            # An earlier kubeha on the same converged cluster, interleaved with nothing else:
+            # before/after figures from one sitting.
+            log(f"bench-seed: no-op plan and apply with {args.before}")
+            out["before"] = {
+                "binary": str(args.before),
+                "noop_plan": noop(run, "plan", args.runs, binary=args.before),
+                "noop_apply": noop(run, "apply", args.runs, binary=args.before),
+                "noop_breakdown": breakdown(run, binary=args.before),
+            }
         run.up(workers=3)
         added = apply(run, "add one worker")
         out["add_one_worker"] = {**public(added), "phases": added["phases"]}
@@ -356,14 +368,15 @@ def seed_kubeha(args, debs, state_root):
 
 
 # What the pieces of kubeha's facts script cost on a converged control plane, measured on the
-# host itself (`date +%s%N` around each, as root): the kubectl query only control planes run,
-# one systemctl call (the script makes five per service), and a sha256sum+stat of one file.
+# host itself (`date +%s%N` around each, as root): the slow questions only control planes ask
+# (kubectl, etcdctl: Go programs; the script runs them in the background), the one
+# systemctl call for every service, one sha256sum and one stat over the managed files.
 FACTS_COSTS = r"""
 t() { s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N); echo "$(( (e - s) / 1000000 ))"; }
 echo "kubectl_get_configmap_ms=$(t kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get configmap kubeadm-config -o name)"
-echo "systemctl_is_active_ms=$(t systemctl is-active kubelet)"
-echo "systemctl_show_ms=$(t systemctl show --timestamp=us+utc -p ActiveEnterTimestamp --value kubelet)"
-echo "sha256_and_stat_ms=$(t sh -c 'sha256sum < /etc/containerd/config.toml | cut -d" " -f1; stat -c %.6Y /etc/containerd/config.toml | tr -d .')"
+echo "etcdctl_member_list_ms=$(t env ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key member list -w json)"
+echo "systemctl_show_5_units_ms=$(t systemctl show --timestamp=us+utc -p Id,LoadState,ActiveState,UnitFileState,ActiveEnterTimestamp haproxy keepalived containerd kubelet kubeha-hosts)"
+echo "sha256sum_and_stat_ms=$(t sh -c 'sha256sum /etc/kubernetes/manifests/* /etc/containerd/config.toml; stat -c %.6Y /etc/kubernetes/manifests/* /etc/containerd/config.toml')"
 echo "dpkg_query_ms=$(t dpkg-query -W kubelet kubeadm kubectl containerd)"
 """
 
@@ -443,7 +456,8 @@ def table(res):
                 f"{x['median_wall_s']} s wall, {x['median_cpu_s']} s CPU ({x.get('median_cpu_with_children_s')} s with "
                 f"ssh clients), peak RSS {x['peak_rss_mb']} MB "
                 f"({x['peak_rss_with_ssh_mb']} MB with ssh)")
-        for b in s.get("noop_breakdown", []):
+        before = s.get("before")
+        for b in s.get("noop_breakdown", []) + (before or {}).get("noop_breakdown", []):
             probe, facts = b.get("sudo_probe") or {}, b.get("facts_script") or {}
             if "facts_s" in b:
                 # Results from before the breakdown told the waves apart: its first wave is the
@@ -454,13 +468,20 @@ def table(res):
                 facts = {"s": round(max(c["at_s"] + c["took_s"] for c in scripts) - min(c["at_s"] for c in scripts), 3),
                          "slowest_host_s": max(c["took_s"] for c in scripts)}
                 b = {**b, "later_ssh_commands": b["later_ssh_commands"][n:]}
-            row(f"no-op {b['command']} under strace: where the time goes",
+            which = "before: " if before and b in before["noop_breakdown"] else ""
+            sudo = f"sudo probe {probe['s']} s, " if probe.get("s") is not None else "no sudo probe, "
+            row(f"{which}no-op {b['command']} under strace: where the time goes",
                 f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
-                f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters), sudo probe "
-                f"{probe.get('s')} s, facts script {facts.get('s')} s (slowest host "
+                f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters), {sudo}"
+                f"facts script {facts.get('s')} s (slowest host "
                 f"{facts.get('slowest_host_s')} s), {len(b.get('later_ssh_commands', []))} later ssh "
                 f"commands, API first connect at {b.get('first_api_connect_at_s')} s "
                 f"({b['api_connects']} connects), shutdown {b.get('shutdown_s')} s, total {b['wall_s']} s")
+        if before:
+            for k in ("noop_plan", "noop_apply"):
+                x = before[k]
+                row(f"before ({before['binary']}): {k.replace('_', ' ')} (median of {x['runs']})",
+                    f"{x['median_wall_s']} s wall ({x['median_cpu_with_children_s']} s CPU with ssh clients)")
         row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s")
     if a:
         row("load average (1, 5, 15 min) around the Ansible part", f"{a['load_before']} -> {a['load_after']}")
@@ -501,6 +522,7 @@ def main():
     ap.add_argument("--debs", nargs="+", default=[])
     ap.add_argument("--table-only", action="store_true", help="rewrite results.md from results.json")
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--before", type=Path, help="an earlier kubeha binary: its no-op figures on the seed lab too")
     ap.add_argument("--ansible-runs", type=int, default=3)
     ap.add_argument("--scale", default="2 10 25 50")
     ap.add_argument("--parts", default="seed,ansible,scale,drills")

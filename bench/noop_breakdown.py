@@ -55,7 +55,7 @@ def run(kubeha, spec, command):
             elif '"-O"' in args:
                 controls.append(t)
             else:
-                commands[pid] = [t, None, args[-120:]]
+                commands[pid] = [t, None, args]
         elif call == "connect" and "htons(6443)" in rest:
             api.append(t)
         elif call == "exit_group":
@@ -73,7 +73,6 @@ def run(kubeha, spec, command):
         out["startup_before_first_ssh_s"] = round(first_master, 3)
         out["connection_setup_s"] = round(setup_end - first_master, 3)
         cmds = sorted(commands.values())
-        n = len(masters)
 
         def wave(ws):
             if not ws:
@@ -81,13 +80,16 @@ def run(kubeha, spec, command):
             return {"s": round(max(e or end for _, e, _ in ws) - min(s for s, _, _ in ws), 3),
                     "slowest_host_s": round(max((e or end) - s for s, e, _ in ws), 3)}
 
-        # Per host, in order: the `sudo -n true` probe every connection starts with, then the
-        # facts script; anything after them (file reads such as admin.conf) is listed.
-        out["sudo_probe"] = wave(cmds[:n])
-        out["facts_script"] = wave(cmds[n : 2 * n])
+        # Classified by what each command runs (strace shows its first 256 characters):
+        # a `sudo -n true` probe (kubeha before 2026-12-01 sent one per host), the facts
+        # script (`export LC_ALL=C` first), anything else (file reads such as admin.conf).
+        probes = [c for c in cmds if re.search(r"sh -c '?true'?\"", c[2])]
+        facts = [c for c in cmds if "export LC_ALL=C" in c[2]]
+        out["sudo_probe"] = wave(probes)
+        out["facts_script"] = wave(facts)
         out["later_ssh_commands"] = [
             {"at_s": round(s, 3), "took_s": round((e or end) - s, 3), "argv_tail": a[-60:]}
-            for s, e, a in cmds[2 * n :]]
+            for s, e, a in cmds if (s, e, a) not in probes and (s, e, a) not in facts]
     if api:
         out["first_api_connect_at_s"] = round(api[0], 3)
         out["last_api_connect_at_s"] = round(api[-1], 3)

@@ -52,7 +52,25 @@ deb() {
   echo "$out/${name}_${version}-1.1_amd64.deb"
 }
 
+# Each version's binaries differ only by the version compiled in: a version whose
+# packages were built from these very sources is not built again (the stamp holds a
+# hash of the stand-in's sources, the lock file and the packaging inputs; not its docs).
+sources_hash=$(cd "$here/../.." && {
+  find crates/k8s-standin/src crates/k8s-standin/packaging crates/k8s-standin/Cargo.toml \
+    crates/k8s-standin/package-debs.sh -type f -print0 | sort -z | xargs -0 sha256sum
+  sha256sum Cargo.lock Cargo.toml
+  [ -z "${KUBERNETES_CLIENT_DEB:-}" ] || sha256sum "$KUBERNETES_CLIENT_DEB"
+} | sha256sum | cut -d' ' -f1)
+
 for v in "${versions[@]}"; do
+  stamp="$out/.built-$v"
+  if [ "$(cat "$stamp" 2>/dev/null)" = "$sources_hash" ] &&
+    [ -f "$out/kubeadm_${v}-1.1_amd64.deb" ] && [ -f "$out/kubelet_${v}-1.1_amd64.deb" ] &&
+    [ -f "$out/kubectl_${v}-1.1_amd64.deb" ]; then
+    for name in kubeadm kubelet kubectl; do echo "$out/${name}_${v}-1.1_amd64.deb"; done
+    continue
+  fi
+  rm -f "$stamp"
   STANDIN_K8S_VERSION="v$v" cargo build --release --quiet -p k8s-standin --bins --manifest-path "$here/Cargo.toml"
   target=$(cargo metadata --format-version 1 --no-deps --manifest-path "$here/Cargo.toml" | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
   bin="$target/release"
@@ -115,4 +133,5 @@ PRERM
     "Conflicts: kubernetes-client
 Replaces: kubernetes-client
 Provides: kubernetes-client"
+  echo "$sources_hash" >"$stamp"
 done

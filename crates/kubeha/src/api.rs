@@ -14,8 +14,15 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::GroupVersionKind;
 use kube::{Client, Config};
 
-use crate::facts::cluster::{parse_cluster_configuration, NodeState, NodeTaint};
+use crate::facts::cluster::{
+    parse_cluster_configuration, parse_managed, NodeCondition, NodeState, NodeTaint,
+    MANAGED_LABELS, MANAGED_TAINTS,
+};
 use crate::plan::ClusterState;
+
+/// Set on a Node kubeha cordons for an upgrade, removed when it uncordons it: what tells
+/// a re-run which cordoned nodes are kubeha's to uncordon.
+pub const CORDONED_ANNOTATION: &str = "kubeha.dev/cordoned-for-upgrade";
 
 /// The field manager kubeha's server-side applies use.
 const FIELD_MANAGER: &str = "kubeha";
@@ -104,7 +111,22 @@ pub async fn client(kubeconfig_yaml: &str) -> Result<Client, KubeError> {
         .map_err(|e| KubeError::Config(e.to_string()))?;
     config.connect_timeout = Some(Duration::from_secs(5));
     config.read_timeout = Some(Duration::from_secs(30));
-    Client::try_from(config).map_err(|e| KubeError::Config(e.to_string()))
+    let builder = kube::client::ClientBuilder::try_from(config)
+        .map_err(|e| KubeError::Config(e.to_string()))?;
+    let count = tower::util::MapRequestLayer::new(|r: http::Request<kube::client::Body>| {
+        REQUESTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        r
+    });
+    Ok(builder.with_layer(&count).build())
+}
+
+/// Every request kubeha's API clients send, counted so that a run can say how many it
+/// made (`-v`): a no-op's cost is a number of round trips, which tests can assert.
+static REQUESTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// API requests this process has sent so far.
+pub fn requests_sent() -> usize {
+    REQUESTS.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 async fn list_nodes(client: &Client) -> Result<Vec<Node>, KubeError> {
@@ -143,7 +165,8 @@ pub async fn node_readiness(
         .collect())
 }
 
-/// Each Node's readiness, cordon, kubelet version, labels and taints.
+/// Each Node's conditions, cordon, kubelet version, labels and taints, and which of
+/// those kubeha manages.
 async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, KubeError> {
     Ok(list_nodes(client)
         .await?
@@ -152,13 +175,25 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
             let name = n.metadata.name.clone().unwrap_or_default();
             let spec = n.spec.unwrap_or_default();
             let status = n.status.unwrap_or_default();
+            let annotations = n.metadata.annotations.unwrap_or_default();
+            let annotation = |key: &str| parse_managed(annotations.get(key).map(String::as_str));
+            let conditions: Vec<NodeCondition> = status
+                .conditions
+                .into_iter()
+                .flatten()
+                .map(|c| NodeCondition {
+                    kind: c.type_,
+                    status: c.status,
+                    reason: c.reason.unwrap_or_default(),
+                    message: c.message.unwrap_or_default(),
+                })
+                .collect();
             let state = NodeState {
-                ready: status
-                    .conditions
+                ready: conditions
                     .iter()
-                    .flatten()
-                    .any(|c| c.type_ == "Ready" && c.status == "True"),
+                    .any(|c| c.kind == "Ready" && c.status == "True"),
                 cordoned: spec.unschedulable.unwrap_or(false),
+                cordoned_by_kubeha: annotations.contains_key(CORDONED_ANNOTATION),
                 kubelet_version: status
                     .node_info
                     .map(|i| i.kubelet_version)
@@ -174,6 +209,9 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
                         effect: t.effect,
                     })
                     .collect(),
+                conditions,
+                managed_labels: annotation(MANAGED_LABELS),
+                managed_taints: annotation(MANAGED_TAINTS),
             };
             (name, state)
         })
@@ -182,13 +220,20 @@ async fn node_states(client: &Client) -> Result<BTreeMap<String, NodeState>, Kub
 
 /// The Nodes, Calico's presence and kubeadm's live ClusterConfiguration.
 pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
-    let nodes = node_states(client).await?;
     let configmaps: Api<ConfigMap> = Api::namespaced(client.clone(), "kube-system");
-    let kubeadm_config = match configmaps
-        .get_opt("kubeadm-config")
-        .await
-        .map_err(api_error)?
-    {
+    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
+    // The three requests are independent: one round trip's wait, not three.
+    let (nodes, config, calico) = tokio::try_join!(
+        node_states(client),
+        async {
+            configmaps
+                .get_opt("kubeadm-config")
+                .await
+                .map_err(api_error)
+        },
+        async { daemonsets.get_opt("calico-node").await.map_err(api_error) },
+    )?;
+    let kubeadm_config = match config {
         None => None,
         Some(cm) => {
             let text = cm
@@ -198,12 +243,7 @@ pub async fn cluster_state(client: &Client) -> Result<ClusterState, KubeError> {
             Some(parse_cluster_configuration(&text).map_err(KubeError::Api)?)
         }
     };
-    let daemonsets: Api<DaemonSet> = Api::namespaced(client.clone(), "kube-system");
-    let calico = daemonsets
-        .get_opt("calico-node")
-        .await
-        .map_err(api_error)?
-        .is_some();
+    let calico = calico.is_some();
     Ok(ClusterState {
         nodes,
         calico,
@@ -262,18 +302,12 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize, Ku
     Ok(applied)
 }
 
-/// Sets labels and, when given, the whole taint list of a Node (a merge patch: labels
-/// the spec does not name stay).
-pub async fn patch_labels_and_taints(
+/// Applies a JSON merge patch the plan made ([`crate::plan::node_patch`]) to a Node.
+pub async fn patch_node(
     client: &Client,
     node: &str,
-    labels: &BTreeMap<String, String>,
-    taints: Option<&[NodeTaint]>,
+    patch: &serde_json::Value,
 ) -> Result<(), KubeError> {
-    let mut patch = serde_json::json!({"metadata": {"labels": labels}});
-    if let Some(taints) = taints {
-        patch["spec"] = serde_json::json!({ "taints": taints });
-    }
     let nodes: Api<Node> = Api::all(client.clone());
     nodes
         .patch(node, &PatchParams::default(), &Patch::Merge(&patch))

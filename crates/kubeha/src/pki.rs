@@ -29,6 +29,22 @@ pub fn expiry(pem: &str) -> Result<(String, String), String> {
     Ok((cert.subject().to_string(), not_after))
 }
 
+/// A certificate's notAfter (Unix seconds), from its DER or its PEM.
+pub fn not_after(bytes: &[u8]) -> Result<i64, String> {
+    let pem;
+    let der = if bytes.starts_with(b"-----BEGIN") {
+        pem = parse_x509_pem(bytes)
+            .map_err(|e| format!("not a PEM certificate: {e}"))?
+            .1;
+        &pem.contents[..]
+    } else {
+        bytes
+    };
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|e| format!("not an X.509 certificate: {e}"))?;
+    Ok(cert.validity().not_after.timestamp())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -38,6 +54,20 @@ mod tests {
     fn discovery_hash_matches_openssl() {
         assert_eq!(ca_cert_hash(CA_PEM).unwrap(), CA_HASH);
         assert!(ca_cert_hash("not a cert").is_err());
+    }
+
+    #[test]
+    fn not_after_reads_pem_and_der_alike() {
+        use base64::Engine;
+        let pem = not_after(CA_PEM.as_bytes()).unwrap();
+        let body: String = CA_PEM.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
+        assert_eq!(not_after(&der).unwrap(), pem);
+        // `openssl x509 -enddate`: notAfter=Nov 22 11:51:34 2036 GMT.
+        assert_eq!(pem, 2_110_967_494);
+        assert!(not_after(b"junk").is_err());
     }
 
     #[test]

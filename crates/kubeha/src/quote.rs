@@ -128,6 +128,22 @@ pub fn haproxy(value: &str) -> Result<String, Unquotable> {
     Ok(format!("'{value}'"))
 }
 
+/// A proxy or server name in a command to HAProxy's runtime API. The API splits its
+/// line on spaces and `;` and gives `\\` a meaning of its own; names kubeha writes are DNS
+/// names, so rather than escape, anything but letters, digits, `.`, `_` and `-` is refused.
+pub fn haproxy_runtime(name: &str) -> Result<&str, Unquotable> {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+    {
+        return Err(Unquotable {
+            reason: "HAProxy's runtime API takes only letters, digits, `.`, `_` and `-` in a name",
+        });
+    }
+    Ok(name)
+}
+
 /// A double-quoted keepalived.conf argument. keepalived has no escapes: `"` cannot be
 /// written, and `#`, `!`, `{` and `}` (comments and blocks) are refused as well.
 pub fn keepalived(value: &str) -> Result<String, Unquotable> {
@@ -203,6 +219,20 @@ mod tests {
     fn config_formats_quote_or_refuse() {
         assert_eq!(haproxy("/readyz?x=1&y").unwrap(), "'/readyz?x=1&y'");
         assert!(haproxy("a'b").is_err() && haproxy("a\nb").is_err());
+        assert_eq!(
+            haproxy_runtime("k8s-master-1.lan").unwrap(),
+            "k8s-master-1.lan"
+        );
+        for bad in [
+            "",
+            "cp-1 state ready",
+            "cp-1;shutdown",
+            "a\\b",
+            "a/b",
+            "a\nb",
+        ] {
+            assert!(haproxy_runtime(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(keepalived("eth0").unwrap(), "\"eth0\"");
         for bad in ["a\"b", "a#b", "a!b", "a}b", "a\nnotify_master x"] {
             assert!(keepalived(bad).is_err(), "{bad:?}");

@@ -40,7 +40,7 @@ fn warnings_do_not_fail_unless_asked() {
     let dir = tempfile::tempdir().unwrap();
     let spec = kubeha(&["init", "--out", "-"], dir.path());
     let two_cps = stdout(&spec).replace(
-        "    - name: k8s-master-3\n      address: 10.20.1.12\n      roles: [controlPlane]\n",
+        "    - name: k8s-master-3\n      address: 192.0.2.12\n      roles: [controlPlane]\n",
         "",
     );
     std::fs::write(dir.path().join("c.yaml"), two_cps).unwrap();
@@ -202,7 +202,7 @@ fn yaml_output_is_the_same_document_as_json() {
 /// the remote commands fail at once without a lab.
 fn unreachable_spec(dir: &std::path::Path) {
     let spec = stdout(&kubeha(&["init", "--out", "-"], dir))
-        .replace("10.20.1.", "127.0.0.")
+        .replace("192.0.2.", "127.0.0.")
         .replace("    port: 22\n", "    port: 1\n");
     std::fs::write(dir.join("cluster.yaml"), spec).unwrap();
 }

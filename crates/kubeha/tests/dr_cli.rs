@@ -72,7 +72,7 @@ fn refused(dir: &Path, archive: &[u8], extra: &[&str], why: &str) {
 #[test]
 fn bad_archives_are_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("192.0.2.", "127.0.0.");
     std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
 
     let good = archive("k8s-ha").to_tar();
@@ -99,7 +99,7 @@ fn bad_archives_are_refused_before_any_host() {
 #[test]
 fn reset_needs_yes_without_a_terminal() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("192.0.2.", "127.0.0.");
     std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
     let out = kubeha(
         &["reset", "-f", "cluster.yaml", "--log-dir", "run"],
@@ -108,4 +108,33 @@ fn reset_needs_yes_without_a_terminal() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("pass --yes"));
     assert!(!dir.path().join("run").exists());
+}
+
+#[test]
+fn a_bad_schedule_is_refused_before_any_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
+    std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
+    for (args, why) in [
+        (
+            &["--schedule", "daily\nExecStart=/bin/sh"][..],
+            "systemd calendar",
+        ),
+        (&["--schedule", "daily", "--keep", "0"][..], "--keep"),
+        (&["--keep", "3"][..], "--schedule"),
+        (
+            &["--schedule", "daily", "--unschedule"][..],
+            "cannot be used with",
+        ),
+    ] {
+        let mut all = vec!["backup", "-f", "cluster.yaml", "--log-dir", "run"];
+        all.extend(args);
+        let out = kubeha(&all, dir.path());
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(why), "{args:?}: {}", stderr(&out));
+        assert!(
+            !dir.path().join("run").exists(),
+            "{args:?} contacted a host"
+        );
+    }
 }

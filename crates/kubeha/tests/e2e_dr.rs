@@ -18,7 +18,7 @@ use common::{kubeha, stderr, stdout};
 #[path = "common/lab.rs"]
 mod lab;
 use kubeha::dr::archive::{Archive, SNAPSHOT};
-use lab::{docker_available, kubernetes_debs, workspace};
+use lab::{assert_no_changes, docker_available, last_json, Probe, SeedLab};
 
 const CONTROL_PLANES: [&str; 3] = ["cp-1", "cp-2", "cp-3"];
 const WORKERS: [&str; 2] = ["worker-1", "worker-2"];
@@ -26,50 +26,25 @@ const CONFIGMAPS: usize = 200;
 
 /// The seed lab, taken down however the test ends.
 struct Lab {
-    state: PathBuf,
+    seed: SeedLab,
 }
 
 const NAME: &str = "e2e-dr";
 
 impl Lab {
     fn up() -> Self {
-        let debs = kubernetes_debs();
-        let state = Path::new(env!("CARGO_TARGET_TMPDIR")).join("e2e-dr-lab");
-        let _ = std::fs::remove_dir_all(&state);
-        let lab = Lab { state };
-        let calico = workspace().join("../shared/fixtures/calico-v3.28.1.yaml");
-        let (state_arg, calico_arg) = (
-            lab.state.display().to_string(),
-            calico.display().to_string(),
-        );
-        let mut args = vec![
-            "lab".to_string(),
-            "up".into(),
-            "--name".into(),
-            NAME.into(),
-            "--topology".into(),
-            "seed".into(),
-            "--state-dir".into(),
-            state_arg,
-            "--calico-manifest".into(),
-            calico_arg,
-        ];
-        for deb in &debs {
-            args.extend(["--debs".into(), deb.display().to_string()]);
+        Lab {
+            seed: SeedLab::up(NAME, &["1.31.0"]),
         }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = kubeha(&args, Path::new("."));
-        assert!(out.status.success(), "lab up: {}", stderr(&out));
-        lab
     }
 
     fn spec(&self) -> String {
-        self.state.join("cluster.yaml").display().to_string()
+        self.seed.spec()
     }
 
     /// `sh -c script` as root on `host`.
     fn sh(&self, host: &str, script: &str) -> Output {
-        let state = self.state.display().to_string();
+        let state = self.seed.state.display().to_string();
         kubeha(
             &[
                 "lab",
@@ -100,13 +75,8 @@ impl Lab {
         stdout(&out)
     }
 
-    /// The admin kubeconfig `apply` wrote beside the spec.
     fn kubeconfig(&self) -> PathBuf {
-        std::fs::read_dir(&self.state)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "kubeconfig"))
-            .expect("apply wrote the admin kubeconfig")
+        self.seed.kubeconfig()
     }
 
     /// This machine's kubectl through the endpoint with the operator's kubeconfig (the
@@ -183,24 +153,6 @@ impl Lab {
         assert!(out.status.success(), "whoami: {}", stderr(&out));
         stdout(&out)
     }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let state = self.state.display().to_string();
-        let _ = kubeha(
-            &["lab", "--name", NAME, "--state-dir", &state, "down"],
-            Path::new("."),
-        );
-    }
-}
-
-fn last_json(out: &Output) -> serde_json::Value {
-    stdout(out)
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no JSON in {}{}", stdout(out), stderr(out)))
 }
 
 /// A restore from `archive` is refused with exit 2 before any host is touched: its
@@ -280,7 +232,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     let bytes = std::fs::read(&path).unwrap();
     let archive = Archive::from_tar(&bytes).unwrap();
     assert!(archive.manifest.about.snapshot.total_keys as usize > CONFIGMAPS);
-    assert_no_key_in_logs(&lab.state.join(".kubeha"));
+    assert_no_key_in_logs(&lab.seed.state.join(".kubeha"));
     for cp in CONTROL_PLANES {
         let left = lab.ok(cp, "ls -A /var/lib/kubeha/dr 2>/dev/null || true");
         assert_eq!(left.trim(), "", "{cp} kept a copy of the snapshot");
@@ -350,34 +302,29 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         .collect();
     members.sort();
     assert_eq!(members, CONTROL_PLANES);
-    let out = kubeha(
-        &["plan", "-f", &spec, "--detailed-exitcode"],
-        Path::new("."),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_no_changes(&spec);
     eprintln!(
         "disaster recovery: backup {} bytes in {backup_seconds:.1}s; restore {restore_seconds:.0}s",
         bytes.len()
     );
 
-    // Renewal: every control plane's apiserver certificate ends later, the API stays up.
+    // Renewal: every control plane's apiserver certificate ends later, and the API stays
+    // up through the endpoint: each control plane is out of HAProxy while it restarts.
     let before = apiserver_not_after(&spec);
     let probe = Probe::start();
     let started = Instant::now();
-    let out = kubeha(&["certs", "renew", "-f", &spec, "--yes"], Path::new("."));
+    let out = kubeha(
+        &["certs", "renew", "-f", &spec, "--yes", "-o", "json"],
+        Path::new("."),
+    );
     assert!(
         out.status.success(),
         "certs renew failed:\n{}",
         stderr(&out)
     );
     let renew_seconds = started.elapsed().as_secs_f64();
-    let (ok, all) = probe.stop();
+    let (ok, all, _) = probe.stop();
+    let report = last_json(&out);
     let after = apiserver_not_after(&spec);
     assert_eq!(before.len(), 3, "{before:?}");
     for (host, end) in &before {
@@ -386,25 +333,40 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
             "{host}: notAfter did not move: {before:?} {after:?}"
         );
     }
-    let availability = ok as f64 / all as f64;
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect();
+    for cp in CONTROL_PLANES {
+        assert!(
+            steps.contains(
+                &format!("{cp}: back into HAProxy on lb-1; wait until each reports it UP").as_str()
+            ),
+            "{steps:?}"
+        );
+    }
+    let own = &report["availability"];
     eprintln!(
-        "certs renew took {renew_seconds:.0}s; API answered {ok}/{all} probes ({:.2} %)",
-        availability * 100.0
+        "certs renew took {renew_seconds:.0}s; API answered {ok}/{all} of this test's probes ({:.2} %); \
+         kubeha measured {}/{} ({:.2} %, longest outage {} ms)",
+        ok as f64 * 100.0 / all as f64,
+        own["requests"].as_u64().unwrap() - own["failures"].as_u64().unwrap(),
+        own["requests"],
+        own["success_ratio"].as_f64().unwrap() * 100.0,
+        own["longest_outage_ms"]
     );
-    // Measured, not yet asserted: the lab run gave 91.5 % (the issue asks 99.9 %); the
-    // load balancer still routes to an apiserver being restarted.
+    assert!(all > 100, "the probe ran through the renewal: {all}");
+    assert!(
+        ok as f64 >= 0.999 * all as f64,
+        "the API answered {ok}/{all} probes during the renewal"
+    );
+    assert!(own["requests"].as_u64().unwrap() > 100, "{own}");
     wait_healthy(&spec);
-    let out = kubeha(
-        &["plan", "-f", &spec, "--detailed-exitcode"],
-        Path::new("."),
-    );
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        stdout(&out),
-        stderr(&out)
-    );
+    assert_no_changes(&spec);
+
+    scheduled_snapshots(&lab, &spec);
 
     // Reset leaves nothing of the cluster; a second reset has nothing to do.
     for round in ["first", "second"] {
@@ -418,11 +380,114 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     for host in CONTROL_PLANES.iter().chain(&WORKERS).chain(&["lb-1"]) {
         let left = lab.ok(
             host,
-            "ls -d /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /var/lib/etcd/member /etc/kubeha /etc/haproxy/haproxy.cfg 2>/dev/null || true; \
+            "ls -d /etc/kubernetes/admin.conf /etc/kubernetes/kubelet.conf /var/lib/etcd/member /etc/kubeha /etc/haproxy/haproxy.cfg \
+             /etc/systemd/system/kubeha-etcd-backup.timer /usr/local/sbin/kubeha-etcd-backup 2>/dev/null || true; \
              grep -c 'BEGIN kubeha' /etc/hosts || true",
         );
         assert_eq!(left.trim(), "0", "{host} kept: {left}");
     }
+}
+
+/// `backup --schedule`: a timer on every control plane; its service run by hand three
+/// times with keep 2 leaves the two newest snapshots (0600 in a 0700 folder) that etcd's
+/// own tool reads; `--list` shows them, `--unschedule` removes the timer and keeps them.
+/// Scheduled again at the end, so that `reset` has a timer to remove.
+fn scheduled_snapshots(lab: &Lab, spec: &str) {
+    const DIR: &str = "/var/lib/kubeha/backups";
+    let out = kubeha(
+        &[
+            "backup",
+            "-f",
+            spec,
+            "--schedule",
+            "daily",
+            "--keep",
+            "2",
+            "-o",
+            "json",
+        ],
+        Path::new("."),
+    );
+    assert!(out.status.success(), "backup --schedule: {}", stderr(&out));
+    assert_eq!(
+        last_json(&out)["scheduled"]["hosts"],
+        serde_json::json!(CONTROL_PLANES)
+    );
+    let timer_state = "systemctl is-enabled kubeha-etcd-backup.timer; systemctl is-active kubeha-etcd-backup.timer; true";
+    for cp in CONTROL_PLANES {
+        assert_eq!(lab.ok(cp, timer_state), "enabled\nactive\n", "{cp}");
+    }
+    for _ in 0..3 {
+        // Snapshots are named by the second.
+        lab.ok(
+            "cp-1",
+            "systemctl start kubeha-etcd-backup.service && sleep 1.1",
+        );
+    }
+    let modes = lab.ok("cp-1", &format!("stat -c '%a %n' {DIR} {DIR}/*"));
+    let modes: Vec<&str> = modes.lines().collect();
+    assert_eq!(modes.len(), 3, "keep 2 pruned the oldest: {modes:?}");
+    assert_eq!(modes[0], format!("700 {DIR}"));
+    for m in &modes[1..] {
+        assert!(m.starts_with(&format!("600 {DIR}/etcd-")), "{modes:?}");
+    }
+    let newest = modes[2].split_once(' ').unwrap().1;
+    let status = lab.ok(
+        "cp-1",
+        &format!(
+            "if command -v etcdutl >/dev/null; then etcdutl snapshot status -w json {newest}; \
+             else ETCDCTL_API=3 etcdctl snapshot status -w json {newest}; fi"
+        ),
+    );
+    let status: serde_json::Value = serde_json::from_str(status.trim()).unwrap();
+    assert!(
+        status["totalKey"].as_u64().unwrap() > CONFIGMAPS as u64,
+        "{status}"
+    );
+
+    let out = kubeha(
+        &["backup", "-f", spec, "--list", "-o", "json"],
+        Path::new("."),
+    );
+    assert!(out.status.success(), "backup --list: {}", stderr(&out));
+    let listing = last_json(&out);
+    for cp in listing["controlPlanes"].as_array().unwrap() {
+        assert_eq!(cp["scheduled"], true, "{cp}");
+        assert_eq!(cp["calendar"], "daily", "{cp}");
+        let kept = cp["snapshots"].as_array().unwrap().len();
+        assert_eq!(kept, if cp["host"] == "cp-1" { 2 } else { 0 }, "{cp}");
+    }
+
+    let out = kubeha(&["backup", "-f", spec, "--unschedule"], Path::new("."));
+    assert!(
+        out.status.success(),
+        "backup --unschedule: {}",
+        stderr(&out)
+    );
+    for cp in CONTROL_PLANES {
+        let left = lab.ok(
+            cp,
+            "systemctl is-enabled kubeha-etcd-backup.timer 2>/dev/null; ls /etc/systemd/system/kubeha-etcd-backup.* 2>/dev/null; true",
+        );
+        assert!(
+            !left.contains("enabled") && !left.contains("/etc/"),
+            "{cp}: {left}"
+        );
+    }
+    assert_eq!(
+        lab.ok("cp-1", &format!("ls {DIR} | wc -l")).trim(),
+        "2",
+        "the snapshots stay"
+    );
+    let out = kubeha(
+        &["backup", "-f", spec, "--schedule", "hourly"],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "backup --schedule hourly: {}",
+        stderr(&out)
+    );
 }
 
 /// `kubeha restore --yes` from `archive`.
@@ -485,41 +550,6 @@ fn apiserver_not_after(spec: &str) -> std::collections::BTreeMap<String, i64> {
             )
         })
         .collect()
-}
-
-/// Probes the API's /readyz through the endpoint every 100 ms on a thread.
-struct Probe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<(usize, usize)>,
-}
-
-impl Probe {
-    fn start() -> Self {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let (mut ok, mut all) = (0, 0);
-            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
-                all += 1;
-                ok += usize::from(
-                    Command::new("curl")
-                        .args(["-skf", "--max-time", "2", "-o", "/dev/null"])
-                        .arg("https://load-balancer.local:6443/readyz")
-                        .status()
-                        .is_ok_and(|s| s.success()),
-                );
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            (ok, all)
-        });
-        Self { stop, thread }
-    }
-
-    /// (answered, sent).
-    fn stop(self) -> (usize, usize) {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap()
-    }
 }
 
 /// Polls `kubeha status` until every node is Ready and three etcd members are healthy

@@ -653,7 +653,7 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let out = assert_no_changes(&spec_arg);
     assert!(stdout(&out).contains("No changes: cluster e2e matches the spec."));
     let noop = Instant::now();
-    let out = kubeha(&["apply", "-f", &spec_arg, "--yes"], &state);
+    let out = kubeha(&["apply", "-f", &spec_arg, "--yes", "-v"], &state);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stdout(&out).contains("0 change(s) made"),
@@ -662,6 +662,13 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     );
     eprintln!("no-op apply took {:.1}s", noop.elapsed().as_secs_f64());
     printed.push(("no-op apply".into(), stdout(&out) + &stderr(&out)));
+    one_command_per_host_in_the_last_run(&state, 6);
+    // And the API: Nodes, kubeadm-config and calico-node, asked once each.
+    assert!(
+        stderr(&out).contains("round trips this run made ssh_commands=6 api_requests=3"),
+        "{}",
+        stderr(&out)
+    );
 
     kubeadm_config_deleted_is_a_conflict_and_changes_nothing(&guard, &spec_arg);
     a_changed_label_is_one_step_applied_through_the_api(&guard, &spec, &state);
@@ -1212,4 +1219,38 @@ fn the_rendered_runbook_builds_the_seed_cluster_by_hand() {
         );
         std::thread::sleep(Duration::from_secs(1));
     }
+}
+
+/// What keeps a no-op fast, as counts: the last run sent each host exactly one command
+/// (the facts script, which also checks sudo and reads a control plane's admin
+/// kubeconfig), so no probe, file read or second round trip. Every command a run sends is
+/// in its host's log as a `$ ` line.
+fn one_command_per_host_in_the_last_run(state: &std::path::Path, hosts: usize) {
+    let runs = state.join(".kubeha/e2e/runs");
+    let last: u64 = std::fs::read_dir(&runs)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.parse().ok())
+        .max()
+        .expect("a run folder");
+    let run = runs.join(last.to_string());
+    let mut logs = 0;
+    for entry in std::fs::read_dir(&run).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "log") {
+            continue;
+        }
+        logs += 1;
+        let log = std::fs::read_to_string(&path).unwrap();
+        let commands = log.lines().filter(|l| l.starts_with("$ ")).count();
+        assert_eq!(
+            commands,
+            1,
+            "{}: {commands} commands in a no-op run",
+            path.display()
+        );
+        if path.ends_with("cp-1.log") {
+            assert!(log.contains("secret.admin.conf=<not logged>"), "{log}");
+        }
+    }
+    assert_eq!(logs, hosts, "one log per host in {}", run.display());
 }

@@ -14,10 +14,10 @@ fn render_ha(dir: &Path) -> PathBuf {
     let spec = common::stdout(&kubeha(&["init", "--out", "-"], dir))
         .replace(
             "    - name: k8s-master-1 ",
-            "    - name: load-balancer-2\n      address: 10.20.1.6\n      roles: [loadBalancer]\n    - name: k8s-master-1 ",
+            "    - name: load-balancer-2\n      address: 192.0.2.6\n      roles: [loadBalancer]\n    - name: k8s-master-1 ",
         )
         .replace("    # virtualIP:", "    virtualIP:")
-        .replace("    #   address: 10.20.1.100/24", "      address: 10.20.1.100/24")
+        .replace("    #   address: 192.0.2.100/24", "      address: 192.0.2.100/24")
         .replace("    #   interface: eth0", "      interface: eth0")
         .replace("    #   virtualRouterId: 51", "      virtualRouterId: 51");
     std::fs::write(dir.join("cluster.yaml"), spec).unwrap();
@@ -171,7 +171,7 @@ fn ssh_reads_quoted_config_values_back_unchanged() {
     let text = format!(
         "Host cp-1\n  HostName {}\n  User {}\n  Port {}\n  IdentityFile {}\n  UserKnownHostsFile {}\n  ProxyJump kubeha-bastion\n\
          Host kubeha-bastion\n  HostName {}\n  User {}\n",
-        ssh_config("10.20.1.10", SshExpands::Tokens).unwrap(),
+        ssh_config("192.0.2.10", SshExpands::Tokens).unwrap(),
         ssh_config("deploy$", SshExpands::Nothing).unwrap(),
         ssh_config("2222", SshExpands::Nothing).unwrap(),
         path(&identity).unwrap(),
@@ -196,7 +196,7 @@ fn ssh_reads_quoted_config_values_back_unchanged() {
             .collect()
     };
     let out = settings("cp-1");
-    assert_eq!(get(&out, "hostname"), ["10.20.1.10"]);
+    assert_eq!(get(&out, "hostname"), ["192.0.2.10"]);
     assert_eq!(get(&out, "user"), ["deploy$"]);
     assert_eq!(get(&out, "port"), ["2222"]);
     // -G shows files before `%` expansion; -v shows the file ssh actually loads (the
@@ -348,12 +348,12 @@ while [ $# -gt 0 ]; do case $1 in -o) cp "$FAKE_MANIFEST" "$2"; shift 2;; *) shi
             .collect()
     };
     let hosts = [
-        "10.20.1.5",
-        "10.20.1.10",
-        "10.20.1.11",
-        "10.20.1.12",
-        "10.20.1.20",
-        "10.20.1.21",
+        "192.0.2.5",
+        "192.0.2.10",
+        "192.0.2.11",
+        "192.0.2.12",
+        "192.0.2.20",
+        "192.0.2.21",
     ];
     let mut calls = 0;
     let mut secrets_seen = Vec::new();

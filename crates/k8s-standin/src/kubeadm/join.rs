@@ -210,9 +210,12 @@ async fn join_etcd(
         }
         match etcd.member_add(&peer, true).await {
             Ok(x) => break x,
-            Err(EtcdError::Unavailable(e)) if start.elapsed() < api_timeout => {
+            // kubeadm retries every failed add (etcd refuses one with `unhealthy cluster`
+            // until its leader has been connected to every member for 5 s) every 500 ms
+            // for up to its etcd API timeout.
+            Err(e) if start.elapsed() < api_timeout => {
                 eprintln!("[etcd] retrying member add: {e}");
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             }
             Err(e) => {
                 return fail(

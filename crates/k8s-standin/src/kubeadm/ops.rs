@@ -642,6 +642,25 @@ pub fn upgrade_allowed(cluster: &str, target: &str, kubeadm: &str) -> Result<(),
     Ok(())
 }
 
+/// kubeadm's kubelet skew rule for an upgrade: no kubelet may end up more than three
+/// minors behind the new control plane (skippable with `--force`, as in kubeadm).
+pub fn too_old_kubelets(target: &str, kubelets: &[String]) -> Option<String> {
+    let t = validate::parse_version(target)?;
+    let mut old: Vec<&str> = kubelets
+        .iter()
+        .filter(|k| validate::parse_version(k).is_some_and(|k| t.1 > k.1 + 3))
+        .map(String::as_str)
+        .collect();
+    old.sort();
+    old.dedup();
+    (!old.is_empty()).then(|| {
+        format!(
+            "There are kubelets in this cluster that are too old that have these versions [{}]",
+            old.join(" ")
+        )
+    })
+}
+
 pub async fn upgrade_plan(p: &Parsed, env: &Env) -> Result<(), Failure> {
     let c = admin(p, env)?;
     println!("[preflight] Running pre-flight checks.");
@@ -745,6 +764,23 @@ pub async fn upgrade_apply(p: &Parsed, env: &Env) -> Result<(), Failure> {
         phase: Some("preflight".into()),
         msg: format!("[upgrade/version] FATAL: {e}"),
     })?;
+    let nodes = c.get("/api/v1/nodes").await.body;
+    let kubelets: Vec<String> = nodes["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            n["status"]["nodeInfo"]["kubeletVersion"]
+                .as_str()
+                .map(String::from)
+        })
+        .collect();
+    if let Some(e) = too_old_kubelets(&target, &kubelets).filter(|_| !p.on("force")) {
+        return Err(Failure {
+            phase: Some("preflight".into()),
+            msg: format!("[upgrade/version] FATAL: the version argument is invalid due to these errors:\n\n\t- {e}\n\nCan be bypassed if you pass the --force flag"),
+        });
+    }
     if p.on("dry-run") {
         println!("[dryrun] Would upgrade the static Pod manifests and kubeadm-config to {target}");
         return Ok(());
@@ -964,6 +1000,20 @@ mod tests {
                 .unwrap(),
             before
         );
+    }
+
+    #[test]
+    fn kubelets_too_old_for_the_target() {
+        let kubelets = [
+            "v1.31.0".to_string(),
+            "v1.28.5".to_string(),
+            "v1.28.5".to_string(),
+        ];
+        assert_eq!(
+            too_old_kubelets("v1.32.0", &kubelets).as_deref(),
+            Some("There are kubelets in this cluster that are too old that have these versions [v1.28.5]")
+        );
+        assert_eq!(too_old_kubelets("v1.31.4", &kubelets), None);
     }
 
     #[test]

@@ -22,8 +22,8 @@ const CREDENTIALS_MAX_AGE: Duration = Duration::from_secs(90 * 60);
 const TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
 /// How long the API may take to answer through the load balancer right after init.
 const API_WITHIN: Duration = Duration::from_secs(60);
-/// How long etcd must stay healthy after a join before the next member may be added.
-const ETCD_SETTLE: Duration = Duration::from_secs(6);
+/// How often the join gate asks etcd.
+const ETCD_POLL: Duration = Duration::from_millis(500);
 /// How long a newly joined control plane may take to become a healthy etcd member.
 const ETCD_HEALTHY_WITHIN: Duration = Duration::from_secs(180);
 
@@ -336,51 +336,39 @@ impl<'a> Kubeadm<'a> {
         super::remove_etcd_member(self.c.remote(through), id).await
     }
 
-    /// Waits until the new member is a started voting member and the whole cluster has
-    /// been healthy for [`ETCD_SETTLE`]: etcd refuses the next member (`unhealthy
-    /// cluster`) until every member has been connected for a few seconds.
+    /// Waits on etcd's own conditions: the new member started and voting (not a
+    /// learner), every member's endpoint healthy, and the new member's raft index caught
+    /// up with the leader's. No settle time after that: etcd refuses the next member add
+    /// (`unhealthy cluster`) until the leader has been connected to every member for a few
+    /// seconds, and kubeadm's join retries that add until etcd accepts it.
     async fn wait_etcd_healthy(&self, host: &Host) -> Result<(), ApplyError> {
         let remote = self.bootstrap_remote()?;
         let deadline = Instant::now() + ETCD_HEALTHY_WITHIN;
         let peer = format!("https://{}:2380", url_host(host.node_ip()));
-        let mut healthy_since: Option<Instant> = None;
+        let script = [
+            "member list -w json",
+            "endpoint status --cluster -w json",
+            "endpoint health --cluster -w json",
+        ]
+        .map(|args| format!("{} 2>/dev/null | base64 -w0; echo", steps::etcdctl(args)))
+        .join("\n");
+        let mut leader_before: Option<u64> = None;
         loop {
-            let members = remote.sh(&steps::etcdctl("member list -w json")).await?;
-            let health = remote
-                .sh(&steps::etcdctl("endpoint health --cluster"))
-                .await?;
-            let member = member_state(&members.stdout, &peer);
-            let ready = member
-                == Some(MemberState {
-                    started: true,
-                    learner: false,
-                });
-            if ready && health.success() {
-                let since = *healthy_since.get_or_insert_with(Instant::now);
-                if since.elapsed() >= ETCD_SETTLE {
-                    return Ok(());
-                }
-            } else {
-                healthy_since = None;
+            let out = remote.sh(&script).await?;
+            let view = EtcdGate::parse(&out.stdout, &peer);
+            if view.ready(leader_before) {
+                return Ok(());
             }
+            leader_before = view.leader_index.or(leader_before);
             if Instant::now() >= deadline {
-                let why = match member {
-                    None => format!("no etcd member has peer URL {peer}"),
-                    Some(MemberState { started: false, .. }) => {
-                        "its etcd member never started".into()
-                    }
-                    Some(MemberState { learner: true, .. }) => {
-                        "its etcd member is still a learner".into()
-                    }
-                    Some(_) => format!("etcd is unhealthy: {}", health.stderr.trim()),
-                };
                 return Err(ApplyError::Local(format!(
-                    "{}: joined, but after {}s {why}",
+                    "{}: joined, but after {}s {}",
                     host.name,
-                    ETCD_HEALTHY_WITHIN.as_secs()
+                    ETCD_HEALTHY_WITHIN.as_secs(),
+                    view.why_not()
                 )));
             }
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            tokio::time::sleep(ETCD_POLL).await;
         }
     }
 
@@ -405,11 +393,99 @@ struct MemberState {
     /// An unstarted member has no name yet.
     started: bool,
     learner: bool,
+    id: u64,
+}
+
+/// What one poll of the join gate learned from `member list`, `endpoint status
+/// --cluster` and `endpoint health --cluster` (each a line of base64 JSON).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct EtcdGate {
+    peer: String,
+    member: Option<MemberState>,
+    /// The new member's raft index and the leader's, from the same status call.
+    member_index: Option<u64>,
+    leader_index: Option<u64>,
+    /// Endpoints that are not healthy, with etcdctl's reason; `None`: no answer at all.
+    unhealthy: Option<Vec<String>>,
+}
+
+impl EtcdGate {
+    fn parse(output: &str, peer: &str) -> Self {
+        use base64::Engine;
+        let mut docs = output.lines().map(|l| {
+            base64::engine::general_purpose::STANDARD
+                .decode(l.trim())
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .unwrap_or_default()
+        });
+        let (members, status, health) = (
+            docs.next().unwrap_or_default(),
+            docs.next().unwrap_or_default(),
+            docs.next().unwrap_or_default(),
+        );
+        let member = member_state(&members, peer);
+        let statuses = status.as_array().cloned().unwrap_or_default();
+        let index_of = |id: u64| {
+            statuses.iter().find_map(|e| {
+                (e["Status"]["header"]["member_id"].as_u64() == Some(id))
+                    .then(|| e["Status"]["raftIndex"].as_u64())
+                    .flatten()
+            })
+        };
+        let leader = statuses.iter().find_map(|e| e["Status"]["leader"].as_u64());
+        let unhealthy = health.as_array().map(|all| {
+            all.iter()
+                .filter(|e| e["health"].as_bool() != Some(true))
+                .map(|e| {
+                    format!(
+                        "{}: {}",
+                        e["endpoint"].as_str().unwrap_or("?"),
+                        e["error"].as_str().unwrap_or("unhealthy")
+                    )
+                })
+                .collect()
+        });
+        Self {
+            peer: peer.to_string(),
+            member,
+            member_index: member.and_then(|m| index_of(m.id)),
+            leader_index: leader.and_then(index_of),
+            unhealthy,
+        }
+    }
+
+    /// Started, voting, every endpoint healthy, and the member's raft index at least the
+    /// leader's (in this poll, or as the leader had it one poll before: the log moves on).
+    fn ready(&self, leader_before: Option<u64>) -> bool {
+        let voting = matches!(self.member, Some(m) if m.started && !m.learner);
+        let healthy = self.unhealthy.as_ref().is_some_and(Vec::is_empty);
+        let caught_up = match (self.member_index, self.leader_index) {
+            (Some(m), Some(l)) => m >= l || leader_before.is_some_and(|b| m >= b),
+            _ => false,
+        };
+        voting && healthy && caught_up
+    }
+
+    fn why_not(&self) -> String {
+        match (self.member, &self.unhealthy) {
+            (None, _) => format!("no etcd member has peer URL {}", self.peer),
+            (Some(MemberState { started: false, .. }), _) => "its etcd member never started".into(),
+            (Some(MemberState { learner: true, .. }), _) => {
+                "its etcd member is still a learner".into()
+            }
+            (_, None) => "etcd did not answer a health check".into(),
+            (_, Some(bad)) if !bad.is_empty() => format!("etcd is unhealthy: {}", bad.join("; ")),
+            _ => format!(
+                "its raft index ({:?}) has not caught up with the leader's ({:?})",
+                self.member_index, self.leader_index
+            ),
+        }
+    }
 }
 
 /// The state of the member whose peer URLs include `peer`.
-fn member_state(json: &str, peer: &str) -> Option<MemberState> {
-    let doc: serde_json::Value = serde_json::from_str(json).ok()?;
+fn member_state(doc: &serde_json::Value, peer: &str) -> Option<MemberState> {
     doc["members"].as_array()?.iter().find_map(|m| {
         let urls = m["peerURLs"].as_array()?;
         urls.iter()
@@ -417,6 +493,7 @@ fn member_state(json: &str, peer: &str) -> Option<MemberState> {
             .then(|| MemberState {
                 started: m["name"].as_str().is_some_and(|n| !n.is_empty()),
                 learner: m["isLearner"].as_bool().unwrap_or(false),
+                id: m["ID"].as_u64().unwrap_or(0),
             })
     })
 }
@@ -473,22 +550,85 @@ mod tests {
 
     #[test]
     fn finds_a_members_state_by_peer_url() {
-        let json = r#"{"header":{},"members":[
+        let json: serde_json::Value = serde_json::from_str(
+            r#"{"header":{},"members":[
             {"ID":1234,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"]},
-            {"ID":5678,"peerURLs":["https://10.0.0.12:2380"],"isLearner":true}]}"#;
+            {"ID":5678,"peerURLs":["https://10.0.0.12:2380"],"isLearner":true}]}"#,
+        )
+        .unwrap();
         assert_eq!(
-            member_state(json, "https://10.0.0.12:2380"),
+            member_state(&json, "https://10.0.0.12:2380"),
             Some(MemberState {
                 started: false,
-                learner: true
+                learner: true,
+                id: 5678
             })
         );
         assert_eq!(
-            member_state(json, "https://10.0.0.11:2380"),
+            member_state(&json, "https://10.0.0.11:2380"),
             Some(MemberState {
                 started: true,
-                learner: false
+                learner: false,
+                id: 1234
             })
         );
+    }
+
+    /// One poll's output, as the gate's script prints it: three lines of base64 JSON.
+    fn poll(members: &str, status: &str, health: &str) -> String {
+        use base64::Engine;
+        [members, status, health]
+            .map(|d| base64::engine::general_purpose::STANDARD.encode(d))
+            .join("\n")
+    }
+
+    const PEER: &str = "https://10.0.0.12:2380";
+    const MEMBERS: &str = r#"{"members":[
+        {"ID":1,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"]},
+        {"ID":2,"name":"cp-2","peerURLs":["https://10.0.0.12:2380"]}]}"#;
+    const HEALTHY: &str = r#"[{"endpoint":"https://10.0.0.11:2379","health":true},
+        {"endpoint":"https://10.0.0.12:2379","health":true}]"#;
+
+    fn status(leader_index: u64, member_index: u64) -> String {
+        format!(
+            r#"[{{"Endpoint":"https://10.0.0.11:2379","Status":{{"header":{{"member_id":1}},"leader":1,"raftIndex":{leader_index}}}}},
+               {{"Endpoint":"https://10.0.0.12:2379","Status":{{"header":{{"member_id":2}},"leader":1,"raftIndex":{member_index}}}}}]"#
+        )
+    }
+
+    #[test]
+    fn the_join_gate_waits_on_etcds_own_conditions() {
+        let caught_up = EtcdGate::parse(&poll(MEMBERS, &status(900, 900), HEALTHY), PEER);
+        assert_eq!(
+            (caught_up.member_index, caught_up.leader_index),
+            (Some(900), Some(900))
+        );
+        assert!(caught_up.ready(None));
+        // Behind the leader: not yet, unless it has reached where the leader was a poll ago.
+        let behind = EtcdGate::parse(&poll(MEMBERS, &status(950, 900), HEALTHY), PEER);
+        assert!(!behind.ready(None));
+        assert!(behind.ready(Some(880)));
+        assert!(
+            behind.why_not().contains("raft index (Some(900))"),
+            "{}",
+            behind.why_not()
+        );
+        // A learner, an unhealthy endpoint, or no answer: not ready, and the reason says so.
+        let learner = MEMBERS.replace(r#""name":"cp-2","#, r#""name":"cp-2","isLearner":true,"#);
+        let gate = EtcdGate::parse(&poll(&learner, &status(900, 900), HEALTHY), PEER);
+        assert!(!gate.ready(None) && gate.why_not().contains("learner"));
+        let sick = HEALTHY.replacen(
+            r#""health":true},"#,
+            r#""health":false,"error":"context deadline exceeded"},"#,
+            1,
+        );
+        let gate = EtcdGate::parse(&poll(MEMBERS, &status(900, 900), &sick), PEER);
+        assert!(!gate.ready(None));
+        assert!(gate
+            .why_not()
+            .contains("10.0.0.11:2379: context deadline exceeded"));
+        let gate = EtcdGate::parse("\n\n\n", PEER);
+        assert!(!gate.ready(Some(1)));
+        assert!(gate.why_not().contains("no etcd member has peer URL"));
     }
 }

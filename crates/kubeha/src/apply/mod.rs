@@ -7,6 +7,7 @@
 mod join;
 pub mod progress;
 pub mod steps;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -42,6 +43,8 @@ pub struct Options {
     pub run_dir: PathBuf,
     /// Where the admin kubeconfig is written.
     pub kubeconfig: PathBuf,
+    /// Where the etcd backup an upgrade takes first is written.
+    pub backup_dir: PathBuf,
 }
 
 /// Any way a run can fail; each names the host or the step.
@@ -86,6 +89,10 @@ pub struct Survey {
     pub calico_manifest: Option<Result<String, String>>,
     /// Hosts the user asked to rebuild by name (see [`plan::Inputs::replace`]).
     pub replace: BTreeSet<String>,
+    /// An upgrade's own checks, gathered only while an upgrade is pending.
+    pub upgrade: Option<plan::upgrade::UpgradeFacts>,
+    /// Workers an upgrade drains at once (`--max-unavailable`).
+    pub max_unavailable: usize,
 }
 
 impl Survey {
@@ -98,6 +105,8 @@ impl Survey {
             cluster_state: self.cluster_state.as_ref(),
             calico_manifest: self.calico_manifest.as_ref(),
             replace: &self.replace,
+            upgrade: self.upgrade.as_ref(),
+            max_unavailable: self.max_unavailable,
         })
     }
 }
@@ -106,6 +115,12 @@ impl Survey {
 #[derive(Debug, Default, Serialize)]
 pub struct Timings {
     pub phases: Vec<(String, f64)>,
+    /// How long each node's upgrade steps took, in the order they ran.
+    pub nodes: Vec<(String, f64)>,
+    /// The API as a probe through the endpoint saw it while an upgrade ran.
+    pub availability: Option<crate::verify::ApiAvailability>,
+    /// The etcd backup taken before the upgrade changed anything.
+    pub backup: Option<PathBuf>,
 }
 
 /// Open SSH connections to every host of a cluster.
@@ -213,6 +228,15 @@ async fn open(
     ))
 }
 
+async fn close_all(remotes: impl Iterator<Item = Arc<Remote>>) {
+    join_all(
+        remotes
+            .filter_map(|r| Arc::try_unwrap(r).ok())
+            .map(Remote::close),
+    )
+    .await;
+}
+
 impl Connected {
     pub fn remote(&self, host: &str) -> &Arc<Remote> {
         &self.remotes[host]
@@ -257,6 +281,8 @@ impl Connected {
         let cluster = &self.cluster;
         let hosts: Vec<&Host> = cluster.hosts.iter().collect();
         let wait = self.options.kubeadm_timeout;
+        let early_api = std::sync::Mutex::new(None);
+        let early_api = &early_api;
         let gathered = self
             .each_host(hosts, |h, remote| async move {
                 let paths = managed_paths(cluster, h);
@@ -270,7 +296,7 @@ impl Connected {
                 let deadline = Instant::now() + wait;
                 loop {
                     let out = remote
-                        .run(
+                        .run_keeping_secrets(
                             "cannot gather facts",
                             &facts::script(
                                 &paths,
@@ -282,7 +308,11 @@ impl Connected {
                     let facts = facts::parse(&out.stdout);
                     // Planning against a kubeadm still at work would reset what it is doing.
                     if !facts.kubeadm_running || Instant::now() >= deadline {
-                        return Ok((h.name.clone(), facts));
+                        let admin_conf = facts::admin_kubeconfig(&out.stdout);
+                        if let Some(bytes) = &admin_conf {
+                            self.ask_api_early(h, &facts, bytes, early_api);
+                        }
+                        return Ok((h.name.clone(), (facts, admin_conf)));
                     }
                     self.progress
                         .started(&h.name, "waiting for a running kubeadm to finish");
@@ -290,19 +320,40 @@ impl Connected {
                 }
             })
             .await?;
-        let facts: BTreeMap<String, HostFacts> = gathered.into_iter().collect();
+        let mut admin_confs = BTreeMap::new();
+        let mut facts: BTreeMap<String, HostFacts> = BTreeMap::new();
+        for (host, (f, admin_conf)) in gathered {
+            if let Some(bytes) = admin_conf {
+                admin_confs.insert(host.clone(), bytes);
+            }
+            facts.insert(host, f);
+        }
         let desired = desired_files(cluster, &facts).map_err(ApplyError::Local)?;
         let current = self.changed_contents(&facts, &desired).await?;
-        let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts).await {
-            Ok(k) => (k, None),
-            Err(e) => (None, Some(e.to_string())),
-        };
-        let (cluster_state, api_problem) = match &kubeconfig {
-            None => (None, unreadable),
-            Some(k) => match async { api::cluster_state(&api::client(k).await?).await }.await {
-                Ok(s) => (Some(s), None),
-                Err(e) => (None, Some(e.to_string())),
-            },
+        let early = early_api.lock().expect("not poisoned").take();
+        let (kubeconfig, cluster_state, api_problem) = match early {
+            Some((k, asked)) => {
+                let (state, problem) = match asked.await {
+                    Ok(Ok(s)) => (Some(s), None),
+                    Ok(Err(e)) => (None, Some(e.to_string())),
+                    Err(e) => (None, Some(format!("the API query ended: {e}"))),
+                };
+                (Some(k), state, problem)
+            }
+            None => {
+                let (kubeconfig, unreadable) = match self.admin_kubeconfig(&facts, admin_confs) {
+                    Ok(k) => (k, None),
+                    Err(e) => (None, Some(e.to_string())),
+                };
+                let (state, problem) = match &kubeconfig {
+                    None => (None, unreadable),
+                    Some(k) => match cluster_state_through(k).await {
+                        Ok(s) => (Some(s), None),
+                        Err(e) => (None, Some(e.to_string())),
+                    },
+                };
+                (kubeconfig, state, problem)
+            }
         };
         // Before any host changes: a manifest the pool CIDR cannot be wired into is a plan error.
         let calico_manifest = match &cluster_state {
@@ -318,7 +369,19 @@ impl Connected {
             api_problem,
             calico_manifest,
             replace: BTreeSet::new(),
+            upgrade: None,
+            max_unavailable: 1,
         })
+    }
+
+    /// [`Connected::survey`] plus, while an upgrade is pending, the upgrade's own checks
+    /// (only the commands that plan pay for them).
+    pub async fn survey_to_plan(&self) -> Result<Survey, ApplyError> {
+        let mut survey = self.survey().await?;
+        if plan::upgrade::pending(&self.cluster, &survey.facts, survey.cluster_state.as_ref()) {
+            survey.upgrade = Some(upgrade::gather(self, &survey).await?);
+        }
+        Ok(survey)
     }
 
     /// The spec's Calico manifest, read locally or downloaded by the first control plane:
@@ -381,9 +444,36 @@ impl Connected {
         Ok(out)
     }
 
-    async fn admin_kubeconfig(
+    /// Starts the API's questions as soon as the first control plane's facts show it
+    /// joined: it is the host [`Connected::admin_kubeconfig`] would pick, so the answers
+    /// arrive while slower hosts are still reporting their facts.
+    fn ask_api_early(
+        &self,
+        host: &Host,
+        facts: &HostFacts,
+        admin_conf: &[u8],
+        early: &std::sync::Mutex<Option<EarlyApi>>,
+    ) {
+        if host.name != self.cluster.first_control_plane().name || !plan::joined(host, facts) {
+            return;
+        }
+        // An unusable kubeconfig is reported by the ordinary path, after every host's facts.
+        let Ok(k) = trusted_admin_kubeconfig(&self.cluster, &host.name, admin_conf.to_vec()) else {
+            return;
+        };
+        let asked = tokio::spawn({
+            let k = k.clone();
+            async move { cluster_state_through(&k).await }
+        });
+        *early.lock().expect("not poisoned") = Some((k, asked));
+    }
+
+    /// The admin kubeconfig of the control plane the API is asked through, from the
+    /// facts' round trip (`admin_confs`: each control plane's admin.conf, untrimmed).
+    fn admin_kubeconfig(
         &self,
         facts: &BTreeMap<String, HostFacts>,
+        mut admin_confs: BTreeMap<String, Vec<u8>>,
     ) -> Result<Option<String>, ApplyError> {
         // Any control plane with an admin.conf: the API must be asked even when kubeadm's
         // ConfigMap is gone (and so no control plane counts as joined).
@@ -395,7 +485,13 @@ impl Connected {
         else {
             return Ok(None);
         };
-        read_admin_kubeconfig(&self.cluster, &self.remotes[&host.name]).await
+        let bytes = admin_confs.remove(&host.name).ok_or_else(|| {
+            ApplyError::Local(format!(
+                "{}: {ADMIN_CONF} exists but could not be read",
+                host.name
+            ))
+        })?;
+        trusted_admin_kubeconfig(&self.cluster, &host.name, bytes).map(Some)
     }
 
     /// Runs the plan's steps phase by phase. Secret files a killed run left are removed
@@ -417,7 +513,9 @@ impl Connected {
         })
         .await?;
         let mut kubeadm = join::Kubeadm::new(self, survey, plan.bootstrap.as_deref());
-        let result = self.run_plan(plan, &mut kubeadm).await;
+        let mut upgrade = upgrade::Run::start(self, plan, survey).await?;
+        let result = self.run_plan(plan, &mut kubeadm, &mut upgrade).await;
+        let result = upgrade.finish(result).await;
         // Every run that changes anything revokes kubeha's join credentials, so a token a
         // killed run minted is gone even when the run that finishes its work joins nothing.
         let revoked = kubeadm.revoke().await;
@@ -440,6 +538,7 @@ impl Connected {
         &self,
         plan: &Plan,
         kubeadm: &mut join::Kubeadm<'_>,
+        upgrade: &mut upgrade::Run<'_>,
     ) -> Result<Timings, ApplyError> {
         let mut timings = Timings::default();
         for phase in Phase::ALL {
@@ -449,7 +548,9 @@ impl Connected {
             }
             let started = Instant::now();
             self.progress.phase(&phase.to_string());
-            if phase.parallel() {
+            if phase.upgrade() {
+                upgrade.phase(self, plan, phase, &steps).await?;
+            } else if phase.parallel() {
                 self.run_parallel(&steps, kubeadm).await?;
             } else {
                 for step in steps {
@@ -564,11 +665,10 @@ impl Connected {
                     let count = api::apply_manifest(&client, manifest).await?;
                     p.info(&format!("applied {count} Calico objects"));
                 }
-                Action::ApplyLabelsAndTaints {
-                    node,
-                    labels,
-                    taints,
-                } => api::patch_labels_and_taints(&client, node, labels, taints.as_deref()).await?,
+                Action::ApplyLabelsAndTaints { node, .. } => {
+                    let patch = plan::node_patch(&step.action).expect("a Node patch");
+                    api::patch_node(&client, node, &patch).await?
+                }
                 Action::WaitReady { nodes } => {
                     let deadline = Instant::now() + self.options.ready_timeout;
                     api::wait_ready(&client, nodes, self.options.ready_timeout).await?;
@@ -635,13 +735,25 @@ impl Connected {
         result
     }
 
+    /// Ends every master connection, all at once (each `ssh -O exit` is a process).
     pub async fn close(self) {
-        for (_, remote) in self.remotes {
-            if let Ok(r) = Arc::try_unwrap(remote) {
-                r.close().await;
-            }
-        }
+        tracing::info!(
+            ssh_commands = crate::remote::commands_sent(),
+            api_requests = api::requests_sent(),
+            "round trips this run made"
+        );
+        close_all(self.remotes.into_values()).await;
     }
+}
+
+/// A kubeconfig and the API's answers being fetched with it (see [`Connected::ask_api_early`]).
+type EarlyApi = (
+    String,
+    tokio::task::JoinHandle<Result<ClusterState, api::KubeError>>,
+);
+
+async fn cluster_state_through(kubeconfig: &str) -> Result<ClusterState, api::KubeError> {
+    api::cluster_state(&api::client(kubeconfig).await?).await
 }
 
 /// `etcdctl member remove` through the control plane `remote`; a member already gone
@@ -664,8 +776,7 @@ pub async fn remove_etcd_member(remote: &Remote, id: &str) -> Result<(), ApplyEr
 /// The name progress reports cluster steps under (they have no host).
 pub const CLUSTER_STEPS: &str = "cluster";
 
-/// Where kubeadm leaves the admin kubeconfig on a control plane.
-const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+use facts::ADMIN_CONF;
 
 /// A control plane's admin kubeconfig, trimmed to what kubeha trusts (see
 /// [`api::trusted_kubeconfig`]); `None` when the host has none.
@@ -676,10 +787,18 @@ async fn read_admin_kubeconfig(
     let Some(bytes) = remote.read_file(ADMIN_CONF).await? else {
         return Ok(None);
     };
-    let unusable = |why: String| ApplyError::Local(format!("{}: {ADMIN_CONF}: {why}", remote.host));
+    trusted_admin_kubeconfig(cluster, &remote.host, bytes).map(Some)
+}
+
+/// An admin.conf's bytes from `host`, trimmed to what kubeha trusts.
+fn trusted_admin_kubeconfig(
+    cluster: &Cluster,
+    host: &str,
+    bytes: Vec<u8>,
+) -> Result<String, ApplyError> {
+    let unusable = |why: String| ApplyError::Local(format!("{host}: {ADMIN_CONF}: {why}"));
     let text = String::from_utf8(bytes).map_err(|_| unusable("not UTF-8".into()))?;
     api::trusted_kubeconfig(&text, &format!("https://{}", cluster.api_endpoint))
-        .map(Some)
         .map_err(|e| unusable(e.to_string()))
 }
 

@@ -84,6 +84,30 @@ pub fn script(action: &Action) -> Option<String> {
         Action::ResetPartialJoin => format!(
             "kubeadm reset -f --cri-socket {CRI_SOCKET}\nrm -rf /etc/kubernetes/pki /var/lib/etcd"
         ),
+        Action::UpgradePackages {
+            packages,
+            version,
+            restart_kubelet,
+        } => {
+            let names: Vec<String> = packages.iter().map(|p| quote(p)).collect();
+            let pinned: Vec<String> = packages
+                .iter()
+                .map(|p| quote(&format!("{p}={version}")))
+                .collect();
+            let mut s = format!(
+                "set -e\napt-mark unhold {names} >/dev/null\n{APT} --allow-change-held-packages install {}\napt-mark hold {names} >/dev/null",
+                pinned.join(" "),
+                names = names.join(" ")
+            );
+            if *restart_kubelet {
+                s.push_str("\nsystemctl daemon-reload\nsystemctl restart kubelet");
+            }
+            s
+        }
+        Action::KubeadmUpgradeApply { version, .. } => {
+            format!("kubeadm upgrade apply {} --yes", quote(version))
+        }
+        Action::KubeadmUpgradeNode { .. } => "kubeadm upgrade node".into(),
         Action::WriteFile { .. }
         | Action::MarkCluster
         | Action::KubeadmInit
@@ -93,7 +117,12 @@ pub fn script(action: &Action) -> Option<String> {
         | Action::ApplyCalico { .. }
         | Action::ApplyLabelsAndTaints { .. }
         | Action::WaitReady { .. }
-        | Action::WriteKubeconfig => return None,
+        | Action::WriteKubeconfig
+        | Action::Backup
+        | Action::EnableBackend { .. }
+        | Action::Drain { .. }
+        | Action::WaitNodeVersion { .. }
+        | Action::Uncordon { .. } => return None,
     })
 }
 
@@ -151,6 +180,15 @@ pub(crate) mod tests {
                 block: "x".into(),
             },
             Action::ResetPartialJoin,
+            Action::UpgradePackages {
+                packages: vec!["kubelet".into(), "kubectl".into()],
+                version: "1.32.0-1.1".into(),
+                restart_kubelet: true,
+            },
+            Action::KubeadmUpgradeApply {
+                version: "v1.32.0".into(),
+                load_balancers: vec![],
+            },
         ];
         for a in &actions {
             let s = script(a).unwrap();
@@ -170,6 +208,18 @@ pub(crate) mod tests {
         })
         .unwrap();
         assert!(s.ends_with("install 'kubeadm=1.31.0-1.1'"), "{s}");
+        let upgrade = script(&Action::UpgradePackages {
+            packages: vec!["kubeadm".into()],
+            version: "1.32.0-1.1".into(),
+            restart_kubelet: false,
+        })
+        .unwrap();
+        assert!(
+            upgrade.contains("apt-mark unhold kubeadm")
+                && upgrade.contains("install 'kubeadm=1.32.0-1.1'")
+                && upgrade.ends_with("apt-mark hold kubeadm >/dev/null"),
+            "{upgrade}"
+        );
         assert_eq!(
             script(&Action::Enable {
                 service: "kubelet".into(),

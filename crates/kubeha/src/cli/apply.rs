@@ -5,7 +5,8 @@ use std::io::IsTerminal;
 use super::plan::{self, plan_or_conflicts};
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Format, Ui};
-use crate::apply::Progress;
+use crate::apply::{Connected, Progress, Survey, Timings};
+use crate::plan::Plan;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,27 +41,9 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         ));
     }
     block_on(args.remote.session(ui, loaded, async |connected| {
-        let mut survey = connected.survey().await.map_err(runtime)?;
+        let mut survey = connected.survey_to_plan().await.map_err(runtime)?;
         survey.replace = args.replace.iter().cloned().collect();
-        let plan = plan_or_conflicts(&connected.cluster, &survey)?;
-        let plan_doc = plan::document(&connected.cluster, &plan, &survey);
-        match ui.format {
-            Format::Text => print!("{}", plan::text(&connected.cluster, &plan, &survey)),
-            Format::Ndjson => {
-                println!("{}", serde_json::json!({"event": "plan", "plan": plan_doc}))
-            }
-            // The plan goes into the one result document.
-            Format::Json | Format::Yaml => {}
-        }
-        if !plan.is_empty() && !args.yes && !confirm(plan.steps.len())? {
-            return Err(Failure::Invalid("nothing was changed".into()));
-        }
-        // Ctrl-C drops the run: no new step starts, and `session` closes the SSH masters.
-        let timings = tokio::select! {
-            timings = connected.execute(&plan, &survey) => timings.map_err(runtime)?,
-            _ = tokio::signal::ctrl_c() => return Err(interrupted(&connected.progress)),
-        };
-        connected.progress.print_summary();
+        let (plan, plan_doc, timings) = show_and_run(ui, connected, &survey, args.yes).await?;
         let phases: Vec<_> = timings
             .phases
             .iter()
@@ -75,11 +58,14 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         if ui.format != Format::Ndjson {
             result["plan"] = plan_doc;
         }
+        if timings.availability.is_some() || timings.backup.is_some() {
+            let upgrade = super::upgrade::document(&timings, plan.steps.len(), 0.0);
+            result["nodes"] = upgrade["nodes"].clone();
+            result["apiAvailability"] = upgrade["apiAvailability"].clone();
+            result["backup"] = upgrade["backup"].clone();
+        }
         ui.print(&result, || {
-            let mut out = String::new();
-            for (phase, seconds) in &timings.phases {
-                out += &format!("  {phase:<24} {seconds:>7.1}s\n");
-            }
+            let out = super::upgrade::text(&timings);
             out + &format!(
                 "Cluster {} is ready: {} change(s) made. Admin kubeconfig: {}\n",
                 connected.cluster.name,
@@ -89,6 +75,35 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         });
         Ok(())
     }))
+}
+
+/// Plans, shows the plan (text, or the ndjson `plan` event; json and yaml put it in the
+/// result), asks unless `yes`, and runs it. Ctrl-C drops the run: no new step starts, and
+/// `session` closes the SSH masters.
+pub(super) async fn show_and_run(
+    ui: &Ui,
+    connected: &Connected,
+    survey: &Survey,
+    yes: bool,
+) -> Result<(Plan, serde_json::Value, Timings), Failure> {
+    let plan = plan_or_conflicts(&connected.cluster, survey)?;
+    let plan_doc = plan::document(&connected.cluster, &plan, survey);
+    match ui.format {
+        Format::Text => print!("{}", plan::text(&connected.cluster, &plan, survey)),
+        Format::Ndjson => {
+            println!("{}", serde_json::json!({"event": "plan", "plan": plan_doc}))
+        }
+        Format::Json | Format::Yaml => {}
+    }
+    if !plan.is_empty() && !yes && !confirm(plan.steps.len())? {
+        return Err(Failure::Invalid("nothing was changed".into()));
+    }
+    let timings = tokio::select! {
+        timings = connected.execute(&plan, survey) => timings.map_err(runtime)?,
+        _ = tokio::signal::ctrl_c() => return Err(interrupted(&connected.progress)),
+    };
+    connected.progress.print_summary();
+    Ok((plan, plan_doc, timings))
 }
 
 /// What an interrupted run tells the operator: what was cut short and how to go on.

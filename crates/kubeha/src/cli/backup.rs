@@ -1,5 +1,6 @@
 //! `kubeha backup`: an etcd snapshot, the cluster PKI and the kubeadm
-//! ClusterConfiguration in one verified archive on the operator's machine (0600).
+//! ClusterConfiguration in one verified archive on the operator's machine (0600); with
+//! `--schedule`, a systemd timer on every control plane keeping N local snapshots instead.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -8,6 +9,7 @@ use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Ui};
 use crate::apply::{Connected, Survey};
 use crate::dr;
+use crate::render::etcd_backup::{self, Schedule};
 use crate::spec::Loaded;
 
 #[derive(Debug, clap::Args)]
@@ -17,9 +19,34 @@ pub struct Args {
     /// Folder the archive is written to (default: .kubeha/<cluster>/backups beside the spec).
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Instead of an archive here: a systemd timer on every control plane taking a local
+    /// etcd snapshot (verified, 0600, in /var/lib/kubeha/backups) on this systemd calendar
+    /// expression: `daily`, `hourly`, `*-*-* 02:30:00`. Run it again to change it.
+    #[arg(long, value_name = "CALENDAR", conflicts_with_all = ["out", "unschedule", "list"])]
+    schedule: Option<String>,
+    /// How many scheduled snapshots each control plane keeps (the oldest go first).
+    #[arg(long, value_name = "N", requires = "schedule")]
+    keep: Option<u32>,
+    /// Remove the timer from every control plane; the snapshots it took stay.
+    #[arg(long, conflicts_with_all = ["out", "list"])]
+    unschedule: bool,
+    /// Show each control plane's schedule and the local snapshots it keeps.
+    #[arg(long, conflicts_with = "out")]
+    list: bool,
 }
 
+/// What `--keep` is when not given.
+const KEEP: u32 = 7;
+
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
+    if let Some(calendar) = &args.schedule {
+        let schedule =
+            Schedule::new(calendar, args.keep.unwrap_or(KEEP)).map_err(Failure::Invalid)?;
+        return schedule_on_hosts(ui, &args.remote, &schedule);
+    }
+    if args.unschedule || args.list {
+        return unschedule_or_list(ui, &args.remote, args.unschedule);
+    }
     let loaded = load_spec(ui, &args.remote.file)?;
     let started = Instant::now();
     let name = loaded.cluster.name.clone();
@@ -45,6 +72,81 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             )
         },
     );
+    Ok(())
+}
+
+fn schedule_on_hosts(ui: &Ui, remote: &RemoteArgs, schedule: &Schedule) -> Result<(), Failure> {
+    let loaded = load_spec(ui, &remote.file)?;
+    let hosts = with_survey(ui, remote, loaded, async |c, survey| {
+        dr::schedule::install(c, survey, schedule)
+            .await
+            .map_err(runtime)
+    })?;
+    ui.print(
+        &serde_json::json!({"scheduled": {"hosts": hosts, "calendar": schedule.calendar, "keep": schedule.keep, "dir": etcd_backup::DIR}}),
+        || {
+            format!(
+                "etcd snapshots scheduled on {} ({}): the newest {} kept in {} on each; \
+                 `kubeha backup --list` shows them\n",
+                hosts.join(", "),
+                schedule.calendar,
+                schedule.keep,
+                etcd_backup::DIR
+            )
+        },
+    );
+    Ok(())
+}
+
+fn unschedule_or_list(ui: &Ui, remote: &RemoteArgs, unschedule: bool) -> Result<(), Failure> {
+    let loaded = load_spec(ui, &remote.file)?;
+    if unschedule {
+        let hosts = block_on(remote.session(ui, loaded, async |c| {
+            dr::schedule::remove(c).await.map_err(runtime)
+        }))?;
+        ui.print(&serde_json::json!({"unscheduled": hosts}), || {
+            format!(
+                "No scheduled etcd snapshots on {} any more; those taken stay in {}\n",
+                hosts.join(", "),
+                etcd_backup::DIR
+            )
+        });
+        return Ok(());
+    }
+    let listing = block_on(remote.session(ui, loaded, async |c| {
+        dr::schedule::list(c).await.map_err(runtime)
+    }))?;
+    let doc: Vec<serde_json::Value> = listing
+        .iter()
+        .map(|(host, l)| {
+            let mut v = serde_json::to_value(l).expect("a listing serializes");
+            v["host"] = host.clone().into();
+            v
+        })
+        .collect();
+    ui.print(&serde_json::json!({"controlPlanes": doc}), || {
+        let mut out = String::new();
+        for (host, l) in &listing {
+            let timer = match (&l.calendar, l.scheduled) {
+                (Some(cal), true) => format!(
+                    "scheduled {cal}, next {}",
+                    l.next.as_deref().unwrap_or("unknown")
+                ),
+                _ => "not scheduled".into(),
+            };
+            out.push_str(&format!(
+                "{host}: {timer}; {} local snapshot(s)\n",
+                l.snapshots.len()
+            ));
+            for s in &l.snapshots {
+                out.push_str(&format!(
+                    "  {}  {} bytes  mode {}\n",
+                    s.path, s.bytes, s.mode
+                ));
+            }
+        }
+        out
+    });
     Ok(())
 }
 

@@ -8,6 +8,8 @@ use super::backup::with_survey;
 use super::remote_args::{runtime, RemoteArgs};
 use super::{load_spec, Failure, Ui};
 use crate::dr::certs::{self, Expiry, WARN_DAYS};
+use crate::probe::Probe;
+use crate::verify::ApiAvailability;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -22,12 +24,13 @@ enum Command {
         #[command(flatten)]
         remote: RemoteArgs,
     },
-    /// `kubeadm certs renew all` on each control plane in turn, restarting its static
-    /// pods one by one, then the local admin kubeconfig.
+    /// `kubeadm certs renew all` on each control plane in turn, out of the load
+    /// balancers while its static pods restart one by one, then the local admin
+    /// kubeconfig; prints the API availability it measured through the endpoint.
     Renew {
         #[command(flatten)]
         remote: RemoteArgs,
-        /// Renew without asking for confirmation.
+        /// Renew without showing the steps and asking first.
         #[arg(long)]
         yes: bool,
     },
@@ -70,18 +73,45 @@ fn text(expiries: &[Expiry], problems: &[String]) -> String {
 
 fn renew(ui: &Ui, remote: &RemoteArgs, yes: bool) -> Result<(), Failure> {
     let loaded = load_spec(ui, &remote.file)?;
-    if !yes {
-        return Err(Failure::Invalid(if std::io::stdin().is_terminal() {
-            "certs renew restarts every control plane's static pods: pass --yes to go ahead".into()
-        } else {
-            "certs renew changes hosts: pass --yes to run it without a terminal".into()
-        }));
+    let terminal = std::io::stdin().is_terminal();
+    if !yes && !terminal {
+        return Err(Failure::Invalid(
+            "certs renew changes hosts: pass --yes to run it without a terminal".into(),
+        ));
     }
     let started = std::time::Instant::now();
     let kubeconfig = remote.kubeconfig_path(&loaded.cluster.name);
-    with_survey(ui, remote, loaded, async |connected, survey| {
-        let admin = certs::renew(connected, survey).await.map_err(runtime)?;
-        if let Some(admin) = admin {
+    let (steps, availability) = with_survey(ui, remote, loaded, async |connected, survey| {
+        let steps = certs::renew_steps(connected, survey).map_err(runtime)?;
+        if !ui.structured() {
+            eprintln!("Renewing the certificates, one control plane at a time:");
+            for s in &steps {
+                eprintln!("  {s}");
+            }
+        }
+        if !yes
+            && !matches!(
+                super::ask("Renew them now? [y/N] ")?.as_str(),
+                "y" | "Y" | "yes"
+            )
+        {
+            return Err(Failure::Invalid("nothing was changed".into()));
+        }
+        // What the API's users had through the endpoint while it ran.
+        let probe = match &survey.kubeconfig {
+            Some(k) => Some(Probe::start(
+                &crate::api::client(k)
+                    .await
+                    .map_err(|e| Failure::Runtime(e.to_string()))?,
+            )),
+            None => None,
+        };
+        let renewed = certs::renew(connected, &steps).await;
+        let availability = match probe {
+            Some(p) => Some(ApiAvailability::from_samples(&p.finish().await)),
+            None => None,
+        };
+        if let Some(admin) = renewed.map_err(runtime)? {
             let text = String::from_utf8(admin)
                 .map_err(|_| Failure::Runtime("admin.conf is not UTF-8".into()))?;
             let trusted = crate::api::trusted_kubeconfig(
@@ -92,12 +122,27 @@ fn renew(ui: &Ui, remote: &RemoteArgs, yes: bool) -> Result<(), Failure> {
             crate::remote::write_private(&kubeconfig, trusted.as_bytes())
                 .map_err(Failure::Runtime)?;
         }
-        Ok(())
+        Ok((steps, availability))
     })?;
-    println!(
-        "Certificates renewed in {:.0}s; admin kubeconfig refreshed at {}",
-        started.elapsed().as_secs_f64(),
-        kubeconfig.display()
+    let seconds = started.elapsed().as_secs_f64();
+    let steps: Vec<String> = steps.iter().map(ToString::to_string).collect();
+    ui.print(
+        &serde_json::json!({
+            "seconds": seconds,
+            "steps": steps,
+            "kubeconfig": kubeconfig,
+            "availability": availability,
+        }),
+        || {
+            let mut out = format!(
+                "Certificates renewed in {seconds:.0}s; admin kubeconfig refreshed at {}\n",
+                kubeconfig.display()
+            );
+            if let Some(a) = &availability {
+                let _ = writeln!(out, "{a}");
+            }
+            out
+        },
     );
     Ok(())
 }

@@ -135,6 +135,8 @@ fn fresh_seed_survey() -> (crate::spec::Cluster, Survey) {
                 .into(),
         )),
         replace: Default::default(),
+        upgrade: None,
+        max_unavailable: 1,
     };
     (cluster, survey)
 }
@@ -157,9 +159,9 @@ fn golden_plan_text_and_json_on_recorded_facts() {
 
 #[test]
 fn golden_status_text_and_json_from_recorded_outputs() {
-    use super::status::{
-        backend_states, etcd_members, Certificate, LoadBalancerStatus, NodeStatus, Status,
-    };
+    use super::status::{backend_states, summarize, LoadBalancerStatus};
+    use crate::facts::cluster::{parse_etcd, LiveClusterConfig, NodeCondition, NodeState};
+    use crate::plan::ClusterState;
     // What HAProxy's stats CSV and etcdctl print on a seed cluster with cp-3's apiserver down.
     let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status,weight\n\
         kube-apiserver,FRONTEND,,,3,9,4096,120,0,0,0,0,0,,,,,OPEN,\n\
@@ -168,44 +170,99 @@ fn golden_status_text_and_json_from_recorded_outputs() {
         kube-apiserver,k8s-master-3,0,0,0,3,,40,0,0,,0,,0,0,0,0,DOWN,1\n\
         kube-apiserver,BACKEND,0,0,2,9,410,120,0,0,0,,0,0,0,0,0,UP,2\n";
     let members = r#"{"header":{"cluster_id":1},"members":[
-        {"ID":11,"name":"k8s-master-1","peerURLs":["https://10.20.1.10:2380"],"clientURLs":["https://10.20.1.10:2379"]},
-        {"ID":12,"name":"k8s-master-2","peerURLs":["https://10.20.1.11:2380"],"clientURLs":["https://10.20.1.11:2379"]},
-        {"ID":13,"name":"k8s-master-3","peerURLs":["https://10.20.1.12:2380"],"clientURLs":["https://10.20.1.12:2379"]}]}"#;
-    let health = r#"[{"endpoint":"https://10.20.1.10:2379","health":true,"took":"2ms"},
-        {"endpoint":"https://10.20.1.11:2379","health":true,"took":"3ms"},
-        {"endpoint":"https://10.20.1.12:2379","health":true,"took":"2ms"}]"#;
-    let node = |name: &str, ready: bool, detail: &str| NodeStatus {
-        name: name.into(),
-        ready,
-        detail: detail.into(),
+        {"ID":11,"name":"k8s-master-1","peerURLs":["https://192.0.2.10:2380"],"clientURLs":["https://192.0.2.10:2379"]},
+        {"ID":12,"name":"k8s-master-2","peerURLs":["https://192.0.2.11:2380"],"clientURLs":["https://192.0.2.11:2379"]},
+        {"ID":13,"name":"k8s-master-3","peerURLs":["https://192.0.2.12:2380"],"clientURLs":["https://192.0.2.12:2379"]}]}"#;
+    let health = r#"[{"endpoint":"https://192.0.2.10:2379","health":true,"took":"2ms"},
+        {"endpoint":"https://192.0.2.11:2379","health":true,"took":"3ms"},
+        {"endpoint":"https://192.0.2.12:2379","health":true,"took":"2ms"}]"#;
+    let leader = r#"[{"Status":{"leader":11}}]"#;
+    let cluster = seed();
+    // 2026-12-01 12:00 UTC on every host; k8s-master-2's certificates were made 345 days
+    // before the others' and end within the warning threshold.
+    let clock = 1_796_126_400;
+    let mut facts: BTreeMap<String, HostFacts> = cluster
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), HostFacts::default()))
+        .collect();
+    for (cp, apiserver_ends) in [
+        ("k8s-master-1", clock + 300 * 86_400),
+        ("k8s-master-2", clock + 20 * 86_400 + 3_600),
+        ("k8s-master-3", clock + 300 * 86_400),
+    ] {
+        let f = facts.get_mut(cp).unwrap();
+        f.etcd = parse_etcd(members, health, leader);
+        f.clock = Some(clock);
+        f.certificates = BTreeMap::from([
+            ("/etc/kubernetes/pki/ca.crt".into(), clock + 3_600 * 86_400),
+            ("/etc/kubernetes/pki/apiserver.crt".into(), apiserver_ends),
+            ("/etc/kubernetes/admin.conf".into(), apiserver_ends + 60),
+        ]);
+    }
+    let condition = |kind: &str, status: &str, reason: &str, message: &str| NodeCondition {
+        kind: kind.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message: message.into(),
     };
-    let status = Status {
-        nodes: vec![
-            node("k8s-master-1", true, ""),
-            node("k8s-master-2", true, ""),
-            node("k8s-master-3", true, ""),
-            node("k8s-worker-1", true, ""),
-            node(
-                "k8s-worker-2",
-                false,
-                "KubeletNotReady: container runtime network not ready",
-            ),
-        ],
-        etcd: etcd_members(members, health),
-        etcd_quorum: None,
-        load_balancers: vec![LoadBalancerStatus {
-            host: "load-balancer".into(),
-            holds_vip: None,
-            backends: backend_states(csv),
-        }],
-        certificates: vec![Certificate {
-            host: "k8s-master-1".into(),
-            file: "/etc/kubernetes/pki/apiserver.crt".into(),
-            subject: "CN=kube-apiserver".into(),
-            not_after: "2027-12-01T09:00:00Z".into(),
-        }],
-        problems: vec!["k8s-worker-2: kubelet restarted 3 times".into()],
+    let ready = condition(
+        "Ready",
+        "True",
+        "KubeletReady",
+        "kubelet is posting ready status",
+    );
+    let calm = condition("MemoryPressure", "False", "KubeletHasSufficientMemory", "");
+    let nodes = cluster
+        .kube_nodes()
+        .map(|h| {
+            let mut n = NodeState {
+                ready: true,
+                // Mid-upgrade: the control plane and the "-1" kubelets are at v1.32.0.
+                kubelet_version: if h.name.ends_with("-1") {
+                    "v1.32.0"
+                } else {
+                    "v1.31.0"
+                }
+                .into(),
+                conditions: vec![calm.clone(), ready.clone()],
+                ..Default::default()
+            };
+            if h.name == "k8s-worker-1" {
+                n.cordoned = true;
+                n.conditions.push(condition(
+                    "DiskPressure",
+                    "True",
+                    "KubeletHasDiskPressure",
+                    "kubelet has disk pressure",
+                ));
+            }
+            if h.name == "k8s-worker-2" {
+                n.ready = false;
+                n.conditions[1] = condition(
+                    "Ready",
+                    "False",
+                    "KubeletNotReady",
+                    "container runtime network not ready",
+                );
+            }
+            (h.name.clone(), n)
+        })
+        .collect();
+    let state = ClusterState {
+        nodes,
+        calico: true,
+        kubeadm_config: Some(LiveClusterConfig {
+            kubernetes_version: "v1.32.0".into(),
+            ..Default::default()
+        }),
     };
+    let mut status = summarize(&cluster, &facts, Some(&state));
+    status.load_balancers.push(LoadBalancerStatus {
+        host: "load-balancer".into(),
+        holds_vip: None,
+        backends: backend_states(csv),
+    });
     assert_golden("status/seed.txt", &super::status::text(&status));
     let json = serde_json::to_string_pretty(&status).unwrap();
     assert_golden("status/seed.json", &(json + "\n"));

@@ -19,6 +19,7 @@ mod reset;
 mod restore;
 mod schema;
 pub mod status;
+mod upgrade;
 mod verify;
 pub mod version;
 
@@ -93,6 +94,8 @@ enum Command {
     Certs(certs::Args),
     /// Remove or replace a control plane or worker without breaking etcd's quorum.
     Node(node::Args),
+    /// Rolling Kubernetes upgrade, one minor at a time, keeping the API up.
+    Upgrade(upgrade::Args),
     /// The seed's machines as local Docker containers, for trying kubeha and testing it.
     Lab(lab::Args),
     /// kubeha's version and commit, and the Kubernetes and Calico versions it defaults to.
@@ -164,6 +167,7 @@ pub fn main() -> ExitCode {
         Command::Reset(args) => reset::run(&ui, args),
         Command::Certs(args) => certs::run(&ui, args),
         Command::Node(args) => node::run(&ui, args),
+        Command::Upgrade(args) => upgrade::run(&ui, args),
         Command::Lab(args) => lab::run(&ui, args),
         Command::Version(args) => version::run(&ui, args),
         Command::Completion(args) => generate::completion(&ui, args),

@@ -27,7 +27,7 @@ pub const CHANGES_EXIT: u8 = 3;
 pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
     let plan = block_on(args.remote.session(ui, loaded, async |connected| {
-        let mut survey = connected.survey().await.map_err(runtime)?;
+        let mut survey = connected.survey_to_plan().await.map_err(runtime)?;
         survey.replace = args.replace.iter().cloned().collect();
         let plan = plan_or_conflicts(&connected.cluster, &survey)?;
         show(ui, &connected.cluster, &plan, &survey);
@@ -57,7 +57,7 @@ pub fn show(ui: &Ui, cluster: &Cluster, plan: &Plan, survey: &Survey) {
 
 /// The plan as one machine-readable document.
 pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::Value {
-    serde_json::json!({
+    let mut doc = serde_json::json!({
         "cluster": cluster.name,
         "changes": plan.steps.len(),
         "bootstrap": plan.bootstrap,
@@ -65,7 +65,11 @@ pub fn document(cluster: &Cluster, plan: &Plan, survey: &Survey) -> serde_json::
         "warnings": plan.warnings,
         "etcd": plan.etcd,
         "apiProblem": survey.api_problem,
-    })
+    });
+    if !plan.batches.is_empty() {
+        doc["workerBatches"] = serde_json::json!(plan.batches);
+    }
+    doc
 }
 
 /// The plan as a person reads it: phase, host, step, and diffs of changed files.
@@ -112,6 +116,14 @@ pub fn text(cluster: &Cluster, plan: &Plan, survey: &Survey) -> String {
                 }
             }
         }
+    }
+    if !plan.batches.is_empty() {
+        let batches: Vec<String> = plan.batches.iter().map(|b| b.join(" + ")).collect();
+        let _ = writeln!(
+            out,
+            "\nWorkers are upgraded in this order, each batch drained together: {}.",
+            batches.join(", then ")
+        );
     }
     let hosts: std::collections::BTreeSet<_> = plan
         .steps

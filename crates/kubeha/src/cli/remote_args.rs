@@ -63,6 +63,7 @@ impl RemoteArgs {
             ready_timeout: Duration::from_secs(self.ready_timeout),
             run_dir,
             kubeconfig: self.kubeconfig_path(cluster),
+            backup_dir: crate::dr::backups_dir(&self.spec_dir(), cluster),
         }
     }
 

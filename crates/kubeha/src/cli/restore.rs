@@ -69,7 +69,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         dr::restore(connected, &archive, &steps)
             .await
             .map_err(runtime)?;
-        let survey = connected.survey().await.map_err(runtime)?;
+        let survey = connected.survey_to_plan().await.map_err(runtime)?;
         let plan = plan_or_conflicts(&connected.cluster, &survey)?;
         if !ui.structured() {
             show(ui, &connected.cluster, &plan, &survey);

@@ -120,16 +120,18 @@ fn health_checks(cluster: &Cluster, s: &Status) -> Vec<(String, bool, String)> {
             format!("not Ready: {}", not_ready.join(", "))
         },
     ));
-    let members = cluster.control_planes().count();
-    let healthy = s.etcd.iter().filter(|m| m.healthy == Some(true)).count();
-    checks.push((
-        "etcd quorum healthy".into(),
-        healthy == members && s.etcd.len() == members,
-        format!(
-            "{healthy}/{} members healthy, {members} control planes",
-            s.etcd.len()
+    let control_planes = cluster.control_planes().count();
+    let (ok, detail) = match &s.quorum {
+        Some(q) => (
+            q.healthy == control_planes && q.members == control_planes,
+            format!(
+                "{}/{} members healthy, {control_planes} control planes: can lose {} now",
+                q.healthy, q.members, q.fault_tolerance
+            ),
         ),
-    ));
+        None => (false, "no control plane's etcd answered".to_string()),
+    };
+    checks.push(("etcd quorum healthy".into(), ok, detail));
     for lb in &s.load_balancers {
         let down: Vec<&str> = lb
             .backends

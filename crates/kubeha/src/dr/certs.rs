@@ -9,6 +9,7 @@ use x509_parser::pem::parse_x509_pem;
 
 use crate::apply::{ApplyError, Connected, Survey};
 use crate::quote::shell as quote;
+use crate::render::haproxy;
 
 /// Certificates closer than this to their end are flagged.
 pub const WARN_DAYS: i64 = 30;
@@ -127,37 +128,332 @@ pub async fn check(
     Ok((out, problems))
 }
 
-/// `kubeadm certs renew all` on each joined control plane in turn; each static pod is
-/// restarted alone and must be healthy before the next, so the API stays up through the
-/// others. Returns the admin kubeconfig of the last host, with its renewed certificate.
-pub async fn renew(c: &Connected, survey: &Survey) -> Result<Option<Vec<u8>>, ApplyError> {
-    let mut admin = None;
-    for h in super::joined_control_planes(c, survey) {
-        let remote = c.remote(&h.name);
+/// How long a drained apiserver's open connections may take to end before the load
+/// balancers cut them: requests finish within it, watches never end on their own.
+const DRAIN_WITHIN: Duration = Duration::from_secs(5);
+/// How long the load balancers may take to report a renewed apiserver UP again.
+const BACK_IN_WITHIN: Duration = Duration::from_secs(60);
+const POLL: Duration = Duration::from_millis(250);
+
+/// One step of a rolling renewal; `certs renew` shows them all before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RenewStep {
+    /// On every load balancer: no new connections to the host's apiserver, a moment for
+    /// open ones to end, then maintenance (the rest are closed; clients reconnect to the
+    /// other control planes while this one is still healthy).
+    Drain {
+        host: String,
+        load_balancers: Vec<String>,
+    },
+    Renew {
+        host: String,
+    },
+    /// Restart one static pod, then wait for the host's etcd member and /readyz.
+    Restart {
+        host: String,
+        pod: &'static str,
+    },
+    /// Back into every load balancer, and wait until each reports it UP: only then is
+    /// the next control plane taken out.
+    Ready {
+        host: String,
+        load_balancers: Vec<String>,
+    },
+}
+
+impl std::fmt::Display for RenewStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RenewStep::Drain {
+                host,
+                load_balancers,
+            } => write!(
+                f,
+                "{host}: out of HAProxy on {}: drain, at most {}s for its connections to end, then maintenance",
+                load_balancers.join(", "),
+                DRAIN_WITHIN.as_secs()
+            ),
+            RenewStep::Renew { host } => write!(f, "{host}: kubeadm certs renew all"),
+            RenewStep::Restart { host, pod } => {
+                write!(f, "{host}: restart {pod}; wait for etcd and /readyz")
+            }
+            RenewStep::Ready {
+                host,
+                load_balancers,
+            } => write!(
+                f,
+                "{host}: back into HAProxy on {}; wait until each reports it UP",
+                load_balancers.join(", ")
+            ),
+        }
+    }
+}
+
+/// The renewal's steps: each control plane in turn, out of the load balancers while its
+/// static pods restart. A lone control plane stays in: draining it would leave nothing
+/// to serve the API.
+pub fn renew_plan(control_planes: &[&str], load_balancers: &[&str]) -> Vec<RenewStep> {
+    let drain = control_planes.len() > 1 && !load_balancers.is_empty();
+    let lbs: Vec<String> = load_balancers.iter().map(|l| l.to_string()).collect();
+    let mut steps = Vec::new();
+    for cp in control_planes {
+        let host = cp.to_string();
+        if drain {
+            steps.push(RenewStep::Drain {
+                host: host.clone(),
+                load_balancers: lbs.clone(),
+            });
+        }
+        steps.push(RenewStep::Renew { host: host.clone() });
+        steps.extend(STATIC_PODS.iter().map(|pod| RenewStep::Restart {
+            host: host.clone(),
+            pod,
+        }));
+        if drain {
+            steps.push(RenewStep::Ready {
+                host,
+                load_balancers: lbs.clone(),
+            });
+        }
+    }
+    steps
+}
+
+/// [`renew_plan`] for the joined control planes and the spec's load balancers. Every
+/// control plane's name must be one HAProxy's runtime API can carry.
+pub fn renew_steps(c: &Connected, survey: &Survey) -> Result<Vec<RenewStep>, ApplyError> {
+    let cps: Vec<&str> = super::joined_control_planes(c, survey)
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    for cp in &cps {
+        crate::quote::haproxy_runtime(cp)
+            .map_err(|e| ApplyError::Local(format!("{cp}: {}", e.reason)))?;
+    }
+    let lbs: Vec<&str> = c
+        .cluster
+        .load_balancers()
+        .map(|h| h.name.as_str())
+        .collect();
+    Ok(renew_plan(&cps, &lbs))
+}
+
+/// Runs the renewal's steps in order. A failure while a control plane is out of the load
+/// balancers puts it back first (their health checks keep a broken apiserver out), so no
+/// run leaves a server in maintenance. Returns the admin kubeconfig of the last host
+/// renewed, with its renewed certificate.
+pub async fn renew(c: &Connected, steps: &[RenewStep]) -> Result<Option<Vec<u8>>, ApplyError> {
+    let mut out: Option<(&str, &[String])> = None;
+    let mut last = None;
+    for step in steps {
+        let host = match step {
+            RenewStep::Drain {
+                host,
+                load_balancers,
+            } => {
+                out = Some((host, load_balancers));
+                host
+            }
+            RenewStep::Renew { host } | RenewStep::Restart { host, .. } => host,
+            RenewStep::Ready { host, .. } => host,
+        };
+        let label = step.to_string();
+        let label = label.split_once(": ").map_or(label.as_str(), |(_, l)| l);
         let started = Instant::now();
-        c.progress.started(&h.name, "kubeadm certs renew all");
-        remote
-            .run_for(
-                "kubeadm certs renew failed",
-                "kubeadm certs renew all",
-                c.options.kubeadm_timeout,
-            )
-            .await?;
-        for pod in STATIC_PODS {
-            c.progress.started(&h.name, &format!("restarting {pod}"));
+        c.progress.started(host, label);
+        if let Err(e) = run_step(c, step).await {
+            c.progress.failed(host, label);
+            return Err(match out {
+                Some((host, lbs)) => put_back(c, host, lbs, e).await,
+                None => e,
+            });
+        }
+        c.progress
+            .done(host, label, started.elapsed().as_secs_f64());
+        match step {
+            RenewStep::Ready { .. } => out = None,
+            RenewStep::Renew { host } => last = Some(host),
+            _ => {}
+        }
+    }
+    match last {
+        Some(host) => Ok(c
+            .remote(host)
+            .read_file("/etc/kubernetes/admin.conf")
+            .await?),
+        None => Ok(None),
+    }
+}
+
+async fn run_step(c: &Connected, step: &RenewStep) -> Result<(), ApplyError> {
+    match step {
+        RenewStep::Drain {
+            host,
+            load_balancers,
+        } => {
+            for lb in load_balancers {
+                set_server(c, lb, host, "state drain").await?;
+            }
+            let deadline = Instant::now() + DRAIN_WITHIN;
+            while Instant::now() < deadline {
+                let mut open = 0;
+                for lb in load_balancers {
+                    open += server_stat(c, lb, host).await?.sessions;
+                }
+                if open == 0 {
+                    break;
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            for lb in load_balancers {
+                set_server(c, lb, host, "state maint").await?;
+                runtime(
+                    c,
+                    lb,
+                    &format!("shutdown sessions server {}", server_path(host)),
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        RenewStep::Renew { host } => {
+            c.remote(host)
+                .run_for(
+                    "kubeadm certs renew failed",
+                    "kubeadm certs renew all",
+                    c.options.kubeadm_timeout,
+                )
+                .await?;
+            Ok(())
+        }
+        RenewStep::Restart { host, pod } => {
+            let remote = c.remote(host);
             remote
                 .run(&format!("cannot restart {pod}"), &restart_script(pod))
                 .await?;
-            super::wait_healthy(remote, h, HEALTHY_WITHIN, &format!("restarting {pod}")).await?;
+            let spec_host = c
+                .cluster
+                .control_planes()
+                .find(|h| h.name == *host)
+                .expect("steps name control planes of the spec");
+            super::wait_healthy(
+                remote,
+                spec_host,
+                HEALTHY_WITHIN,
+                &format!("restarting {pod}"),
+            )
+            .await
         }
-        admin = remote.read_file("/etc/kubernetes/admin.conf").await?;
-        c.progress.done(
-            &h.name,
-            "certificates renewed; control plane healthy",
-            started.elapsed().as_secs_f64(),
-        );
+        RenewStep::Ready {
+            host,
+            load_balancers,
+        } => {
+            for lb in load_balancers {
+                set_server(c, lb, host, "state ready").await?;
+            }
+            let deadline = Instant::now() + BACK_IN_WITHIN;
+            for lb in load_balancers {
+                loop {
+                    let stat = server_stat(c, lb, host).await?;
+                    if stat.status == "UP" {
+                        break;
+                    }
+                    if Instant::now() >= deadline {
+                        return Err(ApplyError::Local(format!(
+                            "{lb}: HAProxy still reports {host} {} {}s after it was put back",
+                            stat.status,
+                            BACK_IN_WITHIN.as_secs()
+                        )));
+                    }
+                    tokio::time::sleep(POLL).await;
+                }
+            }
+            Ok(())
+        }
     }
-    Ok(admin)
+}
+
+/// After `failure` with `host` out of the load balancers: back in on each, or the
+/// error says where it is still out.
+async fn put_back(c: &Connected, host: &str, lbs: &[String], failure: ApplyError) -> ApplyError {
+    let mut still_out = Vec::new();
+    for lb in lbs {
+        if set_server(c, lb, host, "state ready").await.is_err() {
+            still_out.push(lb.as_str());
+        }
+    }
+    if still_out.is_empty() {
+        return failure;
+    }
+    ApplyError::Local(format!(
+        "{failure}\n{host} is still in maintenance on {}: `kubeha certs renew` again puts it back",
+        still_out.join(", ")
+    ))
+}
+
+/// `backend/server` for the runtime API; [`renew_steps`] checked the name.
+fn server_path(host: &str) -> String {
+    format!("{}/{host}", haproxy::BACKEND)
+}
+
+async fn runtime(c: &Connected, lb: &str, command: &str) -> Result<String, ApplyError> {
+    let out = c
+        .remote(lb)
+        .run(
+            "HAProxy's runtime API failed",
+            &haproxy::runtime_command(command),
+        )
+        .await?;
+    Ok(out.stdout)
+}
+
+/// `set server <backend>/<host> <what>`; HAProxy answers such a command only when it refuses it.
+async fn set_server(c: &Connected, lb: &str, host: &str, what: &str) -> Result<(), ApplyError> {
+    let command = format!("set server {} {what}", server_path(host));
+    let answer = runtime(c, lb, &command).await?;
+    match answer.trim() {
+        "" => Ok(()),
+        refused => Err(ApplyError::Local(format!(
+            "{lb}: HAProxy refused `{command}`: {refused}"
+        ))),
+    }
+}
+
+async fn server_stat(c: &Connected, lb: &str, host: &str) -> Result<ServerStat, ApplyError> {
+    let csv = runtime(c, lb, "show stat").await?;
+    parse_server_stat(&csv, host).ok_or_else(|| {
+        ApplyError::Local(format!(
+            "{lb}: HAProxy has no server {host} in {}",
+            haproxy::BACKEND
+        ))
+    })
+}
+
+/// What HAProxy's statistics say about one apiserver backend server.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ServerStat {
+    /// `UP`, `DOWN`, `DRAIN`, `MAINT`, or a transition such as `UP 1/2`.
+    pub status: String,
+    /// Connections open to it now (`scur`).
+    pub sessions: u64,
+}
+
+/// The row of `server` in the apiserver backend of `show stat`'s CSV.
+pub fn parse_server_stat(csv: &str, server: &str) -> Option<ServerStat> {
+    let mut lines = csv.lines();
+    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
+    let at = |name: &str| header.iter().position(|c| *c == name);
+    let (px, sv, scur, status) = (at("pxname")?, at("svname")?, at("scur")?, at("status")?);
+    lines
+        .map(|l| l.split(',').collect::<Vec<_>>())
+        .find_map(|row| {
+            (row.get(px) == Some(&haproxy::BACKEND) && row.get(sv) == Some(&server)).then(|| {
+                ServerStat {
+                    status: row.get(status).unwrap_or(&"").to_string(),
+                    sessions: row.get(scur).and_then(|n| n.parse().ok()).unwrap_or(0),
+                }
+            })
+        })
 }
 
 /// Moves a static pod's manifest out until the kubelet has stopped its process, then
@@ -220,6 +516,76 @@ mod tests {
             CA_PEM.as_bytes()
         );
         assert!(kubeconfig_client_certificate("users: []\n").is_none());
+    }
+
+    #[test]
+    fn each_control_plane_leaves_the_load_balancers_while_it_restarts() {
+        let steps = renew_plan(&["cp-1", "cp-2"], &["lb-1", "lb-2"]);
+        let lbs = vec!["lb-1".to_string(), "lb-2".to_string()];
+        let one = |h: &str| {
+            let mut v = vec![
+                RenewStep::Drain {
+                    host: h.into(),
+                    load_balancers: lbs.clone(),
+                },
+                RenewStep::Renew { host: h.into() },
+            ];
+            v.extend(STATIC_PODS.iter().map(|pod| RenewStep::Restart {
+                host: h.into(),
+                pod,
+            }));
+            v.push(RenewStep::Ready {
+                host: h.into(),
+                load_balancers: lbs.clone(),
+            });
+            v
+        };
+        assert_eq!(steps, [one("cp-1"), one("cp-2")].concat());
+        assert_eq!(
+            steps[0].to_string(),
+            "cp-1: out of HAProxy on lb-1, lb-2: drain, at most 5s for its connections to end, then maintenance"
+        );
+        assert_eq!(
+            steps[2].to_string(),
+            "cp-1: restart etcd; wait for etcd and /readyz"
+        );
+    }
+
+    #[test]
+    fn a_lone_control_plane_or_no_load_balancer_is_never_drained() {
+        for steps in [
+            renew_plan(&["cp-1"], &["lb-1"]),
+            renew_plan(&["cp-1", "cp-2"], &[]),
+        ] {
+            assert!(
+                steps
+                    .iter()
+                    .all(|s| matches!(s, RenewStep::Renew { .. } | RenewStep::Restart { .. })),
+                "{steps:?}"
+            );
+        }
+        assert!(renew_plan(&[], &["lb-1"]).is_empty());
+    }
+
+    #[test]
+    fn reads_a_servers_state_and_sessions_from_haproxys_statistics() {
+        // `show stat` as HAProxy 2.6 prints it, trimmed to the first eighteen columns.
+        let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status\n\
+                   kube-apiserver,FRONTEND,,,7,9,262120,40,1,2,0,0,0,,,,,OPEN\n\
+                   kube-apiserver,cp-1,0,0,3,5,,20,1,2,,0,,0,0,0,0,DRAIN\n\
+                   kube-apiserver,cp-2,0,0,0,4,,20,1,2,,0,,0,0,0,0,UP 1/2\n\
+                   stats,cp-1,,,0,0,,0,0,0,,,,,,,,OPEN\n";
+        let stat = |s| parse_server_stat(csv, s);
+        assert_eq!(
+            stat("cp-1"),
+            Some(ServerStat {
+                status: "DRAIN".into(),
+                sessions: 3
+            })
+        );
+        assert_eq!(stat("cp-2").unwrap().status, "UP 1/2");
+        assert_eq!(stat("cp-3"), None);
+        assert_eq!(parse_server_stat("", "cp-1"), None);
     }
 
     #[test]

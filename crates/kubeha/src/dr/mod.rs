@@ -5,6 +5,7 @@
 pub mod archive;
 pub mod certs;
 pub mod reset;
+pub mod schedule;
 pub mod steps;
 
 use std::collections::BTreeMap;

@@ -66,6 +66,11 @@ impl HostReset {
         if !blocks.is_empty() {
             services.push(render::hosts_entry::UNIT.into());
         }
+        // `backup --schedule`'s timer; the snapshots it took stay, as data.
+        if host.has(Role::ControlPlane) {
+            services.push(render::etcd_backup::TIMER.into());
+            files.extend(render::etcd_backup::FILES.map(String::from));
+        }
         let packages = if keep_packages {
             Vec::new()
         } else {
@@ -190,6 +195,15 @@ mod tests {
                 assert_eq!(script.contains("apt-get"), !keep);
                 assert!(script.contains(CLUSTER_MARKER));
             }
+        }
+        let cp = cluster.control_planes().next().unwrap();
+        let script = HostReset::new(&cluster, cp, &inputs, true).script();
+        assert!(
+            script.contains("disable --now kubeha-etcd-backup.timer"),
+            "{script}"
+        );
+        for f in render::etcd_backup::FILES {
+            assert!(script.contains(f), "{script}");
         }
         let lb = cluster.load_balancers().next().unwrap();
         let script = HostReset::new(&cluster, lb, &inputs, false).script();

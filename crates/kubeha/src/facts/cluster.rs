@@ -2,7 +2,7 @@
 //! `etcdctl` on a control plane, and kubeadm's `ClusterConfiguration` and the Nodes
 //! through the Kubernetes API. Pure parsers; the API reads are in `api`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -46,6 +46,13 @@ impl EtcdView {
         self.members
             .iter()
             .any(|m| m.healthy && m.started() && !m.learner)
+    }
+
+    /// Voting members (learners do not vote), and how many of them are started and healthy.
+    pub fn votes(&self) -> (usize, usize) {
+        let voting = self.members.iter().filter(|m| !m.learner);
+        let healthy = voting.clone().filter(|m| m.healthy && m.started()).count();
+        (healthy, voting.count())
     }
 }
 
@@ -138,12 +145,77 @@ impl From<&crate::spec::Taint> for NodeTaint {
     }
 }
 
+impl NodeTaint {
+    /// What tells taints apart on a Node (one value per key and effect), as kubeha
+    /// records the taints it manages.
+    pub fn identity(&self) -> String {
+        format!("{}:{}", self.key, self.effect)
+    }
+}
+
 impl std::fmt::Display for NodeTaint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match &self.value {
             Some(v) => write!(f, "{}={v}:{}", self.key, self.effect),
             None => write!(f, "{}:{}", self.key, self.effect),
         }
+    }
+}
+
+/// The Node annotation listing the label keys kubeha set (comma-separated): the only
+/// labels it removes when the spec no longer names them.
+pub const MANAGED_LABELS: &str = "kubeha.dev/managed-labels";
+/// The Node annotation listing the taints kubeha set, as `key:effect` (comma-separated).
+pub const MANAGED_TAINTS: &str = "kubeha.dev/managed-taints";
+
+/// The entries of a [`MANAGED_LABELS`] or [`MANAGED_TAINTS`] annotation.
+pub fn parse_managed(annotation: Option<&str>) -> BTreeSet<String> {
+    annotation
+        .into_iter()
+        .flat_map(|a| a.split(','))
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// One of a Node's `status.conditions`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct NodeCondition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+}
+
+impl NodeCondition {
+    /// Ready that is not `True`, or any other condition (MemoryPressure, DiskPressure,
+    /// PIDPressure, NetworkUnavailable, a node-problem-detector's) that is `True`.
+    pub fn troubled(&self) -> bool {
+        if self.kind == "Ready" {
+            self.status != "True"
+        } else {
+            self.status == "True"
+        }
+    }
+}
+
+impl std::fmt::Display for NodeCondition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.kind.as_str(), self.status.as_str()) {
+            ("Ready", "False") => f.write_str("NotReady")?,
+            ("Ready", _) => write!(f, "Ready {}", self.status)?,
+            (kind, _) => f.write_str(kind)?,
+        }
+        if !self.reason.is_empty() {
+            write!(f, " ({})", self.reason)?;
+        }
+        if !self.message.is_empty() {
+            write!(f, ": {}", self.message)?;
+        }
+        Ok(())
     }
 }
 
@@ -154,10 +226,33 @@ pub struct NodeState {
     pub ready: bool,
     /// `spec.unschedulable` (cordoned).
     pub cordoned: bool,
+    /// kubeha cordoned it for an upgrade (its annotation), so a re-run uncordons it.
+    pub cordoned_by_kubeha: bool,
     /// `status.nodeInfo.kubeletVersion`, e.g. `v1.31.0`.
     pub kubelet_version: String,
     pub labels: BTreeMap<String, String>,
     pub taints: Vec<NodeTaint>,
+    pub conditions: Vec<NodeCondition>,
+    /// Label keys kubeha set ([`MANAGED_LABELS`]).
+    pub managed_labels: BTreeSet<String>,
+    /// Taints kubeha set, as [`NodeTaint::identity`] ([`MANAGED_TAINTS`]).
+    pub managed_taints: BTreeSet<String>,
+}
+
+impl NodeState {
+    /// What needs an operator's attention, one line per troubled condition.
+    pub fn troubles(&self) -> Vec<String> {
+        let mut out: Vec<String> = self
+            .conditions
+            .iter()
+            .filter(|c| c.troubled())
+            .map(ToString::to_string)
+            .collect();
+        if !self.conditions.iter().any(|c| c.kind == "Ready") {
+            out.insert(0, "the kubelet has not reported a Ready condition".into());
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +284,44 @@ pub(crate) mod tests {
         assert_eq!(parse_etcd("", "", ""), None, "etcd did not answer");
         let none_healthy = parse_etcd(MEMBERS, "[]", "").unwrap();
         assert!(!none_healthy.healthy());
+    }
+
+    #[test]
+    fn votes_count_started_healthy_voting_members() {
+        // MEMBERS: one healthy, one unhealthy, one never started.
+        let v = parse_etcd(MEMBERS, HEALTH, STATUS).unwrap();
+        assert_eq!(v.votes(), (1, 3));
+    }
+
+    #[test]
+    fn troubled_node_conditions() {
+        let c = |kind: &str, status: &str| NodeCondition {
+            kind: kind.into(),
+            status: status.into(),
+            ..Default::default()
+        };
+        assert!(!c("Ready", "True").troubled());
+        assert!(c("Ready", "False").troubled() && c("Ready", "Unknown").troubled());
+        assert!(!c("DiskPressure", "False").troubled());
+        assert!(c("DiskPressure", "True").troubled() && c("NetworkUnavailable", "True").troubled());
+        let node = NodeState {
+            conditions: vec![c("Ready", "Unknown"), c("PIDPressure", "False")],
+            ..Default::default()
+        };
+        assert_eq!(node.troubles(), ["Ready Unknown"]);
+        assert_eq!(
+            NodeState::default().troubles(),
+            ["the kubelet has not reported a Ready condition"]
+        );
+    }
+
+    #[test]
+    fn managed_annotations_are_comma_separated() {
+        assert_eq!(
+            parse_managed(Some("tier, zone,,")),
+            BTreeSet::from(["tier".to_string(), "zone".to_string()])
+        );
+        assert!(parse_managed(None).is_empty() && parse_managed(Some("")).is_empty());
     }
 
     #[test]

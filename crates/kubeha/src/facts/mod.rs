@@ -127,6 +127,12 @@ pub struct HostFacts {
     pub kubeadm_running: bool,
     /// etcd as this control plane's `etcdctl` sees it; `None` when etcd did not answer.
     pub etcd: Option<cluster::EtcdView>,
+    /// A control plane's certificates (see [`CERTIFICATES_SECTION`]): path → notAfter
+    /// (Unix seconds).
+    pub certificates: BTreeMap<String, i64>,
+    /// The host's clock (Unix seconds) when it reported its certificates: their expiry is
+    /// judged by the clock of the host that uses them.
+    pub clock: Option<i64>,
 }
 
 /// The addresses a host finds for the endpoint name, by source.
@@ -165,6 +171,46 @@ impl HostFacts {
     pub fn sysctl(&self, key: &str) -> Option<&str> {
         self.sysctls.get(key).map(String::as_str)
     }
+
+    /// The certificate that expires first, judged by the host's clock.
+    pub fn nearest_certificate(&self) -> Option<CertificateExpiry> {
+        let clock = self.clock?;
+        let (file, not_after) = self.certificates.iter().min_by_key(|(_, t)| **t)?;
+        Some(CertificateExpiry {
+            file: file.clone(),
+            not_after: *not_after,
+            days_left: crate::dr::certs::days_left(*not_after, clock),
+        })
+    }
+}
+
+/// When a certificate ends (named as `kubeha certs check` names it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CertificateExpiry {
+    pub file: String,
+    /// Unix seconds.
+    pub not_after: i64,
+    /// Whole days from the host's clock; negative once expired.
+    pub days_left: i64,
+}
+
+impl CertificateExpiry {
+    /// Inside `kubeha certs`' warning threshold (30 days), or expired.
+    pub fn warn(&self) -> bool {
+        self.days_left < crate::dr::certs::WARN_DAYS
+    }
+
+    /// The expiry as a person reads it: the date, and the days left or since.
+    pub fn describe(&self) -> String {
+        let date = std::time::UNIX_EPOCH
+            + std::time::Duration::from_secs(u64::try_from(self.not_after).unwrap_or(0));
+        let date = humantime::format_rfc3339_seconds(date).to_string();
+        let date = date.split('T').next().unwrap_or_default().to_string();
+        match self.days_left {
+            d if d < 0 => format!("{} expired on {date} ({} day(s) ago)", self.file, -d),
+            d => format!("{} expires on {date} (in {d} day(s))", self.file),
+        }
+    }
 }
 
 /// The endpoint's name, which the facts resolve on each host; `None` for an address.
@@ -175,16 +221,65 @@ pub fn endpoint_name(cluster: &Cluster) -> Option<&str> {
     }
 }
 
-/// Prints `key=` and the addresses (first column of `getent ahosts`) the command prints.
+/// The key prefix of output lines that carry a secret (a control plane's admin
+/// kubeconfig): kept out of the host log (see [`crate::remote::Remote::run_keeping_secrets`])
+/// and out of [`HostFacts`].
+pub const SECRET_PREFIX: &str = "secret.";
+/// Where kubeadm leaves the admin kubeconfig on a control plane.
+pub const ADMIN_CONF: &str = "/etc/kubernetes/admin.conf";
+const ADMIN_CONF_KEY: &str = "secret.admin.conf";
+
+/// Prints `key=` once (so an empty answer is still an answer), then `key=ADDRESS` for the
+/// first column of each line `command` prints.
 fn addresses(key: &str, command: &str) -> String {
     format!(
-        "echo \"{key}=$({command} 2>/dev/null | awk '{{print $1}}' | sort -u | tr '\\n' ' ')\"\n"
+        "echo {key}=\n{command} 2>/dev/null | while read -r a _; do printf '%s\\n' \"{key}=$a\"; done\n"
     )
+}
+
+/// A control plane's slow questions (etcdctl and kubectl are Go programs that each
+/// start, dial and handshake for tens of milliseconds), started in the background first
+/// so they overlap each other and the rest of the script. Each writes its own file in a
+/// private temporary folder: lines from concurrent writers would interleave. The script
+/// prints the files at its end (`wait; cat`) and the folder goes when the shell exits.
+fn control_plane_queries(api: &str) -> String {
+    let mut s = String::from("d=$(mktemp -d) || exit 1\ntrap 'rm -rf \"$d\"' EXIT\n");
+    // Base64 keeps etcdctl's JSON on one line; an etcd that does not answer prints none.
+    let etcdctl = crate::render::kubeadm::etcdctl;
+    s.push_str("if [ -f /etc/kubernetes/pki/etcd/healthcheck-client.crt ] && command -v etcdctl >/dev/null; then\n");
+    for (key, args) in [
+        ("members", "member list -w json"),
+        ("health", "endpoint health --cluster -w json"),
+        ("status", "endpoint status -w json"),
+    ] {
+        s.push_str(&format!(
+            "  {{ printf etcd.{key}=; {} 2>/dev/null | base64 -w0; echo; }} > \"$d/etcd.{key}\" &\n",
+            etcdctl(args)
+        ));
+    }
+    s.push_str("fi\n");
+    // NotFound is an answer; any other failure leaves the fact unknown.
+    s.push_str(&format!(
+        r#"if [ -f {ADMIN_CONF} ] && command -v kubectl >/dev/null; then
+  {{ out=$(kubectl --kubeconfig {ADMIN_CONF} --server {api} --request-timeout 5s \
+    -n kube-system get configmap kubeadm-config -o name 2>&1) && echo kubeadm.config=1 \
+    || {{ echo "$out" | grep -q NotFound && echo kubeadm.config=0; }}; }} > "$d/kubeadm.config" &
+fi
+"#,
+        api = quote(api)
+    ));
+    s
 }
 
 /// The one script that prints every fact; `files` are the managed paths to hash,
 /// `apiserver` this control plane's own API address (`https://IP:6443`) and `endpoint`
 /// the API endpoint's name.
+///
+/// It runs on every host at every `plan`, so it forks as little as it can: shell
+/// builtins (`read`, `[`, `printf`) read small files, one `awk` reads /proc and
+/// /etc/hosts, one `systemctl show` covers every service, one `sha256sum` and one
+/// `stat` cover every managed file, and the parser (not the shell) reformats values.
+/// Add a fact as its own section with a `key=value` line and a match arm in [`parse`].
 pub fn script(files: &[String], apiserver: Option<&str>, endpoint: Option<&str>) -> String {
     let mut s = String::from(
         r#"export LC_ALL=C
@@ -193,72 +288,98 @@ echo "os.id=$ID"
 echo "os.version_id=$VERSION_ID"
 echo "os.codename=$VERSION_CODENAME"
 echo "os.pretty_name=$PRETTY_NAME"
-echo "arch=$(uname -m)"
-echo "cpus=$(nproc)"
-echo "mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)"
-echo "swap_active=$(awk 'NR > 1' /proc/swaps | wc -l)"
-echo "swap_in_fstab=$(grep -Ec '^[^#]\S*\s+\S+\s+swap\s' /etc/fstab 2>/dev/null)"
-echo "overlay=$(grep -cw overlay /proc/filesystems)"
-echo "br_netfilter=$([ -d /proc/sys/net/bridge ] && echo 1 || echo 0)"
+printf arch=; uname -m
+printf cpus=; nproc
+[ -d /proc/sys/net/bridge ] && echo br_netfilter=1 || echo br_netfilter=0
 "#,
     );
+    if let Some(api) = apiserver {
+        s.push_str(&control_plane_queries(api));
+    }
     for key in SYSCTLS {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
         s.push_str(&format!(
-            "echo \"sysctl.{key}=$(cat {} 2>/dev/null)\"\n",
+            "v=; read -r v < {} 2>/dev/null; echo \"sysctl.{key}=$v\"\n",
             quote(&path)
         ));
     }
+    // `${db:Status-Abbrev}` is `hi ` for a held, installed package: the parser reads
+    // both the installed state and the hold from it.
     s.push_str(&format!(
-        "dpkg-query -W -f='pkg.${{Package}}=${{Version}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null | awk '$2 ~ /^.i/ {{print $1}}'\n",
+        "dpkg-query -W -f='pkg.${{Package}}=${{Version}} ${{db:Status-Abbrev}}\\n' {} 2>/dev/null\n",
         PACKAGES.join(" ")
     ));
-    s.push_str("apt-mark showhold 2>/dev/null | sed 's/^/held=/'\n");
-    for svc in SERVICES {
-        // ActiveEnterTimestamp is empty for a unit that never ran.
+    // One block of properties per unit, blocks separated by an empty line.
+    s.push_str(&format!(
+        "systemctl show --timestamp=us+utc -p Id,LoadState,ActiveState,UnitFileState,ActiveEnterTimestamp {} 2>/dev/null \
+         | while IFS= read -r l; do printf '%s\\n' \"unit.$l\"; done\n",
+        SERVICES.join(" ")
+    ));
+    s.push_str(&format!(
+        "cd {ACTIVATION_STAMPS} 2>/dev/null && stat -c 'stamp.%n=%.6Y' -- {} 2>/dev/null; cd /\n",
+        SERVICES.join(" ")
+    ));
+    if !files.is_empty() {
+        let list: Vec<String> = files.iter().map(|f| quote(f)).collect();
+        let list = list.join(" ");
         s.push_str(&format!(
-            "t=$(systemctl show --timestamp=us+utc -p ActiveEnterTimestamp --value {svc} 2>/dev/null)\n\
-             [ -f {ACTIVATION_STAMPS}/{svc} ] && echo \"stamp.{svc}=$(stat -c %.6Y {ACTIVATION_STAMPS}/{svc} | tr -d .)\"\n\
-             echo \"svc.{svc}=$(systemctl is-active {svc} 2>/dev/null)/$(systemctl is-enabled {svc} 2>/dev/null)/$([ -n \"$t\" ] && date -d \"$t\" +%s%6N)\"\n"
-        ));
-    }
-    for f in files {
-        let q = quote(f);
-        s.push_str(&format!(
-            "if [ -f {q} ]; then echo \"file.{f}=$(sha256sum < {q} | cut -d' ' -f1)\"; echo \"mtime.{f}=$(stat -c %.6Y {q} | tr -d .)\"; else echo \"file.{f}=\"; fi\n"
+            "for f in {list}; do [ -f \"$f\" ] || printf '%s\\n' \"file.$f=\"; done\n\
+             sha256sum -- {list} 2>/dev/null | while read -r h p; do printf '%s\\n' \"file.$p=$h\"; done\n\
+             stat -c 'mtime.%n=%.6Y' -- {list} 2>/dev/null\n"
         ));
     }
     s.push_str(&format!(
-        r#"sed -n '/^{HOSTS_BEGIN}$/,/^{HOSTS_END}$/p' /etc/hosts 2>/dev/null | sed '1d;$d' | sed 's/^/hosts_block=/'
+        r#"t=
 if {manages}; then
   echo cloud_init_hosts=1
-  sed -n '/^{HOSTS_BEGIN}$/,/^{HOSTS_END}$/p' {template} | sed '1d;$d' | sed 's/^/template_block=/'
+  t={template}
 fi
-for f in admin.conf kubelet.conf manifests/etcd.yaml; do [ -f "/etc/kubernetes/$f" ] && echo "kubeadm.$f=1"; done
-[ -f {CA_CERT} ] && echo "kubeadm.ca=$(base64 -w0 {CA_CERT})"
-[ -f {CLUSTER_MARKER} ] && echo "cluster_marker=$(head -n1 {CLUSTER_MARKER})"
-pgrep -x kubeadm >/dev/null && echo "kubeadm_running=1"
+set -f
 "#,
         manages = hosts_entry::CLOUD_INIT_MANAGES_HOSTS,
         template = hosts_entry::CLOUD_INIT_TEMPLATE,
     ));
-    if let Some(name) = endpoint {
+    match endpoint {
+        Some(name) => s.push_str(&format!("n={}\necho endpoint.hosts_file=\n", quote(name))),
+        None => s.push_str("n=\n"),
+    }
+    // One awk over the files it can open (mawk stops at the first it cannot): memory,
+    // swap, overlay, kubeha's block in /etc/hosts (and the cloud-init template), and the
+    // lines outside that block naming the endpoint.
+    s.push_str(&format!(
+        r#"set --
+for f in /proc/meminfo /proc/swaps /proc/filesystems /etc/fstab /etc/hosts $t; do [ -r "$f" ] && set -- "$@" "$f"; done
+awk -v b='{HOSTS_BEGIN}' -v e='{HOSTS_END}' -v n="$n" -v t="$t" '
+FNR == 1 {{ inb = 0 }}
+FILENAME == "/proc/meminfo" && $1 == "MemTotal:" {{ print "mem_kb=" $2 }}
+FILENAME == "/proc/swaps" && FNR > 1 {{ swaps++ }}
+FILENAME == "/proc/filesystems" && $NF == "overlay" {{ overlay = 1 }}
+FILENAME == "/etc/fstab" && $1 !~ /^#/ && $3 == "swap" {{ fstab++ }}
+FILENAME == "/etc/hosts" || FILENAME == t {{
+  if ($0 == b) {{ inb = 1; next }}
+  if ($0 == e) {{ inb = 0; next }}
+  if (inb) {{ print (FILENAME == t ? "template_block=" : "hosts_block=") $0; next }}
+  if (FILENAME == "/etc/hosts" && n != "" && $1 !~ /^#/)
+    for (i = 2; i <= NF && $i !~ /^#/; i++) if (tolower($i) == tolower(n)) print "endpoint.hosts_file=" $1
+}}
+END {{ print "swap_active=" swaps + 0; print "swap_in_fstab=" fstab + 0; print "overlay=" overlay + 0 }}
+' "$@"
+for f in admin.conf kubelet.conf manifests/etcd.yaml; do [ -f "/etc/kubernetes/$f" ] && echo "kubeadm.$f=1"; done
+[ -f {CA_CERT} ] && {{ printf kubeadm.ca=; base64 -w0 {CA_CERT}; echo; }}
+[ -f {CLUSTER_MARKER} ] && {{ m=; read -r m < {CLUSTER_MARKER}; printf '%s\n' "cluster_marker=$m"; }}
+for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubeadm ] && {{ echo kubeadm_running=1; break; }}; done
+"#
+    ));
+    if endpoint.is_some() {
         // A resolver that does not answer must not hold up the facts.
-        let n = quote(name);
-        s.push_str(&format!("n={n}\n"));
         s.push_str(&addresses(
             "endpoint.resolved",
             "timeout 5 getent ahosts \"$n\"",
         ));
-        s.push_str(&addresses(
-            "endpoint.hosts_file",
-            &format!(
-                "sed '/^{HOSTS_BEGIN}$/,/^{HOSTS_END}$/d' /etc/hosts | awk -v n=\"$n\" '$1 !~ /^#/ {{ for (i = 2; i <= NF && $i !~ /^#/; i++) if (tolower($i) == tolower(n)) print $1 }}'"
-            ),
-        ));
         // The same lookup without `files`: e.g. `mdns4_minimal [NOTFOUND=return] dns`.
         s.push_str(
-            "services=$(sed -n 's/^hosts:[[:space:]]*//p' /etc/nsswitch.conf 2>/dev/null | sed -E 's/(^|[[:space:]])files([[:space:]]|$)/\\1\\2/g')\n",
+            "v=; [ -r /etc/nsswitch.conf ] && while read -r k w; do [ \"$k\" = hosts: ] && v=$w; done < /etc/nsswitch.conf\n\
+             services=; for w in $v; do [ \"$w\" = files ] || services=\"$services $w\"; done\n",
         );
         s.push_str(&addresses(
             "endpoint.name_services",
@@ -266,33 +387,92 @@ pgrep -x kubeadm >/dev/null && echo "kubeadm_running=1"
         ));
     }
     if apiserver.is_some() {
-        // Base64 keeps etcdctl's JSON on one line; an etcd that does not answer prints none.
-        let etcdctl = crate::render::kubeadm::etcdctl;
+        // The kubeconfig the survey talks to the API with, in this same round trip (and
+        // never in a file: it holds the cluster admin's key).
         s.push_str(&format!(
-            "if [ -f /etc/kubernetes/pki/etcd/healthcheck-client.crt ] && command -v etcdctl >/dev/null; then\n\
-             \x20 echo \"etcd.members=$({} 2>/dev/null | base64 -w0)\"\n\
-             \x20 echo \"etcd.health=$({} 2>/dev/null | base64 -w0)\"\n\
-             \x20 echo \"etcd.status=$({} 2>/dev/null | base64 -w0)\"\n\
-             fi\n",
-            etcdctl("member list -w json"),
-            etcdctl("endpoint health --cluster -w json"),
-            etcdctl("endpoint status -w json"),
+            "[ -f {ADMIN_CONF} ] && {{ printf {ADMIN_CONF_KEY}=; base64 -w0 {ADMIN_CONF}; echo; }}\n"
         ));
+        s.push_str("set +f\nwait\ncat \"$d\"/* 2>/dev/null\n");
     }
-    if let Some(api) = apiserver {
-        // NotFound is an answer; any other failure leaves the fact unknown.
-        s.push_str(&format!(
-            r#"if [ -f /etc/kubernetes/admin.conf ] && command -v kubectl >/dev/null; then
-  out=$(kubectl --kubeconfig /etc/kubernetes/admin.conf --server {api} --request-timeout 5s \
-    -n kube-system get configmap kubeadm-config -o name 2>&1) && echo kubeadm.config=1 \
-    || {{ echo "$out" | grep -q NotFound && echo kubeadm.config=0; }}
-fi
-"#,
-            api = quote(api)
-        ));
+    if apiserver.is_some() {
+        s.push_str(CERTIFICATES_SECTION);
     }
     s.push_str("exit 0\n");
     s
+}
+
+/// A control plane's certificates (kubeadm's under /etc/kubernetes/pki and the client
+/// certificates its kubeconfigs embed) for `status` and the plan's expiry warnings, in one
+/// `awk` (plus `date` for the host's clock): `cert.PATH=` the base64 of each `.crt`
+/// file's first certificate (its PEM body, which is the DER in base64) or of a
+/// kubeconfig's `client-certificate-data` (a PEM). Private keys are never read.
+const CERTIFICATES_SECTION: &str = concat!(
+    "# --- certificates: expiry (kubeha status, plan warnings) ---\n",
+    "if [ -d /etc/kubernetes/pki ]; then\n",
+    "  set --\n",
+    "  for f in /etc/kubernetes/pki/*.crt /etc/kubernetes/pki/etcd/*.crt /etc/kubernetes/*.conf; do [ -f \"$f\" ] && set -- \"$@\" \"$f\"; done\n",
+    "  echo \"clock=$(date +%s)\"\n",
+    "  [ $# -gt 0 ] && awk 'FNR == 1 { pem = 0; seen = 0 }\n",
+    "    /^ *client-certificate-data:/ { print \"cert.\" FILENAME \"=\" $2; next }\n",
+    "    /^-----BEGIN CERTIFICATE-----/ { if (!seen) { pem = 1; body = \"\" }; next }\n",
+    "    /^-----END CERTIFICATE-----/ { if (pem) print \"cert.\" FILENAME \"=\" body; pem = 0; seen = 1; next }\n",
+    "    pem { body = body $0 }' \"$@\" 2>/dev/null\n",
+    "fi\n",
+    "# --- end of certificates ---\n",
+);
+
+/// The admin kubeconfig a control plane's script printed (untrimmed: pass it through
+/// [`crate::api::trusted_kubeconfig`]); `None` when the host has none.
+pub fn admin_kubeconfig(output: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    let value = output
+        .lines()
+        .find_map(|l| l.strip_prefix(ADMIN_CONF_KEY)?.strip_prefix('='))?;
+    base64::engine::general_purpose::STANDARD
+        .decode(value.trim())
+        .ok()
+}
+
+/// A `systemctl show --timestamp=us+utc` time (`Tue 2026-12-01 12:00:00.123456 UTC`) in
+/// Unix microseconds.
+fn systemd_time_us(text: &str) -> Option<u64> {
+    let mut words = text.split_whitespace();
+    let (_weekday, date, time, zone) = (words.next()?, words.next()?, words.next()?, words.next()?);
+    if zone != "UTC" || words.next().is_some() {
+        return None;
+    }
+    let t = humantime::parse_rfc3339(&format!("{date}T{time}Z")).ok()?;
+    let us = t.duration_since(std::time::UNIX_EPOCH).ok()?.as_micros();
+    u64::try_from(us).ok()
+}
+
+/// `stat -c %.6Y` (seconds with a six-digit fraction) in microseconds.
+fn stat_time_us(text: &str) -> Option<u64> {
+    text.trim().replace('.', "").parse().ok()
+}
+
+/// Ends one unit's block of `systemctl show` properties.
+fn end_unit(unit: &mut BTreeMap<&str, &str>, f: &mut HostFacts) {
+    if let Some(id) = unit.get("Id") {
+        let name = id.strip_suffix(".service").unwrap_or(id);
+        f.services.insert(name.into(), service_state(unit));
+    }
+    unit.clear();
+}
+
+/// One unit's block of `systemctl show` properties.
+fn service_state(props: &BTreeMap<&str, &str>) -> ServiceState {
+    let file_state = props.get("UnitFileState").copied().unwrap_or("");
+    let load_state = props.get("LoadState").copied().unwrap_or("");
+    ServiceState {
+        active: props.get("ActiveState") == Some(&"active"),
+        enabled: file_state == "enabled",
+        since: props
+            .get("ActiveEnterTimestamp")
+            .and_then(|t| systemd_time_us(t))
+            .filter(|t| *t > 0),
+        present: !file_state.is_empty() || !matches!(load_state, "" | "not-found"),
+    }
 }
 
 /// Parses the script's output. Unknown or malformed lines are ignored: facts only ever
@@ -302,7 +482,17 @@ pub fn parse(output: &str) -> HostFacts {
     let mut block = Vec::new();
     let mut template_block = Vec::new();
     let mut etcd: BTreeMap<&str, String> = BTreeMap::new();
+    let mut unit: BTreeMap<&str, &str> = BTreeMap::new();
     for line in output.lines() {
+        if let Some(property) = line.strip_prefix("unit.") {
+            match property.split_once('=') {
+                Some((k, v)) => {
+                    unit.insert(k, v);
+                }
+                None => end_unit(&mut unit, &mut f),
+            }
+            continue;
+        }
         let Some((key, value)) = line.split_once('=') else {
             continue;
         };
@@ -318,9 +508,6 @@ pub fn parse(output: &str) -> HostFacts {
             "swap_in_fstab" => f.swap_in_fstab = value.trim() != "0",
             "overlay" => f.overlay = value.trim() != "0",
             "br_netfilter" => f.br_netfilter = value.trim() == "1",
-            "held" => {
-                f.held.insert(value.trim().into());
-            }
             "hosts_block" => block.push(value),
             "template_block" => template_block.push(value),
             "cloud_init_hosts" => f.cloud_init_hosts = true,
@@ -329,6 +516,7 @@ pub fn parse(output: &str) -> HostFacts {
             "kubeadm.manifests/etcd.yaml" => f.kubeadm.etcd_manifest = true,
             "kubeadm.config" => f.kubeadm.config_uploaded = Some(value.trim() == "1"),
             "kubeadm_running" => f.kubeadm_running = true,
+            "clock" => f.clock = value.trim().parse().ok(),
             "etcd.members" | "etcd.health" | "etcd.status" => {
                 etcd.insert(key, decode_base64(value).unwrap_or_default());
             }
@@ -351,30 +539,28 @@ pub fn parse(output: &str) -> HostFacts {
                 } else if let Some(k) = key.strip_prefix("sysctl.") {
                     f.sysctls.insert(k.into(), value.trim().into());
                 } else if let Some(name) = key.strip_prefix("pkg.") {
-                    f.packages
-                        .insert(name.into(), value.split(' ').next().unwrap_or("").into());
-                } else if let Some(name) = key.strip_prefix("svc.") {
-                    let mut parts = value.split('/');
-                    let active = parts.next().unwrap_or("");
-                    let enabled = parts.next().unwrap_or("");
-                    f.services.insert(
-                        name.into(),
-                        ServiceState {
-                            active: active == "active",
-                            enabled: enabled == "enabled",
-                            since: parts
-                                .next()
-                                .and_then(|t| t.trim().parse().ok())
-                                .filter(|t| *t > 0),
-                            present: !enabled.is_empty() && enabled != "not-found",
-                        },
-                    );
+                    // `VERSION STATUS`: the status's first letter is the selection
+                    // (`h`: held), its second the state (`i`: installed).
+                    let (version, status) = value.split_once(' ').unwrap_or((value, ""));
+                    let mut status = status.chars();
+                    if status.next() == Some('h') {
+                        f.held.insert(name.into());
+                    }
+                    if status.next() == Some('i') {
+                        f.packages.insert(name.into(), version.into());
+                    }
                 } else if let Some(svc) = key.strip_prefix("stamp.") {
-                    if let Ok(t) = value.trim().parse() {
+                    if let Some(t) = stat_time_us(value) {
                         f.activated.insert(svc.into(), t);
                     }
+                } else if let Some(path) = key.strip_prefix("cert.") {
+                    let expiry =
+                        decode_base64_bytes(value).and_then(|b| crate::pki::not_after(&b).ok());
+                    if let Some(t) = expiry {
+                        f.certificates.insert(path.into(), t);
+                    }
                 } else if let Some(path) = key.strip_prefix("mtime.") {
-                    if let Ok(t) = value.trim().parse() {
+                    if let Some(t) = stat_time_us(value) {
                         f.mtimes.insert(path.into(), t);
                     }
                 } else if let Some(path) = key.strip_prefix("file.") {
@@ -386,6 +572,7 @@ pub fn parse(output: &str) -> HostFacts {
             }
         }
     }
+    end_unit(&mut unit, &mut f);
     f.hosts_block = lines(&block);
     f.template_block = lines(&template_block);
     if let Some(members) = etcd.get("etcd.members") {
@@ -396,11 +583,14 @@ pub fn parse(output: &str) -> HostFacts {
 }
 
 fn decode_base64(value: &str) -> Option<String> {
+    decode_base64_bytes(value).and_then(|b| String::from_utf8(b).ok())
+}
+
+fn decode_base64_bytes(value: &str) -> Option<Vec<u8>> {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD
         .decode(value.trim())
         .ok()
-        .and_then(|b| String::from_utf8(b).ok())
 }
 
 fn lines(lines: &[&str]) -> Option<String> {
@@ -487,7 +677,7 @@ mod tests {
             Some("https://10.0.0.11:6443"),
             Some("load-balancer.local"),
         );
-        assert!(s.contains("if [ -f '/etc/a b.conf' ]"));
+        assert!(s.contains("for f in '/etc/a b.conf'; do"));
         assert!(s.contains("\nn=load-balancer.local\n"));
         let out = std::process::Command::new("sh")
             .arg("-n")
@@ -505,20 +695,101 @@ mod tests {
     #[test]
     fn script_runs_on_this_machine() {
         // The script only reads; running it locally checks the commands and the parser agree.
+        let dir = tempfile::tempdir().unwrap();
+        let spaced = dir.path().join("a b.conf");
+        std::fs::write(&spaced, "x = 1\n").unwrap();
+        let spaced = spaced.display().to_string();
+        let missing = dir.path().join("missing.conf").display().to_string();
+        let paths = ["/etc/hostname".to_string(), spaced.clone(), missing.clone()];
+        // As a control plane's: its background queries find no kubeconfig or etcd here.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(script(&["/etc/hostname".into()], None, Some("localhost")))
+            .arg(script(
+                &paths,
+                Some("https://127.0.0.1:1"),
+                Some("localhost"),
+            ))
             .output()
             .unwrap();
         let f = parse(&String::from_utf8_lossy(&out.stdout));
         assert!(f.cpus >= 1 && f.memory_mb > 0 && !f.arch.is_empty());
         assert!(f.files.contains_key("/etc/hostname"));
-        assert_eq!(f.services.len(), SERVICES.len());
+        assert_eq!(f.files[&spaced], Some(sha256_hex(b"x = 1\n")));
+        assert_eq!(f.files[&missing], None);
+        let mtime = std::fs::metadata(&spaced).unwrap().modified().unwrap();
+        let us = mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros() as u64;
+        assert_eq!(
+            f.mtimes[&spaced], us,
+            "microseconds, as the file system has them"
+        );
+        assert!(!f.mtimes.contains_key(&missing));
         // This machine's /etc/hosts maps localhost, outside any kubeha block.
         let e = f.endpoint.clone().expect("the endpoint was resolved");
         assert!(e.resolved.contains("127.0.0.1"), "{e:?}");
         assert!(e.hosts_file.contains("127.0.0.1"), "{e:?}");
         assert!(f.endpoint_resolves_without_kubeha());
+        assert!(
+            out.stderr.is_empty(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    #[test]
+    fn services_come_from_one_systemctl_show() {
+        let out = "unit.Id=kubelet.service\nunit.LoadState=loaded\nunit.ActiveState=active\n\
+                   unit.UnitFileState=enabled\n\
+                   unit.ActiveEnterTimestamp=Tue 2026-12-01 12:00:00.123456 UTC\nunit.\n\
+                   unit.ActiveState=inactive\nunit.Id=haproxy.service\nunit.LoadState=not-found\n\
+                   unit.UnitFileState=\nunit.ActiveEnterTimestamp=\nunit.\n\
+                   unit.Id=keepalived.service\nunit.LoadState=masked\nunit.ActiveState=inactive\n\
+                   unit.UnitFileState=masked\nunit.ActiveEnterTimestamp=\n";
+        let f = parse(out);
+        assert_eq!(
+            f.service("kubelet"),
+            ServiceState {
+                active: true,
+                enabled: true,
+                since: Some(1_796_126_400_123_456),
+                present: true
+            }
+        );
+        assert_eq!(f.service("haproxy"), ServiceState::default());
+        let masked = f.service("keepalived");
+        assert!(masked.present && !masked.enabled && !masked.active);
+        assert_eq!(f.services.len(), 3, "the last block needs no empty line");
+        assert_eq!(systemd_time_us("Tue 2026-12-01 12:00:00.123456 CET"), None);
+    }
+
+    #[test]
+    fn packages_and_holds_come_from_dpkgs_status() {
+        let f = parse("pkg.kubelet=1.31.0-1.1 hi \npkg.kubeadm=1.31.0-1.1 ii \npkg.haproxy= un \npkg.etcd-client=3.4 rc \n");
+        assert_eq!(
+            f.packages.keys().collect::<Vec<_>>(),
+            ["kubeadm", "kubelet"]
+        );
+        assert_eq!(f.held, BTreeSet::from(["kubelet".to_string()]));
+    }
+
+    #[test]
+    fn the_admin_kubeconfig_is_read_with_the_facts_but_is_no_fact() {
+        use base64::Engine;
+        let conf = "apiVersion: v1\nusers:\n- user:\n    client-key-data: S0VZ\n";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(conf);
+        let out = format!("os.id=debian\nkubeadm.admin.conf=1\n{ADMIN_CONF_KEY}={b64}\n");
+        assert_eq!(admin_kubeconfig(&out).as_deref(), Some(conf.as_bytes()));
+        let f = parse(&out);
+        assert!(f.kubeadm.admin_conf);
+        let json = serde_json::to_string(&f).unwrap();
+        assert!(!json.contains(&b64) && !json.contains("S0VZ"), "{json}");
+        assert!(ADMIN_CONF_KEY.starts_with(SECRET_PREFIX));
+        assert_eq!(admin_kubeconfig("os.id=debian\n"), None);
+        // Only a control plane's script reads it.
+        assert!(!script(&[], None, None).contains(ADMIN_CONF_KEY));
+        assert!(script(&[], Some("https://10.0.0.11:6443"), None).contains(ADMIN_CONF_KEY));
     }
 
     #[test]
@@ -581,6 +852,92 @@ mod tests {
         // etcd did not answer: the lines are there, empty.
         assert_eq!(parse("etcd.members=\netcd.health=\n").etcd, None);
         assert_eq!(parse(recorded::FRESH).etcd, None);
+    }
+
+    #[test]
+    fn the_certificates_section_reads_crt_files_and_kubeconfigs_but_no_key() {
+        use base64::Engine;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("kubernetes");
+        std::fs::create_dir_all(root.join("pki/etcd")).unwrap();
+        std::fs::write(root.join("pki/ca.crt"), recorded::CA_PEM).unwrap();
+        // A chain: only the first certificate counts.
+        let chain = format!("{}{}", recorded::CA_PEM, recorded::CA_PEM);
+        std::fs::write(root.join("pki/etcd/server.crt"), chain).unwrap();
+        std::fs::write(
+            root.join("pki/ca.key"),
+            "-----BEGIN PRIVATE KEY-----\nS0VZ\n",
+        )
+        .unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(recorded::CA_PEM);
+        std::fs::write(
+            root.join("admin.conf"),
+            format!("users:\n- name: a\n  user:\n    client-certificate-data: {b64}\n    client-key-data: S0VZ\n"),
+        )
+        .unwrap();
+        std::fs::write(root.join("kubelet.conf"), "users: []\n").unwrap();
+        let section = CERTIFICATES_SECTION.replace("/etc/kubernetes", root.to_str().unwrap());
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&section)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("S0VZ"), "a key was read:\n{stdout}");
+        let f = parse(&stdout);
+        let at = |p: &str| root.join(p).display().to_string();
+        let end = crate::pki::not_after(recorded::CA_PEM.as_bytes()).unwrap();
+        assert_eq!(
+            f.certificates,
+            BTreeMap::from([
+                (at("admin.conf"), end),
+                (at("pki/ca.crt"), end),
+                (at("pki/etcd/server.crt"), end),
+            ]),
+            "{stdout}"
+        );
+        let clock = f.clock.expect("the host's clock");
+        let nearest = f.nearest_certificate().unwrap();
+        assert_eq!(nearest.days_left, crate::dr::certs::days_left(end, clock));
+        assert!(!nearest.warn());
+        // Without kubeadm's folder: no certificates, no clock.
+        let none = CERTIFICATES_SECTION.replace("/etc/kubernetes", "/nonexistent");
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&none)
+            .output()
+            .unwrap();
+        assert!(out.stdout.is_empty());
+        // Only control planes run it.
+        assert!(!script(&[], None, None).contains("client-certificate-data"));
+        assert!(script(&[], Some("https://10.0.0.11:6443"), None).contains(CERTIFICATES_SECTION));
+    }
+
+    #[test]
+    fn certificate_expiry_is_judged_by_the_hosts_clock() {
+        let mut f = HostFacts::default();
+        assert_eq!(f.nearest_certificate(), None);
+        f.certificates = BTreeMap::from([
+            ("/a.crt".into(), 86_400 * 40),
+            ("/b.crt".into(), 86_400 * 45),
+        ]);
+        assert_eq!(f.nearest_certificate(), None, "no clock, no verdict");
+        f.clock = Some(86_400 * 11);
+        let n = f.nearest_certificate().unwrap();
+        assert_eq!((n.file.as_str(), n.days_left), ("/a.crt", 29));
+        assert!(n.warn());
+        assert_eq!(n.describe(), "/a.crt expires on 1970-02-10 (in 29 day(s))");
+        f.clock = Some(86_400 * 50);
+        assert_eq!(
+            f.nearest_certificate().unwrap().describe(),
+            "/a.crt expired on 1970-02-10 (10 day(s) ago)"
+        );
+        assert_eq!(
+            parse("clock=1796126400\ncert./x.crt=bm90IGEgY2VydA==\n")
+                .certificates
+                .len(),
+            0
+        );
     }
 
     #[test]

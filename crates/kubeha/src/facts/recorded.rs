@@ -1,5 +1,6 @@
 //! Facts-script output for planner tests: a fresh cloud machine and a converged
-//! control plane (Debian bookworm, 2 CPUs).
+//! control plane (Debian bookworm, 2 CPUs). Times are early in 1970 (1764 s), so that
+//! planner tests compare them with round microsecond numbers.
 
 pub const FRESH: &str = "os.id=debian
 os.version_id=12
@@ -15,10 +16,30 @@ br_netfilter=0
 sysctl.net.bridge.bridge-nf-call-iptables=
 sysctl.net.bridge.bridge-nf-call-ip6tables=
 sysctl.net.ipv4.ip_forward=0
-svc.haproxy=inactive//
-svc.keepalived=inactive//
-svc.containerd=inactive//
-svc.kubelet=inactive//
+unit.Id=haproxy.service
+unit.LoadState=not-found
+unit.ActiveState=inactive
+unit.UnitFileState=
+unit.ActiveEnterTimestamp=
+unit.
+unit.Id=keepalived.service
+unit.LoadState=not-found
+unit.ActiveState=inactive
+unit.UnitFileState=
+unit.ActiveEnterTimestamp=
+unit.
+unit.Id=containerd.service
+unit.LoadState=not-found
+unit.ActiveState=inactive
+unit.UnitFileState=
+unit.ActiveEnterTimestamp=
+unit.
+unit.Id=kubelet.service
+unit.LoadState=not-found
+unit.ActiveState=inactive
+unit.UnitFileState=
+unit.ActiveEnterTimestamp=
+unit.
 file./etc/modules-load.d/containerd.conf=
 file./etc/sysctl.d/k8s.conf=
 file./etc/containerd/config.toml=
@@ -41,20 +62,38 @@ br_netfilter=1
 sysctl.net.bridge.bridge-nf-call-iptables=1
 sysctl.net.bridge.bridge-nf-call-ip6tables=1
 sysctl.net.ipv4.ip_forward=1
-pkg.containerd=1.6.20~ds1-1+deb12u3
-pkg.kubeadm=1.31.0-1.1
-pkg.kubectl=1.31.0-1.1
-pkg.kubelet=1.31.0-1.1
-held=kubeadm
-held=kubectl
-held=kubelet
-svc.haproxy=inactive/
-svc.keepalived=inactive/
-svc.containerd=active/enabled/1764000000
-svc.kubelet=active/enabled/1764000000
+pkg.containerd=1.6.20~ds1-1+deb12u3 ii 
+pkg.kubeadm=1.31.0-1.1 hi 
+pkg.kubectl=1.31.0-1.1 hi 
+pkg.kubelet=1.31.0-1.1 hi 
+pkg.haproxy= un 
+unit.Id=haproxy.service
+unit.LoadState=not-found
+unit.ActiveState=inactive
+unit.UnitFileState=
+unit.ActiveEnterTimestamp=
+unit.
+unit.Id=keepalived.service
+unit.LoadState=not-found
+unit.ActiveState=inactive
+unit.UnitFileState=
+unit.ActiveEnterTimestamp=
+unit.
+unit.Id=containerd.service
+unit.LoadState=loaded
+unit.ActiveState=active
+unit.UnitFileState=enabled
+unit.ActiveEnterTimestamp=Thu 1970-01-01 00:29:24.000000 UTC
+unit.
+unit.Id=kubelet.service
+unit.LoadState=loaded
+unit.ActiveState=active
+unit.UnitFileState=enabled
+unit.ActiveEnterTimestamp=Thu 1970-01-01 00:29:24.000000 UTC
+unit.
 file./etc/modules-load.d/containerd.conf=fd62c3da0ca4e4d3ca1c2e1d9d2ea3ff2bbe6e2c1ef32f9b3e1a6f0f3e8d5f0a
 file./etc/sysctl.d/k8s.conf=6e3f751b8409493b80fb7154ee21989dece3322d8b9018157ffef64dfbc10799
-mtime./etc/sysctl.d/k8s.conf=1763999000
+mtime./etc/sysctl.d/k8s.conf=1763.999000
 file./etc/containerd/config.toml=
 hosts_block=10.0.0.5 load-balancer.local
 kubeadm.admin.conf=1

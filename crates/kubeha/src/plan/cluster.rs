@@ -7,7 +7,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{Action, Conflict, Inputs, Phase, Step};
-use crate::facts::cluster::{EtcdView, LiveClusterConfig, NodeState, NodeTaint};
+use crate::facts::cluster::{
+    EtcdView, LiveClusterConfig, NodeState, NodeTaint, MANAGED_LABELS, MANAGED_TAINTS,
+};
 use crate::facts::{sha256_hex, HostFacts};
 use crate::spec::{url_host, Cluster, Host, Role};
 
@@ -25,22 +27,22 @@ pub struct ClusterState {
 }
 
 /// The conflicts' `host` for what concerns the whole cluster.
-const CLUSTER: &str = "cluster";
+pub(super) const CLUSTER: &str = "cluster";
 
 /// A host's etcd peer URL, as kubeadm configures it.
-pub(super) fn peer_url(host: &Host) -> String {
+pub fn peer_url(host: &Host) -> String {
     format!("https://{}:2380", url_host(host.node_ip()))
 }
 
 /// Every control plane's view of etcd that answered.
-fn etcd_views<'a>(inputs: &'a Inputs) -> impl Iterator<Item = (&'a Host, &'a EtcdView)> {
+pub(super) fn etcd_views<'a>(inputs: &'a Inputs) -> impl Iterator<Item = (&'a Host, &'a EtcdView)> {
     inputs
         .cluster
         .control_planes()
         .filter_map(|h| Some((h, inputs.facts[&h.name].etcd.as_ref()?)))
 }
 
-fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
+pub(super) fn node<'a>(inputs: &'a Inputs, host: &Host) -> Option<&'a NodeState> {
     inputs.cluster_state?.nodes.get(&host.name)
 }
 
@@ -68,6 +70,33 @@ pub fn etcd_disagreements(inputs: &Inputs) -> Vec<Conflict> {
             ),
         })
         .collect()
+}
+
+/// What the facts show an operator should act on though no step repairs it: control
+/// planes whose certificates end within 30 days, Nodes reporting a troubled condition.
+pub fn health_warnings(inputs: &Inputs) -> Vec<Conflict> {
+    let mut out = Vec::new();
+    for cp in inputs.cluster.control_planes() {
+        let nearest = inputs.facts[&cp.name].nearest_certificate();
+        if let Some(c) = nearest.filter(crate::facts::CertificateExpiry::warn) {
+            out.push(Conflict {
+                host: cp.name.clone(),
+                message: format!(
+                    "{}: renew its certificates with `kubeha certs renew`",
+                    c.describe()
+                ),
+            });
+        }
+    }
+    for h in inputs.cluster.kube_nodes() {
+        for trouble in node(inputs, h).map(NodeState::troubles).unwrap_or_default() {
+            out.push(Conflict {
+                host: h.name.clone(),
+                message: format!("its Node reports {trouble}"),
+            });
+        }
+    }
+    out
 }
 
 /// Why a host holds data of a live cluster (so that resetting it would lose some), if it does.
@@ -161,7 +190,8 @@ fn immutable_drift(cluster: &Cluster, live: &LiveClusterConfig) -> Vec<String> {
             &live.control_plane_endpoint,
         ),
     ];
-    let mut out: Vec<String> = fields
+    // A version difference is an upgrade (see `upgrade`), not drift.
+    fields
         .into_iter()
         .filter(|(_, _, want, live)| !live.is_empty() && *want != **live)
         .map(|(field, spec, want, live)| {
@@ -169,15 +199,7 @@ fn immutable_drift(cluster: &Cluster, live: &LiveClusterConfig) -> Vec<String> {
                 "the live ClusterConfiguration has {field} `{live}` but the spec's {spec} is `{want}`;                  it cannot change after `kubeadm init`: put `{live}` back in the spec, or build a new cluster"
             )
         })
-        .collect();
-    let want = k.version.to_string();
-    if !live.kubernetes_version.is_empty() && live.kubernetes_version != want {
-        out.push(format!(
-            "the cluster runs Kubernetes {} but the spec says {want}: change versions with `kubeha upgrade`",
-            live.kubernetes_version
-        ));
-    }
-    out
+        .collect()
 }
 
 /// What the live cluster says that no step can repair.
@@ -220,20 +242,6 @@ fn cluster_conflicts(inputs: &Inputs, out: &mut Vec<Conflict>) {
                 name,
                 format!("`--replace {name}`: the spec has no control plane or worker of that name"),
             );
-        }
-    }
-    let want = cluster.kubernetes.version.to_string();
-    for h in cluster.kube_nodes() {
-        if let Some(n) = node(inputs, h).filter(|n| !n.kubelet_version.is_empty()) {
-            if n.kubelet_version != want {
-                conflict(
-                    &h.name,
-                    format!(
-                        "its kubelet runs {} but the spec says {want}: change versions with `kubeha upgrade`",
-                        n.kubelet_version
-                    ),
-                );
-            }
         }
     }
 }
@@ -350,15 +358,6 @@ pub fn conflicts(inputs: &Inputs) -> Vec<Conflict> {
                         "its Kubernetes CA differs from {ref_host}'s: it belongs to another cluster; \
                          run `kubeadm reset` on it yourself if it should join this one"
                     ),
-                );
-            }
-        }
-        if h.is_kube_node() && joined(h, f) {
-            let want = cluster.kubernetes.version.deb_version();
-            if let Some(have) = f.packages.get("kubeadm").filter(|v| **v != want) {
-                conflict(
-                    h,
-                    format!("runs kubeadm {have} but the spec says {want}: change versions with `kubeha upgrade`"),
                 );
             }
         }
@@ -495,17 +494,33 @@ pub fn kubeadm_steps(inputs: &Inputs) -> Result<(Vec<Step>, Option<String>), Vec
     }
     // Nodes made, joined or networked: wait for them, and hand out the kubeconfig.
     let nodes_changed = !steps.is_empty();
+    let mut registered_later = Vec::new();
     for h in cluster.kube_nodes() {
         if joining.contains(&h.name.as_str()) {
-            continue; // kubeadm registers it with the spec's labels and taints.
-        }
-        if let Some(action) = node(inputs, h).and_then(|n| labels_and_taints(h, n)) {
+            // kubeadm registers it with the spec's labels and taints; once it is there,
+            // the annotations record which are kubeha's.
+            let (managed_labels, managed_taints) = managed(h);
+            if !managed_labels.is_empty() || !managed_taints.is_empty() {
+                registered_later.push(Action::ApplyLabelsAndTaints {
+                    node: h.name.clone(),
+                    labels: BTreeMap::new(),
+                    remove_labels: Vec::new(),
+                    taints: None,
+                    remove_taints: Vec::new(),
+                    managed_labels,
+                    managed_taints,
+                });
+            }
+        } else if let Some(action) = node(inputs, h).and_then(|n| labels_and_taints(h, n)) {
             steps.push(Step::new(Phase::Cluster, None, action));
         }
     }
     if nodes_changed {
         let nodes = cluster.kube_nodes().map(|h| h.name.clone()).collect();
         steps.push(Step::new(Phase::Cluster, None, Action::WaitReady { nodes }));
+        for action in registered_later {
+            steps.push(Step::new(Phase::Cluster, None, action));
+        }
         steps.push(Step::new(Phase::Cluster, None, Action::WriteKubeconfig));
     }
     steps.sort_by_key(|s| s.phase);
@@ -532,8 +547,23 @@ fn calico(inputs: &Inputs) -> Result<Action, Vec<Conflict>> {
     })
 }
 
-/// The patch that gives a registered Node the spec's labels and taints, if it lacks any.
-/// Labels and taints the spec does not name are left as they are.
+/// The label keys and taints (`key:effect`) the spec gives a host, sorted: what kubeha's
+/// annotations on its Node record.
+fn managed(host: &Host) -> (Vec<String>, Vec<String>) {
+    let taints: std::collections::BTreeSet<String> = host
+        .taints
+        .iter()
+        .map(|t| NodeTaint::from(t).identity())
+        .collect();
+    (
+        host.labels.keys().cloned().collect(),
+        taints.into_iter().collect(),
+    )
+}
+
+/// The patch that gives a registered Node the spec's labels and taints, if it lacks any,
+/// and removes those kubeha set earlier (its annotations say which) that the spec no
+/// longer names. Labels and taints others set are left as they are.
 fn labels_and_taints(host: &Host, node: &NodeState) -> Option<Action> {
     let labels: BTreeMap<String, String> = host
         .labels
@@ -541,25 +571,82 @@ fn labels_and_taints(host: &Host, node: &NodeState) -> Option<Action> {
         .filter(|(k, v)| node.labels.get(*k) != Some(*v))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
+    let remove_labels: Vec<String> = node
+        .managed_labels
+        .iter()
+        .filter(|k| !host.labels.contains_key(*k) && node.labels.contains_key(*k))
+        .cloned()
+        .collect();
     let wanted: Vec<NodeTaint> = host.taints.iter().map(NodeTaint::from).collect();
+    let same = |a: &NodeTaint, b: &NodeTaint| a.identity() == b.identity();
+    let remove_taints: Vec<NodeTaint> = node
+        .taints
+        .iter()
+        .filter(|t| node.managed_taints.contains(&t.identity()))
+        .filter(|t| !wanted.iter().any(|w| same(w, t)))
+        .cloned()
+        .collect();
     let missing = wanted.iter().any(|t| !node.taints.contains(t));
-    let taints = missing.then(|| {
+    let taints = (missing || !remove_taints.is_empty()).then(|| {
         let mut all: Vec<NodeTaint> = node
             .taints
             .iter()
-            .filter(|t| {
-                !wanted
-                    .iter()
-                    .any(|w| w.key == t.key && w.effect == t.effect)
-            })
+            .filter(|t| !wanted.iter().any(|w| same(w, t)) && !remove_taints.contains(t))
             .cloned()
             .collect();
-        all.extend(wanted);
+        all.extend(wanted.iter().cloned());
         all
     });
-    (!labels.is_empty() || taints.is_some()).then(|| Action::ApplyLabelsAndTaints {
+    let (managed_labels, managed_taints) = managed(host);
+    let unrecorded = managed_labels.iter().ne(node.managed_labels.iter())
+        || managed_taints.iter().ne(node.managed_taints.iter());
+    let changes = !labels.is_empty() || !remove_labels.is_empty() || taints.is_some();
+    (changes || unrecorded).then(|| Action::ApplyLabelsAndTaints {
         node: host.name.clone(),
         labels,
+        remove_labels,
         taints,
+        remove_taints,
+        managed_labels,
+        managed_taints,
     })
+}
+
+/// The JSON merge patch of an [`Action::ApplyLabelsAndTaints`]: labels set or removed
+/// (`null`), the whole taint list when it changes, and the managed-labels and
+/// managed-taints annotations (removed when kubeha manages none).
+pub fn node_patch(action: &Action) -> Option<serde_json::Value> {
+    let Action::ApplyLabelsAndTaints {
+        labels,
+        remove_labels,
+        taints,
+        managed_labels,
+        managed_taints,
+        ..
+    } = action
+    else {
+        return None;
+    };
+    let mut label_patch = serde_json::Map::new();
+    for (k, v) in labels {
+        label_patch.insert(k.clone(), v.clone().into());
+    }
+    for k in remove_labels {
+        label_patch.insert(k.clone(), serde_json::Value::Null);
+    }
+    let annotation = |list: &[String]| match list.join(",") {
+        joined if joined.is_empty() => serde_json::Value::Null,
+        joined => joined.into(),
+    };
+    let mut patch = serde_json::json!({"metadata": {
+        "labels": label_patch,
+        "annotations": {
+            MANAGED_LABELS: annotation(managed_labels),
+            MANAGED_TAINTS: annotation(managed_taints),
+        },
+    }});
+    if let Some(taints) = taints {
+        patch["spec"] = serde_json::json!({ "taints": taints });
+    }
+    Some(patch)
 }

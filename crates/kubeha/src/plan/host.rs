@@ -208,7 +208,14 @@ impl HostPlanner<'_> {
             .filter(|p| !f.held.contains(&p.name))
             .map(|p| p.name.clone())
             .collect();
-        let missing = self.missing(kube);
+        // A joined node's Kubernetes packages change versions only through the upgrade's
+        // steps, one node at a time and in kubeadm's order.
+        let joined = super::joined(self.host, f);
+        let missing = self
+            .missing(kube)
+            .into_iter()
+            .filter(|p| !(joined && f.packages.contains_key(&p.name)))
+            .collect();
         self.install(missing);
         if !hold.is_empty() {
             self.actions.push(Action::Hold { packages: hold });

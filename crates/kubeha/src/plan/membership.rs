@@ -22,7 +22,6 @@ pub fn quorum(members: usize) -> usize {
 
 /// etcd's voting membership as one control plane whose own member is healthy sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
 pub struct EtcdQuorum {
     /// The control plane whose `etcdctl` this comes from.
     pub seen_from: String,
@@ -46,9 +45,8 @@ fn member_label(m: &EtcdMember) -> String {
 
 impl EtcdQuorum {
     pub fn of(seen_from: &str, view: &EtcdView) -> Self {
-        let voting: Vec<&EtcdMember> = view.members.iter().filter(|m| !m.learner).collect();
-        let healthy = voting.iter().filter(|m| m.healthy && m.started()).count();
-        let members = voting.len();
+        let (healthy, members) = view.votes();
+        let voting = view.members.iter().filter(|m| !m.learner);
         EtcdQuorum {
             seen_from: seen_from.into(),
             members,
@@ -56,9 +54,8 @@ impl EtcdQuorum {
             quorum: quorum(members),
             fault_tolerance: healthy.saturating_sub(quorum(members)),
             unhealthy: voting
-                .iter()
                 .filter(|m| !(m.healthy && m.started()))
-                .map(|m| member_label(m))
+                .map(member_label)
                 .collect(),
         }
     }

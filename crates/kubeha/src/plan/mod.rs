@@ -7,6 +7,7 @@
 mod cluster;
 mod host;
 pub mod membership;
+pub mod upgrade;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -18,13 +19,15 @@ use crate::facts::HostFacts;
 use crate::render::{Package, RenderedFile};
 use crate::spec::Cluster;
 
-pub use cluster::{joined, ClusterState};
+pub use cluster::{joined, node_patch, peer_url, ClusterState};
 pub use host::distro;
 
 /// Phases run in this order; within a phase, hosts run as [`Phase::parallel`] says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Phase {
+    /// An etcd backup before an upgrade changes anything.
+    Backup,
     /// Load balancers and node preparation, all hosts in parallel.
     Prepare,
     /// `kubeadm init` on the first control plane.
@@ -38,35 +41,61 @@ pub enum Phase {
     JoinWorkers,
     /// Calico, through the Kubernetes API.
     Network,
+    /// `kubeadm upgrade apply` on one control plane, then `kubeadm upgrade node` on each
+    /// other one, one at a time.
+    UpgradeControlPlanes,
+    /// kubelet and kubectl on the control planes, one node at a time.
+    UpgradeKubelets,
+    /// Workers, in batches of `--max-unavailable` (see [`Plan::batches`]).
+    UpgradeWorkers,
     /// Node labels and taints, readiness, the local kubeconfig: through the API.
     Cluster,
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [
+    pub const ALL: [Phase; 11] = [
+        Phase::Backup,
         Phase::Prepare,
         Phase::Init,
         Phase::Credentials,
         Phase::JoinControlPlanes,
         Phase::JoinWorkers,
         Phase::Network,
+        Phase::UpgradeControlPlanes,
+        Phase::UpgradeKubelets,
+        Phase::UpgradeWorkers,
         Phase::Cluster,
     ];
 
     pub fn parallel(self) -> bool {
         matches!(self, Phase::Prepare | Phase::JoinWorkers)
     }
+
+    /// The phases of a Kubernetes upgrade, run node by node under an API probe.
+    pub fn upgrade(self) -> bool {
+        matches!(
+            self,
+            Phase::Backup
+                | Phase::UpgradeControlPlanes
+                | Phase::UpgradeKubelets
+                | Phase::UpgradeWorkers
+        )
+    }
 }
 
 impl fmt::Display for Phase {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Phase::Backup => "backup",
             Phase::Prepare => "prepare",
             Phase::Init => "init",
             Phase::Credentials => "join credentials",
             Phase::JoinControlPlanes => "join control planes",
             Phase::JoinWorkers => "join workers",
             Phase::Network => "network",
+            Phase::UpgradeControlPlanes => "upgrade control planes",
+            Phase::UpgradeKubelets => "upgrade control-plane kubelets",
+            Phase::UpgradeWorkers => "upgrade workers",
             Phase::Cluster => "cluster",
         })
     }
@@ -146,12 +175,22 @@ pub enum Action {
         /// `sha256:<hex>` of `manifest`, as digests are written (and told from secrets).
         digest: String,
     },
-    /// Patch a registered Node: set `labels`, and replace its taints with `taints`
-    /// (its live taints with the spec's merged in) when they differ.
+    /// Patch a registered Node: set `labels`, remove `remove_labels`, replace its taints
+    /// with `taints` (its live taints with the spec's merged in and `remove_taints` left
+    /// out) when they differ, and record in its annotations which labels and taints are
+    /// kubeha's (the only ones a later run removes). See [`node_patch`].
     ApplyLabelsAndTaints {
         node: String,
         labels: BTreeMap<String, String>,
+        /// Labels kubeha set earlier that the spec no longer names.
+        remove_labels: Vec<String>,
         taints: Option<Vec<NodeTaint>>,
+        /// Taints kubeha set earlier that the spec no longer names (left out of `taints`).
+        remove_taints: Vec<NodeTaint>,
+        /// The label keys the managed-labels annotation holds afterwards.
+        managed_labels: Vec<String>,
+        /// The taints (`key:effect`) the managed-taints annotation holds afterwards.
+        managed_taints: Vec<String>,
     },
     /// Wait until these nodes are Ready and kube-system is healthy.
     WaitReady {
@@ -159,6 +198,45 @@ pub enum Action {
     },
     /// Write the bootstrap control plane's trimmed admin kubeconfig locally (0600).
     WriteKubeconfig,
+    /// Save a verified etcd backup on the operator's machine before an upgrade.
+    Backup,
+    /// Unhold, upgrade to `version` (a Debian version) and hold `packages` again.
+    UpgradePackages {
+        packages: Vec<String>,
+        version: String,
+        /// Restart the kubelet afterwards, so that it runs (and reports) the new version.
+        restart_kubelet: bool,
+    },
+    /// `kubeadm upgrade apply` on the first control plane, with its apiserver out of the
+    /// load balancers' rotation until it is ready again.
+    KubeadmUpgradeApply {
+        version: String,
+        load_balancers: Vec<String>,
+    },
+    /// `kubeadm upgrade node`; on a control plane with its apiserver out of the load
+    /// balancers' rotation until its `/readyz`, etcd member and backends are healthy.
+    KubeadmUpgradeNode {
+        control_plane: bool,
+        load_balancers: Vec<String>,
+    },
+    /// Put an apiserver an interrupted upgrade left in maintenance back into rotation.
+    EnableBackend {
+        load_balancers: Vec<String>,
+    },
+    /// Cordon the node (marked as kubeha's) and evict its pods, PodDisruptionBudgets
+    /// respected.
+    Drain {
+        node: String,
+    },
+    /// Wait until the node is Ready and its kubelet reports `version`.
+    WaitNodeVersion {
+        node: String,
+        version: String,
+    },
+    /// Make a node kubeha cordoned schedulable again.
+    Uncordon {
+        node: String,
+    },
 }
 
 impl fmt::Display for Action {
@@ -246,17 +324,29 @@ impl fmt::Display for Action {
             Action::ApplyLabelsAndTaints {
                 node,
                 labels,
+                remove_labels,
                 taints,
+                remove_taints,
+                ..
             } => {
                 let mut parts: Vec<String> = labels
                     .iter()
-                    .map(|(k, v)| format!("label {k}={v}"))
+                    .map(|(k, v)| format!("set label {k}={v}"))
                     .collect();
+                parts.extend(remove_labels.iter().map(|k| format!("remove label {k}")));
+                parts.extend(remove_taints.iter().map(|t| format!("remove taint {t}")));
                 if let Some(taints) = taints {
                     let list: Vec<String> = taints.iter().map(ToString::to_string).collect();
-                    parts.push(format!("taints [{}]", list.join(", ")));
+                    parts.push(format!("set taints [{}]", list.join(", ")));
                 }
-                write!(f, "set {} on node {node} through the API", parts.join(", "))
+                if parts.is_empty() {
+                    write!(
+                        f,
+                        "record on node {node} which of its labels and taints are kubeha's (annotations)"
+                    )
+                } else {
+                    write!(f, "{} on node {node} through the API", parts.join(", "))
+                }
             }
             Action::WaitReady { nodes } => write!(
                 f,
@@ -264,6 +354,46 @@ impl fmt::Display for Action {
                 nodes.len()
             ),
             Action::WriteKubeconfig => f.write_str("write the admin kubeconfig (mode 0600)"),
+            Action::Backup => f.write_str("save a verified etcd backup on this machine (0600)"),
+            Action::UpgradePackages {
+                packages,
+                version,
+                restart_kubelet,
+            } => write!(
+                f,
+                "upgrade {} to {version} (unhold, install, hold){}",
+                packages.join(" "),
+                if *restart_kubelet {
+                    ", restart the kubelet"
+                } else {
+                    ""
+                }
+            ),
+            Action::KubeadmUpgradeApply { version, .. } => write!(
+                f,
+                "kubeadm upgrade apply {version} (its apiserver out of the load balancers meanwhile)"
+            ),
+            Action::KubeadmUpgradeNode {
+                control_plane: true,
+                ..
+            } => f.write_str(
+                "kubeadm upgrade node (its apiserver out of the load balancers until /readyz, etcd and the backends are healthy)",
+            ),
+            Action::KubeadmUpgradeNode {
+                control_plane: false,
+                ..
+            } => f.write_str("kubeadm upgrade node (the kubelet's configuration)"),
+            Action::EnableBackend { .. } => f.write_str(
+                "put its apiserver back into the load balancers (an interrupted upgrade left it in maintenance)",
+            ),
+            Action::Drain { node } => write!(
+                f,
+                "drain {node} (cordon, evict its pods, PodDisruptionBudgets respected)"
+            ),
+            Action::WaitNodeVersion { node, version } => {
+                write!(f, "wait for {node} to be Ready with kubelet {version}")
+            }
+            Action::Uncordon { node } => write!(f, "uncordon {node}"),
         }
     }
 }
@@ -314,6 +444,8 @@ pub struct Plan {
     /// etcd's members and how many control planes the cluster can lose now; `None`
     /// when no control plane with a healthy member answered.
     pub etcd: Option<membership::EtcdQuorum>,
+    /// The workers an upgrade takes out of service together, batch after batch.
+    pub batches: Vec<Vec<String>>,
 }
 
 impl Plan {
@@ -348,11 +480,19 @@ pub struct Inputs<'a> {
     /// Hosts the user asked to rebuild by name: the only ones holding live data that
     /// may be reset.
     pub replace: &'a BTreeSet<String>,
+    /// What an upgrade's checks found, when the cluster's versions differ from the spec's.
+    pub upgrade: Option<&'a upgrade::UpgradeFacts>,
+    /// Workers an upgrade drains at once.
+    pub max_unavailable: usize,
 }
 
 /// The plan, or every conflict that makes one unsafe.
 pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
-    let conflicts = cluster::conflicts(inputs);
+    let mut conflicts = cluster::conflicts(inputs);
+    let upgrading = upgrade::pending(inputs.cluster, inputs.facts, inputs.cluster_state);
+    if upgrading {
+        conflicts.extend(upgrade::preflight(inputs));
+    }
     if !conflicts.is_empty() {
         return Err(conflicts);
     }
@@ -366,8 +506,16 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     }
     let (kubeadm, bootstrap) = cluster::kubeadm_steps(inputs)?;
     steps.extend(kubeadm);
+    let mut batches = Vec::new();
+    if upgrading {
+        let (upgrade, worker_batches) = upgrade::steps(inputs);
+        steps.extend(upgrade);
+        batches = worker_batches;
+        steps.sort_by_key(|s| s.phase);
+    }
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
+    warnings.extend(cluster::health_warnings(inputs));
     warnings.extend(membership::not_in_spec(
         inputs.cluster,
         inputs.facts,
@@ -379,6 +527,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
         warnings,
         bootstrap,
         etcd: membership::etcd_quorum(inputs.cluster, inputs.facts),
+        batches,
     })
 }
 

@@ -12,7 +12,7 @@ use crate::render::test_support::seed;
 use crate::render::{Content, RenderInputs};
 use crate::spec::Cluster;
 
-fn desired(
+pub(super) fn desired(
     cluster: &Cluster,
     facts: &BTreeMap<String, HostFacts>,
 ) -> BTreeMap<String, Vec<DesiredFile>> {
@@ -133,9 +133,23 @@ fn ready_node(cluster: &Cluster, h: &crate::spec::Host) -> NodeState {
     NodeState {
         ready: true,
         cordoned: false,
+        cordoned_by_kubeha: false,
         kubelet_version: cluster.kubernetes.version.to_string(),
         labels: h.labels.clone(),
         taints: h.taints.iter().map(NodeTaint::from).collect(),
+        conditions: vec![crate::facts::cluster::NodeCondition {
+            kind: "Ready".into(),
+            status: "True".into(),
+            reason: "KubeletReady".into(),
+            message: "kubelet is posting ready status".into(),
+        }],
+        // What kubeha's annotations record once it has seen the Node.
+        managed_labels: h.labels.keys().cloned().collect(),
+        managed_taints: h
+            .taints
+            .iter()
+            .map(|t| NodeTaint::from(t).identity())
+            .collect(),
     }
 }
 
@@ -151,7 +165,7 @@ fn all_ready(cluster: &Cluster) -> ClusterState {
 }
 
 /// The release manifest's shape: the pool CIDR commented out in calico-node.
-fn calico_release() -> Result<String, String> {
+pub(super) fn calico_release() -> Result<String, String> {
     Ok(format!(
         "kind: DaemonSet\nmetadata:\n  name: calico-node\n{}",
         "            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n"
@@ -193,10 +207,12 @@ fn run_with(
         cluster_state: state,
         calico_manifest: Some(manifest),
         replace: &replace,
+        upgrade: None,
+        max_unavailable: 1,
     })
 }
 
-fn lines(plan: &Plan) -> Vec<String> {
+pub(super) fn lines(plan: &Plan) -> Vec<String> {
     plan.steps
         .iter()
         .map(|s| {
@@ -309,6 +325,8 @@ fn a_changed_file_is_diffed_and_its_service_reloaded() {
         cluster_state: Some(&state),
         calico_manifest: None,
         replace: &Default::default(),
+        upgrade: None,
+        max_unavailable: 1,
     })
     .unwrap();
     assert_eq!(
@@ -409,7 +427,11 @@ fn unsupported_os_small_control_planes_and_version_drift_are_refused() {
     assert_eq!(text.len(), 3, "{text:#?}");
     assert!(text[0].contains("unsupported operating system `Red Hat Enterprise Linux 9`"));
     assert!(text[1].contains("k8s-master-2: has 1 CPU(s)"));
-    assert!(text[2].contains("runs kubeadm 1.32.0-1.1 but the spec says 1.31.0-1.1"));
+    // A joined node's kubeadm at another version is an upgrade, which needs the API.
+    assert!(
+        text[2].contains("an upgrade needs the cluster's version"),
+        "{text:#?}"
+    );
 }
 
 #[test]
@@ -627,7 +649,7 @@ fn a_cloud_init_hosts_template_gets_the_block_too() {
     let Action::MergeBlock { block, .. } = &plan.steps[0].action else {
         panic!("{:?}", plan.steps[0]);
     };
-    assert_eq!(block, "10.20.1.5 load-balancer.local\n");
+    assert_eq!(block, "192.0.2.5 load-balancer.local\n");
     facts.get_mut("k8s-worker-2").unwrap().template_block = Some(block.clone());
     assert!(run(&c, &facts, Some(&all_ready(&c))).unwrap().is_empty());
 }
@@ -638,8 +660,8 @@ fn a_name_dns_already_resolves_gets_no_entry() {
     let mut facts = fresh(&c);
     for f in facts.values_mut() {
         let e = f.endpoint.as_mut().unwrap();
-        e.name_services.insert("10.20.1.5".into());
-        e.resolved.insert("10.20.1.5".into());
+        e.name_services.insert("192.0.2.5".into());
+        e.resolved.insert("192.0.2.5".into());
     }
     let plan = run(&c, &facts, None).unwrap();
     let text = lines(&plan);
@@ -681,7 +703,7 @@ fn an_unresolvable_name_kubeha_does_not_map_is_a_warning() {
 
 /// etcd as every control plane sees it: one started, healthy member per control plane
 /// of the seed, the first the leader.
-fn etcd_of(cluster: &Cluster, facts: &mut BTreeMap<String, HostFacts>) {
+pub(super) fn etcd_of(cluster: &Cluster, facts: &mut BTreeMap<String, HostFacts>) {
     let members: Vec<EtcdMember> = cluster
         .control_planes()
         .enumerate()
@@ -702,13 +724,13 @@ fn etcd_of(cluster: &Cluster, facts: &mut BTreeMap<String, HostFacts>) {
 }
 
 /// A converged seed cluster with its etcd and its API, as a survey would record it.
-fn live(cluster: &Cluster) -> (BTreeMap<String, HostFacts>, ClusterState) {
+pub(super) fn live(cluster: &Cluster) -> (BTreeMap<String, HostFacts>, ClusterState) {
     let mut facts = converged(cluster);
     etcd_of(cluster, &mut facts);
     (facts, all_ready(cluster))
 }
 
-fn messages(conflicts: &[Conflict]) -> Vec<String> {
+pub(super) fn messages(conflicts: &[Conflict]) -> Vec<String> {
     conflicts.iter().map(ToString::to_string).collect()
 }
 
@@ -769,18 +791,6 @@ fn immutable_fields_that_differ_from_the_live_configuration_are_conflicts() {
 }
 
 #[test]
-fn a_version_difference_points_at_upgrade() {
-    let c = seed();
-    let (facts, mut state) = live(&c);
-    state.kubeadm_config.as_mut().unwrap().kubernetes_version = "v1.30.4".into();
-    state.nodes.get_mut("k8s-worker-1").unwrap().kubelet_version = "v1.30.4".into();
-    let text = messages(&run(&c, &facts, Some(&state)).unwrap_err());
-    assert_eq!(text.len(), 2, "{text:#?}");
-    assert!(text[0].starts_with("cluster: the cluster runs Kubernetes v1.30.4 but the spec says v1.31.0: change versions with `kubeha upgrade`"));
-    assert!(text[1].starts_with("k8s-worker-1: its kubelet runs v1.30.4 but the spec says v1.31.0"));
-}
-
-#[test]
 fn a_label_or_taint_changed_in_the_spec_is_one_api_step() {
     let c = crate::render::test_support::cluster_from(|s| {
         s.replacen(
@@ -802,7 +812,7 @@ fn a_label_or_taint_changed_in_the_spec_is_one_api_step() {
     assert_eq!(
         lines(&plan),
         [format!(
-            "cluster cluster: set label tier=web, taints [dedicated=web:NoSchedule] on node {} through the API",
+            "cluster cluster: set label tier=web, set taints [dedicated=web:NoSchedule] on node {} through the API",
             worker.name
         )]
     );
@@ -820,6 +830,197 @@ fn a_label_or_taint_changed_in_the_spec_is_one_api_step() {
     node.labels.insert("tier".into(), "web".into());
     node.taints = taints.clone().unwrap();
     assert!(run(&c, &facts, Some(&state)).unwrap().is_empty());
+}
+
+/// The seed with `k8s-worker-1` labelled and tainted by the spec, and its live Node as
+/// kubeha left it after an earlier run (annotations included), plus what others set.
+fn labelled_worker() -> (Cluster, BTreeMap<String, HostFacts>, ClusterState) {
+    let c = crate::render::test_support::cluster_from(|s| {
+        s.replacen(
+            "      roles: [worker]\n",
+            "      roles: [worker]\n      labels: {tier: web, zone: a}\n      taints: [{key: dedicated, value: web, effect: NoSchedule}]\n",
+            1,
+        )
+    });
+    let (facts, mut state) = live(&c);
+    let node = state.nodes.get_mut("k8s-worker-1").unwrap();
+    // Set by someone else: never kubeha's to remove.
+    node.labels.insert("team".into(), "payments".into());
+    node.taints.push(NodeTaint {
+        key: "maintenance".into(),
+        value: None,
+        effect: "NoExecute".into(),
+    });
+    (c, facts, state)
+}
+
+fn without_labels_and_taints(c: &Cluster) -> Cluster {
+    let mut c = c.clone();
+    let h = c
+        .hosts
+        .iter_mut()
+        .find(|h| h.name == "k8s-worker-1")
+        .unwrap();
+    h.labels.retain(|k, _| k == "tier");
+    h.taints.clear();
+    c
+}
+
+#[test]
+fn labels_and_taints_removed_from_the_spec_are_removed_when_kubeha_set_them() {
+    let (c, facts, state) = labelled_worker();
+    assert!(
+        run(&c, &facts, Some(&state)).unwrap().is_empty(),
+        "converged"
+    );
+    let trimmed = without_labels_and_taints(&c);
+    let plan = run(&trimmed, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        lines(&plan),
+        ["cluster cluster: remove label zone, remove taint dedicated=web:NoSchedule, set taints [maintenance:NoExecute] on node k8s-worker-1 through the API"]
+    );
+    let action = &plan.steps[0].action;
+    let Action::ApplyLabelsAndTaints {
+        remove_labels,
+        taints,
+        managed_labels,
+        managed_taints,
+        ..
+    } = action
+    else {
+        panic!("{action:?}")
+    };
+    assert_eq!(remove_labels, &["zone".to_string()]);
+    assert_eq!(taints.as_ref().unwrap().len(), 1, "the other taint stays");
+    assert_eq!(managed_labels, &["tier".to_string()]);
+    assert!(managed_taints.is_empty());
+    // The patch removes with null, keeps `team`, and drops the emptied annotation.
+    let patch = crate::plan::node_patch(action).unwrap();
+    assert_eq!(
+        patch,
+        serde_json::json!({
+            "metadata": {
+                "labels": {"zone": null},
+                "annotations": {
+                    "kubeha.dev/managed-labels": "tier",
+                    "kubeha.dev/managed-taints": null,
+                },
+            },
+            "spec": {"taints": [{"key": "maintenance", "effect": "NoExecute"}]},
+        })
+    );
+    // Applied: the Node as the patch leaves it plans nothing.
+    let mut after = state.clone();
+    let node = after.nodes.get_mut("k8s-worker-1").unwrap();
+    node.labels.remove("zone");
+    node.taints = taints.clone().unwrap();
+    node.managed_labels = ["tier".to_string()].into();
+    node.managed_taints.clear();
+    assert!(run(&trimmed, &facts, Some(&after)).unwrap().is_empty());
+}
+
+#[test]
+fn labels_and_taints_kubeha_did_not_set_are_never_removed() {
+    let (c, facts, mut state) = labelled_worker();
+    // A Node labelled before kubeha recorded what it set: nothing is known to be kubeha's.
+    let node = state.nodes.get_mut("k8s-worker-1").unwrap();
+    node.managed_labels.clear();
+    node.managed_taints.clear();
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        lines(&plan),
+        ["cluster cluster: record on node k8s-worker-1 which of its labels and taints are kubeha's (annotations)"]
+    );
+    let patch = crate::plan::node_patch(&plan.steps[0].action).unwrap();
+    assert_eq!(
+        patch["metadata"]["annotations"],
+        serde_json::json!({
+            "kubeha.dev/managed-labels": "tier,zone",
+            "kubeha.dev/managed-taints": "dedicated:NoSchedule",
+        })
+    );
+    assert_eq!(patch["metadata"]["labels"], serde_json::json!({}));
+    assert!(patch.get("spec").is_none(), "the taints are left alone");
+    // Removed from the spec then: with nothing recorded, `zone` and the taint stay.
+    let trimmed = without_labels_and_taints(&c);
+    let plan = run(&trimmed, &facts, Some(&state)).unwrap();
+    let Action::ApplyLabelsAndTaints {
+        remove_labels,
+        taints,
+        ..
+    } = &plan.steps[0].action
+    else {
+        panic!()
+    };
+    assert!(remove_labels.is_empty() && taints.is_none(), "{plan:?}");
+}
+
+#[test]
+fn a_joining_node_with_labels_gets_kubehas_annotations_once_registered() {
+    let (c, mut facts, mut state) = labelled_worker();
+    state.nodes.remove("k8s-worker-1");
+    facts.insert("k8s-worker-1".into(), parse(recorded::FRESH));
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    let cluster_steps: Vec<&str> = plan
+        .phase(Phase::Cluster)
+        .map(|s| s.description.as_str())
+        .collect();
+    assert_eq!(
+        cluster_steps,
+        [
+            "wait for 5 node(s) to be Ready and kube-system to be healthy",
+            "record on node k8s-worker-1 which of its labels and taints are kubeha's (annotations)",
+            "write the admin kubeconfig (mode 0600)",
+        ]
+    );
+    // kubeadm gave the Node its labels and taints: the patch only records them.
+    let patch = crate::plan::node_patch(&plan.phase(Phase::Cluster).nth(1).unwrap().action);
+    let patch = patch.unwrap();
+    assert_eq!(patch["metadata"]["labels"], serde_json::json!({}));
+    assert!(patch.get("spec").is_none());
+}
+
+#[test]
+fn certificates_ending_within_thirty_days_and_troubled_nodes_are_plan_warnings() {
+    let c = seed();
+    let (mut facts, mut state) = live(&c);
+    let clock = 1_796_126_400;
+    for (cp, days) in [
+        ("k8s-master-1", 200),
+        ("k8s-master-2", 12),
+        ("k8s-master-3", -2),
+    ] {
+        let f = facts.get_mut(cp).unwrap();
+        f.clock = Some(clock);
+        f.certificates = BTreeMap::from([
+            ("/etc/kubernetes/pki/ca.crt".into(), clock + 3_000 * 86_400),
+            (
+                "/etc/kubernetes/pki/apiserver.crt".into(),
+                clock + days * 86_400,
+            ),
+        ]);
+    }
+    state
+        .nodes
+        .get_mut("k8s-worker-2")
+        .unwrap()
+        .conditions
+        .push(crate::facts::cluster::NodeCondition {
+            kind: "MemoryPressure".into(),
+            status: "True".into(),
+            reason: "KubeletHasInsufficientMemory".into(),
+            message: "kubelet has insufficient memory available".into(),
+        });
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert!(plan.is_empty(), "warnings, not steps");
+    assert_eq!(
+        messages(&plan.warnings),
+        [
+            "k8s-master-2: /etc/kubernetes/pki/apiserver.crt expires on 2026-12-13 (in 12 day(s)): renew its certificates with `kubeha certs renew`",
+            "k8s-master-3: /etc/kubernetes/pki/apiserver.crt expired on 2026-11-29 (2 day(s) ago): renew its certificates with `kubeha certs renew`",
+            "k8s-worker-2: its Node reports MemoryPressure (KubeletHasInsufficientMemory): kubelet has insufficient memory available",
+        ]
+    );
 }
 
 #[test]
@@ -853,7 +1054,7 @@ fn a_stale_etcd_member_is_removed_through_a_healthy_one_before_its_host_rejoins(
         joins,
         [
             "join control planes k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)",
-            "join control planes k8s-master-3: remove stale etcd member a3 (never started, https://10.20.1.12:2380) through k8s-master-1",
+            "join control planes k8s-master-3: remove stale etcd member a3 (never started, https://192.0.2.12:2380) through k8s-master-1",
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
         ]
     );

@@ -83,10 +83,20 @@ impl RunDir {
     }
 }
 
+/// Output lines that begin with this carry a secret: [`Remote::run_keeping_secrets`]
+/// keeps them out of the log and out of errors.
+pub const SECRET_PREFIX: &str = "secret.";
+
+/// What the shell prints on stderr first when `sudo -n` let it start: without it, sudo
+/// refused (and printed why), so no command can run as root on the host.
+const AS_ROOT: &str = "kubeha: running as root\n";
+
 /// Whether a command's output goes into the host's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Logged {
     Everything,
+    /// Everything but the lines starting with [`SECRET_PREFIX`].
+    KeepingSecrets,
     /// The command line and its exit only: file reads return kubeconfigs and keys.
     CommandOnly,
 }
@@ -157,25 +167,16 @@ impl Remote {
                 )
             })?
             .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
-        let remote = Self {
+        // Root is checked by the first command itself (see [`AS_ROOT`]): a probe of its
+        // own would cost every run a round trip per host.
+        Ok(Self {
             host: host.name.clone(),
             session,
             sudo: host.ssh.sudo,
             timeout,
             log: Mutex::new(log),
             redactor,
-        };
-        let probe = remote.exec("true", None, limit, Logged::Everything).await?;
-        if !probe.success() {
-            return Err(fail(
-                "cannot run commands as root",
-                format!(
-                    "`sudo -n true` failed ({}); the SSH user needs passwordless sudo",
-                    probe.stderr.trim()
-                ),
-            ));
-        }
-        Ok(remote)
+        })
     }
 
     /// Runs a shell script as root and returns whatever it printed; a non-zero exit is
@@ -212,6 +213,22 @@ impl Remote {
         let out = self
             .exec(script, Some(input), self.timeout, Logged::Everything)
             .await?;
+        self.checked(what, out)
+    }
+
+    /// [`Remote::run`] for a script some of whose output lines are secrets (they start
+    /// with [`SECRET_PREFIX`]): those lines are never logged, nor in an error.
+    pub async fn run_keeping_secrets(
+        &self,
+        what: &str,
+        script: &str,
+    ) -> Result<Output, RemoteError> {
+        let mut out = self
+            .exec(script, None, self.timeout, Logged::KeepingSecrets)
+            .await?;
+        if !out.success() {
+            out.stdout = without_secrets(&out.stdout);
+        }
         self.checked(what, out)
     }
 
@@ -300,6 +317,7 @@ impl Remote {
         }
     }
 
+    /// Sends one command: the count [`commands_sent`] reports.
     async fn exec(
         &self,
         script: &str,
@@ -308,14 +326,17 @@ impl Remote {
         logged: Logged,
     ) -> Result<Output, RemoteError> {
         let fail = |what: &str, detail: String| self.error(what, &detail);
-        let script_word = crate::quote::try_shell(script)
-            .map_err(|e| fail("quote the command", e.to_string()))?;
         let wrapped = if self.sudo {
-            format!("sudo -n sh -c {script_word}")
+            let word = crate::quote::try_shell(&format!("printf '{AS_ROOT}' >&2\n{script}"))
+                .map_err(|e| fail("quote the command", e.to_string()))?;
+            format!("sudo -n sh -c {word}")
         } else {
-            format!("sh -c {script_word}")
+            let word = crate::quote::try_shell(script)
+                .map_err(|e| fail("quote the command", e.to_string()))?;
+            format!("sh -c {word}")
         };
         self.log_line(&format!("$ {script}"));
+        COMMANDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cmd = self.session.raw_command(&wrapped);
         cmd.stdin(if input.is_some() {
             Stdio::piped()
@@ -347,7 +368,7 @@ impl Remote {
                 format!("no answer within {timeout:?}: {script}"),
             )
         })??;
-        let out = Output {
+        let mut out = Output {
             code: raw.status.code(),
             stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
             stderr: String::from_utf8_lossy(&raw.stderr).into_owned(),
@@ -358,6 +379,24 @@ impl Remote {
                 "lost the SSH connection",
                 out.stderr.trim().to_string(),
             ));
+        }
+        if self.sudo {
+            // sudo may warn before it runs the shell (e.g. `unable to resolve host`).
+            let Some(at) = out.stderr.find(AS_ROOT) else {
+                self.log_line(&format!(
+                    "exit {:?}: sudo refused\n{}",
+                    out.code,
+                    indent(&out.stderr, "  ! ")
+                ));
+                return Err(fail(
+                    "cannot run commands as root",
+                    format!(
+                        "`sudo -n` failed ({}); the SSH user needs passwordless sudo",
+                        out.stderr.trim()
+                    ),
+                ));
+            };
+            out.stderr.replace_range(at..at + AS_ROOT.len(), "");
         }
         self.log_line(&log_entry(&out, logged));
         Ok(out)
@@ -375,6 +414,14 @@ impl Remote {
     }
 }
 
+/// Every command sent over SSH (each a round trip), for a run's `-v` summary.
+static COMMANDS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Commands this process has sent to hosts so far.
+pub fn commands_sent() -> usize {
+    COMMANDS.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// How a command's end is written to the host log.
 fn log_entry(out: &Output, logged: Logged) -> String {
     match logged {
@@ -384,12 +431,31 @@ fn log_entry(out: &Output, logged: Logged) -> String {
             indent(&out.stdout, "  | "),
             indent(&out.stderr, "  ! ")
         ),
+        Logged::KeepingSecrets => format!(
+            "exit {:?}\n{}{}",
+            out.code,
+            indent(&without_secrets(&out.stdout), "  | "),
+            indent(&out.stderr, "  ! ")
+        ),
         Logged::CommandOnly => format!(
             "exit {:?} ({} bytes of output, not logged)",
             out.code,
             out.stdout.len() + out.stderr.len()
         ),
     }
+}
+
+/// `text` with each line that starts with [`SECRET_PREFIX`] cut after its key.
+fn without_secrets(text: &str) -> String {
+    text.lines()
+        .map(|l| match l.strip_prefix(SECRET_PREFIX) {
+            Some(rest) => {
+                let key = rest.split_once('=').map_or(rest, |(k, _)| k);
+                format!("{SECRET_PREFIX}{key}=<not logged>\n")
+            }
+            None => format!("{l}\n"),
+        })
+        .collect()
 }
 
 /// The limit for a whole SSH connect: the TCP connect, banner, key exchange and login
@@ -439,6 +505,23 @@ mod tests {
         let entry = log_entry(&out, Logged::CommandOnly);
         assert_eq!(entry, "exit Some(0) (32 bytes of output, not logged)");
         assert!(log_entry(&out, Logged::Everything).contains(&out.stdout));
+    }
+
+    #[test]
+    fn secret_lines_never_reach_the_log() {
+        let out = Output {
+            code: Some(0),
+            stdout: "os.id=debian\nsecret.admin.conf=Y2xpZW50LWtleS1kYXRh\nkubeadm.ca=Q0E=\n"
+                .into(),
+            stderr: String::new(),
+        };
+        let entry = log_entry(&out, Logged::KeepingSecrets);
+        assert!(!entry.contains("Y2xpZW50LWtleS1kYXRh"), "{entry}");
+        assert!(
+            entry.contains("  | secret.admin.conf=<not logged>\n"),
+            "{entry}"
+        );
+        assert!(entry.contains("  | os.id=debian\n") && entry.contains("  | kubeadm.ca=Q0E=\n"));
     }
 
     #[test]

@@ -8,10 +8,30 @@ use crate::quote;
 use crate::spec::{Cluster, APISERVER_PORT};
 
 pub const PATH: &str = "/etc/haproxy/haproxy.cfg";
-/// Local-only statistics page; `kubeha status` reads backend states from it over SSH.
+/// Local-only statistics page; `kubeha status` reads backend states from it over SSH,
+/// and an upgrade puts an apiserver in and out of maintenance through it.
 pub const STATS_ADDRESS: &str = "127.0.0.1:8404";
 pub const STATS_PATH: &str = "/stats";
 pub const BACKEND: &str = "kube-apiserver";
+/// HAProxy's runtime API. HAProxy binds it as root before dropping to `haproxy`, so with
+/// mode 660 it is root's alone; `certs renew` drains a control plane through it.
+pub const ADMIN_SOCKET: &str = "/run/haproxy/admin.sock";
+
+/// A shell command sending one runtime-API `command` to [`ADMIN_SOCKET`] and printing the
+/// answer. Perl, because perl-base is Essential on every Debian and Ubuntu (socat, which
+/// HAProxy's manual uses, is not installed by default); the socket and the command reach it
+/// as arguments, never as code.
+pub fn runtime_command(command: &str) -> String {
+    const CLIENT: &str = "use IO::Socket::UNIX; \
+        my $s = IO::Socket::UNIX->new(Peer => $ARGV[0]) or die \"cannot connect to $ARGV[0]: $!\\n\"; \
+        print $s \"$ARGV[1]\\n\"; print while <$s>;";
+    format!(
+        "perl -e {} {} {}",
+        quote::shell(CLIENT),
+        quote::shell(ADMIN_SOCKET),
+        quote::shell(command)
+    )
+}
 
 pub fn render(cluster: &Cluster) -> String {
     let lb = &cluster.load_balancer;
@@ -30,7 +50,7 @@ global
     log /dev/log local0
     log /dev/log local1 notice
     chroot /var/lib/haproxy
-    stats socket /run/haproxy/admin.sock mode 660 level admin
+    stats socket {ADMIN_SOCKET} mode 660 level admin
     stats timeout 30s
     user haproxy
     group haproxy
@@ -72,6 +92,8 @@ frontend stats
     stats enable
     stats uri {STATS_PATH}
     stats refresh 10s
+    # Local only: an upgrade takes an apiserver out of rotation while kubeadm restarts it.
+    stats admin if LOCALHOST
 "#,
         header = super::managed_header("#", cluster).trim_end(),
         client = ms(lb.client_timeout),
@@ -107,9 +129,9 @@ mod tests {
     fn every_control_plane_is_a_checked_backend() {
         let text = render(&seed());
         for (name, ip) in [
-            ("k8s-master-1", "10.20.1.10"),
-            ("k8s-master-2", "10.20.1.11"),
-            ("k8s-master-3", "10.20.1.12"),
+            ("k8s-master-1", "192.0.2.10"),
+            ("k8s-master-2", "192.0.2.11"),
+            ("k8s-master-3", "192.0.2.12"),
         ] {
             assert!(
                 text.contains(&format!("    server '{name}' {ip}:6443\n")),
@@ -121,6 +143,19 @@ mod tests {
         assert!(text.contains("default-server check verify none inter 2000ms fastinter 500ms fall 3 rise 2 on-marked-down shutdown-sessions\n"));
         assert!(text.contains("    bind :6443\n"));
         assert!(text.contains("timeout client 300000ms\n"));
+    }
+
+    #[test]
+    fn the_runtime_api_is_reached_through_the_root_only_socket() {
+        assert!(render(&seed())
+            .contains("    stats socket /run/haproxy/admin.sock mode 660 level admin\n"));
+        let script = runtime_command("set server kube-apiserver/cp-1 state drain");
+        assert!(
+            script
+                .ends_with(" /run/haproxy/admin.sock 'set server kube-apiserver/cp-1 state drain'"),
+            "{script}"
+        );
+        crate::dr::assert_valid_sh(&script);
     }
 
     #[test]
@@ -136,7 +171,7 @@ mod tests {
         assert!(text.contains("uri '/livez'"));
         assert!(text.contains("    bind :8443\n"));
         assert!(
-            text.contains("server 'k8s-master-1' 10.20.1.10:6443"),
+            text.contains("server 'k8s-master-1' 192.0.2.10:6443"),
             "backends stay on 6443"
         );
     }
@@ -145,7 +180,7 @@ mod tests {
     fn internal_addresses_carry_backend_traffic() {
         let c = cluster_from(|s| {
             s.replace(
-                "      # internalAddress: 192.168.10.10",
+                "      # internalAddress: 192.0.2.110",
                 "      internalAddress: 172.16.0.10",
             )
         });

@@ -123,7 +123,7 @@ mod tests {
         let c = seed();
         assert_eq!(
             block_of(&c, c.first_control_plane()),
-            Content::ManagedBlock("10.20.1.5 load-balancer.local\n".into())
+            Content::ManagedBlock("192.0.2.5 load-balancer.local\n".into())
         );
         assert!(
             render(&c, &c.hosts[0]).is_empty(),
@@ -132,13 +132,13 @@ mod tests {
         let vip = seed_with_vip();
         assert_eq!(
             block_of(&vip, vip.first_control_plane()),
-            Content::ManagedBlock("10.20.1.100 load-balancer.local\n".into())
+            Content::ManagedBlock("192.0.2.100 load-balancer.local\n".into())
         );
     }
 
     #[test]
     fn nothing_for_ip_endpoints_or_when_disabled() {
-        let ip = cluster_from(|s| s.replace("host: load-balancer.local", "host: 10.20.1.5"));
+        let ip = cluster_from(|s| s.replace("host: load-balancer.local", "host: 192.0.2.5"));
         assert!(render(&ip, ip.first_control_plane()).is_empty());
         let off =
             cluster_from(|s| s.replace("# manageHostsEntry: true", "manageHostsEntry: false"));
@@ -155,7 +155,7 @@ mod tests {
             Content::Text(t) => t.clone(),
             other => panic!("{other:?}"),
         };
-        assert_eq!(text(BLOCK_FILE), "10.20.1.5 load-balancer.local\n");
+        assert_eq!(text(BLOCK_FILE), "192.0.2.5 load-balancer.local\n");
         let unit = text(UNIT_PATH);
         assert!(unit.contains("\nBefore=containerd.service kubelet.service\n"));
         assert!(unit.contains(&format!("\nExecStart={RESTORE_SCRIPT}\n")));
@@ -223,13 +223,13 @@ mod tests {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         let at = |p: &str| root.join(p.trim_start_matches('/'));
-        std::fs::write(at(BLOCK_FILE), "10.20.1.5 load-balancer.local\n").unwrap();
+        std::fs::write(at(BLOCK_FILE), "192.0.2.5 load-balancer.local\n").unwrap();
         // As Docker or cloud-init leave it after a boot: no block.
-        let fresh = "127.0.0.1\tlocalhost\n10.20.1.11\tk8s-master-1\n";
+        let fresh = "127.0.0.1\tlocalhost\n192.0.2.11\tk8s-master-1\n";
         std::fs::write(at(PATH), fresh).unwrap();
         let template = "## template:jinja\n127.0.0.1 localhost\n";
         std::fs::write(at(CLOUD_INIT_TEMPLATE), template).unwrap();
-        let block = "# BEGIN kubeha\n10.20.1.5 load-balancer.local\n# END kubeha\n";
+        let block = "# BEGIN kubeha\n192.0.2.5 load-balancer.local\n# END kubeha\n";
 
         // cloud-init does not manage /etc/hosts: the template is left alone.
         let restored = format!("{fresh}{block}");

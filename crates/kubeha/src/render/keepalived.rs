@@ -145,10 +145,10 @@ mod tests {
         let first = render(&c, lbs[0]);
         let second = render(&c, lbs[1]);
         assert!(first.contains("priority 150\n") && second.contains("priority 149\n"));
-        assert!(first.contains("unicast_src_ip 10.20.1.5\n"));
-        assert!(first.contains("unicast_peer {\n        10.20.1.6\n    }"));
-        assert!(second.contains("unicast_peer {\n        10.20.1.5\n    }"));
-        assert!(first.contains("10.20.1.100/24 dev \"eth0\""));
+        assert!(first.contains("unicast_src_ip 192.0.2.5\n"));
+        assert!(first.contains("unicast_peer {\n        192.0.2.6\n    }"));
+        assert!(second.contains("unicast_peer {\n        192.0.2.5\n    }"));
+        assert!(first.contains("192.0.2.100/24 dev \"eth0\""));
         assert!(first.contains("virtual_router_id 51\n"));
         assert!(first.contains("weight -100\n"));
     }

@@ -327,7 +327,7 @@ mod tests {
             "kubernetesVersion: v1.31.0\n",
             "podSubnet: 192.168.0.0/16\n",
             "serviceSubnet: 10.96.0.0/12\n",
-            "advertiseAddress: \"10.20.1.10\"\n",
+            "advertiseAddress: \"192.0.2.10\"\n",
             "criSocket: unix:///var/run/containerd/containerd.sock\n",
             "cgroupDriver: systemd\n",
             "clusterName: k8s-ha\n",
@@ -351,7 +351,7 @@ mod tests {
         assert!(cp_text.contains("controlPlane:\n"));
         assert!(cp_text.contains("apiServerEndpoint: load-balancer.local:6443\n"));
         assert!(cp_text.contains(&format!("- sha256:{}\n", "cd".repeat(32))));
-        assert!(cp_text.contains("advertiseAddress: \"10.20.1.11\"\n"));
+        assert!(cp_text.contains("advertiseAddress: \"192.0.2.11\"\n"));
         let w = join_config(&c, worker, &secrets());
         assert!(!w.contains("controlPlane"));
         assert!(!w.contains("certificateKey"));
@@ -434,6 +434,6 @@ mod tests {
     fn vip_and_extra_names_are_cert_sans() {
         let c = seed_with_vip();
         let sans = cert_sans(&c);
-        assert_eq!(sans, ["load-balancer.local", "10.20.1.100"]);
+        assert_eq!(sans, ["load-balancer.local", "192.0.2.100"]);
     }
 }

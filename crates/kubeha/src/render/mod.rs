@@ -6,6 +6,7 @@
 
 pub mod apt;
 mod containerd;
+pub mod etcd_backup;
 pub mod haproxy;
 pub mod hosts_entry;
 mod keepalived;
@@ -335,10 +336,10 @@ pub(crate) mod test_support {
         cluster_from(|s| {
             s.replace(
                 "    - name: k8s-master-1 ",
-                "    - name: load-balancer-2\n      address: 10.20.1.6\n      roles: [loadBalancer]\n    - name: k8s-master-1 ",
+                "    - name: load-balancer-2\n      address: 192.0.2.6\n      roles: [loadBalancer]\n    - name: k8s-master-1 ",
             )
             .replace("    # virtualIP:", "    virtualIP:")
-            .replace("    #   address: 10.20.1.100/24", "      address: 10.20.1.100/24")
+            .replace("    #   address: 192.0.2.100/24", "      address: 192.0.2.100/24")
             .replace("    #   interface: eth0", "      interface: eth0")
             .replace("    #   virtualRouterId: 51", "      virtualRouterId: 51")
         })

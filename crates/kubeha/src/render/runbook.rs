@@ -549,7 +549,7 @@ mod tests {
         let text = render(&c);
         assert!(
             text.contains(
-                "ADDR[k8s-master-1]=10.20.1.10 PORT[k8s-master-1]=22 LOGIN[k8s-master-1]='deploy$'"
+                "ADDR[k8s-master-1]=192.0.2.10 PORT[k8s-master-1]=22 LOGIN[k8s-master-1]='deploy$'"
             ),
             "{}",
             &text[..800]

@@ -254,7 +254,7 @@ fn a_node_the_spec_no_longer_lists_is_removed_through_the_api_only() {
     );
     assert!(
         warnings.iter().any(|w| w.starts_with(
-            "k8s-master-3: etcd member a3 (https://10.20.1.12:2380) is not in the spec"
+            "k8s-master-3: etcd member a3 (https://192.0.2.12:2380) is not in the spec"
         )),
         "{warnings:?}"
     );
@@ -282,7 +282,7 @@ fn a_control_plane_back_with_the_data_of_a_removed_member_is_refused_until_reset
     let refused = messages(&run(&c, &facts, Some(&state)).unwrap_err());
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(
-        refused[0].starts_with("k8s-master-3: it holds etcd data, but etcd (as k8s-master-1 sees it) has no member for https://10.20.1.12:2380")
+        refused[0].starts_with("k8s-master-3: it holds etcd data, but etcd (as k8s-master-1 sees it) has no member for https://192.0.2.12:2380")
             && refused[0].contains("--replace k8s-master-3"),
         "{refused:?}"
     );
@@ -305,7 +305,7 @@ fn growing_to_an_even_number_of_control_planes_is_a_warning() {
     let c = cluster_from(|s| {
         s.replace(
             "    - name: k8s-worker-1\n",
-            "    - name: k8s-master-4\n      address: 10.20.1.13\n      roles: [controlPlane]\n    - name: k8s-worker-1\n",
+            "    - name: k8s-master-4\n      address: 192.0.2.13\n      roles: [controlPlane]\n    - name: k8s-worker-1\n",
         )
     });
     let mut three = c.clone();
