@@ -150,9 +150,10 @@ impl Lab {
         let (out, seconds) = self.kubeha(cmd, args);
         assert!(
             out.status.success(),
-            "{what}: {}\n{}",
+            "{what}: {}\n{}\n/etc/hosts then:\n{}",
             stdout(&out),
-            stderr(&out)
+            stderr(&out),
+            std::fs::read_to_string("/etc/hosts").unwrap_or_default()
         );
         eprintln!("{what}: {seconds:.1}s");
         (stdout(&out), seconds)
