@@ -308,12 +308,8 @@ impl<'a> Run<'a> {
                 load_balancers,
             } => {
                 // Out of rotation first: kubeadm restarts this apiserver, and requests the
-                // load balancers sent it meanwhile would fail. Short requests already on
-                // it finish during the pause; what is still connected after it (long-lived
-                // clients) is closed while idle, so it reconnects elsewhere.
-                set_backend(c, load_balancers, host, &["maint"]).await?;
-                tokio::time::sleep(SESSIONS_FINISH_WITHIN).await;
-                set_backend(c, load_balancers, host, &["shutdown"]).await?;
+                // load balancers sent it meanwhile would fail.
+                out_of_rotation(c, load_balancers, host).await?;
                 let script = steps::script(&step.action).expect("upgrade actions have scripts");
                 c.remote(host)
                     .run_for(label, &script, c.options.kubeadm_timeout)
@@ -371,6 +367,19 @@ async fn back_in_rotation(c: &Connected, lbs: &[String], host: &Host) -> Result<
         }
     }
     Ok(())
+}
+
+/// Takes `server` out of rotation on every load balancer: no new request goes to it,
+/// short requests already on it finish during a pause, and what is still connected
+/// after it (long-lived clients) is closed while idle, so it reconnects elsewhere.
+pub(crate) async fn out_of_rotation(
+    c: &Connected,
+    lbs: &[String],
+    server: &str,
+) -> Result<(), ApplyError> {
+    set_backend(c, lbs, server, &["maint"]).await?;
+    tokio::time::sleep(SESSIONS_FINISH_WITHIN).await;
+    set_backend(c, lbs, server, &["shutdown"]).await
 }
 
 /// Applies HAProxy admin `actions` (`maint`, `shutdown`, `ready`) to `server`'s backend

@@ -154,6 +154,10 @@ async fn run_step(
             let script = steps::script(&reload).expect("a reload is a command");
             remote.run("cannot reload haproxy", &script).await?;
         }
+        RemoveStep::OutOfRotation {
+            server,
+            load_balancers,
+        } => apply::upgrade::out_of_rotation(c, load_balancers, server).await?,
         RemoveStep::StopApiserver { host, apiserver } => {
             c.remote(host)
                 .run("cannot stop the apiserver", &stop_apiserver(apiserver))

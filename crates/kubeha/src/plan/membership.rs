@@ -119,6 +119,12 @@ pub enum RemoveStep {
     },
     /// A verified etcd backup written locally (0600) before etcd changes.
     Backup,
+    /// Take the node's server out of rotation on the load balancers (HAProxy `maint`,
+    /// then its remaining sessions closed), before their config drops it.
+    OutOfRotation {
+        server: String,
+        load_balancers: Vec<String>,
+    },
     /// Write `haproxy.cfg` without the node's server and reload HAProxy (established
     /// connections stay with the old worker until they end).
     UpdateLoadBalancer {
@@ -163,6 +169,14 @@ impl fmt::Display for RemoveStep {
             RemoveStep::Backup => {
                 f.write_str("take a verified etcd backup (written locally, 0600)")
             }
+            RemoveStep::OutOfRotation {
+                server,
+                load_balancers,
+            } => write!(
+                f,
+                "take {server} out of rotation on {} (no new requests; its sessions closed after 1s)",
+                load_balancers.join(", ")
+            ),
             RemoveStep::UpdateLoadBalancer { host, .. } => write!(
                 f,
                 "{host}: write {} without the node's server and reload haproxy",
@@ -383,7 +397,21 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
         if !members.is_empty() {
             steps.push(RemoveStep::Backup);
         }
-        steps.extend(load_balancers(inputs)?);
+        let lbs = load_balancers(inputs)?;
+        let rotating: Vec<String> = lbs
+            .iter()
+            .filter_map(|s| match s {
+                RemoveStep::UpdateLoadBalancer { host, .. } => Some(host.clone()),
+                _ => None,
+            })
+            .collect();
+        if !rotating.is_empty() {
+            steps.push(RemoveStep::OutOfRotation {
+                server: name.into(),
+                load_balancers: rotating,
+            });
+        }
+        steps.extend(lbs);
         if let (Some(h), Some(f)) = (host, reached) {
             if f.kubeadm.admin_conf {
                 steps.push(RemoveStep::StopApiserver {
