@@ -6,6 +6,7 @@
 
 mod join;
 pub mod progress;
+pub mod rotation;
 pub mod steps;
 pub mod upgrade;
 

@@ -91,7 +91,7 @@ pub async fn gather(c: &Connected, survey: &Survey) -> Result<UpgradeFacts, Appl
         .map(|e| (e.host, e.file, e.not_after))
         .collect();
     for lb in cluster.load_balancers() {
-        if let Ok(out) = c.remote(&lb.name).sh(&stats_command()).await {
+        if let Ok(out) = c.remote(&lb.name).sh(&haproxy::stats_command()).await {
             let states: BTreeMap<String, String> = crate::cli::status::backend_states(&out.stdout)
                 .into_iter()
                 .collect();
@@ -114,17 +114,6 @@ fn policy_script(sources: &str) -> String {
          LC_ALL=C apt-cache {opts} policy {}",
         quote(sources),
         PACKAGES.join(" ")
-    )
-}
-
-fn stats_command() -> String {
-    format!(
-        "curl -fsS --max-time 5 {}",
-        quote(&format!(
-            "http://{}{};csv",
-            haproxy::STATS_ADDRESS,
-            haproxy::STATS_PATH
-        ))
     )
 }
 
@@ -346,76 +335,17 @@ async fn back_in_rotation(c: &Connected, lbs: &[String], host: &Host) -> Result<
         "kubeadm upgrade",
     )
     .await?;
-    set_backend(c, lbs, &host.name, &["ready"]).await?;
-    let deadline = Instant::now() + BACKEND_UP_WITHIN;
-    for lb in lbs {
-        loop {
-            let out = c.remote(lb).sh(&stats_command()).await?;
-            let up = crate::cli::status::backend_states(&out.stdout)
-                .iter()
-                .any(|(server, state)| *server == host.name && state == "UP");
-            if up {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(ApplyError::Local(format!(
-                    "{lb}: HAProxy does not see {} UP within {BACKEND_UP_WITHIN:?}",
-                    host.name
-                )));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-    Ok(())
+    super::rotation::put_in(c, lbs, &host.name, BACKEND_UP_WITHIN).await
 }
 
-/// Takes `server` out of rotation on every load balancer: no new request goes to it,
-/// short requests already on it finish during a pause, and what is still connected
-/// after it (long-lived clients) is closed while idle, so it reconnects elsewhere.
+/// Takes `server` out of rotation on every load balancer (see [`super::rotation`]):
+/// short requests already on it get `SESSIONS_FINISH_WITHIN` to finish.
 pub(crate) async fn out_of_rotation(
     c: &Connected,
     lbs: &[String],
     server: &str,
 ) -> Result<(), ApplyError> {
-    set_backend(c, lbs, server, &["maint"]).await?;
-    tokio::time::sleep(SESSIONS_FINISH_WITHIN).await;
-    set_backend(c, lbs, server, &["shutdown"]).await
-}
-
-/// Applies HAProxy admin `actions` (`maint`, `shutdown`, `ready`) to `server`'s backend
-/// on every load balancer, through its local statistics page.
-async fn set_backend(
-    c: &Connected,
-    lbs: &[String],
-    server: &str,
-    actions: &[&str],
-) -> Result<(), ApplyError> {
-    for lb in lbs {
-        for action in actions {
-            let out =
-                c.remote(lb)
-                    .run(
-                        "cannot change the apiserver's state in HAProxy",
-                        &format!(
-                        "curl -sS --max-time 5 -o /dev/null -w '%{{redirect_url}}' --data {} {}",
-                        quote(&format!("s={server}&action={action}&b={}", haproxy::BACKEND)),
-                        quote(&format!(
-                            "http://{}{}",
-                            haproxy::STATS_ADDRESS,
-                            haproxy::STATS_PATH
-                        ))
-                    ),
-                    )
-                    .await?;
-            if !out.stdout.contains("st=DONE") {
-                return Err(ApplyError::Local(format!(
-                    "{lb}: HAProxy did not {action} {server} (it answered {:?})",
-                    out.stdout.trim()
-                )));
-            }
-        }
-    }
-    Ok(())
+    super::rotation::take_out(c, lbs, server, SESSIONS_FINISH_WITHIN).await
 }
 
 /// Cordons a Node with kubeha's mark, or uncordons it and removes the mark.

@@ -192,16 +192,7 @@ pub async fn load_balancer(
     problems: &mut Vec<String>,
 ) -> LoadBalancerStatus {
     let remote = c.remote(&lb.name);
-    let stats = remote
-        .sh(&format!(
-            "curl -fsS --max-time 5 {}",
-            quote(&format!(
-                "http://{}{};csv",
-                haproxy::STATS_ADDRESS,
-                haproxy::STATS_PATH
-            ))
-        ))
-        .await;
+    let stats = remote.sh(&haproxy::stats_command()).await;
     let backends = match stats {
         Ok(out) if out.success() => backend_states(&out.stdout),
         Ok(out) => {

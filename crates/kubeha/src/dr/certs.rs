@@ -7,9 +7,8 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use x509_parser::pem::parse_x509_pem;
 
-use crate::apply::{ApplyError, Connected, Survey};
+use crate::apply::{rotation, ApplyError, Connected, Survey};
 use crate::quote::shell as quote;
-use crate::render::haproxy;
 
 /// Certificates closer than this to their end are flagged.
 pub const WARN_DAYS: i64 = 30;
@@ -133,7 +132,6 @@ pub async fn check(
 const DRAIN_WITHIN: Duration = Duration::from_secs(5);
 /// How long the load balancers may take to report a renewed apiserver UP again.
 const BACK_IN_WITHIN: Duration = Duration::from_secs(60);
-const POLL: Duration = Duration::from_millis(250);
 
 /// One step of a rolling renewal; `certs renew` shows them all before it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -290,32 +288,7 @@ async fn run_step(c: &Connected, step: &RenewStep) -> Result<(), ApplyError> {
         RenewStep::Drain {
             host,
             load_balancers,
-        } => {
-            for lb in load_balancers {
-                set_server(c, lb, host, "state drain").await?;
-            }
-            let deadline = Instant::now() + DRAIN_WITHIN;
-            while Instant::now() < deadline {
-                let mut open = 0;
-                for lb in load_balancers {
-                    open += server_stat(c, lb, host).await?.sessions;
-                }
-                if open == 0 {
-                    break;
-                }
-                tokio::time::sleep(POLL).await;
-            }
-            for lb in load_balancers {
-                set_server(c, lb, host, "state maint").await?;
-                runtime(
-                    c,
-                    lb,
-                    &format!("shutdown sessions server {}", server_path(host)),
-                )
-                .await?;
-            }
-            Ok(())
-        }
+        } => rotation::take_out(c, load_balancers, host, DRAIN_WITHIN).await,
         RenewStep::Renew { host } => {
             c.remote(host)
                 .run_for(
@@ -347,29 +320,7 @@ async fn run_step(c: &Connected, step: &RenewStep) -> Result<(), ApplyError> {
         RenewStep::Ready {
             host,
             load_balancers,
-        } => {
-            for lb in load_balancers {
-                set_server(c, lb, host, "state ready").await?;
-            }
-            let deadline = Instant::now() + BACK_IN_WITHIN;
-            for lb in load_balancers {
-                loop {
-                    let stat = server_stat(c, lb, host).await?;
-                    if stat.status == "UP" {
-                        break;
-                    }
-                    if Instant::now() >= deadline {
-                        return Err(ApplyError::Local(format!(
-                            "{lb}: HAProxy still reports {host} {} {}s after it was put back",
-                            stat.status,
-                            BACK_IN_WITHIN.as_secs()
-                        )));
-                    }
-                    tokio::time::sleep(POLL).await;
-                }
-            }
-            Ok(())
-        }
+        } => rotation::put_in(c, load_balancers, host, BACK_IN_WITHIN).await,
     }
 }
 
@@ -378,7 +329,10 @@ async fn run_step(c: &Connected, step: &RenewStep) -> Result<(), ApplyError> {
 async fn put_back(c: &Connected, host: &str, lbs: &[String], failure: ApplyError) -> ApplyError {
     let mut still_out = Vec::new();
     for lb in lbs {
-        if set_server(c, lb, host, "state ready").await.is_err() {
+        if rotation::set_server(c, lb, host, "state ready")
+            .await
+            .is_err()
+        {
             still_out.push(lb.as_str());
         }
     }
@@ -389,71 +343,6 @@ async fn put_back(c: &Connected, host: &str, lbs: &[String], failure: ApplyError
         "{failure}\n{host} is still in maintenance on {}: `kubeha certs renew` again puts it back",
         still_out.join(", ")
     ))
-}
-
-/// `backend/server` for the runtime API; [`renew_steps`] checked the name.
-fn server_path(host: &str) -> String {
-    format!("{}/{host}", haproxy::BACKEND)
-}
-
-async fn runtime(c: &Connected, lb: &str, command: &str) -> Result<String, ApplyError> {
-    let out = c
-        .remote(lb)
-        .run(
-            "HAProxy's runtime API failed",
-            &haproxy::runtime_command(command),
-        )
-        .await?;
-    Ok(out.stdout)
-}
-
-/// `set server <backend>/<host> <what>`; HAProxy answers such a command only when it refuses it.
-async fn set_server(c: &Connected, lb: &str, host: &str, what: &str) -> Result<(), ApplyError> {
-    let command = format!("set server {} {what}", server_path(host));
-    let answer = runtime(c, lb, &command).await?;
-    match answer.trim() {
-        "" => Ok(()),
-        refused => Err(ApplyError::Local(format!(
-            "{lb}: HAProxy refused `{command}`: {refused}"
-        ))),
-    }
-}
-
-async fn server_stat(c: &Connected, lb: &str, host: &str) -> Result<ServerStat, ApplyError> {
-    let csv = runtime(c, lb, "show stat").await?;
-    parse_server_stat(&csv, host).ok_or_else(|| {
-        ApplyError::Local(format!(
-            "{lb}: HAProxy has no server {host} in {}",
-            haproxy::BACKEND
-        ))
-    })
-}
-
-/// What HAProxy's statistics say about one apiserver backend server.
-#[derive(Debug, PartialEq, Eq)]
-pub struct ServerStat {
-    /// `UP`, `DOWN`, `DRAIN`, `MAINT`, or a transition such as `UP 1/2`.
-    pub status: String,
-    /// Connections open to it now (`scur`).
-    pub sessions: u64,
-}
-
-/// The row of `server` in the apiserver backend of `show stat`'s CSV.
-pub fn parse_server_stat(csv: &str, server: &str) -> Option<ServerStat> {
-    let mut lines = csv.lines();
-    let header: Vec<&str> = lines.next()?.trim_start_matches("# ").split(',').collect();
-    let at = |name: &str| header.iter().position(|c| *c == name);
-    let (px, sv, scur, status) = (at("pxname")?, at("svname")?, at("scur")?, at("status")?);
-    lines
-        .map(|l| l.split(',').collect::<Vec<_>>())
-        .find_map(|row| {
-            (row.get(px) == Some(&haproxy::BACKEND) && row.get(sv) == Some(&server)).then(|| {
-                ServerStat {
-                    status: row.get(status).unwrap_or(&"").to_string(),
-                    sessions: row.get(scur).and_then(|n| n.parse().ok()).unwrap_or(0),
-                }
-            })
-        })
 }
 
 /// Moves a static pod's manifest out until the kubelet has stopped its process, then
@@ -565,27 +454,6 @@ mod tests {
             );
         }
         assert!(renew_plan(&[], &["lb-1"]).is_empty());
-    }
-
-    #[test]
-    fn reads_a_servers_state_and_sessions_from_haproxys_statistics() {
-        // `show stat` as HAProxy 2.6 prints it, trimmed to the first eighteen columns.
-        let csv = "# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,wretr,wredis,status\n\
-                   kube-apiserver,FRONTEND,,,7,9,262120,40,1,2,0,0,0,,,,,OPEN\n\
-                   kube-apiserver,cp-1,0,0,3,5,,20,1,2,,0,,0,0,0,0,DRAIN\n\
-                   kube-apiserver,cp-2,0,0,0,4,,20,1,2,,0,,0,0,0,0,UP 1/2\n\
-                   stats,cp-1,,,0,0,,0,0,0,,,,,,,,OPEN\n";
-        let stat = |s| parse_server_stat(csv, s);
-        assert_eq!(
-            stat("cp-1"),
-            Some(ServerStat {
-                status: "DRAIN".into(),
-                sessions: 3
-            })
-        );
-        assert_eq!(stat("cp-2").unwrap().status, "UP 1/2");
-        assert_eq!(stat("cp-3"), None);
-        assert_eq!(parse_server_stat("", "cp-1"), None);
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::quote;
 use crate::spec::{Cluster, APISERVER_PORT};
 
 pub const PATH: &str = "/etc/haproxy/haproxy.cfg";
-/// Local-only statistics page; `kubeha status` reads backend states from it over SSH,
-/// and an upgrade puts an apiserver in and out of maintenance through it.
+/// Local-only, read-only statistics page; `kubeha status` and `upgrade` read backend
+/// states from it over SSH (changes go through the root-only [`ADMIN_SOCKET`]).
 pub const STATS_ADDRESS: &str = "127.0.0.1:8404";
 pub const STATS_PATH: &str = "/stats";
 pub const BACKEND: &str = "kube-apiserver";
@@ -30,6 +30,14 @@ pub fn runtime_command(command: &str) -> String {
         quote::shell(CLIENT),
         quote::shell(ADMIN_SOCKET),
         quote::shell(command)
+    )
+}
+
+/// A shell command printing the statistics page's CSV (`backend_states` parses it).
+pub fn stats_command() -> String {
+    format!(
+        "curl -fsS --max-time 5 {}",
+        quote::shell(&format!("http://{STATS_ADDRESS}{STATS_PATH};csv"))
     )
 }
 
@@ -92,8 +100,6 @@ frontend stats
     stats enable
     stats uri {STATS_PATH}
     stats refresh 10s
-    # Local only: an upgrade takes an apiserver out of rotation while kubeadm restarts it.
-    stats admin if LOCALHOST
 "#,
         header = super::managed_header("#", cluster).trim_end(),
         client = ms(lb.client_timeout),
