@@ -96,6 +96,7 @@ async fn run_steps(
         let host = match step {
             RemoveStep::UpdateLoadBalancer { host, .. }
             | RemoveStep::StopApiserver { host, .. }
+            | RemoveStep::MoveEtcdLeader { host, .. }
             | RemoveStep::Reset { host } => host.as_str(),
             RemoveStep::RemoveEtcdMember { through, .. } => through.as_str(),
             _ => CLUSTER_STEPS,
@@ -161,6 +162,14 @@ async fn run_step(
         RemoveStep::StopApiserver { host, apiserver } => {
             c.remote(host)
                 .run("cannot stop the apiserver", &stop_apiserver(apiserver))
+                .await?;
+        }
+        RemoveStep::MoveEtcdLeader { host, to_id, .. } => {
+            c.remote(host)
+                .run(
+                    "cannot hand etcd's leadership over",
+                    &steps::etcdctl(&format!("move-leader {}", crate::quote::shell(to_id))),
+                )
                 .await?;
         }
         RemoveStep::RemoveEtcdMember { id, through, .. } => {

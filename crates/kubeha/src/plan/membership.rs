@@ -137,6 +137,14 @@ pub enum RemoveStep {
     /// no longer answers: its graceful shutdown closes the sessions the old HAProxy
     /// worker still holds, so their clients reconnect to the others before etcd changes.
     StopApiserver { host: String, apiserver: String },
+    /// `etcdctl move-leader` on the node itself when its member leads etcd: removing the
+    /// leader makes the others wait an election timeout (about a second) before anything
+    /// is committed, which clients see as API errors; a transfer is immediate.
+    MoveEtcdLeader {
+        host: String,
+        to_id: String,
+        to_name: String,
+    },
     /// `etcdctl member remove` through a control plane whose own member is healthy.
     RemoveEtcdMember {
         id: String,
@@ -185,6 +193,14 @@ impl fmt::Display for RemoveStep {
             RemoveStep::StopApiserver { host, .. } => write!(
                 f,
                 "{host}: stop the apiserver (manifest moved aside) and wait until it no longer answers"
+            ),
+            RemoveStep::MoveEtcdLeader {
+                host,
+                to_id,
+                to_name,
+            } => write!(
+                f,
+                "{host}: hand etcd's leadership to member {to_id} ({to_name}) before its member goes"
             ),
             RemoveStep::RemoveEtcdMember { id, name, through } => {
                 write!(f, "remove etcd member {id} ({name}) through {through}")
@@ -424,6 +440,9 @@ pub fn plan_removal(inputs: &RemovalInputs) -> Result<Removal, Vec<Conflict>> {
                 });
             }
         }
+        if let Some(step) = leadership_handover(name, reached, &members, view, &through) {
+            steps.push(step);
+        }
         steps.extend(members.iter().map(|m| RemoveStep::RemoveEtcdMember {
             id: m.id.clone(),
             name: member_label(m),
@@ -525,6 +544,34 @@ pub fn with_diffs(removal: &mut Removal, current: &BTreeMap<String, Vec<u8>>) {
             }
         }
     }
+}
+
+/// The leadership transfer a removal needs when the removed member leads etcd and its
+/// host answers (`move-leader` must reach the leader): to `through`'s member, else to
+/// another healthy voting member.
+fn leadership_handover(
+    name: &str,
+    reached: Option<&HostFacts>,
+    removed: &[&EtcdMember],
+    view: Option<(&Host, &EtcdView)>,
+    through: &str,
+) -> Option<RemoveStep> {
+    reached?;
+    removed.iter().find(|m| m.leader)?;
+    let (_, view) = view?;
+    let candidates = || {
+        view.members.iter().filter(|m| {
+            m.healthy && m.started() && !m.learner && !removed.iter().any(|r| r.id == m.id)
+        })
+    };
+    let to = candidates()
+        .find(|m| m.name == through)
+        .or_else(|| candidates().next())?;
+    Some(RemoveStep::MoveEtcdLeader {
+        host: name.into(),
+        to_id: to.id.clone(),
+        to_name: to.name.clone(),
+    })
 }
 
 /// Registered Nodes and etcd members the spec does not list: `plan` reports them, and

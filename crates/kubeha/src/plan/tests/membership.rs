@@ -122,6 +122,7 @@ fn removing_the_init_control_plane_goes_through_another_healthy_member_before_it
             "take k8s-master-1 out of rotation on load-balancer (no new requests; its sessions closed after 1s)",
             "load-balancer: write /etc/haproxy/haproxy.cfg without the node's server and reload haproxy",
             "k8s-master-1: stop the apiserver (manifest moved aside) and wait until it no longer answers",
+            "k8s-master-1: hand etcd's leadership to member a2 (k8s-master-2) before its member goes",
             "remove etcd member a1 (k8s-master-1) through k8s-master-2",
             "k8s-master-1: kubeadm reset -f, remove /etc/kubernetes/pki and /var/lib/etcd",
             "delete node k8s-master-1",
@@ -139,6 +140,40 @@ fn removing_the_init_control_plane_goes_through_another_healthy_member_before_it
         .unwrap();
     assert!(!config.contains("server 'k8s-master-1'"), "{config}");
     assert!(config.contains("server 'k8s-master-2'") && config.contains("server 'k8s-master-3'"));
+}
+
+#[test]
+fn removing_the_leader_hands_its_leadership_over_first() {
+    let c = seed();
+    let (mut facts, state) = live(&c);
+    for f in facts.values_mut() {
+        for v in f.etcd.iter_mut() {
+            for m in v.members.iter_mut() {
+                m.leader = m.name == "k8s-master-1";
+            }
+        }
+    }
+    let r = remove(&c, &facts, &state, "k8s-master-1", false).unwrap();
+    let steps = steps(&r);
+    let at = |prefix: &str| steps.iter().position(|s| s.starts_with(prefix)).unwrap();
+    assert_eq!(
+        steps[at("k8s-master-1: hand")],
+        "k8s-master-1: hand etcd's leadership to member a2 (k8s-master-2) before its member goes"
+    );
+    assert_eq!(at("k8s-master-1: hand") + 1, at("remove etcd member a1"));
+    // A follower's removal needs no transfer, nor can an unreachable leader be asked.
+    let r = remove(&c, &facts, &state, "k8s-master-3", false).unwrap();
+    assert!(!self::steps(&r).iter().any(|s| s.contains("leadership")));
+    stopped(&mut facts, "k8s-master-1");
+    for f in facts.values_mut() {
+        for v in f.etcd.iter_mut() {
+            for m in v.members.iter_mut() {
+                m.leader = m.name == "k8s-master-1";
+            }
+        }
+    }
+    let r = remove(&c, &facts, &state, "k8s-master-1", true).unwrap();
+    assert!(!self::steps(&r).iter().any(|s| s.contains("leadership")));
 }
 
 #[test]
