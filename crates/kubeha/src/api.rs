@@ -388,6 +388,29 @@ pub async fn wait_ready(
     }
 }
 
+/// How often a request whose connection failed is asked again: one dropped connection
+/// through a load balancer must not fail (or mislead) a whole run.
+const ATTEMPTS: usize = 3;
+
+/// `ask` again, a second apart, while the API did not answer ([`KubeError::Api`]).
+pub async fn with_retries<T, F, Fut>(mut ask: F) -> Result<T, KubeError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, KubeError>>,
+{
+    let mut attempt = 1;
+    loop {
+        match ask().await {
+            Err(KubeError::Api(why)) if attempt < ATTEMPTS => {
+                tracing::info!(attempt, %why, "the API did not answer; asking again");
+                attempt += 1;
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            answer => return answer,
+        }
+    }
+}
+
 /// Marks a Node unschedulable (cordon) or schedulable again (uncordon).
 pub async fn cordon(client: &Client, node: &str, unschedulable: bool) -> Result<(), KubeError> {
     let nodes: Api<Node> = Api::all(client.clone());

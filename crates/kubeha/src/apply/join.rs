@@ -275,7 +275,7 @@ impl<'a> Kubeadm<'a> {
             return Ok(());
         }
         let client = self.client().await?;
-        let removed = api::revoke_join_credentials(&client).await?;
+        let removed = api::with_retries(|| api::revoke_join_credentials(&client)).await?;
         if removed > 0 {
             self.c
                 .progress

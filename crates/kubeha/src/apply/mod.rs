@@ -753,24 +753,9 @@ type EarlyApi = (
     tokio::task::JoinHandle<Result<ClusterState, api::KubeError>>,
 );
 
-/// How often the survey asks an API that did not answer: one dropped connection through
-/// the load balancer must not make a plan that believes the cluster has no API (for
-/// `node remove`, a refusal; for `plan`, cluster steps planned as if it were empty).
-const API_ATTEMPTS: usize = 3;
-
 async fn cluster_state_through(kubeconfig: &str) -> Result<ClusterState, api::KubeError> {
     let client = api::client(kubeconfig).await?;
-    let mut attempt = 1;
-    loop {
-        match api::cluster_state(&client).await {
-            Err(api::KubeError::Api(why)) if attempt < API_ATTEMPTS => {
-                tracing::info!(attempt, %why, "the API did not answer; asking again");
-                attempt += 1;
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            answer => return answer,
-        }
-    }
+    api::with_retries(|| api::cluster_state(&client)).await
 }
 
 /// `etcdctl member remove` through the control plane `remote`; a member already gone
