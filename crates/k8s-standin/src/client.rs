@@ -88,32 +88,48 @@ impl Client {
         body: Option<&Value>,
         content_type: &str,
     ) -> Answer {
-        let mut b = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.server))
-            .header("accept", "application/json")
-            .header("content-type", content_type)
-            .header(
-                "user-agent",
-                format!(
-                    "kubeadm/{} (linux/amd64) kubernetes/standin",
-                    crate::VERSION
-                ),
-            );
-        if let Some(t) = &self.bearer {
-            b = b.header("authorization", format!("Bearer {t}"));
-        }
-        let body = body.map(|v| v.to_string()).unwrap_or_default();
-        let req = match b.body(Full::new(Bytes::from(body))) {
-            Ok(r) => r,
-            Err(e) => {
-                return Answer {
-                    code: 0,
-                    body: Value::String(e.to_string()),
-                }
+        let builder = || {
+            let b = hyper::Request::builder()
+                .method(method)
+                .uri(format!("{}{path}", self.server))
+                .header("accept", "application/json")
+                .header("content-type", content_type)
+                .header(
+                    "user-agent",
+                    format!(
+                        "kubeadm/{} (linux/amd64) kubernetes/standin",
+                        crate::VERSION
+                    ),
+                );
+            match &self.bearer {
+                Some(t) => b.header("authorization", format!("Bearer {t}")),
+                None => b,
             }
         };
-        match tokio::time::timeout(Duration::from_secs(10), self.inner.request(req)).await {
+        let body = Bytes::from(body.map(|v| v.to_string()).unwrap_or_default());
+        // kubeadm's API calls are retried while the connection cannot be made (an
+        // apiserver not yet in the load balancer's rotation), every 500 ms for up to 40 s
+        // (its APICallRetryInterval and write timeout); such a request never reached a
+        // server, so a write is safe to send again.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(40);
+        let answer = loop {
+            let req = match builder().body(Full::new(body.clone())) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Answer {
+                        code: 0,
+                        body: Value::String(e.to_string()),
+                    }
+                }
+            };
+            match tokio::time::timeout(Duration::from_secs(10), self.inner.request(req)).await {
+                Ok(Err(e)) if e.is_connect() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                answer => break answer,
+            }
+        };
+        match answer {
             Ok(Ok(resp)) => {
                 let code = resp.status().as_u16();
                 let bytes = resp
