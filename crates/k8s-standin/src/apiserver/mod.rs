@@ -91,17 +91,6 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
 
 /// Binds, creates the namespaces every cluster has, and serves in the background.
 pub async fn start(o: &Options) -> Result<SocketAddr, String> {
-    start_until(o, std::future::pending())
-        .await
-        .map(|(addr, _)| addr)
-}
-
-/// [`start`], serving until `shutdown` completes; the handle ends once every open
-/// connection has been answered and closed (see [`server::serve`]).
-pub async fn start_until(
-    o: &Options,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
     let etcd = etcd::Etcd::new(
         o.etcd_servers.clone(),
         &read(&o.etcd_cafile)?,
@@ -160,8 +149,8 @@ pub async fn start_until(
         b.bootstrapped
             .store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    let served = tokio::spawn(server::serve(listener, Arc::new(tls), api, shutdown));
-    Ok((addr, served))
+    tokio::spawn(server::serve(listener, Arc::new(tls), api));
+    Ok(addr)
 }
 
 /// What the real apiserver's bootstrap controllers create: system namespaces

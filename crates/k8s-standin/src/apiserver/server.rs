@@ -1146,35 +1146,20 @@ pub fn version_info(v: &str) -> Value {
         "buildDate": "2024-08-13T07:28:49Z", "goVersion": "go1.22.5", "compiler": "gc", "platform": "linux/amd64"})
 }
 
-/// Serves HTTPS on `listener` until `shutdown` completes, then shuts down as
-/// kube-apiserver does on SIGTERM: no new connection is accepted, each open one answers
-/// the request it is serving and closes (idle keep-alive connections at once), and this
-/// returns when they are all closed. Long-running requests (watches) end only when the
-/// process does, as the caller decides.
+/// Serves HTTPS on `listener` until the process ends.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     api: Arc<Api>,
-    shutdown: impl std::future::Future<Output = ()>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    // Every connection holds a sender: the channel closes when the last one ends.
-    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
-    tokio::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
-                Err(_) => continue,
-            },
-            () = &mut shutdown => break,
+        let Ok((tcp, _)) = listener.accept().await else {
+            continue;
         };
         let acceptor = acceptor.clone();
         let api = api.clone();
-        let (mut stopping, open) = (stopping.clone(), open.clone());
         tokio::spawn(async move {
-            let _open = open;
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
             else {
@@ -1191,21 +1176,11 @@ pub async fn serve(
                 let cert_user = cert_user.clone();
                 async move { Ok::<_, Infallible>(dispatch(&api, cert_user, req).await) }
             });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                _ = stopping.wait_for(|s| *s) => {}
-            }
-            conn.as_mut().graceful_shutdown();
-            let _ = conn.await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                .await;
         });
     }
-    drop(listener);
-    let _ = stop.send(true);
-    drop(open);
-    let _ = all_closed.recv().await;
 }
 
 async fn dispatch(

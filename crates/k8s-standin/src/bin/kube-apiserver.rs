@@ -19,29 +19,13 @@ fn main() {
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
-        let served = match k8s_standin::apiserver::start_until(&opts, terminated()).await {
-            Ok((addr, served)) => {
-                eprintln!("I0000 serving securely on {addr}");
-                served
-            }
+        match k8s_standin::apiserver::start(&opts).await {
+            Ok(addr) => eprintln!("I0000 serving securely on {addr}"),
             Err(e) => {
                 eprintln!("E0000 {e}");
                 std::process::exit(1);
             }
-        };
-        // As kube-apiserver on SIGTERM (the kubelet stopping its static pod): requests
-        // in flight are answered and connections closed; watches are cut when it exits.
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), served).await;
-        eprintln!("I0000 shut down");
+        }
+        let _ = tokio::signal::ctrl_c().await;
     });
-}
-
-/// SIGTERM or SIGINT.
-async fn terminated() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler installs");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
 }

@@ -159,30 +159,7 @@ impl Cluster {
 
     /// Starts an in-process apiserver on a free loopback port.
     pub async fn apiserver(&self) -> String {
-        // Ready once etcd answers and the system namespaces exist.
-        let addr = k8s_standin::apiserver::start(&self.apiserver_options())
-            .await
-            .expect("apiserver starts");
-        let url = format!("https://{addr}");
-        self.wait_ready(&url).await;
-        url
-    }
-
-    /// Waits until the apiserver at `url` answers `/readyz`.
-    pub async fn wait_ready(&self, url: &str) {
-        let c = Client::new(&self.ca.cert_pem, None);
-        for _ in 0..200 {
-            if c.get(&format!("{url}/readyz")).await.0 == 200 {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!("apiserver did not become ready");
-    }
-
-    /// The flags kubeadm's manifest gives an apiserver on a free loopback port.
-    pub fn apiserver_options(&self) -> k8s_standin::apiserver::Options {
-        k8s_standin::apiserver::Options {
+        let o = k8s_standin::apiserver::Options {
             bind_address: "127.0.0.1".into(),
             secure_port: 0,
             advertise_address: "127.0.0.1".into(),
@@ -198,7 +175,20 @@ impl Cluster {
             service_account_key_file: self.pki("sa.pub"),
             service_account_signing_key_file: self.pki("sa.key"),
             api_audiences: vec![],
+        };
+        // Ready once etcd answers and the system namespaces exist.
+        let addr = k8s_standin::apiserver::start(&o)
+            .await
+            .expect("apiserver starts");
+        let url = format!("https://{addr}");
+        let c = Client::new(&self.ca.cert_pem, None);
+        for _ in 0..200 {
+            if c.get(&format!("{url}/readyz")).await.0 == 200 {
+                return url;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        panic!("apiserver did not become ready");
     }
 
     /// A client with a certificate for CN/O signed by the cluster CA.
