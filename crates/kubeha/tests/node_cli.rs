@@ -9,10 +9,7 @@ use std::path::Path;
 use common::{kubeha, stderr};
 
 fn unreachable_spec(dir: &Path) {
-    let spec = common::stdout(&kubeha(&["init", "--out", "-"], dir))
-        .replace("10.20.1.", "127.0.0.")
-        .replace("    port: 22\n", "    port: 1\n");
-    std::fs::write(dir.join("cluster.yaml"), spec).unwrap();
+    common::write_unreachable_starter(dir);
 }
 
 fn runs(dir: &Path) -> bool {

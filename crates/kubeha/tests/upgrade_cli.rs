@@ -3,13 +3,12 @@
 
 mod common;
 
-use common::{kubeha, stderr, stdout};
+use common::{kubeha, stderr};
 
 #[test]
 fn bad_upgrade_input_is_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = stdout(&kubeha(&["init", "--out", "-"], dir.path())).replace("10.20.1.", "127.0.0.");
-    std::fs::write(dir.path().join("cluster.yaml"), spec).unwrap();
+    common::write_unreachable_starter(dir.path());
     for (extra, why) in [
         (
             &["--to", "v1.40.0", "--yes"][..],
