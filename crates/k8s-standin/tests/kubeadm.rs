@@ -212,7 +212,9 @@ async fn etcd_takes_one_learner_at_a_time() {
     let first = first.expect("first learner added");
     // A concurrent second control-plane join fails as etcd refuses a second learner.
     match etcd.member_add("https://127.0.0.1:12381", true).await {
-        Err(EtcdError::Server(m)) => assert_eq!(m, "too many learner members in cluster"),
+        Err(EtcdError::Server { message, .. }) => {
+            assert_eq!(message, "too many learner members in cluster")
+        }
         other => panic!("second learner accepted: {other:?}"),
     }
     // The learner cannot be promoted before it catches up (it never started here).

@@ -12,8 +12,29 @@ use std::time::Duration;
 pub enum EtcdError {
     #[error("etcd unavailable: {0}")]
     Unavailable(String),
-    #[error("etcdserver: {0}")]
-    Server(String),
+    /// etcd answered with an error: its gRPC status code and message.
+    #[error("etcdserver: {message}")]
+    Server { code: i64, message: String },
+}
+
+/// gRPC's code Unavailable, which etcd gives errors a client may retry.
+const GRPC_UNAVAILABLE: i64 = 14;
+const READ_ATTEMPTS: u32 = 100;
+const READ_RETRY_WAIT: Duration = Duration::from_millis(25);
+
+/// The gateway's error body (`{"code": 14, "message": "etcdserver: leader changed"}`).
+fn server_error(v: &Value) -> EtcdError {
+    let message = v
+        .get("error")
+        .or_else(|| v.get("message"))
+        .and_then(Value::as_str)
+        .unwrap_or("request failed")
+        .trim_start_matches("etcdserver: ")
+        .to_string();
+    EtcdError::Server {
+        code: int(&v["code"]),
+        message,
+    }
 }
 
 #[derive(Clone)]
@@ -131,6 +152,26 @@ impl Etcd {
         Ok(Etcd { endpoints, client })
     }
 
+    /// A read: [`Etcd::call`] with clientv3's retry of immutable requests. The etcd
+    /// client inside kube-apiserver retries a Range or member list that etcd answered
+    /// with gRPC code Unavailable ("leader changed", "no leader", "request timed out")
+    /// every 25 ms, 100 times at most, so a leadership transfer is invisible to API
+    /// clients; a write is never retried once etcd has seen it.
+    async fn read(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
+        let mut attempts = 1;
+        loop {
+            match self.call(path, body.clone()).await {
+                Err(EtcdError::Server { code, .. })
+                    if code == GRPC_UNAVAILABLE && attempts < READ_ATTEMPTS =>
+                {
+                    attempts += 1;
+                    tokio::time::sleep(READ_RETRY_WAIT).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// POSTs to the first endpoint that answers.
     async fn call(&self, path: &str, body: Value) -> Result<Value, EtcdError> {
         let mut last = String::from("no endpoints");
@@ -161,14 +202,7 @@ impl Etcd {
                 .to_bytes();
             let v: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
             if !status.is_success() {
-                let msg = v
-                    .get("error")
-                    .or_else(|| v.get("message"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("request failed")
-                    .trim_start_matches("etcdserver: ")
-                    .to_string();
-                return Err(EtcdError::Server(msg));
+                return Err(server_error(&v));
             }
             return Ok(v);
         }
@@ -176,14 +210,14 @@ impl Etcd {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Kv>, EtcdError> {
-        let r = self.call("/v3/kv/range", json!({"key": b64(key)})).await?;
+        let r = self.read("/v3/kv/range", json!({"key": b64(key)})).await?;
         Ok(parse_kvs(&r).into_iter().next())
     }
 
     /// All keys under `prefix`, and the store revision the read saw.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
         let r = self
-            .call(
+            .read(
                 "/v3/kv/range",
                 json!({"key": b64(prefix), "range_end": B64.encode(prefix_end(prefix))}),
             )
@@ -230,7 +264,7 @@ impl Etcd {
 
     pub async fn revision(&self) -> Result<i64, EtcdError> {
         let r = self
-            .call(
+            .read(
                 "/v3/kv/range",
                 json!({"key": b64("/registry/health"), "count_only": true}),
             )
@@ -239,7 +273,7 @@ impl Etcd {
     }
 
     pub async fn members(&self) -> Result<Vec<Member>, EtcdError> {
-        let r = self.call("/v3/cluster/member/list", json!({})).await?;
+        let r = self.read("/v3/cluster/member/list", json!({})).await?;
         Ok(r.get("members")
             .and_then(Value::as_array)
             .map(|a| a.iter().map(parse_member).collect())
@@ -302,6 +336,15 @@ mod tests {
             ("/k", b"v".as_slice(), 5)
         );
         assert!(parse_kvs(&json!({"header": {}})).is_empty());
+        match server_error(&json!({"error": "etcdserver: leader changed", "code": 14})) {
+            EtcdError::Server { code, message } => {
+                assert_eq!(
+                    (code, message.as_str()),
+                    (GRPC_UNAVAILABLE, "leader changed")
+                )
+            }
+            other => panic!("{other:?}"),
+        }
         let m = parse_member(
             &json!({"ID": "1234", "name": "cp1", "peerURLs": ["https://a:2380"], "isLearner": true}),
         );

@@ -257,7 +257,9 @@ async fn join_etcd(
     loop {
         match etcd.member_promote(me.id).await {
             Ok(()) => return Ok(()),
-            Err(EtcdError::Server(m)) if m.contains("not a learner") => return Ok(()),
+            Err(EtcdError::Server { message, .. }) if message.contains("not a learner") => {
+                return Ok(())
+            }
             Err(e) if start.elapsed() > api_timeout => {
                 return fail(
                     "control-plane-join/etcd",
