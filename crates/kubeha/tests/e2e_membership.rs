@@ -281,12 +281,7 @@ fn wait_until(what: &str, within: Duration, mut ok: impl FnMut() -> bool) {
     }
 }
 
-// Not yet green in the lab: removing the init control plane measured 90-91 % API
-// success (the issue asks 99.9 %) before the leadership handover was added, and the
-// run after it failed earlier on a dropped API connection. Run it by hand under the lab
-// lock: `cargo nextest run -p kubeha --run-ignored all -E 'binary_id(kubeha::e2e_membership)'`.
 #[test]
-#[ignore = "not yet green in the lab: see the comment above"]
 fn nodes_are_added_removed_and_replaced_without_breaking_etcd() {
     if !docker_available() {
         return;
