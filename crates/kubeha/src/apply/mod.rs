@@ -398,14 +398,7 @@ impl Connected {
                 };
                 let remote = &self.remotes[&cp.name];
                 let out = remote
-                    .run(
-                        "cannot download the Calico manifest",
-                        // Survey time: a fresh host may have wget but no curl yet.
-                        &format!(
-                            "if command -v curl >/dev/null; then curl -fsSL {u}; else wget -qO- {u}; fi",
-                            u = crate::quote::shell(url)
-                        ),
-                    )
+                    .run("cannot download the Calico manifest", &steps::download(url))
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(out.stdout)
