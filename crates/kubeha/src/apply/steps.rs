@@ -258,7 +258,8 @@ while :; do
     if (!good) printf "%s ", (name != "" ? name : id)
   }}')
   leader=$(printf '%s\n' "$indexes" | awk 'NR == 1 {{ print $2 }}')
-  at() {{ printf '%s\n' "$indexes" | awk -v id="$1" '$1 == id {{ print $3; exit }}'; }}
+  # IDs are 64-bit: compared as strings, not as awk's doubles.
+  at() {{ printf '%s\n' "$indexes" | awk -v id="$1" '$1 "" == id "" {{ print $3; exit }}'; }}
   leader_index=${{leader:+$(at "$leader")}}
   member_index=${{id:+$(at "$id")}}
   if [ -z "$list" ]; then why='etcd did not answer'
