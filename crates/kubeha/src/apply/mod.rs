@@ -294,6 +294,9 @@ impl Connected {
                         crate::spec::APISERVER_PORT
                     )
                 });
+                let load_balancer = h
+                    .has(crate::spec::Role::LoadBalancer)
+                    .then(|| facts::load_balancer_queries(cluster));
                 let deadline = Instant::now() + wait;
                 loop {
                     let out = remote
@@ -303,6 +306,7 @@ impl Connected {
                                 &paths,
                                 apiserver.as_deref(),
                                 facts::endpoint_name(cluster),
+                                load_balancer.as_deref(),
                             ),
                         )
                         .await?;
