@@ -1,5 +1,7 @@
-//! The shell each plan action runs on its host. Pure: every value is quoted, and
-//! secrets never appear here (they travel inside files written over stdin).
+//! The shell each plan action runs on its host, and the same steps as `render`'s
+//! runbook runs them where apply uses its API client or Rust (kubectl for the API
+//! steps, the etcd join gate in sh). Pure: every value is quoted, and secrets never
+//! appear here (they travel inside files written over stdin).
 
 use std::time::Duration;
 
