@@ -25,7 +25,7 @@ use crate::plan::ClusterState;
 pub const CORDONED_ANNOTATION: &str = "kubeha.dev/cordoned-for-upgrade";
 
 /// The field manager kubeha's server-side applies use.
-const FIELD_MANAGER: &str = "kubeha";
+pub const FIELD_MANAGER: &str = "kubeha";
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeError {

@@ -519,8 +519,13 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     // First apply, killed while the third control plane joins.
     let started = Instant::now();
     let first_stderr = state.join("first-apply.stderr");
+    // Its SSH control sockets in a folder of this test's own, so that killing its
+    // masters below finds them by that path and no other process's.
+    let ssh_tmp = state.join("first-apply-tmp");
+    std::fs::create_dir_all(&ssh_tmp).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
         .args(["apply", "-f", &spec_arg, "--yes", "-o", "ndjson"])
+        .env("TMPDIR", &ssh_tmp)
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&first_stderr).unwrap())
         .spawn()
@@ -549,7 +554,9 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
             // Its SSH masters die too, as they would with the operator's machine: the
             // remote kubeadm loses its session mid-join.
             let _ = Command::new("pkill")
-                .args(["-KILL", "-f", r"\.ssh-connection"])
+                .arg("-KILL")
+                .arg("-f")
+                .arg(format!("{}/\\.ssh-connection", ssh_tmp.display()))
                 .status();
             killed = true;
             break;

@@ -239,7 +239,7 @@ fn ssh_reads_quoted_config_values_back_unchanged() {
     assert!(out.contains("proxycommand touch /tmp/pwned"), "{out}");
 }
 
-/// A fake `ssh` (and `curl`) on PATH records what runbook.sh passes: every value reaches
+/// A fake `ssh` (and the `curl` the first control plane downloads the manifest with) on PATH records what runbook.sh passes: every value reaches
 /// its program as exactly the argument the spec holds, never split or expanded, even
 /// when it is full of characters a shell treats specially, and the runbook runs from a
 /// folder whose name has spaces, quotes and `$`.
@@ -311,14 +311,16 @@ printf '%s\0' "$@" > "$FAKE_LOG/ssh-$n.argv"
 case "$*" in
   *' cat /etc/kubernetes/pki/ca.crt') cat "$FAKE_CA" ;;
   *' cat /etc/kubernetes/admin.conf') echo 'fake admin.conf' ;;
-  *) cat > "$FAKE_LOG/ssh-$n.stdin" ;;
+  *) cat > "$FAKE_LOG/ssh-$n.stdin"
+     # The manifest's download runs on the first control plane, as apply's does.
+     if grep -q 'then curl -fsSL' "$FAKE_LOG/ssh-$n.stdin"; then sh "$FAKE_LOG/ssh-$n.stdin"; fi ;;
 esac
 "#,
     );
     fake(
         "curl",
         r#"printf '%s\0' "$@" > "$FAKE_LOG/curl.argv"
-while [ $# -gt 0 ]; do case $1 in -o) cp "$FAKE_MANIFEST" "$2"; shift 2;; *) shift;; esac; done
+cat "$FAKE_MANIFEST"
 "#,
     );
     let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());

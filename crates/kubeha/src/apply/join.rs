@@ -11,6 +11,8 @@ use rand::RngExt;
 
 use super::{steps, ApplyError, Connected, Survey};
 use crate::api;
+use crate::facts::cluster::{parse_etcd, raft_indexes, EtcdMember, EtcdView};
+use crate::plan::Action;
 use crate::quote::shell as quote;
 use crate::remote::{Remote, RemoteError};
 use crate::render::{self, KubeadmSecrets};
@@ -22,10 +24,6 @@ const CREDENTIALS_MAX_AGE: Duration = Duration::from_secs(90 * 60);
 const TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
 /// How long the API may take to answer through the load balancer right after init.
 const API_WITHIN: Duration = Duration::from_secs(60);
-/// How often the join gate asks etcd.
-const ETCD_POLL: Duration = Duration::from_millis(500);
-/// How long a newly joined control plane may take to become a healthy etcd member.
-const ETCD_HEALTHY_WITHIN: Duration = Duration::from_secs(180);
 
 /// The config `kubeadm init phase upload-certs` reads the certificate key from.
 const UPLOAD_CERTS_CONFIG: &str = "/etc/kubeha/kubeadm-upload-certs.yaml";
@@ -139,7 +137,8 @@ impl<'a> Kubeadm<'a> {
         })
     }
 
-    /// Writes a secret config, runs kubeadm with it, and removes it whatever happened.
+    /// Writes a secret config, runs kubeadm's `command` (which reads it), and removes
+    /// it whatever happened.
     async fn with_config(
         &self,
         remote: &Remote,
@@ -150,13 +149,9 @@ impl<'a> Kubeadm<'a> {
     ) -> Result<(), RemoteError> {
         remote.write_file(path, config.as_bytes(), 0o600).await?;
         let result = remote
-            .run_for(
-                what,
-                &format!("{command} --config {}", quote(path)),
-                self.c.options.kubeadm_timeout,
-            )
+            .run_for(what, command, self.c.options.kubeadm_timeout)
             .await;
-        let cleanup = remote.sh(&format!("rm -f -- {}", quote(path))).await;
+        let cleanup = remote.sh(&steps::remove(path)).await;
         result?;
         cleanup.map(|_| ())
     }
@@ -169,14 +164,9 @@ impl<'a> Kubeadm<'a> {
             ca_cert_hash: String::new(),
         };
         let config = render::kubeadm::init_config(&self.c.cluster, host, &secrets);
-        self.with_config(
-            remote,
-            render::KUBEADM_INIT_CONFIG,
-            &config,
-            "kubeadm init failed",
-            "kubeadm init --upload-certs --skip-token-print --skip-certificate-key-print",
-        )
-        .await?;
+        let (path, command) = steps::kubeadm(&Action::KubeadmInit).expect("init runs kubeadm");
+        self.with_config(remote, path, &config, "kubeadm init failed", &command)
+            .await?;
         let ca = remote
             .read_file(crate::facts::CA_CERT)
             .await?
@@ -250,7 +240,10 @@ impl<'a> Kubeadm<'a> {
             UPLOAD_CERTS_CONFIG,
             &config,
             "cannot upload the control-plane certificates",
-            "kubeadm init phase upload-certs --upload-certs --skip-certificate-key-print",
+            &steps::with_config(
+                "kubeadm init phase upload-certs --upload-certs --skip-certificate-key-print",
+                UPLOAD_CERTS_CONFIG,
+            ),
         )
         .await?;
         self.certificate_key = Some((key.clone(), Instant::now()));
@@ -320,14 +313,12 @@ impl<'a> Kubeadm<'a> {
         secrets: &KubeadmSecrets,
     ) -> Result<(), RemoteError> {
         let config = render::kubeadm::join_config(&self.c.cluster, host, secrets);
-        self.with_config(
-            remote,
-            render::KUBEADM_JOIN_CONFIG,
-            &config,
-            "kubeadm join failed",
-            "kubeadm join",
-        )
-        .await
+        let join = Action::KubeadmJoin {
+            control_plane: host.has(Role::ControlPlane),
+        };
+        let (path, command) = steps::kubeadm(&join).expect("a join runs kubeadm");
+        self.with_config(remote, path, &config, "kubeadm join failed", &command)
+            .await
     }
 
     /// The plan's `RemoveEtcdMember`, through the healthy control plane it names. A
@@ -343,15 +334,9 @@ impl<'a> Kubeadm<'a> {
     /// seconds, and kubeadm's join retries that add until etcd accepts it.
     async fn wait_etcd_healthy(&self, host: &Host) -> Result<(), ApplyError> {
         let remote = self.bootstrap_remote()?;
-        let deadline = Instant::now() + ETCD_HEALTHY_WITHIN;
+        let deadline = Instant::now() + steps::ETCD_HEALTHY_WITHIN;
         let peer = format!("https://{}:2380", url_host(host.node_ip()));
-        let script = [
-            "member list -w json",
-            "endpoint status --cluster -w json",
-            "endpoint health --cluster -w json",
-        ]
-        .map(|args| format!("{} 2>/dev/null | base64 -w0; echo", steps::etcdctl(args)))
-        .join("\n");
+        let script = steps::etcd_gate_poll();
         let mut leader_before: Option<u64> = None;
         loop {
             let out = remote.sh(&script).await?;
@@ -364,11 +349,11 @@ impl<'a> Kubeadm<'a> {
                 return Err(ApplyError::Local(format!(
                     "{}: joined, but after {}s {}",
                     host.name,
-                    ETCD_HEALTHY_WITHIN.as_secs(),
+                    steps::ETCD_HEALTHY_WITHIN.as_secs(),
                     view.why_not()
                 )));
             }
-            tokio::time::sleep(ETCD_POLL).await;
+            tokio::time::sleep(steps::ETCD_POLL).await;
         }
     }
 
@@ -388,25 +373,17 @@ impl<'a> Kubeadm<'a> {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct MemberState {
-    /// An unstarted member has no name yet.
-    started: bool,
-    learner: bool,
-    id: u64,
-}
-
-/// What one poll of the join gate learned from `member list`, `endpoint status
-/// --cluster` and `endpoint health --cluster` (each a line of base64 JSON).
+/// What one poll of the join gate learned from etcd's answers to
+/// [`steps::ETCD_GATE_QUESTIONS`] (each a line of base64 JSON), read by the facts'
+/// parsers.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct EtcdGate {
     peer: String,
-    member: Option<MemberState>,
+    /// `None`: etcd did not answer.
+    view: Option<EtcdView>,
     /// The new member's raft index and the leader's, from the same status call.
     member_index: Option<u64>,
     leader_index: Option<u64>,
-    /// Endpoints that are not healthy, with etcdctl's reason; `None`: no answer at all.
-    unhealthy: Option<Vec<String>>,
 }
 
 impl EtcdGate {
@@ -416,7 +393,7 @@ impl EtcdGate {
             base64::engine::general_purpose::STANDARD
                 .decode(l.trim())
                 .ok()
-                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .and_then(|b| String::from_utf8(b).ok())
                 .unwrap_or_default()
         });
         let (members, status, health) = (
@@ -424,78 +401,71 @@ impl EtcdGate {
             docs.next().unwrap_or_default(),
             docs.next().unwrap_or_default(),
         );
-        let member = member_state(&members, peer);
-        let statuses = status.as_array().cloned().unwrap_or_default();
-        let index_of = |id: u64| {
-            statuses.iter().find_map(|e| {
-                (e["Status"]["header"]["member_id"].as_u64() == Some(id))
-                    .then(|| e["Status"]["raftIndex"].as_u64())
-                    .flatten()
-            })
+        let view = parse_etcd(&members, &health, &status);
+        let indexes = raft_indexes(&status);
+        let index_of = |m: Option<&EtcdMember>| m.and_then(|m| indexes.get(&m.id).copied());
+        let (member_index, leader_index) = match &view {
+            Some(v) => (
+                index_of(v.with_peer(peer).next()),
+                index_of(v.members.iter().find(|m| m.leader)),
+            ),
+            None => (None, None),
         };
-        let leader = statuses.iter().find_map(|e| e["Status"]["leader"].as_u64());
-        let unhealthy = health.as_array().map(|all| {
-            all.iter()
-                .filter(|e| e["health"].as_bool() != Some(true))
-                .map(|e| {
-                    format!(
-                        "{}: {}",
-                        e["endpoint"].as_str().unwrap_or("?"),
-                        e["error"].as_str().unwrap_or("unhealthy")
-                    )
-                })
-                .collect()
-        });
         Self {
             peer: peer.to_string(),
-            member,
-            member_index: member.and_then(|m| index_of(m.id)),
-            leader_index: leader.and_then(index_of),
-            unhealthy,
+            view,
+            member_index,
+            leader_index,
         }
     }
 
-    /// Started, voting, every endpoint healthy, and the member's raft index at least the
+    fn member(&self) -> Option<&EtcdMember> {
+        self.view.as_ref()?.with_peer(&self.peer).next()
+    }
+
+    /// Members whose client URL did not answer a health check healthy.
+    fn unhealthy(&self) -> Vec<String> {
+        self.view
+            .iter()
+            .flat_map(|v| &v.members)
+            .filter(|m| !m.healthy)
+            .map(|m| {
+                if m.started() {
+                    m.name.clone()
+                } else {
+                    m.id.clone()
+                }
+            })
+            .collect()
+    }
+
+    /// Started, voting, every member healthy, and the member's raft index at least the
     /// leader's (in this poll, or as the leader had it one poll before: the log moves on).
     fn ready(&self, leader_before: Option<u64>) -> bool {
-        let voting = matches!(self.member, Some(m) if m.started && !m.learner);
-        let healthy = self.unhealthy.as_ref().is_some_and(Vec::is_empty);
+        let voting = self.member().is_some_and(|m| m.started() && !m.learner);
         let caught_up = match (self.member_index, self.leader_index) {
             (Some(m), Some(l)) => m >= l || leader_before.is_some_and(|b| m >= b),
             _ => false,
         };
-        voting && healthy && caught_up
+        voting && self.unhealthy().is_empty() && caught_up
     }
 
     fn why_not(&self) -> String {
-        match (self.member, &self.unhealthy) {
-            (None, _) => format!("no etcd member has peer URL {}", self.peer),
-            (Some(MemberState { started: false, .. }), _) => "its etcd member never started".into(),
-            (Some(MemberState { learner: true, .. }), _) => {
-                "its etcd member is still a learner".into()
+        let unhealthy = self.unhealthy();
+        match self.member() {
+            _ if self.view.is_none() => "etcd did not answer".into(),
+            None => format!("no etcd member has peer URL {}", self.peer),
+            Some(m) if !m.started() => "its etcd member never started".into(),
+            Some(m) if m.learner => "its etcd member is still a learner".into(),
+            Some(_) if !unhealthy.is_empty() => {
+                format!("etcd members not healthy: {}", unhealthy.join(", "))
             }
-            (_, None) => "etcd did not answer a health check".into(),
-            (_, Some(bad)) if !bad.is_empty() => format!("etcd is unhealthy: {}", bad.join("; ")),
-            _ => format!(
+            Some(_) => format!(
                 "its raft index ({:?}) has not caught up with the leader's ({:?})",
                 self.member_index, self.leader_index
             ),
         }
     }
-}
-
-/// The state of the member whose peer URLs include `peer`.
-fn member_state(doc: &serde_json::Value, peer: &str) -> Option<MemberState> {
-    doc["members"].as_array()?.iter().find_map(|m| {
-        let urls = m["peerURLs"].as_array()?;
-        urls.iter()
-            .any(|u| u.as_str() == Some(peer))
-            .then(|| MemberState {
-                started: m["name"].as_str().is_some_and(|n| !n.is_empty()),
-                learner: m["isLearner"].as_bool().unwrap_or(false),
-                id: m["ID"].as_u64().unwrap_or(0),
-            })
-    })
 }
 
 #[cfg(test)]
@@ -548,32 +518,6 @@ mod tests {
         assert_eq!(remaining, ["keepalived-check.sh"]);
     }
 
-    #[test]
-    fn finds_a_members_state_by_peer_url() {
-        let json: serde_json::Value = serde_json::from_str(
-            r#"{"header":{},"members":[
-            {"ID":1234,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"]},
-            {"ID":5678,"peerURLs":["https://10.0.0.12:2380"],"isLearner":true}]}"#,
-        )
-        .unwrap();
-        assert_eq!(
-            member_state(&json, "https://10.0.0.12:2380"),
-            Some(MemberState {
-                started: false,
-                learner: true,
-                id: 5678
-            })
-        );
-        assert_eq!(
-            member_state(&json, "https://10.0.0.11:2380"),
-            Some(MemberState {
-                started: true,
-                learner: false,
-                id: 1234
-            })
-        );
-    }
-
     /// One poll's output, as the gate's script prints it: three lines of base64 JSON.
     fn poll(members: &str, status: &str, health: &str) -> String {
         use base64::Engine;
@@ -583,52 +527,197 @@ mod tests {
     }
 
     const PEER: &str = "https://10.0.0.12:2380";
-    const MEMBERS: &str = r#"{"members":[
-        {"ID":1,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"]},
-        {"ID":2,"name":"cp-2","peerURLs":["https://10.0.0.12:2380"]}]}"#;
-    const HEALTHY: &str = r#"[{"endpoint":"https://10.0.0.11:2379","health":true},
-        {"endpoint":"https://10.0.0.12:2379","health":true}]"#;
+    const MEMBERS: &str = r#"{"header":{"cluster_id":7,"member_id":1},"members":[{"ID":1,"name":"cp-1","peerURLs":["https://10.0.0.11:2380"],"clientURLs":["https://10.0.0.11:2379"]},{"ID":2,"name":"cp-2","peerURLs":["https://10.0.0.12:2380"],"clientURLs":["https://10.0.0.12:2379"]}]}"#;
+    const HEALTHY: &str = r#"[{"endpoint":"https://10.0.0.11:2379","health":true,"took":"2ms"},{"endpoint":"https://10.0.0.12:2379","health":true,"took":"3ms"}]"#;
 
     fn status(leader_index: u64, member_index: u64) -> String {
         format!(
-            r#"[{{"Endpoint":"https://10.0.0.11:2379","Status":{{"header":{{"member_id":1}},"leader":1,"raftIndex":{leader_index}}}}},
-               {{"Endpoint":"https://10.0.0.12:2379","Status":{{"header":{{"member_id":2}},"leader":1,"raftIndex":{member_index}}}}}]"#
+            r#"[{{"Endpoint":"https://10.0.0.11:2379","Status":{{"header":{{"cluster_id":7,"member_id":1,"revision":5,"raft_term":2}},"version":"3.5.15","dbSize":20480,"leader":1,"raftIndex":{leader_index},"raftTerm":2}}}},{{"Endpoint":"https://10.0.0.12:2379","Status":{{"header":{{"cluster_id":7,"member_id":2,"revision":5,"raft_term":2}},"version":"3.5.15","dbSize":20480,"leader":1,"raftIndex":{member_index},"raftTerm":2}}}}]"#
         )
+    }
+
+    /// A state the gate tells apart: etcd's three answers, the leader's index a poll
+    /// before, and whether the new member is ready.
+    struct Case {
+        name: &'static str,
+        members: String,
+        status: String,
+        health: String,
+        before: Option<u64>,
+        ready: bool,
+    }
+
+    fn cases() -> Vec<Case> {
+        let learner = MEMBERS.replace(r#""name":"cp-2","#, r#""name":"cp-2","isLearner":true,"#);
+        let unstarted = MEMBERS.replace(r#""name":"cp-2","#, "");
+        let sick = HEALTHY.replacen(
+            r#""health":true,"took":"2ms"}"#,
+            r#""health":false,"took":"5s","error":"context deadline exceeded"}"#,
+            1,
+        );
+        let case = |name, members: &str, status: String, health: &str, before, ready| Case {
+            name,
+            members: members.into(),
+            status,
+            health: health.into(),
+            before,
+            ready,
+        };
+        vec![
+            case("caught up", MEMBERS, status(900, 900), HEALTHY, None, true),
+            case("behind", MEMBERS, status(950, 900), HEALTHY, None, false),
+            case(
+                "behind, past the leader's last",
+                MEMBERS,
+                status(950, 900),
+                HEALTHY,
+                Some(880),
+                true,
+            ),
+            case(
+                "behind the leader's last too",
+                MEMBERS,
+                status(950, 900),
+                HEALTHY,
+                Some(920),
+                false,
+            ),
+            case(
+                "a learner",
+                &learner,
+                status(900, 900),
+                HEALTHY,
+                None,
+                false,
+            ),
+            case(
+                "never started",
+                &unstarted,
+                status(900, 900),
+                HEALTHY,
+                None,
+                false,
+            ),
+            case(
+                "an unhealthy member",
+                MEMBERS,
+                status(900, 900),
+                &sick,
+                None,
+                false,
+            ),
+            case("no status", MEMBERS, String::new(), HEALTHY, None, false),
+            case("no answer", "", String::new(), "", Some(1), false),
+        ]
     }
 
     #[test]
     fn the_join_gate_waits_on_etcds_own_conditions() {
+        for c in cases() {
+            let gate = EtcdGate::parse(&poll(&c.members, &c.status, &c.health), PEER);
+            assert_eq!(
+                gate.ready(c.before),
+                c.ready,
+                "{}: {}",
+                c.name,
+                gate.why_not()
+            );
+        }
         let caught_up = EtcdGate::parse(&poll(MEMBERS, &status(900, 900), HEALTHY), PEER);
         assert_eq!(
             (caught_up.member_index, caught_up.leader_index),
             (Some(900), Some(900))
         );
-        assert!(caught_up.ready(None));
-        // Behind the leader: not yet, unless it has reached where the leader was a poll ago.
-        let behind = EtcdGate::parse(&poll(MEMBERS, &status(950, 900), HEALTHY), PEER);
-        assert!(!behind.ready(None));
-        assert!(behind.ready(Some(880)));
-        assert!(
-            behind.why_not().contains("raft index (Some(900))"),
-            "{}",
-            behind.why_not()
+        let why = |members: &str, health: &str| {
+            EtcdGate::parse(&poll(members, &status(950, 900), health), PEER).why_not()
+        };
+        assert!(why(MEMBERS, HEALTHY).contains("raft index (Some(900))"));
+        let all = cases();
+        let (learner, unstarted, sick) = (&all[4].members, &all[5].members, &all[6].health);
+        assert!(why(learner, HEALTHY).contains("learner"));
+        assert!(why(unstarted, HEALTHY).contains("never started"));
+        assert_eq!(why(MEMBERS, sick), "etcd members not healthy: cp-1");
+        assert_eq!(why("", ""), "etcd did not answer");
+        assert_eq!(
+            why(
+                &MEMBERS.replace("10.0.0.12:2380", "10.0.0.99:2380"),
+                HEALTHY
+            ),
+            "no etcd member has peer URL https://10.0.0.12:2380"
         );
-        // A learner, an unhealthy endpoint, or no answer: not ready, and the reason says so.
-        let learner = MEMBERS.replace(r#""name":"cp-2","#, r#""name":"cp-2","isLearner":true,"#);
-        let gate = EtcdGate::parse(&poll(&learner, &status(900, 900), HEALTHY), PEER);
-        assert!(!gate.ready(None) && gate.why_not().contains("learner"));
-        let sick = HEALTHY.replacen(
-            r#""health":true},"#,
-            r#""health":false,"error":"context deadline exceeded"},"#,
-            1,
-        );
-        let gate = EtcdGate::parse(&poll(MEMBERS, &status(900, 900), &sick), PEER);
-        assert!(!gate.ready(None));
-        assert!(gate
-            .why_not()
-            .contains("10.0.0.11:2379: context deadline exceeded"));
-        let gate = EtcdGate::parse("\n\n\n", PEER);
-        assert!(!gate.ready(Some(1)));
-        assert!(gate.why_not().contains("no etcd member has peer URL"));
+    }
+
+    /// The runbook's gate (sh, on etcdctl's one-line JSON) decides each state as apply's
+    /// does: the same answers, read by a fake etcdctl, through two polls (the first
+    /// without the leader's earlier index, the second with the first's).
+    #[test]
+    fn the_runbooks_gate_decides_as_applys() {
+        let dir = tempfile::tempdir().unwrap();
+        let fake = dir.path().join("etcdctl");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\ncase \"$*\" in\n\
+             *'member list'*) f=members ;;\n\
+             *'endpoint status'*) n=$(cat \"$DIR/polls\" 2>/dev/null || echo 0); n=$((n + 1)); echo $n > \"$DIR/polls\"; f=status.$n ;;\n\
+             *'endpoint health'*) f=health ;;\n\
+             esac\ncat \"$DIR/$f\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        for Case {
+            name,
+            members,
+            status: now,
+            health,
+            before,
+            ..
+        } in cases()
+        {
+            for f in ["polls", "status.1", "status.2"] {
+                let _ = std::fs::remove_file(dir.path().join(f));
+            }
+            // A first poll whose leader index is `before` (when there is one), then this one.
+            let first = before.map_or_else(|| now.clone(), |b| status(b, 0));
+            std::fs::write(dir.path().join("members"), &members).unwrap();
+            std::fs::write(dir.path().join("health"), &health).unwrap();
+            std::fs::write(dir.path().join("status.1"), &first).unwrap();
+            std::fs::write(dir.path().join("status.2"), &now).unwrap();
+            // Two polls at most: the deadline passes during the first poll's sleep.
+            let script = steps::etcd_gate_sh(PEER, "cp-2", Duration::from_secs(1));
+            let out = std::process::Command::new("sh")
+                .args(["-c", &script])
+                .env("DIR", dir.path())
+                .env(
+                    "PATH",
+                    format!(
+                        "{}:{}",
+                        dir.path().display(),
+                        std::env::var("PATH").unwrap()
+                    ),
+                )
+                .output()
+                .unwrap();
+            let polls: u32 = std::fs::read_to_string(dir.path().join("polls"))
+                .map(|n| n.trim().parse().unwrap())
+                .unwrap_or(0);
+            // What apply decides over the same polls.
+            let one = EtcdGate::parse(&poll(&members, &first, &health), PEER);
+            let two = EtcdGate::parse(&poll(&members, &now, &health), PEER);
+            let apply = one.ready(None) || two.ready(one.leader_index);
+            assert_eq!(
+                out.status.success(),
+                apply,
+                "{name}: after {polls} poll(s): {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            if !apply {
+                let err = String::from_utf8_lossy(&out.stderr);
+                assert!(
+                    err.starts_with("cp-2: joined, but after 1s "),
+                    "{name}: {err}"
+                );
+            }
+        }
     }
 }

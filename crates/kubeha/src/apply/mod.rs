@@ -294,6 +294,9 @@ impl Connected {
                         crate::spec::APISERVER_PORT
                     )
                 });
+                let load_balancer = h
+                    .has(crate::spec::Role::LoadBalancer)
+                    .then(|| facts::load_balancer_queries(cluster));
                 let deadline = Instant::now() + wait;
                 loop {
                     let out = remote
@@ -303,6 +306,7 @@ impl Connected {
                                 &paths,
                                 apiserver.as_deref(),
                                 facts::endpoint_name(cluster),
+                                load_balancer.as_deref(),
                             ),
                         )
                         .await?;
@@ -398,14 +402,7 @@ impl Connected {
                 };
                 let remote = &self.remotes[&cp.name];
                 let out = remote
-                    .run(
-                        "cannot download the Calico manifest",
-                        // Survey time: a fresh host may have wget but no curl yet.
-                        &format!(
-                            "if command -v curl >/dev/null; then curl -fsSL {u}; else wget -qO- {u}; fi",
-                            u = crate::quote::shell(url)
-                        ),
-                    )
+                    .run("cannot download the Calico manifest", &steps::download(url))
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(out.stdout)

@@ -13,7 +13,6 @@ use crate::facts::cluster::EtcdView;
 use crate::facts::{CertificateExpiry, HostFacts};
 use crate::plan::membership::EtcdQuorum;
 use crate::plan::{peer_url, ClusterState};
-use crate::quote::shell as quote;
 use crate::render::haproxy;
 use crate::spec::{Cluster, Host};
 
@@ -82,27 +81,28 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let loaded = load_spec(ui, &args.remote.file)?;
     let status = block_on(args.remote.session(ui, loaded, async |connected| {
         let survey = connected.survey().await.map_err(runtime)?;
-        gather(connected, &survey).await
+        Ok(gather(&connected.cluster, &survey))
     }))?;
     ui.print(&status, || text(&status));
     Ok(())
 }
 
-/// The survey's facts as a status, with each load balancer's HAProxy backends and VIP.
-pub async fn gather(c: &Connected, survey: &Survey) -> Result<Status, Failure> {
-    let mut status = summarize(&c.cluster, &survey.facts, survey.cluster_state.as_ref());
+/// The survey's facts as a status, each load balancer's HAProxy backends and VIP
+/// included (they are in its facts: one round trip per host).
+pub fn gather(cluster: &Cluster, survey: &Survey) -> Status {
+    let mut status = summarize(cluster, &survey.facts, survey.cluster_state.as_ref());
     if survey.kubeconfig.is_none() {
         status
             .problems
             .insert(0, "no control plane is initialised yet".into());
     }
     status.problems.extend(survey.api_problem.clone());
-    for lb in c.cluster.load_balancers() {
-        status
-            .load_balancers
-            .push(load_balancer(c, lb, &mut status.problems).await);
+    for lb in cluster.load_balancers() {
+        let facts = &survey.facts[&lb.name];
+        let lb = load_balancer_status(lb, facts, &mut status.problems);
+        status.load_balancers.push(lb);
     }
-    Ok(status)
+    status
 }
 
 /// Nodes, etcd, its quorum and each control plane's certificates, from the same facts
@@ -186,38 +186,54 @@ pub fn summarize(
     status
 }
 
+/// A load balancer's HAProxy backends and VIP, asked now in one command (what `verify`
+/// polls during its drills).
 pub async fn load_balancer(
     c: &Connected,
     lb: &Host,
     problems: &mut Vec<String>,
 ) -> LoadBalancerStatus {
-    let remote = c.remote(&lb.name);
-    let stats = remote.sh(&haproxy::stats_command()).await;
-    let backends = match stats {
-        Ok(out) if out.success() => backend_states(&out.stdout),
-        Ok(out) => {
-            problems.push(format!(
-                "{}: HAProxy statistics unavailable: {}",
-                lb.name,
-                out.stderr.trim()
-            ));
-            Vec::new()
-        }
+    let asked = c
+        .remote(&lb.name)
+        .sh(&crate::facts::load_balancer_queries(&c.cluster))
+        .await;
+    match asked {
+        Ok(out) => load_balancer_status(lb, &crate::facts::parse(&out.stdout), problems),
         Err(e) => {
             problems.push(e.to_string());
-            Vec::new()
+            LoadBalancerStatus {
+                host: lb.name.clone(),
+                holds_vip: None,
+                backends: Vec::new(),
+            }
         }
-    };
-    let holds_vip = match &c.cluster.load_balancer.virtual_ip {
-        None => None,
-        Some(vip) => remote
-            .sh(&format!(
-                "ip -o addr show | grep -qw {}",
-                quote(&vip.address.to_string())
-            ))
-            .await
-            .ok()
-            .map(|o| o.success()),
+    }
+}
+
+/// A load balancer's HAProxy backends and VIP from its facts.
+pub fn load_balancer_status(
+    lb: &Host,
+    facts: &HostFacts,
+    problems: &mut Vec<String>,
+) -> LoadBalancerStatus {
+    let (backends, holds_vip) = match &facts.load_balancer {
+        Some(f) => (
+            match &f.stats {
+                Ok(csv) => backend_states(csv),
+                Err(why) => {
+                    problems.push(format!(
+                        "{}: HAProxy statistics unavailable: {why}",
+                        lb.name
+                    ));
+                    Vec::new()
+                }
+            },
+            f.holds_vip,
+        ),
+        None => {
+            problems.push(format!("{}: reported no HAProxy statistics", lb.name));
+            (Vec::new(), None)
+        }
     };
     LoadBalancerStatus {
         host: lb.name.clone(),

@@ -69,9 +69,9 @@ pub fn parse_etcd(members: &str, health: &str, status: &str) -> Option<EtcdView>
         .filter(|e| e["health"].as_bool() == Some(true))
         .filter_map(|e| e["endpoint"].as_str().map(String::from))
         .collect();
-    let leader = serde_json::from_str::<serde_json::Value>(status)
-        .ok()
-        .and_then(|v| v.as_array()?.first()?["Status"]["leader"].as_u64());
+    let leader = statuses(status)
+        .first()
+        .and_then(|e| e["Status"]["leader"].as_u64());
     let members = list["members"]
         .as_array()?
         .iter()
@@ -96,6 +96,26 @@ pub fn parse_etcd(members: &str, health: &str, status: &str) -> Option<EtcdView>
         })
         .collect();
     Some(EtcdView { members })
+}
+
+/// The entries of `endpoint status --cluster -w json`; none when it is not etcd's JSON.
+fn statuses(status: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str::<serde_json::Value>(status)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+/// Each answering member's raft index from `endpoint status --cluster -w json`, by its
+/// ID in [`EtcdMember::id`]'s hex.
+pub fn raft_indexes(status: &str) -> BTreeMap<String, u64> {
+    statuses(status)
+        .iter()
+        .filter_map(|e| {
+            let id = e["Status"]["header"]["member_id"].as_u64()?;
+            Some((format!("{id:x}"), e["Status"]["raftIndex"].as_u64()?))
+        })
+        .collect()
 }
 
 /// The fields of kubeadm's live `ClusterConfiguration` the planner compares.

@@ -133,6 +133,37 @@ pub struct HostFacts {
     /// The host's clock (Unix seconds) when it reported its certificates: their expiry is
     /// judged by the clock of the host that uses them.
     pub clock: Option<i64>,
+    /// A load balancer's HAProxy and virtual IP ([`load_balancer_queries`]); `None` on
+    /// other hosts.
+    pub load_balancer: Option<LoadBalancerFacts>,
+}
+
+/// What a load balancer reports in the facts' round trip.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LoadBalancerFacts {
+    /// HAProxy's statistics (CSV), or why they could not be read.
+    pub stats: Result<String, String>,
+    /// Whether this host holds the virtual IP; `None` without one.
+    pub holds_vip: Option<bool>,
+}
+
+/// A load balancer's questions: HAProxy's statistics (base64 CSV, or curl's error) and,
+/// with a virtual IP, whether this host holds it. Part of its facts script, and alone
+/// what `verify` polls during its drills.
+pub fn load_balancer_queries(cluster: &crate::spec::Cluster) -> String {
+    let mut s = format!(
+        "if lb=$({} 2>&1); then printf 'lb.stats=%s\\n' \"$(printf '%s' \"$lb\" | base64 -w0)\"; \
+         else printf 'lb.stats_error=%s\\n' \"$(printf '%s' \"$lb\" | tr '\\n' ' ')\"; fi\n",
+        crate::render::haproxy::stats_command()
+    );
+    if let Some(vip) = &cluster.load_balancer.virtual_ip {
+        s.push_str(&format!(
+            "ip -o addr show | grep -qw {} && echo lb.vip=1 || echo lb.vip=0\n",
+            quote(&vip.address.to_string())
+        ));
+    }
+    s
 }
 
 /// The addresses a host finds for the endpoint name, by source.
@@ -280,7 +311,13 @@ fi
 /// /etc/hosts, one `systemctl show` covers every service, one `sha256sum` and one
 /// `stat` cover every managed file, and the parser (not the shell) reformats values.
 /// Add a fact as its own section with a `key=value` line and a match arm in [`parse`].
-pub fn script(files: &[String], apiserver: Option<&str>, endpoint: Option<&str>) -> String {
+/// `load_balancer`: a load balancer's [`load_balancer_queries`].
+pub fn script(
+    files: &[String],
+    apiserver: Option<&str>,
+    endpoint: Option<&str>,
+    load_balancer: Option<&str>,
+) -> String {
     let mut s = String::from(
         r#"export LC_ALL=C
 . /etc/os-release 2>/dev/null
@@ -396,6 +433,7 @@ for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubead
     if apiserver.is_some() {
         s.push_str(CERTIFICATES_SECTION);
     }
+    s.push_str(load_balancer.unwrap_or_default());
     s.push_str("exit 0\n");
     s
 }
@@ -516,6 +554,11 @@ pub fn parse(output: &str) -> HostFacts {
             "kubeadm.config" => f.kubeadm.config_uploaded = Some(value.trim() == "1"),
             "kubeadm_running" => f.kubeadm_running = true,
             "clock" => f.clock = value.trim().parse().ok(),
+            "lb.stats" => {
+                load_balancer(&mut f).stats = Ok(decode_base64(value).unwrap_or_default())
+            }
+            "lb.stats_error" => load_balancer(&mut f).stats = Err(value.trim().into()),
+            "lb.vip" => load_balancer(&mut f).holds_vip = Some(value.trim() == "1"),
             "etcd.members" | "etcd.health" | "etcd.status" => {
                 etcd.insert(key, decode_base64(value).unwrap_or_default());
             }
@@ -579,6 +622,14 @@ pub fn parse(output: &str) -> HostFacts {
         f.etcd = cluster::parse_etcd(members, other("etcd.health"), other("etcd.status"));
     }
     f
+}
+
+/// The load balancer's facts, made on its first line.
+fn load_balancer(f: &mut HostFacts) -> &mut LoadBalancerFacts {
+    f.load_balancer.get_or_insert_with(|| LoadBalancerFacts {
+        stats: Err("HAProxy's statistics were not reported".into()),
+        holds_vip: None,
+    })
 }
 
 fn decode_base64(value: &str) -> Option<String> {
@@ -671,11 +722,14 @@ mod tests {
 
     #[test]
     fn script_is_valid_sh_and_quotes_paths() {
+        let lb = load_balancer_queries(&crate::render::test_support::seed_with_vip());
         let s = script(
             &["/etc/a b.conf".to_string()],
             Some("https://10.0.0.11:6443"),
             Some("load-balancer.local"),
+            Some(&lb),
         );
+        assert!(s.contains("ip -o addr show | grep -qw 192.0.2.100 && echo lb.vip=1"));
         assert!(s.contains("for f in '/etc/a b.conf'; do"));
         assert!(s.contains("\nn=load-balancer.local\n"));
         let out = std::process::Command::new("sh")
@@ -689,6 +743,40 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn a_load_balancers_haproxy_and_vip_come_with_its_facts() {
+        use base64::Engine;
+        let csv = "# pxname,svname,status\nkube-apiserver,k8s-master-1,UP\n";
+        let b64 = base64::engine::general_purpose::STANDARD.encode(csv);
+        let f = parse(&format!("os.id=debian\nlb.stats={b64}\nlb.vip=1\n"));
+        assert_eq!(
+            f.load_balancer,
+            Some(LoadBalancerFacts {
+                stats: Ok(csv.into()),
+                holds_vip: Some(true)
+            })
+        );
+        let f = parse("lb.stats_error=curl: (7) Failed to connect \n");
+        assert_eq!(
+            f.load_balancer.unwrap().stats,
+            Err("curl: (7) Failed to connect".into())
+        );
+        assert_eq!(parse("os.id=debian\n").load_balancer, None);
+        // Run here, where no HAProxy answers: the error and the VIP's absence are facts too.
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(load_balancer_queries(
+                &crate::render::test_support::seed_with_vip(),
+            ))
+            .output()
+            .unwrap();
+        let f = parse(&String::from_utf8_lossy(&out.stdout))
+            .load_balancer
+            .unwrap();
+        assert!(f.stats.is_err(), "{f:?}");
+        assert_eq!(f.holds_vip, Some(false));
     }
 
     #[test]
@@ -707,6 +795,7 @@ mod tests {
                 &paths,
                 Some("https://127.0.0.1:1"),
                 Some("localhost"),
+                None,
             ))
             .output()
             .unwrap();
@@ -745,7 +834,7 @@ mod tests {
         let run = || {
             let out = std::process::Command::new("sh")
                 .arg("-c")
-                .arg(script(&[], None, None))
+                .arg(script(&[], None, None, None))
                 .output()
                 .unwrap();
             parse(&String::from_utf8_lossy(&out.stdout)).kubeadm_running
@@ -811,8 +900,8 @@ mod tests {
         assert!(ADMIN_CONF_KEY.starts_with(SECRET_PREFIX));
         assert_eq!(admin_kubeconfig("os.id=debian\n"), None);
         // Only a control plane's script reads it.
-        assert!(!script(&[], None, None).contains(ADMIN_CONF_KEY));
-        assert!(script(&[], Some("https://10.0.0.11:6443"), None).contains(ADMIN_CONF_KEY));
+        assert!(!script(&[], None, None, None).contains(ADMIN_CONF_KEY));
+        assert!(script(&[], Some("https://10.0.0.11:6443"), None, None).contains(ADMIN_CONF_KEY));
     }
 
     #[test]
@@ -932,8 +1021,10 @@ mod tests {
             .unwrap();
         assert!(out.stdout.is_empty());
         // Only control planes run it.
-        assert!(!script(&[], None, None).contains("client-certificate-data"));
-        assert!(script(&[], Some("https://10.0.0.11:6443"), None).contains(CERTIFICATES_SECTION));
+        assert!(!script(&[], None, None, None).contains("client-certificate-data"));
+        assert!(
+            script(&[], Some("https://10.0.0.11:6443"), None, None).contains(CERTIFICATES_SECTION)
+        );
     }
 
     #[test]

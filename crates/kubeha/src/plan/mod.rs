@@ -496,16 +496,7 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     if !conflicts.is_empty() {
         return Err(conflicts);
     }
-    let mut steps = Vec::new();
-    for h in &inputs.cluster.hosts {
-        let facts = &inputs.facts[&h.name];
-        let desired = inputs.desired.get(&h.name).map_or(&[][..], Vec::as_slice);
-        for action in host::prepare(inputs, h, facts, desired) {
-            steps.push(Step::new(Phase::Prepare, Some(&h.name), action));
-        }
-    }
-    let (kubeadm, bootstrap) = cluster::kubeadm_steps(inputs)?;
-    steps.extend(kubeadm);
+    let (mut steps, bootstrap) = steps(inputs)?;
     let mut batches = Vec::new();
     if upgrading {
         let (upgrade, worker_batches) = upgrade::steps(inputs);
@@ -532,6 +523,22 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
     })
 }
 
+/// Every host's preparation, then the kubeadm, network and cluster steps, and the
+/// control plane those go through.
+fn steps(inputs: &Inputs) -> Result<(Vec<Step>, Option<String>), Vec<Conflict>> {
+    let mut steps = Vec::new();
+    for h in &inputs.cluster.hosts {
+        let facts = &inputs.facts[&h.name];
+        let desired = inputs.desired.get(&h.name).map_or(&[][..], Vec::as_slice);
+        for action in host::prepare(inputs, h, facts, desired) {
+            steps.push(Step::new(Phase::Prepare, Some(&h.name), action));
+        }
+    }
+    let (kubeadm, bootstrap) = cluster::kubeadm_steps(inputs)?;
+    steps.extend(kubeadm);
+    Ok((steps, bootstrap))
+}
+
 /// Joining control planes up to an even count adds an etcd member that buys no fault
 /// tolerance: 4 members tolerate one failure, as 3 do.
 fn even_control_planes(cluster: &Cluster, steps: &[Step]) -> Option<Conflict> {
@@ -555,15 +562,18 @@ fn even_control_planes(cluster: &Cluster, steps: &[Step]) -> Option<Conflict> {
     })
 }
 
-/// What `apply` plans to prepare `host` when it knows nothing about it (a fresh machine
-/// of `distro`, swap on, nothing installed, loaded or enabled): every preparation step in
-/// apply's order. `render`'s runbook is made of these, so that the two cannot drift.
-pub fn fresh_host(
+/// The steps `apply` plans for a cluster of fresh machines of `distro` (swap on, nothing
+/// installed, loaded or enabled, no cluster yet), with `desired` files per host and
+/// `calico_manifest` as the survey would have read it, in apply's order, and the control
+/// plane they go through. `render`'s runbook is made of these, so that the two cannot
+/// drift. The machines' own checks (operating system, CPUs, memory) are not made: the
+/// runbook does not know them.
+pub fn fresh_cluster(
     cluster: &Cluster,
-    host: &crate::spec::Host,
     distro: &crate::render::Distro,
-    desired: &[DesiredFile],
-) -> Vec<Action> {
+    desired: &BTreeMap<String, Vec<DesiredFile>>,
+    calico_manifest: &Result<String, String>,
+) -> Result<Plan, Vec<Conflict>> {
     let facts = HostFacts {
         os: crate::facts::Os {
             id: distro.id.clone(),
@@ -574,19 +584,27 @@ pub fn fresh_host(
         swap_in_fstab: true,
         ..Default::default()
     };
-    let all = BTreeMap::from([(host.name.clone(), facts.clone())]);
-    let inputs = Inputs {
+    let all = cluster
+        .hosts
+        .iter()
+        .map(|h| (h.name.clone(), facts.clone()))
+        .collect();
+    let (steps, bootstrap) = steps(&Inputs {
         cluster,
         facts: &all,
-        desired: &BTreeMap::new(),
+        desired,
         current: &BTreeMap::new(),
         cluster_state: None,
-        calico_manifest: None,
+        calico_manifest: Some(calico_manifest),
         replace: &BTreeSet::new(),
         upgrade: None,
         max_unavailable: 1,
-    };
-    host::prepare(&inputs, host, &facts, desired)
+    })?;
+    Ok(Plan {
+        steps,
+        bootstrap,
+        ..Plan::default()
+    })
 }
 
 /// Nodes on which the endpoint name resolves nowhere and kubeha will not map it: their

@@ -294,6 +294,20 @@ fn fresh_hosts_get_the_whole_runbook_in_order() {
         .contains("https://download.docker.com/linux/debian bookworm stable"));
 }
 
+/// The runbook is rendered from `fresh_cluster`: it must be the plan apply makes for
+/// recorded fresh machines, step for step.
+#[test]
+fn the_runbooks_plan_is_applys_plan_for_fresh_machines() {
+    for c in [seed(), crate::render::test_support::seed_with_vip()] {
+        let facts = fresh(&c);
+        let applied = run(&c, &facts, None).unwrap();
+        let distro = host::distro(&facts["k8s-master-1"]);
+        let fresh = fresh_cluster(&c, &distro, &desired(&c, &facts), &calico_release()).unwrap();
+        assert_eq!(lines(&fresh), lines(&applied));
+        assert_eq!(fresh.bootstrap, applied.bootstrap);
+    }
+}
+
 #[test]
 fn a_converged_cluster_plans_nothing() {
     let c = seed();

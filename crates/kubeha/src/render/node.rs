@@ -26,8 +26,22 @@ pub fn sysctl() -> String {
         .collect()
 }
 
-const POOL_CIDR_COMMENTED: &str =
+/// The release manifest's commented-out pool entry in calico-node, which kubeha sets.
+pub const POOL_CIDR_COMMENTED: &str =
     "            # - name: CALICO_IPV4POOL_CIDR\n            #   value: \"192.168.0.0/16\"\n";
+
+/// Why a manifest cannot be used: it has no [`POOL_CIDR_COMMENTED`] to set.
+pub const NO_POOL_ENTRY: &str =
+    "the Calico manifest has no commented CALICO_IPV4POOL_CIDR entry in calico-node; \
+     set the pool CIDR in the manifest yourself or use the release manifest";
+
+/// What replaces the first [`POOL_CIDR_COMMENTED`]: the entry set to the pod subnet.
+pub fn pool_cidr_entry(cluster: &Cluster) -> String {
+    format!(
+        "            - name: CALICO_IPV4POOL_CIDR\n              value: \"{}\"\n",
+        cluster.kubernetes.pod_subnet
+    )
+}
 
 /// A manifest whose bytes are not the ones the spec pinned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,17 +82,9 @@ pub fn calico_manifest(cluster: &Cluster, manifest: &str) -> Result<String, Stri
     verify_manifest(cluster.calico.sha256.as_deref(), manifest.as_bytes())
         .map_err(|e| e.to_string())?;
     if !manifest.contains(POOL_CIDR_COMMENTED) {
-        return Err(
-            "the Calico manifest has no commented CALICO_IPV4POOL_CIDR entry in calico-node; \
-             set the pool CIDR in the manifest yourself or use the release manifest"
-                .into(),
-        );
+        return Err(NO_POOL_ENTRY.into());
     }
-    let set = format!(
-        "            - name: CALICO_IPV4POOL_CIDR\n              value: \"{}\"\n",
-        cluster.kubernetes.pod_subnet
-    );
-    Ok(manifest.replacen(POOL_CIDR_COMMENTED, &set, 1))
+    Ok(manifest.replacen(POOL_CIDR_COMMENTED, &pool_cidr_entry(cluster), 1))
 }
 
 #[cfg(test)]

@@ -1,18 +1,25 @@
 //! `runbook.sh`: the steps `kubeha apply` performs, as a shell script an operator can
 //! read, audit or run by hand from the rendered folder (the seed's runbook, generated).
 //!
-//! Each host's preparation is the plan `apply` makes for a fresh machine
-//! ([`crate::plan::fresh_host`]), each step running apply's own script
-//! ([`crate::apply::steps`]) or uploading the file `render` wrote under `hosts/<name>/`,
-//! so the two cannot drift. The kubeadm, etcd and Calico part is still written here.
-//! It generates the bootstrap token and certificate key itself and computes the CA hash
-//! from the CA certificate, so no value is ever copied from a terminal.
+//! It is the plan `apply` makes for fresh machines ([`crate::plan::fresh_cluster`]),
+//! step by step in apply's order, so the two cannot drift: each host's preparation runs
+//! apply's own scripts ([`crate::apply::steps`]) or uploads the file `render` wrote
+//! under `hosts/<name>/`; `kubeadm init` and each join run apply's kubeadm command with
+//! the rendered config, removed again as apply removes it; each control-plane join is
+//! followed by apply's etcd gate (its questions and conditions, in sh); the steps apply
+//! takes through the API (Calico, readiness, node labels) are the same requests made
+//! with kubectl on the first control plane. It generates the bootstrap token and
+//! certificate key itself and computes the CA hash from the CA certificate, so no value
+//! is ever copied from a terminal, and none is written into this file.
 
 use std::fmt::Write;
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use super::{hosts_entry, Content, KubeadmSecrets, RenderInputs};
 use crate::apply::steps;
-use crate::plan::{Action, DesiredFile};
+use crate::plan::{Action, DesiredFile, Phase, Plan, Step};
 use crate::spec::{Cluster, Host, ManifestSource, Role};
 
 /// The rendered file for `path` on a host, relative to the render folder.
@@ -120,14 +127,90 @@ CA_HASH=
     );
 
     let inputs = RenderInputs::placeholders();
-    let load_balancers = cluster.load_balancers();
-    let nodes = cluster.kube_nodes().filter(|h| !h.has(Role::LoadBalancer));
-    for host in load_balancers.chain(nodes) {
-        prepare_steps(w, cluster, host, &inputs);
+    let (plan, desired) = planned(cluster, &inputs);
+    let bootstrap = plan
+        .bootstrap
+        .as_deref()
+        .and_then(|name| cluster.hosts.iter().find(|h| h.name == name))
+        .expect("a fresh cluster's plan inits a control plane");
+    let mut at: Option<(Phase, Option<&str>)> = None;
+    for step in &plan.steps {
+        let host = step
+            .host
+            .as_deref()
+            .map(|name| cluster.hosts.iter().find(|h| h.name == name))
+            .map(|h| h.expect("steps name hosts of the spec"));
+        if at != Some((step.phase, step.host.as_deref())) {
+            at = Some((step.phase, step.host.as_deref()));
+            section(w, &title(cluster, step.phase, host));
+        }
+        match host {
+            Some(host) if step.phase == Phase::Prepare => prepare_step(
+                w,
+                cluster,
+                host,
+                &step.action,
+                &desired[&host.name],
+                &inputs,
+            ),
+            Some(host) => kubeadm_step(w, host, bootstrap, step),
+            None => cluster_step(w, cluster, bootstrap, step),
+        }
     }
-    control_plane_steps(w, cluster);
-    calico_steps(w, cluster);
     s
+}
+
+/// The plan `apply` makes for these machines when they are fresh, and each host's files
+/// (the rendered ones, with placeholders). The Calico manifest is the rendered folder's
+/// copy or is downloaded when the runbook runs, so the plan is made with a stand-in of
+/// the release manifest's shape: the runbook applies the real one, checked and edited
+/// as apply edits it.
+fn planned(cluster: &Cluster, inputs: &RenderInputs) -> (Plan, BTreeMap<String, Vec<DesiredFile>>) {
+    let desired: BTreeMap<String, Vec<DesiredFile>> = cluster
+        .hosts
+        .iter()
+        .map(|h| {
+            let files = super::host_files(cluster, h, inputs)
+                .into_iter()
+                .filter(|f| !f.secret)
+                .map(|file| DesiredFile {
+                    file,
+                    bytes: Vec::new(),
+                })
+                .collect();
+            (h.name.clone(), files)
+        })
+        .collect();
+    let mut unpinned = cluster.clone();
+    unpinned.calico.sha256 = None;
+    let stand_in = Ok(super::node::POOL_CIDR_COMMENTED.to_string());
+    let plan = crate::plan::fresh_cluster(&unpinned, &inputs.distro, &desired, &stand_in)
+        .unwrap_or_else(|c| panic!("a fresh cluster has no conflicts: {c:?}"));
+    (plan, desired)
+}
+
+/// What a section of the runbook does, as its `==>` line says it.
+fn title(cluster: &Cluster, phase: Phase, host: Option<&Host>) -> String {
+    let name = host.map_or("cluster", |h| h.name.as_str());
+    match phase {
+        Phase::Prepare => {
+            let host = host.expect("preparation is per host");
+            let mut what = Vec::new();
+            if host.has(Role::LoadBalancer) {
+                what.push("load balancer (HAProxy)");
+            }
+            if host.is_kube_node() {
+                what.push("kernel, swap, containerd, Kubernetes packages");
+            }
+            format!("{name}: {}", what.join(", "))
+        }
+        Phase::Init => format!("{name}: kubeadm init"),
+        Phase::JoinControlPlanes => format!("{name}: kubeadm join (control plane, one at a time)"),
+        Phase::JoinWorkers => format!("{name}: kubeadm join"),
+        Phase::Network => format!("Calico {}", cluster.calico.version),
+        Phase::Cluster => "the cluster: readiness, node labels, the admin kubeconfig".into(),
+        other => format!("{name}: {other}"),
+    }
 }
 
 fn section(w: &mut String, title: &str) {
@@ -189,15 +272,15 @@ fn script(action: &Action) -> String {
     steps::script(action).expect("a plain command")
 }
 
-/// `step HOST` with apply's script for `action`, run as apply runs it (`sh`), announced
-/// as `plan` describes it.
-fn step(w: &mut String, host: &Host, action: &Action) {
-    let _ = write!(
-        w,
-        "# {action}\nstep {} <<'STEP'\n{}\nSTEP\n",
-        q(&host.name),
-        script(action)
-    );
+/// `step HOST` with `script`, announced as `plan` describes the step.
+fn step(w: &mut String, host: &Host, description: &str, script: &str) {
+    let _ = writeln!(w, "# {description}");
+    run_on(w, host, script);
+}
+
+/// `step HOST` with `script`.
+fn run_on(w: &mut String, host: &Host, script: &str) {
+    let _ = write!(w, "step {} <<'STEP'\n{script}\nSTEP\n", q(&host.name));
 }
 
 /// `on HOST` with `script` as its standard input.
@@ -205,156 +288,156 @@ fn on(w: &mut String, host: &Host, script: &str) {
     let _ = write!(w, "on {} <<'STEP'\n{script}STEP\n", q(&host.name));
 }
 
-/// A host's preparation: the steps `kubeha apply` plans for it on a fresh machine, in
-/// apply's order, each as apply performs it (files from `hosts/<name>/`, scripts from
-/// apply's step builders).
-fn prepare_steps(w: &mut String, cluster: &Cluster, host: &Host, inputs: &RenderInputs) {
-    let mut what = Vec::new();
-    if host.has(Role::LoadBalancer) {
-        what.push("load balancer (HAProxy)");
-    }
-    if host.is_kube_node() {
-        what.push("kernel, swap, containerd, Kubernetes packages");
-    }
-    section(w, &format!("{}: {}", host.name, what.join(", ")));
-    let files: Vec<super::RenderedFile> = super::host_files(cluster, host, inputs)
-        .into_iter()
-        .filter(|f| !f.secret)
-        .collect();
-    let desired: Vec<DesiredFile> = files
-        .iter()
-        .map(|f| DesiredFile {
-            file: f.clone(),
-            bytes: Vec::new(),
-        })
-        .collect();
-    for action in crate::plan::fresh_host(cluster, host, &inputs.distro, &desired) {
-        match &action {
-            Action::WriteFile { file, .. } => put_file(w, host, file, inputs),
-            Action::MergeBlock { path, .. } => {
-                let file = files.iter().find(|f| f.path == *path);
-                put_file(
-                    w,
-                    host,
-                    file.expect("a merged block is a rendered file"),
-                    inputs,
-                );
-            }
-            Action::DownloadKey { url, .. } if url.contains(&inputs.distro.id) => {
-                // The key's URL names the host's distribution, read there and checked.
-                let script = script(&action).replace(&inputs.distro.id, "'\"$ID\"'");
-                let _ = write!(
-                    w,
-                    "# {action}\nstep {} <<'STEP'\n. /etc/os-release\n\
-                     case $ID in ''|*[!a-z0-9._-]*) echo 'unexpected /etc/os-release ID' >&2; exit 1;; esac\n\
-                     {script}\nSTEP\n",
-                    q(&host.name),
-                );
-            }
-            Action::MarkCluster => {
-                let (content, path) = steps::marker(&cluster.name);
-                on(
-                    w,
-                    host,
-                    &format!("install -D -m 644 /dev/stdin {path} <<'MARK'\n{content}MARK\n"),
-                );
-            }
-            _ => step(w, host, &action),
+/// One step of a host's preparation, as `kubeha apply` performs it (files from
+/// `hosts/<name>/`, scripts from apply's step builders).
+fn prepare_step(
+    w: &mut String,
+    cluster: &Cluster,
+    host: &Host,
+    action: &Action,
+    desired: &[DesiredFile],
+    inputs: &RenderInputs,
+) {
+    match action {
+        Action::WriteFile { file, .. } => {
+            let _ = writeln!(w, "# {action}");
+            put_file(w, host, file, inputs)
         }
+        Action::MergeBlock { path, .. } => {
+            let file = desired.iter().find(|d| d.file.path == *path);
+            let _ = writeln!(w, "# {action}");
+            put_file(
+                w,
+                host,
+                &file.expect("a merged block is a rendered file").file,
+                inputs,
+            );
+        }
+        Action::DownloadKey { url, .. } if url.contains(&inputs.distro.id) => {
+            // The key's URL names the host's distribution, read there and checked.
+            let script = script(action).replace(&inputs.distro.id, "'\"$ID\"'");
+            let _ = write!(
+                w,
+                "# {action}\nstep {} <<'STEP'\n. /etc/os-release\n\
+                 case $ID in ''|*[!a-z0-9._-]*) echo 'unexpected /etc/os-release ID' >&2; exit 1;; esac\n\
+                 {script}\nSTEP\n",
+                q(&host.name),
+            );
+        }
+        Action::MarkCluster => {
+            let (content, path) = steps::marker(&cluster.name);
+            let _ = writeln!(w, "# {action}");
+            on(
+                w,
+                host,
+                &format!("install -D -m 644 /dev/stdin {path} <<'MARK'\n{content}MARK\n"),
+            );
+        }
+        _ => step(w, host, &action.to_string(), &script(action)),
     }
 }
 
-/// Uploads a kubeadm config with its secrets filled in, then runs
-/// `kubeadm VERB --config CONFIG` (plus `flags`) and `then` on the host.
-fn kubeadm(w: &mut String, host: &Host, verb: &str, config: &str, flags: &str, then: &str) {
-    let _ = writeln!(w, "put_secret {} {}", q(&host.name), q(config));
-    on(
+/// `kubeadm init` or a join on `host`: its rendered config with the secrets filled in,
+/// apply's kubeadm command, the config removed whatever kubeadm did; after init the CA
+/// hash, after a control-plane join apply's etcd gate on the bootstrap control plane.
+fn kubeadm_step(w: &mut String, host: &Host, bootstrap: &Host, s: &Step) {
+    let Some((config, command)) = steps::kubeadm(&s.action) else {
+        unreachable!("a fresh cluster's plan has no {} on a host", s.action)
+    };
+    let _ = writeln!(
+        w,
+        "# {}\nput_secret {} {}",
+        s.description,
+        q(&host.name),
+        q(config)
+    );
+    run_on(
         w,
         host,
-        &format!("kubeadm {verb} --config {}{flags}\n{then}", q(config)),
+        &format!(
+            "status=0\n{command} || status=$?\n{}\nexit $status",
+            steps::remove(config)
+        ),
     );
-}
-
-fn control_plane_steps(w: &mut String, cluster: &Cluster) {
-    let first = cluster.first_control_plane();
-    section(w, &format!("{}: kubeadm init", first.name));
-    kubeadm(
-        w,
-        first,
-        "init",
-        super::KUBEADM_INIT_CONFIG,
-        " --upload-certs",
-        "install -d -m 0700 /root/.kube\ninstall -m 0600 /etc/kubernetes/admin.conf /root/.kube/config\n",
-    );
-    let _ = write!(
-        w,
-        r#"# The discovery hash pins the cluster CA: sha256 of its DER SubjectPublicKeyInfo.
-CA_HASH="sha256:$(ssh_to {name} sudo cat /etc/kubernetes/pki/ca.crt \
+    match s.action {
+        Action::KubeadmInit => {
+            let _ = write!(
+                w,
+                r#"# The discovery hash pins the cluster CA: sha256 of its DER SubjectPublicKeyInfo.
+CA_HASH="sha256:$(ssh_to {name} sudo cat {ca} \
   | openssl x509 -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -r | cut -d' ' -f1)"
 [[ $CA_HASH =~ ^sha256:[0-9a-f]{{64}}$ ]] || {{ echo "cannot compute the CA hash" >&2; exit 1; }}
 "#,
-        name = q(&first.name),
-    );
-    let joins = cluster.control_planes().skip(1).chain(
-        cluster
-            .hosts_with(Role::Worker)
-            .filter(|h| !h.has(Role::ControlPlane)),
-    );
-    for host in joins {
-        let cp = host.has(Role::ControlPlane);
-        section(
-            w,
-            &format!(
-                "{}: kubeadm join{}",
-                host.name,
-                if cp {
-                    " (control plane, one at a time)"
-                } else {
-                    ""
-                }
-            ),
-        );
-        kubeadm(w, host, "join", super::KUBEADM_JOIN_CONFIG, "", "");
-        if cp {
-            // Each control-plane join adds an etcd member; the next must wait for it.
-            // etcd refuses another member until every member has been up a few seconds.
-            on(
-                w,
-                first,
-                // apply's gate: the new member started and voting (not a learner), every
-                // endpoint healthy. apply also reads the new member's raft index from
-                // etcd's JSON; plain bash waits six healthy seconds instead.
-                &format!(
-                    "for i in $(seq 60); do\n  \
-                     if {list} 2>/dev/null | grep -F ', {peer}, ' | grep -q '^[0-9a-f]*, started, .*, false$' \\\n    \
-                     && {health} >/dev/null 2>&1 && sleep 6 && {health} >/dev/null 2>&1; then exit 0; fi\n  \
-                     sleep 3\ndone\necho {msg} >&2; exit 1\n",
-                    list = super::kubeadm::etcdctl("member list"),
-                    health = super::kubeadm::etcdctl("endpoint health --cluster"),
-                    peer = crate::plan::peer_url(host),
-                    msg = q(&format!(
-                        "{}: joined, but its etcd member is not a healthy voting member",
-                        host.name
-                    )),
-                ),
+                name = q(&host.name),
+                ca = q(crate::facts::CA_CERT),
             );
         }
+        Action::KubeadmJoin {
+            control_plane: true,
+        } => step(
+            w,
+            bootstrap,
+            &format!(
+                "wait for {}'s etcd member to be healthy and caught up",
+                host.name
+            ),
+            &steps::etcd_gate_sh(
+                &crate::plan::peer_url(host),
+                &host.name,
+                steps::ETCD_HEALTHY_WITHIN,
+            ),
+        ),
+        _ => {}
     }
 }
 
-fn calico_steps(w: &mut String, cluster: &Cluster) {
-    let first = cluster.first_control_plane();
-    section(w, &format!("Calico {}", cluster.calico.version));
+/// What apply does for the cluster through the API, with kubectl on the bootstrap
+/// control plane; the admin kubeconfig is copied here, as apply writes it.
+fn cluster_step(w: &mut String, cluster: &Cluster, bootstrap: &Host, s: &Step) {
+    let name = q(&bootstrap.name);
+    match &s.action {
+        Action::ApplyCalico { .. } => {
+            calico_manifest(w, cluster, bootstrap);
+            let apply = steps::kubectl(&s.action, READY_TIMEOUT).expect("an API step");
+            let _ = writeln!(
+                w,
+                "# apply the Calico manifest (server-side apply)\nssh_to {name} sudo {apply} < \"$manifest\""
+            );
+        }
+        Action::WriteKubeconfig => {
+            let _ = write!(
+                w,
+                "# {}\n(umask 077; ssh_to {name} sudo cat /etc/kubernetes/admin.conf > admin.conf)\nchmod 600 admin.conf\n\
+                 echo \"Cluster ready; admin kubeconfig in $PWD/admin.conf (it points at \"{}\").\"\n",
+                s.description,
+                q(&cluster.api_endpoint.to_string()),
+            );
+        }
+        other => match steps::kubectl(other, READY_TIMEOUT) {
+            Some(script) => step(w, bootstrap, &s.description, &script),
+            None => unreachable!("a fresh cluster's plan has no {other} for the cluster"),
+        },
+    }
+}
+
+/// How long the runbook waits for every node to be Ready: apply's default.
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// Sets `$manifest` to the Calico manifest: the rendered folder's copy (patched by
+/// `kubeha render` as apply patches it), or the URL's, downloaded by the first control
+/// plane as apply downloads it, checked against the pin and edited as apply edits it.
+fn calico_manifest(w: &mut String, cluster: &Cluster, bootstrap: &Host) {
     match &cluster.calico.manifest {
         ManifestSource::File(_) => {
             // `kubeha render` checked the file against `sha256` before patching it.
             let _ = writeln!(w, "manifest={}", q(CALICO_FILE));
         }
         ManifestSource::Url(url) => {
-            let _ = writeln!(
+            let _ = write!(
                 w,
-                "manifest=\"$(mktemp)\"\ncurl -fsSL -o \"$manifest\" -- {}",
-                q(url)
+                "manifest=\"$(mktemp)\"\nstep {} > \"$manifest\" <<'STEP'\n{}\nSTEP\n",
+                q(&bootstrap.name),
+                steps::download(url)
             );
             if let Some(sha) = &cluster.calico.sha256 {
                 let _ = writeln!(
@@ -363,47 +446,27 @@ fn calico_steps(w: &mut String, cluster: &Cluster) {
                     q(sha)
                 );
             }
+            // apply's edit: the first commented pool entry replaced, byte for byte.
             let _ = writeln!(
                 w,
                 "# Pin Calico's IP pool to the cluster's pod subnet.\n\
-                 sed -i -e 's@# - name: CALICO_IPV4POOL_CIDR@- name: CALICO_IPV4POOL_CIDR@' \\\n    \
-                 -e {} \"$manifest\"",
-                q(&format!(
-                    "s@#   value: \"192.168.0.0/16\"@  value: \"{}\"@",
-                    cluster.kubernetes.pod_subnet
-                ))
-            );
-            // As apply refuses a manifest the pool CIDR cannot be wired into.
-            let _ = writeln!(
-                w,
-                "grep -qE '^[[:space:]]+- name: CALICO_IPV4POOL_CIDR$' \"$manifest\" && grep -qE {} \"$manifest\" \\\n  \
-                 || {{ echo 'the Calico manifest has no commented CALICO_IPV4POOL_CIDR entry in calico-node' >&2; exit 1; }}",
-                q(&format!(
-                    "^[[:space:]]+value: \"{}\"$",
-                    cluster.kubernetes.pod_subnet.to_string().replace('.', "\\.")
-                ))
+                 from={from}\nto={to}\n\
+                 text=\"$(cat \"$manifest\"; echo .)\"; text=${{text%.}}\n\
+                 [[ $text == *\"$from\"* ]] || {{ echo {refuse} >&2; exit 1; }}\n\
+                 printf '%s' \"${{text/\"$from\"/\"$to\"}}\" > \"$manifest\"",
+                from = q(super::node::POOL_CIDR_COMMENTED),
+                to = q(&super::node::pool_cidr_entry(cluster)),
+                refuse = q(super::node::NO_POOL_ENTRY),
             );
         }
     }
-    let _ = write!(
-        w,
-        r#"ssh_to {name} sudo kubectl --kubeconfig /etc/kubernetes/admin.conf apply --server-side -f - < "$manifest"
-on {name} <<'STEP'
-kubectl --kubeconfig /etc/kubernetes/admin.conf wait --for=condition=Ready nodes --all --timeout=10m
-STEP
-(umask 077; ssh_to {name} sudo cat /etc/kubernetes/admin.conf > admin.conf)
-chmod 600 admin.conf
-echo "Cluster ready; admin kubeconfig in $PWD/admin.conf (it points at "{endpoint}")."
-"#,
-        name = q(&first.name),
-        endpoint = q(&cluster.api_endpoint.to_string()),
-    );
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::render::test_support::*;
+    use crate::spec::Cluster;
 
     #[test]
     fn runbook_follows_the_seed_order() {
@@ -425,7 +488,7 @@ mod tests {
                 .unwrap_or_else(|| panic!("{step} out of order"));
             at += found;
         }
-        assert!(text.contains("kubeadm init --config /etc/kubeha/kubeadm-init.yaml --upload-certs"));
+        assert!(text.contains("kubeadm init --upload-certs --skip-token-print --skip-certificate-key-print --config /etc/kubeha/kubeadm-init.yaml || status=$?\nrm -f -- /etc/kubeha/kubeadm-init.yaml\n"));
         // Node preparation runs apply's own scripts, so the two cannot drift.
         let kube: Vec<crate::render::Package> =
             crate::render::packages(&seed(), seed().first_control_plane())
@@ -471,52 +534,174 @@ mod tests {
         assert!(text.contains("# enable and start kubeha-hosts\nstep k8s-worker-2 <<'STEP'\nsystemctl enable --now kubeha-hosts\nSTEP\n"));
     }
 
+    /// The seed with a labelled and tainted worker: apply records its labels and taints
+    /// on the Node once it joined.
+    fn labelled() -> Cluster {
+        cluster_from(|s| {
+            s.replace(
+                "      # labels: {example.com/pool: general}",
+                "      labels: {example.com/pool: general}",
+            )
+            .replace(
+                "      # taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
+                "      taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
+            )
+        })
+    }
+
+    /// What the runbook must run for a step of apply's plan: `None` for the steps whose
+    /// text is checked by what surrounds them only.
+    fn expected(c: &Cluster, s: &Step, bootstrap: &str, inputs: &RenderInputs) -> Vec<String> {
+        let host = s.host.as_deref().unwrap_or(bootstrap);
+        let on = |script: &str| format!("step {host} <<'STEP'\n{script}\nSTEP\n");
+        match &s.action {
+            Action::WriteFile { file, .. } => vec![format!("put {host} {} ", file.path)],
+            Action::MergeBlock { path, .. } => vec![format!("put {host} {path}.kubeha-block ")],
+            Action::MarkCluster => vec![format!(
+                "on {host} <<'STEP'\ninstall -D -m 644 /dev/stdin /etc/kubeha/cluster <<'MARK'\n{}\nMARK\n",
+                c.name
+            )],
+            Action::DownloadKey { .. } => {
+                vec![script(&s.action).replace(&inputs.distro.id, "'\"$ID\"'")]
+            }
+            Action::KubeadmInit | Action::KubeadmJoin { .. } => {
+                let (config, command) = steps::kubeadm(&s.action).unwrap();
+                let mut want = vec![
+                    format!("put_secret {host} {config}\n"),
+                    on(&format!(
+                        "status=0\n{command} || status=$?\n{}\nexit $status",
+                        steps::remove(config)
+                    )),
+                ];
+                if matches!(s.action, Action::KubeadmJoin { control_plane: true }) {
+                    let h = c.hosts.iter().find(|h| h.name == host).unwrap();
+                    let gate = steps::etcd_gate_sh(
+                        &crate::plan::peer_url(h),
+                        host,
+                        steps::ETCD_HEALTHY_WITHIN,
+                    );
+                    want.push(format!("step {bootstrap} <<'STEP'\n{gate}\nSTEP\n"));
+                }
+                want
+            }
+            Action::ApplyCalico { .. } => vec![format!(
+                "ssh_to {bootstrap} sudo {} < \"$manifest\"\n",
+                steps::kubectl(&s.action, READY_TIMEOUT).unwrap()
+            )],
+            Action::WaitReady { .. } | Action::ApplyLabelsAndTaints { .. } => {
+                vec![on(&steps::kubectl(&s.action, READY_TIMEOUT).unwrap())]
+            }
+            Action::WriteKubeconfig => vec![format!(
+                "ssh_to {bootstrap} sudo cat /etc/kubernetes/admin.conf > admin.conf"
+            )],
+            other => vec![on(&script(other))],
+        }
+    }
+
+    /// Every step apply plans for fresh machines is in the runbook, in apply's order,
+    /// announced as `plan` describes it and running what apply runs: a step added to
+    /// apply's plan and not to the runbook fails here.
     #[test]
-    fn each_hosts_preparation_is_apply_s_plan_for_a_fresh_host_in_order() {
-        let c = seed_with_vip();
-        let text = render(&c);
+    fn every_step_apply_takes_on_fresh_machines_is_in_the_runbook_in_order() {
         let inputs = RenderInputs::placeholders();
-        for host in &c.hosts {
-            let desired: Vec<DesiredFile> = crate::render::host_files(&c, host, &inputs)
-                .into_iter()
-                .filter(|f| !f.secret)
-                .map(|file| DesiredFile {
-                    file,
-                    bytes: Vec::new(),
-                })
-                .collect();
-            let planned = crate::plan::fresh_host(&c, host, &inputs.distro, &desired);
-            assert!(planned.len() > 5, "{}: {planned:?}", host.name);
-            let start = text
-                .find(&format!("==> {}: ", host.name))
-                .expect("a section per host");
-            let mut at = start;
-            for action in &planned {
-                // Each step is announced as `plan` describes it, and runs apply's script.
-                let marker = match action {
-                    Action::WriteFile { file, .. } => format!("put {} {}", host.name, file.path),
-                    Action::MergeBlock { path, .. } => {
-                        format!("put {} {path}.kubeha-block", host.name)
+        for c in [seed(), seed_with_vip(), labelled()] {
+            let text = render(&c);
+            let (plan, _) = planned(&c, &inputs);
+            let bootstrap = plan.bootstrap.clone().unwrap();
+            for phase in [
+                Phase::Prepare,
+                Phase::Init,
+                Phase::JoinControlPlanes,
+                Phase::JoinWorkers,
+                Phase::Network,
+                Phase::Cluster,
+            ] {
+                assert!(plan.phase(phase).next().is_some(), "no {phase} step");
+            }
+            // Where each step's announcement is, in order.
+            let mut at = 0;
+            let mut starts = Vec::new();
+            for s in &plan.steps {
+                let marker = match s.action {
+                    Action::ApplyCalico { .. } => {
+                        "# apply the Calico manifest (server-side apply)\n".to_string()
                     }
-                    Action::MarkCluster => "/etc/kubeha/cluster <<'MARK'".to_string(),
-                    other => format!("# {other}\nstep {} <<'STEP'\n", host.name),
+                    _ => format!("# {}\n", s.description),
                 };
-                let found = text[at..]
-                    .find(&marker)
-                    .unwrap_or_else(|| panic!("{}: `{action}` missing or out of order", host.name));
-                at += found + marker.len();
-                if let Some(s) = steps::script(action).filter(|_| {
-                    !matches!(
-                        action,
-                        Action::DownloadKey { .. } | Action::MergeBlock { .. }
+                let found = text[at..].find(&marker).unwrap_or_else(|| {
+                    panic!(
+                        "{} {:?}: `{}` missing or out of order",
+                        s.phase, s.host, s.description
                     )
-                }) {
+                });
+                at += found + marker.len();
+                starts.push(at);
+            }
+            starts.push(text.len());
+            for (i, s) in plan.steps.iter().enumerate() {
+                let body = &text[starts[i]..starts[i + 1]];
+                for want in expected(&c, s, &bootstrap, &inputs) {
                     assert!(
-                        text[at..].starts_with(&s),
-                        "{}: {action} runs another script",
-                        host.name
+                        body.contains(&want),
+                        "{} {:?}: `{}` does not run\n{want}\nbut\n{body}",
+                        s.phase,
+                        s.host,
+                        s.description
                     );
                 }
+            }
+        }
+        let labels = render(&labelled());
+        assert!(
+            labels.contains(
+                r#"patch node k8s-worker-1 --type merge -p '{"metadata":{"annotations":{"kubeha.dev/managed-labels":"example.com/pool","kubeha.dev/managed-taints":"dedicated:NoSchedule"},"labels":{}}}'"#
+            ),
+            "{labels}"
+        );
+    }
+
+    /// The runbook's edit of a downloaded manifest is apply's, byte for byte.
+    #[test]
+    fn the_runbooks_calico_edit_is_applys() {
+        let c = cluster_from(|s| {
+            s.replace(
+                "      # manifest: calico.yaml        # a local copy instead of the release URL, or a URL",
+                "      manifest: https://mirror.internal/calico.yaml",
+            )
+        });
+        let text = render(&c);
+        let start = text.find("# Pin Calico's IP pool").unwrap();
+        let end = text.find("# apply the Calico manifest").unwrap();
+        let edit = &text[start..end];
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("calico.yaml");
+        let release = format!(
+            "kind: DaemonSet\n          env:\n{}            - name: X\n  value: \"&\\\\1\"\n",
+            super::super::node::POOL_CIDR_COMMENTED
+        );
+        for (manifest, ok) in [
+            (release.clone(), true),
+            ("kind: DaemonSet\n".to_string(), false),
+        ] {
+            std::fs::write(&file, &manifest).unwrap();
+            let out = std::process::Command::new("bash")
+                .args(["-euc", &format!("manifest=\"$1\"\n{edit}"), "edit"])
+                .arg(&file)
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.success(),
+                ok,
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let edited = std::fs::read_to_string(&file).unwrap();
+            match crate::render::calico_manifest(&c, &manifest) {
+                Ok(by_apply) => assert_eq!(edited, by_apply),
+                Err(refused) => assert!(
+                    String::from_utf8_lossy(&out.stderr).contains(&refused),
+                    "{refused}"
+                ),
             }
         }
     }
@@ -594,19 +779,16 @@ mod tests {
         });
         let text = render(&c);
         let fetch = text
-            .find("curl -fsSL -o \"$manifest\" -- 'http://mirror.internal/calico.yaml?x=1&y=2'\n")
-            .expect("the URL is one quoted word");
+            .find("step k8s-master-1 > \"$manifest\" <<'STEP'\nif command -v curl >/dev/null; then curl -fsSL 'http://mirror.internal/calico.yaml?x=1&y=2'; else wget -qO- 'http://mirror.internal/calico.yaml?x=1&y=2'; fi\nSTEP\n")
+            .expect("the first control plane downloads it as apply does, the URL one quoted word");
         let check = text
             .find(&format!(
                 "echo {sha}  \"$manifest\" | sha256sum --check --quiet --strict -\n"
             ))
             .expect("the digest is checked");
         let patch = text.find("CALICO_IPV4POOL_CIDR").unwrap();
-        let checked = text
-            .find("grep -qE '^[[:space:]]+- name: CALICO_IPV4POOL_CIDR$' \"$manifest\" && grep -qE '^[[:space:]]+value: \"192\\.168\\.0\\.0/16\"$'")
-            .expect("the edit is checked");
         let apply = text.find("apply --server-side").unwrap();
-        assert!(fetch < check && check < patch && patch < checked && checked < apply);
+        assert!(fetch < check && check < patch && patch < apply);
     }
 
     #[test]
