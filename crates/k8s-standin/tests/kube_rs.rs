@@ -162,3 +162,47 @@ async fn kube_rs_client_works_against_the_standin() {
         1
     );
 }
+
+/// SIGTERM, as kube-apiserver handles it with its defaults: the open watch ends (its
+/// client lists and watches again elsewhere), new connections are refused, and the
+/// server is done at once instead of holding the watch until the kubelet's SIGKILL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_apiserver_ends_its_watches_and_refuses_new_connections() {
+    if !common::etcd_available() {
+        return;
+    }
+    let cl = Cluster::start("shutdown");
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (a, served) = cl.apiserver_until(stopping).await;
+    let client = |text: String| async move {
+        let cfg = kube::Config::from_custom_kubeconfig(
+            Kubeconfig::from_yaml(&text).unwrap(),
+            &KubeConfigOptions::default(),
+        )
+        .await
+        .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    };
+    let cms: Api<ConfigMap> = Api::namespaced(client(cl.admin_kubeconfig(&a)).await, "default");
+    let mut stream = cms
+        .watch(&WatchParams::default().timeout(290), "0")
+        .await
+        .unwrap()
+        .boxed();
+
+    stop.send(true).unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Ok(Some(_)) = stream.try_next().await {}
+    })
+    .await;
+    assert!(ended.is_ok(), "the watch was still open 5 s after SIGTERM");
+    tokio::time::timeout(Duration::from_secs(5), served)
+        .await
+        .expect("the shutdown completes once its connections are closed")
+        .unwrap();
+    let fresh: Api<Namespace> = Api::all(client(cl.admin_kubeconfig(&a)).await);
+    match fresh.get("default").await {
+        Err(kube::Error::HyperError(_)) | Err(kube::Error::Service(_)) => {}
+        other => panic!("a stopped apiserver answered: {other:?}"),
+    }
+}

@@ -19,6 +19,7 @@ use crate::facts::cluster::{
     parse_managed, NodeCondition, NodeState, NodeTaint, MANAGED_LABELS, MANAGED_TAINTS,
 };
 use crate::plan::ClusterState;
+use crate::wait::{self, Check};
 
 /// Set on a Node kubeha cordons for an upgrade, removed when it uncordons it: what tells
 /// a re-run which cordoned nodes are kubeha's to uncordon.
@@ -305,16 +306,19 @@ pub async fn apply_manifest(client: &Client, manifest: &str) -> Result<usize, Ku
             .name
             .clone()
             .ok_or_else(|| KubeError::Manifest(format!("a {} without a name", types.kind)))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let (resource, caps) = loop {
-            match kube::discovery::pinned_kind(client, &gvk).await {
-                Ok(found) => break found,
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_secs(1)).await
-                }
-                Err(e) => return Err(api_error(e)),
-            }
+        let discovered = || async {
+            Ok(match kube::discovery::pinned_kind(client, &gvk).await {
+                Ok(found) => Check::Done(found),
+                Err(e) => Check::NotYet(e.to_string()),
+            })
         };
+        let (resource, caps) = wait::until(
+            Duration::from_secs(60),
+            Duration::from_secs(1),
+            discovered,
+            KubeError::Api,
+        )
+        .await?;
         let api: Api<DynamicObject> = match (caps.scope, &obj.metadata.namespace) {
             (kube::discovery::Scope::Cluster, _) => Api::all_with(client.clone(), &resource),
             (kube::discovery::Scope::Namespaced, Some(ns)) => {
@@ -360,10 +364,8 @@ pub async fn wait_ready(
     nodes: &[String],
     timeout: Duration,
 ) -> Result<(), KubeError> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let readiness = node_readiness(client).await;
-        let stuck: Vec<String> = match &readiness {
+    let look = || async {
+        let stuck: Vec<String> = match node_readiness(client).await {
             Ok(r) => nodes
                 .iter()
                 .filter_map(|n| match r.get(n) {
@@ -374,18 +376,16 @@ pub async fn wait_ready(
                 .collect(),
             Err(e) => vec![e.to_string()],
         };
-        if stuck.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(KubeError::NotReady(format!(
-                "after {}s: {}",
-                timeout.as_secs(),
-                stuck.join("; ")
-            )));
-        }
-        tokio::time::sleep(READY_POLL).await;
-    }
+        Ok(if stuck.is_empty() {
+            Check::Done(())
+        } else {
+            Check::NotYet(stuck.join("; "))
+        })
+    };
+    wait::until(timeout, READY_POLL, look, |why| {
+        KubeError::NotReady(format!("after {}s: {why}", timeout.as_secs()))
+    })
+    .await
 }
 
 /// How often a request whose connection failed is asked again: one dropped connection
@@ -484,23 +484,21 @@ pub async fn drain(
             p.metadata.name.as_deref().unwrap_or_default()
         )
     };
-    let mut report = Drained::default();
-    loop {
+    // Both rounds record into the report; each look borrows it only between awaits.
+    let report = std::cell::RefCell::new(Drained::default());
+    let evict_round = || async {
         let pending: Vec<Pod> = list(&all)
             .await?
             .into_iter()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        if pending.is_empty() {
-            break;
-        }
         let mut refused = Vec::new();
         for pod in &pending {
             let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
             let name = pod.metadata.name.as_deref().unwrap_or_default();
             let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
             match pods.evict(name, &kube::api::EvictParams::default()).await {
-                Ok(_) => report.evicted.push(id(pod)),
+                Ok(_) => report.borrow_mut().evicted.push(id(pod)),
                 Err(kube::Error::Api(e)) if e.code == 404 => {}
                 // A PodDisruptionBudget allows no disruption now: try again shortly.
                 Err(kube::Error::Api(e)) if e.code == 429 => refused.push(id(pod)),
@@ -509,23 +507,21 @@ pub async fn drain(
                 }
             }
         }
-        if refused.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            return Err(KubeError::NotReady(format!(
-                "draining {node}: after {}s PodDisruptionBudgets still refuse evicting {}",
-                timeout.as_secs(),
-                refused.join(", ")
-            )));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    loop {
+        Ok(if refused.is_empty() {
+            Check::Done(())
+        } else {
+            Check::NotYet(refused.join(", "))
+        })
+    };
+    wait::until(timeout, DRAIN_POLL, evict_round, |refused| {
+        KubeError::NotReady(format!(
+            "draining {node}: after {}s PodDisruptionBudgets still refuse evicting {refused}",
+            timeout.as_secs()
+        ))
+    })
+    .await?;
+    let ended = || async {
         let left = list(&all).await?;
-        if left.is_empty() {
-            return Ok(report);
-        }
         if force_delete {
             for pod in &left {
                 let ns = pod.metadata.namespace.as_deref().unwrap_or("default");
@@ -535,7 +531,7 @@ pub async fn drain(
                     .delete(name, &DeleteParams::default().grace_period(0))
                     .await
                 {
-                    Ok(_) => report.deleted.push(id(pod)),
+                    Ok(_) => report.borrow_mut().deleted.push(id(pod)),
                     Err(kube::Error::Api(e)) if e.code == 404 => {}
                     Err(e) => {
                         return Err(KubeError::Api(format!("cannot delete {}: {e}", id(pod))))
@@ -543,17 +539,27 @@ pub async fn drain(
                 }
             }
         }
-        if Instant::now() >= deadline {
-            let names: Vec<String> = left.iter().map(id).collect();
-            return Err(KubeError::NotReady(format!(
-                "draining {node}: after {}s these pods have not ended: {}",
-                timeout.as_secs(),
-                names.join(", ")
-            )));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        let names: Vec<String> = left.iter().map(id).collect();
+        Ok(if names.is_empty() {
+            Check::Done(())
+        } else {
+            Check::NotYet(names.join(", "))
+        })
+    };
+    let left = deadline.saturating_duration_since(Instant::now());
+    wait::until(left, DRAIN_POLL, ended, |names| {
+        KubeError::NotReady(format!(
+            "draining {node}: after {}s these pods have not ended: {names}",
+            timeout.as_secs()
+        ))
+    })
+    .await?;
+    Ok(report.into_inner())
 }
+
+/// How often a drain evicts again the pods a PodDisruptionBudget protected, and looks
+/// whether the evicted ones have ended.
+const DRAIN_POLL: Duration = Duration::from_secs(1);
 
 /// Deletes a Node object (after its drain); an absent Node is not an error.
 pub async fn delete_node(client: &Client, node: &str) -> Result<(), KubeError> {
@@ -700,21 +706,21 @@ pub async fn unhealthy_system_pods(client: &Client) -> Result<Vec<String>, KubeE
 
 /// Waits until every kube-system pod runs, or names those that do not.
 pub async fn wait_kube_system(client: &Client, timeout: Duration) -> Result<(), KubeError> {
-    let deadline = Instant::now() + timeout;
-    loop {
+    let look = || async {
         let bad = unhealthy_system_pods(client).await?;
-        if bad.is_empty() {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(KubeError::NotReady(format!(
-                "after {}s kube-system is not healthy: {}",
-                timeout.as_secs(),
-                bad.join(", ")
-            )));
-        }
-        tokio::time::sleep(READY_POLL).await;
-    }
+        Ok(if bad.is_empty() {
+            Check::Done(())
+        } else {
+            Check::NotYet(bad.join(", "))
+        })
+    };
+    wait::until(timeout, READY_POLL, look, |why| {
+        KubeError::NotReady(format!(
+            "after {}s kube-system is not healthy: {why}",
+            timeout.as_secs()
+        ))
+    })
+    .await
 }
 
 #[cfg(test)]

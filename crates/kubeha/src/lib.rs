@@ -19,3 +19,4 @@ pub mod remote;
 pub mod render;
 pub mod spec;
 pub mod verify;
+pub mod wait;

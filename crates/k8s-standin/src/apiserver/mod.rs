@@ -89,8 +89,21 @@ fn read(path: &str) -> Result<Vec<u8>, String> {
     std::fs::read(path).map_err(|e| format!("open {path}: {e}"))
 }
 
-/// Binds, creates the namespaces every cluster has, and serves in the background.
+/// Binds, creates the namespaces every cluster has, and serves in the background
+/// until the process ends.
 pub async fn start(o: &Options) -> Result<SocketAddr, String> {
+    // The sender dropped at once: never stopping (see [`server::stopped`]).
+    let (_, never) = tokio::sync::watch::channel(false);
+    start_until(o, never).await.map(|(addr, _)| addr)
+}
+
+/// [`start`], serving until `stopping` turns true; then it shuts down as
+/// kube-apiserver does on SIGTERM, and the handle ends once it has (see
+/// [`server::serve`]).
+pub async fn start_until(
+    o: &Options,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> Result<(SocketAddr, tokio::task::JoinHandle<()>), String> {
     let etcd = etcd::Etcd::new(
         o.etcd_servers.clone(),
         &read(&o.etcd_cafile)?,
@@ -138,6 +151,7 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
             .unwrap_or_else(|| crate::VERSION.to_string()),
         bootstrapped: std::sync::atomic::AtomicBool::new(false),
         sa,
+        stopping,
     });
     let b = api.clone();
     let cidr = o.service_cluster_ip_range.clone();
@@ -149,8 +163,8 @@ pub async fn start(o: &Options) -> Result<SocketAddr, String> {
         b.bootstrapped
             .store(true, std::sync::atomic::Ordering::Relaxed);
     });
-    tokio::spawn(server::serve(listener, Arc::new(tls), api));
-    Ok(addr)
+    let served = tokio::spawn(server::serve(listener, Arc::new(tls), api));
+    Ok((addr, served))
 }
 
 /// What the real apiserver's bootstrap controllers create: system namespaces

@@ -29,7 +29,20 @@ pub struct Api {
     pub bootstrapped: std::sync::atomic::AtomicBool,
     /// ServiceAccount token keys (None without --service-account-key-file).
     pub sa: Option<super::tokens::SaKeys>,
+    /// Turns true when the process is told to stop (SIGTERM).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
+
+/// Completes once `stopping` is true; never when its sender is gone without saying so.
+pub async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await
+    }
+}
+
+/// How long an in-flight request may still take once shutdown began (kube-apiserver's
+/// default request timeout).
+const SHUTDOWN_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
@@ -861,6 +874,7 @@ impl Api {
             version: String::new(),
             bootstrapped: std::sync::atomic::AtomicBool::new(true),
             sa: None,
+            stopping: self.stopping.clone(),
         };
         let target = Target {
             res: t.res.clone(),
@@ -869,6 +883,7 @@ impl Api {
             sub: String::new(),
         };
         let query = req.query.clone();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             let rv = |v: &Value| {
                 v.pointer("/metadata/resourceVersion")
@@ -923,7 +938,13 @@ impl Api {
                 if tokio::time::Instant::now() >= deadline {
                     return;
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Watches end as shutdown begins (kube-apiserver's default watch
+                // termination grace period is zero); their clients list and watch again
+                // elsewhere.
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    () = stopped(&mut stopping) => return,
+                }
                 items = match api.filtered(&target, &query).await {
                     Ok((i, _)) => i,
                     Err(_) => return,
@@ -1146,20 +1167,33 @@ pub fn version_info(v: &str) -> Value {
         "buildDate": "2024-08-13T07:28:49Z", "goVersion": "go1.22.5", "compiler": "gc", "platform": "linux/amd64"})
 }
 
-/// Serves HTTPS on `listener` until the process ends.
+/// Serves HTTPS on `listener` until `api.stopping`, then shuts down as kube-apiserver
+/// does on SIGTERM (with its default zero shutdown delay): the listener is closed so new
+/// connections are refused, watches end, each open connection answers the request in
+/// flight (for at most a minute) and closes, idle keep-alive connections at once. Returns
+/// when every connection is closed.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     tls: Arc<rustls::ServerConfig>,
     api: Arc<Api>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut stopping = api.stopping.clone();
+    // Every connection holds a sender: the channel closes when the last one ends.
+    let (open, mut all_closed) = tokio::sync::mpsc::channel::<()>(1);
     loop {
-        let Ok((tcp, _)) = listener.accept().await else {
-            continue;
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(_) => continue,
+            },
+            () = stopped(&mut stopping) => break,
         };
         let acceptor = acceptor.clone();
         let api = api.clone();
+        let open = open.clone();
         tokio::spawn(async move {
+            let _open = open;
             let Ok(Ok(stream)) =
                 tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
             else {
@@ -1171,16 +1205,26 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| auth::user_from_cert(c));
+            let mut stopping = api.stopping.clone();
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let api = api.clone();
                 let cert_user = cert_user.clone();
                 async move { Ok::<_, Infallible>(dispatch(&api, cert_user, req).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                () = stopped(&mut stopping) => {}
+            }
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(SHUTDOWN_REQUEST_TIMEOUT, conn).await;
         });
     }
+    drop(listener);
+    drop(open);
+    let _ = all_closed.recv().await;
 }
 
 async fn dispatch(

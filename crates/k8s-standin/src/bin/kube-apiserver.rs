@@ -19,13 +19,26 @@ fn main() {
         .build()
         .expect("tokio runtime");
     rt.block_on(async {
-        match k8s_standin::apiserver::start(&opts).await {
-            Ok(addr) => eprintln!("I0000 serving securely on {addr}"),
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let served = match k8s_standin::apiserver::start_until(&opts, stopping).await {
+            Ok((addr, served)) => {
+                eprintln!("I0000 serving securely on {addr}");
+                served
+            }
             Err(e) => {
                 eprintln!("E0000 {e}");
                 std::process::exit(1);
             }
+        };
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = terminate.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
         }
-        let _ = tokio::signal::ctrl_c().await;
+        eprintln!("I0000 received a termination signal: shutting down gracefully");
+        let _ = stop.send(true);
+        let _ = served.await;
     });
 }

@@ -159,7 +159,27 @@ impl Cluster {
 
     /// Starts an in-process apiserver on a free loopback port.
     pub async fn apiserver(&self) -> String {
-        let o = k8s_standin::apiserver::Options {
+        let addr = k8s_standin::apiserver::start(&self.apiserver_options())
+            .await
+            .expect("apiserver starts");
+        self.ready(addr).await
+    }
+
+    /// [`Cluster::apiserver`], serving until `stopping` turns true; the handle ends when
+    /// its shutdown is complete.
+    pub async fn apiserver_until(
+        &self,
+        stopping: tokio::sync::watch::Receiver<bool>,
+    ) -> (String, tokio::task::JoinHandle<()>) {
+        let (addr, served) =
+            k8s_standin::apiserver::start_until(&self.apiserver_options(), stopping)
+                .await
+                .expect("apiserver starts");
+        (self.ready(addr).await, served)
+    }
+
+    fn apiserver_options(&self) -> k8s_standin::apiserver::Options {
+        k8s_standin::apiserver::Options {
             bind_address: "127.0.0.1".into(),
             secure_port: 0,
             advertise_address: "127.0.0.1".into(),
@@ -175,11 +195,12 @@ impl Cluster {
             service_account_key_file: self.pki("sa.pub"),
             service_account_signing_key_file: self.pki("sa.key"),
             api_audiences: vec![],
-        };
+        }
+    }
+
+    /// Waits until the apiserver at `addr` is ready and returns its URL.
+    async fn ready(&self, addr: std::net::SocketAddr) -> String {
         // Ready once etcd answers and the system namespaces exist.
-        let addr = k8s_standin::apiserver::start(&o)
-            .await
-            .expect("apiserver starts");
         let url = format!("https://{addr}");
         let c = Client::new(&self.ca.cert_pem, None);
         for _ in 0..200 {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use super::{ApplyError, Connected};
 use crate::render::haproxy;
+use crate::wait::{self, Check};
 
 const POLL: Duration = Duration::from_millis(250);
 
@@ -22,17 +23,14 @@ pub async fn take_out(
     for lb in lbs {
         set_server(c, lb, host, "state drain").await?;
     }
-    let deadline = Instant::now() + drain_within;
-    while Instant::now() < deadline {
+    let drained = || async {
         let mut open = 0;
         for lb in lbs {
             open += server_stat(c, lb, host).await?.sessions;
         }
-        if open == 0 {
-            break;
-        }
-        tokio::time::sleep(POLL).await;
-    }
+        Ok::<_, ApplyError>(open == 0)
+    };
+    wait::held_within(drain_within, POLL, drained).await?;
     for lb in lbs {
         set_server(c, lb, host, "state maint").await?;
         runtime(
@@ -58,20 +56,22 @@ pub async fn put_in(
     }
     let deadline = Instant::now() + up_within;
     for lb in lbs {
-        loop {
+        let up = || async {
             let stat = server_stat(c, lb, host).await?;
-            if stat.status == "UP" {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(ApplyError::Local(format!(
-                    "{lb}: HAProxy still reports {host} {} {}s after it was put back",
-                    stat.status,
-                    up_within.as_secs()
-                )));
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            Ok(if stat.status == "UP" {
+                Check::Done(())
+            } else {
+                Check::NotYet(stat.status)
+            })
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        wait::until(left, POLL, up, |status| {
+            ApplyError::Local(format!(
+                "{lb}: HAProxy still reports {host} {status} {}s after it was put back",
+                up_within.as_secs()
+            ))
+        })
+        .await?;
     }
     Ok(())
 }

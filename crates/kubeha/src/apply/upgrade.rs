@@ -21,6 +21,7 @@ use crate::quote::shell as quote;
 use crate::render::haproxy;
 use crate::spec::Host;
 use crate::verify::ApiAvailability;
+use crate::wait::{self, Check};
 
 /// How long a control plane may take to serve its API and etcd after `kubeadm upgrade`.
 const HEALTHY_WITHIN: Duration = Duration::from_secs(180);
@@ -371,8 +372,7 @@ async fn wait_node_version(
     timeout: Duration,
 ) -> Result<(), ApplyError> {
     let nodes: Api<Node> = Api::all(client.clone());
-    let deadline = Instant::now() + timeout;
-    loop {
+    let look = || async {
         let seen = nodes
             .get_opt(node)
             .await
@@ -387,17 +387,19 @@ async fn wait_node_version(
             .and_then(|s| s.node_info)
             .map(|i| i.kubelet_version)
             .unwrap_or_default();
-        if ready && reported == version {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Err(ApplyError::Local(format!(
-                "{node}: not Ready with kubelet {version} after {}s (Ready: {ready}, kubelet {reported})",
-                timeout.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+        Ok(if ready && reported == version {
+            Check::Done(())
+        } else {
+            Check::NotYet(format!("Ready: {ready}, kubelet {reported}"))
+        })
+    };
+    wait::until(timeout, Duration::from_secs(1), look, |why| {
+        ApplyError::Local(format!(
+            "{node}: not Ready with kubelet {version} after {}s ({why})",
+            timeout.as_secs()
+        ))
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@ use crate::apply::Connected;
 use crate::probe::Probe;
 use crate::spec::{Cluster, Host};
 use crate::verify::{report, DrillReport};
+use crate::wait;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -216,13 +217,14 @@ where
     Fut: Future<Output = bool>,
 {
     let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+    let held = wait::held_within(limit, Duration::from_millis(250), || {
+        let held = check();
+        async move { Ok::<_, std::convert::Infallible>(held.await) }
+    });
+    match held.await {
+        Ok(true) => Some(started.elapsed()),
+        _ => None,
     }
-    None
 }
 
 /// The state HAProxy reports for `backend` on every load balancer.

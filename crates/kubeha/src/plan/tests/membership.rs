@@ -374,3 +374,46 @@ fn growing_to_an_even_number_of_control_planes_is_a_warning() {
         ]
     );
 }
+
+#[test]
+fn growing_from_one_control_plane_to_three_joins_them_one_at_a_time_through_the_first() {
+    let c = seed();
+    let mut one = c.clone();
+    one.hosts
+        .retain(|h| !matches!(h.name.as_str(), "k8s-master-2" | "k8s-master-3"));
+    let (mut facts, state) = live(&one);
+    etcd_of(&one, &mut facts);
+    for fresh in ["k8s-master-2", "k8s-master-3"] {
+        facts.insert(
+            fresh.into(),
+            crate::facts::parse(crate::facts::recorded::FRESH),
+        );
+    }
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    let warnings = messages(&plan.warnings);
+    assert!(
+        !warnings.iter().any(|w| w.contains("an even number")),
+        "three members are odd: {warnings:?}"
+    );
+    let lines = super::lines(&plan);
+    let joins: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.starts_with("join ") || l.contains("kubeadm join"))
+        .collect();
+    // Credentials minted through the one member there is; then each joins in turn (the
+    // join phase runs control planes one at a time, each behind its etcd gate).
+    assert_eq!(
+        joins,
+        [
+            "join credentials k8s-master-1: make a bootstrap token and upload the control-plane certificates (revoked when the run ends)",
+            "join control planes k8s-master-2: kubeadm join as a control plane (adds an etcd member)",
+            "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
+        ]
+    );
+    assert!(
+        lines.contains(
+            &"prepare load-balancer: update /etc/haproxy/haproxy.cfg (mode 0644)".to_string()
+        ),
+        "HAProxy learns of both in the same apply: {lines:?}"
+    );
+}
