@@ -17,6 +17,7 @@ use crate::quote::shell as quote;
 use crate::remote::{Remote, RemoteError};
 use crate::render::{self, KubeadmSecrets};
 use crate::spec::{url_host, Host, Role};
+use crate::wait::{self, Check};
 
 /// Make a new token or re-upload the certificates well before kubeadm's 2 h expiry.
 const CREDENTIALS_MAX_AGE: Duration = Duration::from_secs(90 * 60);
@@ -202,17 +203,23 @@ impl<'a> Kubeadm<'a> {
         p.info(&format!("{}: new bootstrap token", host.name));
         let token = self.draw(generate_token);
         let client = self.client().await?;
-        let deadline = Instant::now() + API_WITHIN;
-        loop {
-            match api::create_bootstrap_token(&client, &token, TOKEN_TTL).await {
-                Ok(()) => break,
-                // Right after init the load balancer may not route to the API yet.
-                Err(_) if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_secs(2)).await
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+        // Right after init the load balancer may not route to the API yet.
+        let created = || async {
+            Ok(
+                match api::create_bootstrap_token(&client, &token, TOKEN_TTL).await {
+                    Ok(()) => Check::Done(()),
+                    Err(e) => Check::NotYet(e.to_string()),
+                },
+            )
+        };
+        wait::until(API_WITHIN, Duration::from_secs(2), created, |why| {
+            ApplyError::Local(format!(
+                "{}: no bootstrap token could be made through the API within {}s: {why}",
+                host.name,
+                API_WITHIN.as_secs()
+            ))
+        })
+        .await?;
         self.token = Some((token.clone(), Instant::now()));
         Ok(token)
     }
@@ -334,27 +341,26 @@ impl<'a> Kubeadm<'a> {
     /// seconds, and kubeadm's join retries that add until etcd accepts it.
     async fn wait_etcd_healthy(&self, host: &Host) -> Result<(), ApplyError> {
         let remote = self.bootstrap_remote()?;
-        let deadline = Instant::now() + steps::ETCD_HEALTHY_WITHIN;
         let peer = format!("https://{}:2380", url_host(host.node_ip()));
         let script = steps::etcd_gate_poll();
-        let mut leader_before: Option<u64> = None;
-        loop {
+        let leader_before = std::cell::Cell::new(None);
+        let gate = || async {
             let out = remote.sh(&script).await?;
             let view = EtcdGate::parse(&out.stdout, &peer);
-            if view.ready(leader_before) {
-                return Ok(());
+            if view.ready(leader_before.get()) {
+                return Ok(Check::Done(()));
             }
-            leader_before = view.leader_index.or(leader_before);
-            if Instant::now() >= deadline {
-                return Err(ApplyError::Local(format!(
-                    "{}: joined, but after {}s {}",
-                    host.name,
-                    steps::ETCD_HEALTHY_WITHIN.as_secs(),
-                    view.why_not()
-                )));
-            }
-            tokio::time::sleep(steps::ETCD_POLL).await;
-        }
+            leader_before.set(view.leader_index.or(leader_before.get()));
+            Ok(Check::NotYet(view.why_not()))
+        };
+        wait::until(steps::ETCD_HEALTHY_WITHIN, steps::ETCD_POLL, gate, |why| {
+            ApplyError::Local(format!(
+                "{}: joined, but after {}s {why}",
+                host.name,
+                steps::ETCD_HEALTHY_WITHIN.as_secs()
+            ))
+        })
+        .await
     }
 
     /// The admin kubeconfig of the bootstrap control plane (read once, trimmed).
