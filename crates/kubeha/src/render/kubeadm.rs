@@ -20,7 +20,9 @@ const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 struct InitConfiguration<'a> {
     api_version: &'a str,
     kind: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     bootstrap_tokens: Vec<BootstrapToken<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     certificate_key: &'a str,
     #[serde(rename = "localAPIEndpoint")]
     local_api_endpoint: LocalApiEndpoint,
@@ -175,8 +177,36 @@ pub fn init_config(cluster: &Cluster, host: &Host, secrets: &KubeadmSecrets) -> 
         local_api_endpoint: local_endpoint(host),
         node_registration: node_registration(cluster, host),
     };
+    let config = cluster_configuration(cluster);
+    let kubelet = KubeletConfiguration {
+        api_version: "kubelet.config.k8s.io/v1beta1",
+        kind: "KubeletConfiguration",
+        cgroup_driver: "systemd",
+    };
+    documents(cluster, &[yaml(&init), yaml(&config), yaml(&kubelet)])
+}
+
+/// `kubeadm init phase certs apiserver --config` on a joined control plane: its own
+/// advertise address and node name with the spec's ClusterConfiguration, and no secret
+/// (kubeadm signs the new certificate with the cluster CA already on the host).
+pub fn apiserver_certs_config(cluster: &Cluster, host: &Host) -> String {
+    let init = InitConfiguration {
+        api_version: API_VERSION,
+        kind: "InitConfiguration",
+        bootstrap_tokens: Vec::new(),
+        certificate_key: "",
+        local_api_endpoint: local_endpoint(host),
+        node_registration: node_registration(cluster, host),
+    };
+    documents(
+        cluster,
+        &[yaml(&init), yaml(&cluster_configuration(cluster))],
+    )
+}
+
+fn cluster_configuration(cluster: &Cluster) -> ClusterConfiguration<'_> {
     let k = &cluster.kubernetes;
-    let config = ClusterConfiguration {
+    ClusterConfiguration {
         api_version: API_VERSION,
         kind: "ClusterConfiguration",
         cluster_name: &cluster.name,
@@ -190,13 +220,7 @@ pub fn init_config(cluster: &Cluster, host: &Host, secrets: &KubeadmSecrets) -> 
         api_server: ApiServer {
             cert_sans: cert_sans(cluster),
         },
-    };
-    let kubelet = KubeletConfiguration {
-        api_version: "kubelet.config.k8s.io/v1beta1",
-        kind: "KubeletConfiguration",
-        cgroup_driver: "systemd",
-    };
-    documents(cluster, &[yaml(&init), yaml(&config), yaml(&kubelet)])
+    }
 }
 
 /// `kubeadm join --config`: a control-plane join when the host is a control plane.
@@ -274,7 +298,7 @@ fn node_registration(cluster: &Cluster, host: &Host) -> NodeRegistration {
 }
 
 /// kubeadm adds the endpoint host itself; the VIP and any extra names must be listed.
-fn cert_sans(cluster: &Cluster) -> Vec<String> {
+pub fn cert_sans(cluster: &Cluster) -> Vec<String> {
     let mut sans = vec![cluster.api_endpoint.host.to_string()];
     if let EndpointHost::Ip(ip) = cluster.api_endpoint.host {
         sans[0] = ip.to_string();
@@ -283,6 +307,35 @@ fn cert_sans(cluster: &Cluster) -> Vec<String> {
         sans.push(vip.address.to_string());
     }
     sans.extend(cluster.api_endpoint.extra_sans.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    sans.retain(|s| seen.insert(s.clone()));
+    sans
+}
+
+/// Every name and address kubeadm signs `host`'s apiserver certificate for, from the
+/// configs above (`GetAPIServerAltNames` in kubeadm's pkiutil): the node name, the
+/// `kubernetes` Service's names and first address, the advertise address, the endpoint
+/// and the certSANs.
+pub fn apiserver_sans(cluster: &Cluster, host: &Host) -> Vec<String> {
+    let k = &cluster.kubernetes;
+    let service_ip = match k.service_subnet {
+        ipnet::IpNet::V4(n) => std::net::IpAddr::from(std::net::Ipv4Addr::from(
+            u32::from(n.network()).wrapping_add(1),
+        )),
+        ipnet::IpNet::V6(n) => std::net::IpAddr::from(std::net::Ipv6Addr::from(
+            u128::from(n.network()).wrapping_add(1),
+        )),
+    };
+    let mut sans = vec![
+        host.name.clone(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        format!("kubernetes.default.svc.{}", k.dns_domain),
+        service_ip.to_string(),
+        host.node_ip().to_string(),
+    ];
+    sans.extend(cert_sans(cluster));
     let mut seen = std::collections::BTreeSet::new();
     sans.retain(|s| seen.insert(s.clone()));
     sans
@@ -428,6 +481,36 @@ mod tests {
                 join_config(&c, host, &real)
             );
         }
+    }
+
+    #[test]
+    fn apiserver_sans_are_kubeadms() {
+        let c = seed();
+        let cp = c.control_planes().nth(1).unwrap();
+        assert_eq!(
+            apiserver_sans(&c, cp),
+            [
+                "k8s-master-2",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "10.96.0.1",
+                "192.0.2.11",
+                "load-balancer.local",
+            ]
+        );
+        let config = apiserver_certs_config(&c, cp);
+        assert!(
+            config.contains("advertiseAddress: \"192.0.2.11\""),
+            "{config}"
+        );
+        assert!(config.contains("- load-balancer.local"), "{config}");
+        assert!(config.contains("kind: ClusterConfiguration"), "{config}");
+        assert!(
+            !config.contains("token") && !config.contains("certificateKey"),
+            "{config}"
+        );
     }
 
     #[test]
