@@ -292,6 +292,62 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("quorum"), "{}", stderr(&out));
 
+    // With a passphrase from a 0600 file: restore opens and checks that archive too, and
+    // gets as far as the same refusal; a wrong passphrase is refused before any host.
+    let passphrase = scratch.path().join("passphrase.txt");
+    std::fs::write(&passphrase, "a lab passphrase\n").unwrap();
+    std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let passphrase = passphrase.display().to_string();
+    let out = kubeha(
+        &[
+            "backup",
+            "-f",
+            &spec,
+            "--out",
+            &dir_arg,
+            "--passphrase-file",
+            &passphrase,
+            "-o",
+            "json",
+        ],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "passphrase backup failed:\n{}",
+        stderr(&out)
+    );
+    let locked = PathBuf::from(last_json(&out)["path"].as_str().unwrap());
+    let mode = std::fs::metadata(&locked).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(kubeha::dr::encrypt::is_encrypted(
+        &std::fs::read(&locked).unwrap()
+    ));
+    let out = restore_with(&spec, &locked, &["--passphrase-file", &passphrase]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("quorum"), "{}", stderr(&out));
+    let from = locked.display().to_string();
+    let out = common::kubeha_with_env(
+        &[
+            "restore",
+            "-f",
+            &spec,
+            "--from",
+            &from,
+            "--yes",
+            "--passphrase-env",
+            "DR_PASSPHRASE",
+        ],
+        Path::new("."),
+        &[("DR_PASSPHRASE", "not the lab passphrase")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be opened with this passphrase"),
+        "{}",
+        stderr(&out)
+    );
+
     // A flipped byte in the snapshot, and a well-formed backup of another cluster.
     let offset = tar::Archive::new(bytes.as_slice())
         .entries()

@@ -65,15 +65,15 @@ pub async fn save_backup(
     survey: &Survey,
     dir: &Path,
 ) -> Result<(PathBuf, Archive, usize), ApplyError> {
-    save_backup_to(c, survey, dir, &[]).await
+    save_backup_to(c, survey, dir, None).await
 }
 
-/// [`save_backup`], encrypted to `recipients` when there are any (`….tar.age`).
+/// [`save_backup`], encrypted as `sealing` says when given (`….tar.age`).
 pub async fn save_backup_to(
     c: &Connected,
     survey: &Survey,
     dir: &Path,
-    recipients: &[encrypt::Recipient],
+    sealing: Option<&encrypt::Sealing>,
 ) -> Result<(PathBuf, Archive, usize), ApplyError> {
     let archive = backup(c, survey).await?;
     let about = &archive.manifest.about;
@@ -82,8 +82,8 @@ pub async fn save_backup_to(
         c.cluster.name, about.created, about.snapshot.revision
     );
     let mut bytes = archive.to_tar();
-    if !recipients.is_empty() {
-        bytes = encrypt::encrypt(&bytes, recipients).map_err(ApplyError::Local)?;
+    if let Some(sealing) = sealing {
+        bytes = encrypt::encrypt(&bytes, sealing).map_err(ApplyError::Local)?;
         name.push_str(".age");
     }
     let path = dir.join(name);
