@@ -969,7 +969,9 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
     )
     .await?;
     let ca_pem = env.read(&format!("{dir}/ca.crt")).unwrap_or_default();
-    bootstrap_tokens(&admin, &cfg, &ca_pem, p.on("skip-token-print")).await?;
+    if !skipped(&cfg, p, "bootstrap-token") {
+        bootstrap_tokens(&admin, &cfg, &ca_pem, p.on("skip-token-print")).await?;
+    }
     println!("[kubelet-finalize] Updating \"/etc/kubernetes/kubelet.conf\" to point to a rotatable kubelet client certificate and key");
     addons(&admin, &cfg.cluster, &|ph| skipped(&cfg, p, ph)).await?;
     let hash = pki::ca_cert_hash(&ca_pem).map_err(|e| e.to_string())?;
