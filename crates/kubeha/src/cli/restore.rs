@@ -91,7 +91,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 healthy.join(", ")
             )));
         }
-        let steps = dr::restore_steps(connected, &archive).map_err(runtime)?;
+        let survey = connected.survey().await.map_err(runtime)?;
+        let steps = dr::restore_steps(connected, &survey, &archive).map_err(runtime)?;
         if !ui.structured() {
             eprintln!(
                 "Restoring revision {} of {} (taken on {}):",

@@ -238,18 +238,37 @@ pub async fn members_with_quorum(c: &Connected) -> Result<Vec<String>, ApplyErro
     Ok(healthy)
 }
 
-/// The restore's steps for this cluster and archive.
-pub fn restore_steps(c: &Connected, archive: &Archive) -> Result<Vec<Step>, ApplyError> {
+/// The restore's steps for this cluster, as surveyed, and archive. A host with no
+/// kubeadm state at all is a new machine (see [`steps::plan`]).
+pub fn restore_steps(
+    c: &Connected,
+    survey: &Survey,
+    archive: &Archive,
+) -> Result<Vec<Step>, ApplyError> {
+    let fresh = |h: &Host| !survey.facts[&h.name].kubeadm.any();
     let cps: Vec<ControlPlane> = c
         .cluster
         .control_planes()
         .map(|h| ControlPlane {
             name: &h.name,
             address: h.node_ip(),
+            fresh: fresh(h),
         })
         .collect();
+    let fresh_workers: Vec<&str> = c
+        .cluster
+        .workers()
+        .filter(|h| fresh(h))
+        .map(|h| h.name.as_str())
+        .collect();
     let token = format!("kubeha-restore-{}", hex::encode(rand::random::<[u8; 8]>()));
-    steps::plan(&cps, &archive.manifest.about.source_host, &token).map_err(ApplyError::Local)
+    steps::plan(
+        &cps,
+        &fresh_workers,
+        &archive.manifest.about.source_host,
+        &token,
+    )
+    .map_err(ApplyError::Local)
 }
 
 /// Runs the restore's host steps up to (not including) [`Step::Apply`], which the
@@ -263,11 +282,13 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
             | Step::PutPki { host, .. }
             | Step::RestoreSnapshot { host, .. }
             | Step::Start { host }
+            | Step::InitRestored { host }
             | Step::Reset { host } => host.clone(),
-            Step::DeleteNodes { .. } | Step::Apply => String::new(),
+            Step::Prepare | Step::DeleteNodes { .. } | Step::Apply => String::new(),
         };
         c.progress.started(&host, &label);
         match step {
+            Step::Prepare => prepare(c).await?,
             Step::Stop { host } => {
                 c.remote(host)
                     .run("cannot stop the control plane", &steps::stop_script())
@@ -323,6 +344,15 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                     .expect("steps name hosts of the spec");
                 start(c.remote(host), spec_host).await?
             }
+            Step::InitRestored { host } => {
+                let spec_host = c
+                    .cluster
+                    .hosts
+                    .iter()
+                    .find(|h| h.name == *host)
+                    .expect("steps name hosts of the spec");
+                init_restored(c, spec_host).await?
+            }
             Step::Reset { host } => {
                 let script =
                     apply_steps::script(&Action::ResetPartialJoin).expect("a reset has a script");
@@ -332,7 +362,7 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                 let target = plan
                     .iter()
                     .find_map(|s| match s {
-                        Step::Start { host } => Some(host),
+                        Step::Start { host } | Step::InitRestored { host } => Some(host),
                         _ => None,
                     })
                     .expect("nodes are deleted through the restored control plane");
@@ -362,6 +392,55 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
             .done(&host, &label, started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// `apply`'s preparation phase alone, on every host that needs it.
+async fn prepare(c: &Connected) -> Result<(), ApplyError> {
+    let survey = c.survey_to_plan().await?;
+    let plan = survey.plan(&c.cluster).map_err(|conflicts| {
+        let lines: Vec<String> = conflicts.iter().map(|c| format!("  {c}")).collect();
+        ApplyError::Local(format!(
+            "cannot prepare the hosts for the restore:\n{}",
+            lines.join("\n")
+        ))
+    })?;
+    let prepare = plan::Plan {
+        steps: plan
+            .steps
+            .into_iter()
+            .filter(|s| s.phase == plan::Phase::Prepare)
+            .collect(),
+        // Nothing here talks to the API: there is none yet.
+        bootstrap: None,
+        ..plan::Plan::default()
+    };
+    c.execute(&prepare, &survey).await.map(drop)
+}
+
+/// `kubeadm init` on a new machine around the restored etcd data (its config holds no
+/// secret and goes again afterwards), then waits until etcd and the API answer.
+async fn init_restored(c: &Connected, host: &Host) -> Result<(), ApplyError> {
+    let remote = c.remote(&host.name);
+    let path = format!("{WORK_DIR}/kubeadm-restored-init.yaml");
+    let config = crate::render::kubeadm::restored_init_config(&c.cluster, host);
+    remote.write_file(&path, config.as_bytes(), 0o600).await?;
+    let init = remote
+        .run_for(
+            "kubeadm init on the restored data failed",
+            &format!("kubeadm init --config {} --skip-token-print", quote(&path)),
+            c.options.kubeadm_timeout,
+        )
+        .await;
+    let removed = remote.sh(&format!("rm -f -- {}", quote(&path))).await;
+    init?;
+    removed?;
+    wait_healthy(
+        remote,
+        host,
+        BACK_WITHIN,
+        "kubeadm init on the restored data",
+    )
+    .await
 }
 
 /// Starts the kubelet and waits until the restored etcd and the API answer.

@@ -3,6 +3,7 @@
 
 mod certificates;
 mod membership;
+mod restore;
 
 use std::collections::BTreeMap;
 

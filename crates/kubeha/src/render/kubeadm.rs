@@ -27,6 +27,8 @@ struct InitConfiguration<'a> {
     #[serde(rename = "localAPIEndpoint")]
     local_api_endpoint: LocalApiEndpoint,
     node_registration: NodeRegistration,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skip_phases: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -55,6 +57,8 @@ struct NodeRegistration {
     /// `None` keeps kubeadm's default (the control-plane taint on control planes).
     #[serde(skip_serializing_if = "Option::is_none")]
     taints: Option<Vec<Taint>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ignore_preflight_errors: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -176,14 +180,13 @@ pub fn init_config(cluster: &Cluster, host: &Host, secrets: &KubeadmSecrets) -> 
         certificate_key: &secrets.certificate_key,
         local_api_endpoint: local_endpoint(host),
         node_registration: node_registration(cluster, host),
+        skip_phases: Vec::new(),
     };
     let config = cluster_configuration(cluster);
-    let kubelet = KubeletConfiguration {
-        api_version: "kubelet.config.k8s.io/v1beta1",
-        kind: "KubeletConfiguration",
-        cgroup_driver: "systemd",
-    };
-    documents(cluster, &[yaml(&init), yaml(&config), yaml(&kubelet)])
+    documents(
+        cluster,
+        &[yaml(&init), yaml(&config), yaml(&kubelet_configuration())],
+    )
 }
 
 /// `kubeadm init phase certs apiserver --config` on a joined control plane: its own
@@ -197,11 +200,48 @@ pub fn apiserver_certs_config(cluster: &Cluster, host: &Host) -> String {
         certificate_key: "",
         local_api_endpoint: local_endpoint(host),
         node_registration: node_registration(cluster, host),
+        skip_phases: Vec::new(),
     };
     documents(
         cluster,
         &[yaml(&init), yaml(&cluster_configuration(cluster))],
     )
+}
+
+/// `kubeadm init --config` on a new machine around an etcd data folder restored from a
+/// backup, with the cluster's CAs and service-account keys already put back: kubeadm
+/// reuses them and signs this host's certificates for its address in the spec. Its
+/// preflight would refuse the non-empty /var/lib/etcd; the restored data has its
+/// bootstrap-token RBAC and cluster-info, so no token is made (nor written here: this
+/// file holds no secret).
+pub fn restored_init_config(cluster: &Cluster, host: &Host) -> String {
+    let mut node_registration = node_registration(cluster, host);
+    node_registration.ignore_preflight_errors = vec!["DirAvailable--var-lib-etcd"];
+    let init = InitConfiguration {
+        api_version: API_VERSION,
+        kind: "InitConfiguration",
+        bootstrap_tokens: Vec::new(),
+        certificate_key: "",
+        local_api_endpoint: local_endpoint(host),
+        node_registration,
+        skip_phases: vec!["bootstrap-token"],
+    };
+    documents(
+        cluster,
+        &[
+            yaml(&init),
+            yaml(&cluster_configuration(cluster)),
+            yaml(&kubelet_configuration()),
+        ],
+    )
+}
+
+fn kubelet_configuration() -> KubeletConfiguration<'static> {
+    KubeletConfiguration {
+        api_version: "kubelet.config.k8s.io/v1beta1",
+        kind: "KubeletConfiguration",
+        cgroup_driver: "systemd",
+    }
 }
 
 fn cluster_configuration(cluster: &Cluster) -> ClusterConfiguration<'_> {
@@ -294,6 +334,7 @@ fn node_registration(cluster: &Cluster, host: &Host) -> NodeRegistration {
         cri_socket: CRI_SOCKET,
         kubelet_extra_args,
         taints: (!default).then_some(taints),
+        ignore_preflight_errors: Vec::new(),
     }
 }
 
@@ -511,6 +552,29 @@ mod tests {
             !config.contains("token") && !config.contains("certificateKey"),
             "{config}"
         );
+    }
+
+    #[test]
+    fn a_restored_init_reuses_the_etcd_data_and_makes_no_token() {
+        let c = seed();
+        let cp = c.control_planes().nth(2).unwrap();
+        let text = restored_init_config(&c, cp);
+        for want in [
+            "ignorePreflightErrors:\n  - DirAvailable--var-lib-etcd",
+            "skipPhases:\n- bootstrap-token",
+            "advertiseAddress: \"192.0.2.12\"",
+            "kind: ClusterConfiguration",
+            "cgroupDriver: systemd",
+        ] {
+            assert!(text.contains(want), "{want}:\n{text}");
+        }
+        assert!(
+            !text.contains("token:") && !text.contains("certificateKey"),
+            "{text}"
+        );
+        // The ordinary init and join configs are as they were.
+        let init = init_config(&c, c.first_control_plane(), &secrets());
+        assert!(!init.contains("skipPhases") && !init.contains("ignorePreflightErrors"));
     }
 
     #[test]
