@@ -562,8 +562,9 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
         let (upgrade, worker_batches) = upgrade::steps(inputs);
         steps.extend(upgrade);
         batches = worker_batches;
-        steps.sort_by_key(|s| s.phase);
     }
+    // In the order apply runs them (stable: within a phase, as planned).
+    steps.sort_by_key(|s| s.phase);
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
     warnings.extend(cluster::health_warnings(inputs));

@@ -82,6 +82,17 @@ fn an_extra_san_in_the_spec_regenerates_each_certificate_one_at_a_time() {
     facts.get_mut("k8s-master-1").unwrap().apiserver_sans = None;
     let plan = run(&c, &facts, Some(&state)).unwrap();
     assert_eq!(plan.steps.len(), 2, "{:#?}", lines(&plan));
+    // Planned in the order apply runs them: before the steps through the API.
+    let worker = state.nodes.get_mut("k8s-worker-1").unwrap();
+    worker.labels.insert("old".into(), "1".into());
+    worker.managed_labels = ["old".to_string()].into();
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        lines(&plan).last().map(String::as_str),
+        Some("cluster cluster: remove label old on node k8s-worker-1 through the API"),
+        "{:#?}",
+        lines(&plan)
+    );
 }
 
 #[test]
