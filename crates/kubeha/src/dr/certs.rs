@@ -378,18 +378,18 @@ cat > {SIGN_CONFIG}
 
 /// Runs [`crate::plan::Action::RegenerateApiserverCertificate`] on `host`: out of the
 /// load balancers (as `certs renew` takes it), the certificate signed again, the
-/// apiserver restarted and healthy, back in and UP. A failure while it is out puts it
-/// back first.
+/// apiserver restarted and healthy, back in and UP. A failure once it may be out (on
+/// any load balancer) puts it back first.
 pub async fn regenerate_apiserver(
     c: &Connected,
     host: &crate::spec::Host,
     load_balancers: &[String],
     config: &str,
 ) -> Result<(), ApplyError> {
-    if !load_balancers.is_empty() {
-        rotation::take_out(c, load_balancers, &host.name, DRAIN_WITHIN).await?;
-    }
     let regenerated = async {
+        if !load_balancers.is_empty() {
+            rotation::take_out(c, load_balancers, &host.name, DRAIN_WITHIN).await?;
+        }
         let remote = c.remote(&host.name);
         remote
             .run_with_input(
