@@ -335,24 +335,8 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                 restored?;
                 removed?;
             }
-            Step::Start { host } => {
-                let spec_host = c
-                    .cluster
-                    .hosts
-                    .iter()
-                    .find(|h| h.name == *host)
-                    .expect("steps name hosts of the spec");
-                start(c.remote(host), spec_host).await?
-            }
-            Step::InitRestored { host } => {
-                let spec_host = c
-                    .cluster
-                    .hosts
-                    .iter()
-                    .find(|h| h.name == *host)
-                    .expect("steps name hosts of the spec");
-                init_restored(c, spec_host).await?
-            }
+            Step::Start { host } => start(c.remote(host), spec_host(c, host)).await?,
+            Step::InitRestored { host } => init_restored(c, spec_host(c, host)).await?,
             Step::Reset { host } => {
                 let script =
                     apply_steps::script(&Action::ResetPartialJoin).expect("a reset has a script");
@@ -367,12 +351,7 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                     })
                     .expect("nodes are deleted through the restored control plane");
                 let names: Vec<String> = hosts.iter().map(|h| quote(h)).collect();
-                let spec_host = c
-                    .cluster
-                    .hosts
-                    .iter()
-                    .find(|h| h.name == *target)
-                    .expect("steps name hosts of the spec");
+                let spec_host = spec_host(c, target);
                 // Through the restored host's own API: the load balancer may not have
                 // seen it come back yet.
                 c.remote(target)
@@ -392,6 +371,15 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
             .done(&host, &label, started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// The spec's host a restore step names.
+fn spec_host<'a>(c: &'a Connected, name: &str) -> &'a Host {
+    c.cluster
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .expect("steps name hosts of the spec")
 }
 
 /// `apply`'s preparation phase alone, on every host that needs it.
