@@ -20,7 +20,7 @@ use crate::quote::shell as quote;
 use crate::remote::Remote;
 use crate::spec::Host;
 use archive::{About, Archive, SnapshotStatus, SHARED_PKI};
-use steps::{ControlPlane, Step, WORK_DIR};
+use steps::{Step, WORK_DIR};
 
 const PKI_DIR: &str = "/etc/kubernetes/pki";
 const ADMIN_KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
@@ -238,33 +238,17 @@ pub async fn members_with_quorum(c: &Connected) -> Result<Vec<String>, ApplyErro
     Ok(healthy)
 }
 
-/// The restore's steps for this cluster, as surveyed, and archive. A host with no
-/// kubeadm state at all is a new machine (see [`steps::plan`]).
+/// The restore's steps for this cluster, as surveyed, and archive (see
+/// [`steps::for_cluster`]).
 pub fn restore_steps(
     c: &Connected,
     survey: &Survey,
     archive: &Archive,
 ) -> Result<Vec<Step>, ApplyError> {
-    let fresh = |h: &Host| !survey.facts[&h.name].kubeadm.any();
-    let cps: Vec<ControlPlane> = c
-        .cluster
-        .control_planes()
-        .map(|h| ControlPlane {
-            name: &h.name,
-            address: h.node_ip(),
-            fresh: fresh(h),
-        })
-        .collect();
-    let fresh_workers: Vec<&str> = c
-        .cluster
-        .workers()
-        .filter(|h| fresh(h))
-        .map(|h| h.name.as_str())
-        .collect();
     let token = format!("kubeha-restore-{}", hex::encode(rand::random::<[u8; 8]>()));
-    steps::plan(
-        &cps,
-        &fresh_workers,
+    steps::for_cluster(
+        &c.cluster,
+        &survey.facts,
         &archive.manifest.about.source_host,
         &token,
     )

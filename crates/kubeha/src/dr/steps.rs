@@ -1,9 +1,12 @@
 //! The restore as data, pure: which control plane gets the snapshot, what each host
 //! does, in order. The shell each step runs is here too, quoted, with no secret in it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::facts::HostFacts;
 use crate::quote::shell as quote;
+use crate::spec::{Cluster, Host};
 
 /// Where kubeadm's stacked etcd keeps its data.
 pub const ETCD_DATA: &str = "/var/lib/etcd";
@@ -161,6 +164,31 @@ pub fn plan(
     }
     steps.push(Step::Apply);
     Ok(steps)
+}
+
+/// [`plan`] for `cluster` as its hosts' facts show it: a host with no kubeadm state at
+/// all is a new machine.
+pub fn for_cluster(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    source_host: &str,
+    cluster_token: &str,
+) -> Result<Vec<Step>, String> {
+    let fresh = |h: &Host| !facts[&h.name].kubeadm.any();
+    let cps: Vec<ControlPlane> = cluster
+        .control_planes()
+        .map(|h| ControlPlane {
+            name: &h.name,
+            address: h.node_ip(),
+            fresh: fresh(h),
+        })
+        .collect();
+    let fresh_workers: Vec<&str> = cluster
+        .workers()
+        .filter(|h| fresh(h))
+        .map(|h| h.name.as_str())
+        .collect();
+    plan(&cps, &fresh_workers, source_host, cluster_token)
 }
 
 fn peer_url(address: std::net::IpAddr) -> String {
@@ -343,6 +371,64 @@ mod tests {
         assert!(steps.contains(&Step::DeleteNodes {
             hosts: vec!["cp-2".into(), "cp-3".into()]
         }));
+    }
+
+    #[test]
+    fn new_machines_are_told_from_the_recorded_facts() {
+        use crate::facts::{parse, recorded};
+        // The seed with k8s-master-2 at a new address.
+        let c =
+            crate::render::test_support::cluster_from(|s| s.replace("192.0.2.11", "192.0.2.111"));
+        let mut facts: BTreeMap<String, HostFacts> = c
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), parse(recorded::CONTROL_PLANE)))
+            .collect();
+        for new in [
+            "k8s-master-1",
+            "k8s-master-2",
+            "k8s-master-3",
+            "k8s-worker-2",
+        ] {
+            facts.insert(new.into(), parse(recorded::FRESH));
+        }
+        let steps = for_cluster(&c, &facts, "k8s-master-2", "tok").unwrap();
+        assert_eq!(steps[0], Step::Prepare);
+        assert_eq!(
+            steps[2],
+            Step::RestoreSnapshot {
+                host: "k8s-master-2".into(),
+                peer_url: "https://192.0.2.111:2380".into(),
+                cluster_token: "tok".into()
+            }
+        );
+        assert_eq!(
+            steps[3],
+            Step::InitRestored {
+                host: "k8s-master-2".into()
+            }
+        );
+        assert_eq!(
+            steps[4],
+            Step::DeleteNodes {
+                hosts: vec![
+                    "k8s-master-1".into(),
+                    "k8s-master-3".into(),
+                    "k8s-worker-2".into()
+                ]
+            }
+        );
+        // The old machines (recorded control planes): restored as before.
+        let old: BTreeMap<String, HostFacts> = c
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), parse(recorded::CONTROL_PLANE)))
+            .collect();
+        let steps = for_cluster(&c, &old, "k8s-master-2", "tok").unwrap();
+        assert!(steps.contains(&Step::Start {
+            host: "k8s-master-2".into()
+        }));
+        assert!(!steps.contains(&Step::Prepare));
     }
 
     #[test]
