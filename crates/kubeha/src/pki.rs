@@ -31,6 +31,42 @@ pub fn expiry(pem: &str) -> Result<(String, String), String> {
 
 /// A certificate's notAfter (Unix seconds), from its DER or its PEM.
 pub fn not_after(bytes: &[u8]) -> Result<i64, String> {
+    with_certificate(bytes, |cert| cert.validity().not_after.timestamp())
+}
+
+/// A certificate's subject alternative names, from its DER or its PEM: DNS names as
+/// written, IP addresses in their canonical text (`10.0.0.1`, `fd00::1`).
+pub fn subject_alt_names(bytes: &[u8]) -> Result<Vec<String>, String> {
+    use x509_parser::extensions::GeneralName;
+    with_certificate(bytes, |cert| {
+        let Ok(Some(ext)) = cert.subject_alternative_name() else {
+            return Vec::new();
+        };
+        ext.value
+            .general_names
+            .iter()
+            .filter_map(|n| match n {
+                GeneralName::DNSName(d) => Some(d.to_string()),
+                GeneralName::IPAddress(b) => match b.len() {
+                    4 => <[u8; 4]>::try_from(*b)
+                        .ok()
+                        .map(|a| std::net::IpAddr::from(a).to_string()),
+                    16 => <[u8; 16]>::try_from(*b)
+                        .ok()
+                        .map(|a| std::net::IpAddr::from(a).to_string()),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect()
+    })
+}
+
+/// Parses a certificate from its DER or its PEM and reads `what` from it.
+fn with_certificate<T>(
+    bytes: &[u8],
+    what: impl FnOnce(&x509_parser::certificate::X509Certificate) -> T,
+) -> Result<T, String> {
     let pem;
     let der = if bytes.starts_with(b"-----BEGIN") {
         pem = parse_x509_pem(bytes)
@@ -42,7 +78,7 @@ pub fn not_after(bytes: &[u8]) -> Result<i64, String> {
     };
     let (_, cert) = x509_parser::parse_x509_certificate(der)
         .map_err(|e| format!("not an X.509 certificate: {e}"))?;
-    Ok(cert.validity().not_after.timestamp())
+    Ok(what(&cert))
 }
 
 #[cfg(test)]

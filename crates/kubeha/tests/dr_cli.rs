@@ -43,6 +43,11 @@ fn archive(cluster: &str) -> Archive {
 
 /// Runs `restore` with `args` added; asserts exit 2 with `why` and no host contacted.
 fn refused(dir: &Path, archive: &[u8], extra: &[&str], why: &str) {
+    refused_with_env(dir, archive, extra, &[], why)
+}
+
+/// [`refused`] with environment variables set for kubeha.
+fn refused_with_env(dir: &Path, archive: &[u8], extra: &[&str], env: &[(&str, &str)], why: &str) {
     let path = dir.join("backup.tar");
     std::fs::write(&path, archive).unwrap();
     let logs = dir.join("run");
@@ -57,7 +62,7 @@ fn refused(dir: &Path, archive: &[u8], extra: &[&str], why: &str) {
         &l,
     ];
     args.extend(extra);
-    let out = kubeha(&args, dir);
+    let out = common::kubeha_with_env(&args, dir, env);
     assert_eq!(
         out.status.code(),
         Some(2),
@@ -114,6 +119,10 @@ fn reset_needs_yes_without_a_terminal() {
 fn bad_backup_options_are_refused_before_any_host() {
     let dir = tempfile::tempdir().unwrap();
     common::write_unreachable_starter(dir.path());
+    private_file(&dir.path().join("p.txt"), "a passphrase\n");
+    private_file(&dir.path().join("empty.txt"), "\n");
+    std::fs::write(dir.path().join("open.txt"), "a passphrase\n").unwrap();
+    chmod(&dir.path().join("open.txt"), 0o644);
     for (args, why) in [
         (
             &["--schedule", "daily\nExecStart=/bin/sh"][..],
@@ -126,6 +135,34 @@ fn bad_backup_options_are_refused_before_any_host() {
             "cannot be used with",
         ),
         (&["--encrypt-to", "age1nope"][..], "--encrypt-to"),
+        (
+            &[
+                "--encrypt-to",
+                "age1nope",
+                "--passphrase-env",
+                "KUBEHA_TEST_PASSPHRASE",
+            ][..],
+            "cannot be used with",
+        ),
+        (
+            &[
+                "--passphrase-file",
+                "p.txt",
+                "--passphrase-env",
+                "KUBEHA_TEST_PASSPHRASE",
+            ][..],
+            "cannot be used with",
+        ),
+        (&["--passphrase-file", "open.txt"][..], "chmod 600"),
+        (&["--passphrase-file", "missing.txt"][..], "missing.txt"),
+        (
+            &["--passphrase-file", "empty.txt"][..],
+            "the passphrase is empty",
+        ),
+        (
+            &["--passphrase-env", "KUBEHA_TEST_UNSET"][..],
+            "no such environment variable",
+        ),
     ] {
         let mut all = vec!["backup", "-f", "cluster.yaml", "--log-dir", "run"];
         all.extend(args);
@@ -152,7 +189,11 @@ fn an_encrypted_archive_opens_only_with_its_identity() {
     };
     let (mine, me) = key("mine.txt");
     let (other, _) = key("other.txt");
-    let sealed = kubeha::dr::encrypt::encrypt(&archive("k8s-ha").to_tar(), &[me]).unwrap();
+    let sealed = kubeha::dr::encrypt::encrypt(
+        &archive("k8s-ha").to_tar(),
+        &kubeha::dr::encrypt::Sealing::Recipients(vec![me]),
+    )
+    .unwrap();
     refused(dir.path(), &sealed, &["--yes"], "pass --identity");
     refused(
         dir.path(),
@@ -177,4 +218,89 @@ fn an_encrypted_archive_opens_only_with_its_identity() {
         &["--yes", "--identity", &mine],
         "backup.tar",
     );
+}
+
+fn chmod(path: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Writes `text` into a 0600 file.
+fn private_file(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    chmod(path, 0o600);
+}
+
+#[test]
+fn a_passphrase_archive_opens_only_with_its_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    common::write_unreachable_starter(dir.path());
+    let right = "correct horse battery staple";
+    let sealed = kubeha::dr::encrypt::encrypt(
+        &archive("k8s-ha").to_tar(),
+        &kubeha::dr::encrypt::Sealing::Passphrase(right.to_string().into()),
+    )
+    .unwrap();
+    let file = dir.path().join("passphrase.txt");
+    private_file(&file, &format!("{right}\n"));
+    let file = file.display().to_string();
+    let env = [("BACKUP_PASSPHRASE", right)];
+    // Opened and checked, from the file and from the variable: only --yes is missing.
+    refused(
+        dir.path(),
+        &sealed,
+        &["--passphrase-file", &file],
+        "pass --yes",
+    );
+    refused_with_env(
+        dir.path(),
+        &sealed,
+        &["--passphrase-env", "BACKUP_PASSPHRASE"],
+        &env,
+        "pass --yes",
+    );
+    let wrong = [("BACKUP_PASSPHRASE", "correct horse battery stapler")];
+    refused_with_env(
+        dir.path(),
+        &sealed,
+        &["--yes", "--passphrase-env", "BACKUP_PASSPHRASE"],
+        &wrong,
+        "cannot be opened with this passphrase",
+    );
+    refused(dir.path(), &sealed, &["--yes"], "--passphrase-file FILE");
+    let (key, _) = {
+        use age::secrecy::ExposeSecret;
+        let id = age::x25519::Identity::generate();
+        let path = dir.path().join("key.txt");
+        std::fs::write(&path, format!("{}\n", id.to_string().expose_secret())).unwrap();
+        (path.display().to_string(), id.to_public())
+    };
+    refused(
+        dir.path(),
+        &sealed,
+        &["--yes", "--identity", &key],
+        "is encrypted with a passphrase",
+    );
+    chmod(Path::new(&file), 0o640);
+    refused(
+        dir.path(),
+        &sealed,
+        &["--yes", "--passphrase-file", &file],
+        "chmod 600",
+    );
+    // The passphrase is in no message, whatever happened.
+    let out = common::kubeha_with_env(
+        &[
+            "restore",
+            "-f",
+            "cluster.yaml",
+            "--from",
+            "/dev/null",
+            "--passphrase-env",
+            "BACKUP_PASSPHRASE",
+        ],
+        dir.path(),
+        &wrong,
+    );
+    assert!(!stderr(&out).contains("correct horse"), "{}", stderr(&out));
 }

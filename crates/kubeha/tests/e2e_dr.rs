@@ -292,6 +292,62 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("quorum"), "{}", stderr(&out));
 
+    // With a passphrase from a 0600 file: restore opens and checks that archive too, and
+    // gets as far as the same refusal; a wrong passphrase is refused before any host.
+    let passphrase = scratch.path().join("passphrase.txt");
+    std::fs::write(&passphrase, "a lab passphrase\n").unwrap();
+    std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let passphrase = passphrase.display().to_string();
+    let out = kubeha(
+        &[
+            "backup",
+            "-f",
+            &spec,
+            "--out",
+            &dir_arg,
+            "--passphrase-file",
+            &passphrase,
+            "-o",
+            "json",
+        ],
+        Path::new("."),
+    );
+    assert!(
+        out.status.success(),
+        "passphrase backup failed:\n{}",
+        stderr(&out)
+    );
+    let locked = PathBuf::from(last_json(&out)["path"].as_str().unwrap());
+    let mode = std::fs::metadata(&locked).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    assert!(kubeha::dr::encrypt::is_encrypted(
+        &std::fs::read(&locked).unwrap()
+    ));
+    let out = restore_with(&spec, &locked, &["--passphrase-file", &passphrase]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("quorum"), "{}", stderr(&out));
+    let from = locked.display().to_string();
+    let out = common::kubeha_with_env(
+        &[
+            "restore",
+            "-f",
+            &spec,
+            "--from",
+            &from,
+            "--yes",
+            "--passphrase-env",
+            "DR_PASSPHRASE",
+        ],
+        Path::new("."),
+        &[("DR_PASSPHRASE", "not the lab passphrase")],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot be opened with this passphrase"),
+        "{}",
+        stderr(&out)
+    );
+
     // A flipped byte in the snapshot, and a well-formed backup of another cluster.
     let offset = tar::Archive::new(bytes.as_slice())
         .entries()
@@ -410,6 +466,8 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     wait_healthy(&spec);
     assert_no_changes(&spec);
 
+    extra_sans(&lab, &spec);
+
     scheduled_snapshots(&lab, &spec);
 
     // Reset leaves nothing of the cluster; a second reset has nothing to do.
@@ -430,6 +488,128 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         );
         assert_eq!(left.trim(), "0", "{host} kept: {left}");
     }
+}
+
+/// A name and an address added to the spec's `extraSANs` after init: `plan` shows each
+/// control plane's certificate signed again with them, `apply` does it one control plane
+/// at a time, and every apiserver then serves a certificate this machine's kubectl
+/// accepts for both (verified against the cluster CA), after which `plan` has nothing
+/// left. The wider spec is a second file beside the lab's, which stays as it was.
+fn extra_sans(lab: &Lab, spec: &str) {
+    const NAME: &str = "api.e2e-dr.test";
+    const ADDRESS: &str = "10.99.0.9";
+    let text = std::fs::read_to_string(spec).unwrap();
+    let edited = text.replace(
+        "    port: 6443\n",
+        &format!("    port: 6443\n    extraSANs: [{NAME}, {ADDRESS}]\n"),
+    );
+    assert_ne!(edited, text, "the lab's spec has the endpoint's port line");
+    let wider = Path::new(spec).with_file_name("cluster-extra-sans.yaml");
+    std::fs::write(&wider, edited).unwrap();
+    let wider = wider.display().to_string();
+    let addresses = control_plane_addresses(&text);
+    // Served for: kubectl's own TLS verification against the cluster CA, with the name
+    // (or address) it is asked to see in the certificate.
+    let serves = |address: &str, san: &str| {
+        lab.kubectl(
+            &[
+                "--server",
+                &format!("https://{address}:6443"),
+                "--tls-server-name",
+                san,
+                "get",
+                "--raw",
+                "/readyz",
+            ],
+            None,
+        )
+        .status
+        .success()
+    };
+    assert!(
+        !serves(&addresses[0], NAME),
+        "served before it was asked for"
+    );
+
+    let out = kubeha(&["plan", "-f", &wider, "-o", "json"], Path::new("."));
+    assert!(out.status.success(), "plan: {}", stderr(&out));
+    let plan = last_json(&out);
+    let steps: Vec<String> = plan["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            format!(
+                "{} {}",
+                s["host"].as_str().unwrap_or("cluster"),
+                s["description"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let mut want = vec![format!(
+        "cluster set apiServer.certSANs in kube-system/kubeadm-config to [load-balancer.local, {NAME}, {ADDRESS}]"
+    )];
+    want.extend(CONTROL_PLANES.iter().map(|cp| format!(
+        "{cp} regenerate the apiserver certificate from the cluster CA (SANs added: {ADDRESS}, {NAME}), restart its apiserver out of HAProxy on lb-1"
+    )));
+    assert_eq!(steps, want);
+
+    let probe = Probe::start();
+    let started = Instant::now();
+    let out = kubeha(&["apply", "-f", &wider, "--yes"], Path::new("."));
+    assert!(
+        out.status.success(),
+        "apply of the new SANs: {}",
+        stderr(&out)
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    let (ok, all, longest) = probe.stop();
+    eprintln!(
+        "extra SANs: apply took {seconds:.0}s; API answered {ok}/{all} of this test's probes \
+         ({:.2} %, longest outage {longest:?})",
+        ok as f64 * 100.0 / all.max(1) as f64
+    );
+    for (cp, address) in CONTROL_PLANES.iter().zip(&addresses) {
+        for san in [NAME, ADDRESS] {
+            assert!(serves(address, san), "{cp} does not serve {san}");
+        }
+    }
+    let config = lab.kubectl_ok(
+        &[
+            "-n",
+            "kube-system",
+            "get",
+            "configmap",
+            "kubeadm-config",
+            "-o",
+            "jsonpath={.data.ClusterConfiguration}",
+        ],
+        None,
+    );
+    assert!(
+        config.contains(NAME) && config.contains(ADDRESS),
+        "{config}"
+    );
+    wait_healthy(&wider);
+    assert_no_changes(&wider);
+}
+
+/// The control planes' addresses, in [`CONTROL_PLANES`]' order, from the lab's spec.
+fn control_plane_addresses(spec: &str) -> Vec<String> {
+    CONTROL_PLANES
+        .iter()
+        .map(|cp| {
+            let at = spec
+                .find(&format!("- name: {cp}\n"))
+                .expect("a control plane");
+            spec[at..]
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("address: "))
+                .expect("its address")
+                .trim_matches('"')
+                .to_string()
+        })
+        .collect()
 }
 
 /// `backup --schedule`: a timer on every control plane; its service run by hand three

@@ -63,6 +63,17 @@ pub fn flags_for(cmd: &[String]) -> Vec<FlagSpec> {
             f("feature-gates"),
             f("kubeconfig"),
         ],
+        ["init", "phase", "certs", "apiserver"] => vec![
+            f("config"),
+            f("cert-dir"),
+            f("apiserver-advertise-address"),
+            f("apiserver-cert-extra-sans"),
+            f("control-plane-endpoint"),
+            f("kubernetes-version"),
+            f("service-cidr"),
+            f("service-dns-domain"),
+            b("dry-run"),
+        ],
         ["join"] => vec![
             f("config"),
             b("control-plane"),
@@ -189,6 +200,7 @@ pub fn flags_for(cmd: &[String]) -> Vec<FlagSpec> {
 /// Commands the stand-in knows (their leading words).
 const COMMANDS: &[&[&str]] = &[
     &["init", "phase", "upload-certs"],
+    &["init", "phase", "certs", "apiserver"],
     &["init"],
     &["join"],
     &["reset"],

@@ -231,6 +231,70 @@ pub fn certs_phase(env: &Env, dir: &str, params: &PkiParams) -> Result<(), Failu
     Ok(())
 }
 
+/// `kubeadm init phase certs apiserver`: the apiserver serving certificate signed by the
+/// cluster CA in the certificates folder for the SANs of the config (or flags). An
+/// existing pair is used when the CA issued it for every one of them, refused otherwise:
+/// to sign it again for other SANs, move it aside first (as kubeadm's reconfiguration
+/// guide says).
+pub fn certs_apiserver(p: &Parsed, env: &Env) -> Result<(), Failure> {
+    let phase = "certs/apiserver";
+    let failed = |msg: String| Failure {
+        phase: Some(phase.into()),
+        msg,
+    };
+    let cfg = load(p, env)?;
+    let dir = p
+        .get("cert-dir")
+        .map(String::from)
+        .or_else(|| cfg.cluster.certificates_dir.clone())
+        .unwrap_or_else(|| "/etc/kubernetes/pki".into());
+    let node = cfg.init.node_registration.name.clone().unwrap_or_default();
+    let params = pki_params(&cfg.cluster, &node, &advertise(&cfg))?;
+    let (Some(ca_cert), Some(ca_key)) = (
+        env.read(&format!("{dir}/ca.crt")),
+        env.read(&format!("{dir}/ca.key")),
+    ) else {
+        return Err(failed(format!(
+            "couldn't load CA certificate ca: couldn't load the certificate file {dir}/ca.crt: open {dir}/ca.crt: no such file or directory"
+        )));
+    };
+    let sans = pki::apiserver_sans(&params);
+    let (crt, key) = (
+        format!("{dir}/apiserver.crt"),
+        format!("{dir}/apiserver.key"),
+    );
+    if let (Some(existing), Some(_)) = (env.read(&crt), env.read(&key)) {
+        return match pki::issued_for(&existing, &ca_cert, &sans) {
+            Ok(()) => {
+                println!("[certs] Using the existing \"apiserver\" certificate and key");
+                Ok(())
+            }
+            Err(e) => Err(failed(format!("certificate apiserver is invalid: {e}"))),
+        };
+    }
+    let ca = CertKey {
+        cert_pem: ca_cert,
+        key_pem: ca_key,
+    };
+    let leaf = pki::apiserver_leaf(&ca, &params).map_err(|e| failed(e.to_string()))?;
+    if p.on("dry-run") {
+        println!("[dryrun] Would write the \"apiserver\" certificate and key to {dir}");
+        return Ok(());
+    }
+    println!("[certs] Generating \"apiserver\" certificate and key");
+    let (ips, dns): (Vec<&String>, Vec<&String>) =
+        sans.iter().partition(|s| s.parse::<IpAddr>().is_ok());
+    let j = |v: Vec<&String>| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ");
+    println!(
+        "[certs] apiserver serving cert is signed for DNS names [{}] and IPs [{}]",
+        j(dns),
+        j(ips)
+    );
+    env.write(&key, leaf.key_pem.as_bytes(), pki::KEY_MODE)?;
+    env.write(&crt, leaf.cert_pem.as_bytes(), pki::CERT_MODE)?;
+    Ok(())
+}
+
 /// The kubeconfig phase. `files` are the kubeconfigs to write.
 pub fn kubeconfig_phase(
     env: &Env,
@@ -905,7 +969,9 @@ pub async fn run(p: &Parsed, env: &Env) -> Result<(), Failure> {
     )
     .await?;
     let ca_pem = env.read(&format!("{dir}/ca.crt")).unwrap_or_default();
-    bootstrap_tokens(&admin, &cfg, &ca_pem, p.on("skip-token-print")).await?;
+    if !skipped(&cfg, p, "bootstrap-token") {
+        bootstrap_tokens(&admin, &cfg, &ca_pem, p.on("skip-token-print")).await?;
+    }
     println!("[kubelet-finalize] Updating \"/etc/kubernetes/kubelet.conf\" to point to a rotatable kubelet client certificate and key");
     addons(&admin, &cfg.cluster, &|ph| skipped(&cfg, p, ph)).await?;
     let hash = pki::ca_cert_hash(&ca_pem).map_err(|e| e.to_string())?;

@@ -230,6 +230,7 @@ pub fn main(argv: &[String], env: &Env) -> i32 {
         match c.as_slice() {
             ["init"] => init::run(&parsed, env).await,
             ["init", "phase", "upload-certs"] => ops::upload_certs(&parsed, env).await,
+            ["init", "phase", "certs", "apiserver"] => init::certs_apiserver(&parsed, env),
             ["join"] => join::run(&parsed, env).await,
             ["reset"] => ops::reset(&parsed, env).await,
             ["token", "create"] => ops::token_create(&parsed, env).await,

@@ -979,6 +979,86 @@ mod tests {
     }
 
     #[test]
+    fn init_phase_certs_apiserver_signs_for_the_configs_sans_with_the_local_ca() {
+        let env = pki_tree("apiserver");
+        let config = "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n\
+                      localAPIEndpoint:\n  advertiseAddress: 10.0.0.11\n  bindPort: 6443\n\
+                      nodeRegistration:\n  name: cp1\n  criSocket: unix:///var/run/containerd/containerd.sock\n\
+                      ---\napiVersion: kubeadm.k8s.io/v1beta4\nkind: ClusterConfiguration\n\
+                      kubernetesVersion: v1.31.0\ncontrolPlaneEndpoint: lb.example.com:6443\n\
+                      networking:\n  serviceSubnet: 10.96.0.0/12\n  dnsDomain: cluster.local\n\
+                      apiServer:\n  certSANs:\n  - lb.example.com\n  - api.example.com\n  - 10.0.0.99\n";
+        env.write("/etc/kubeha/certs.yaml", config.as_bytes(), 0o600)
+            .unwrap();
+        let phase = || {
+            crate::kubeadm::init::certs_apiserver(
+                &crate::kubeadm::cli::parse(
+                    &[
+                        "init",
+                        "phase",
+                        "certs",
+                        "apiserver",
+                        "--config",
+                        "/etc/kubeha/certs.yaml",
+                    ]
+                    .map(String::from),
+                )
+                .unwrap(),
+                &env,
+            )
+        };
+        let (crt, key) = (
+            "/etc/kubernetes/pki/apiserver.crt",
+            "/etc/kubernetes/pki/apiserver.key",
+        );
+        let ca = env.read("/etc/kubernetes/pki/ca.crt").unwrap();
+        let before = env.read(crt).unwrap();
+        // The existing pair lacks the new SANs: refused, as kubeadm does, and left alone.
+        let refused = phase().unwrap_err();
+        assert_eq!(refused.phase.as_deref(), Some("certs/apiserver"));
+        assert!(
+            refused.msg.contains("not api.example.com"),
+            "{}",
+            refused.msg
+        );
+        assert_eq!(env.read(crt).unwrap(), before);
+        // Moved aside: a new pair from the local CA, for every SAN kubeadm computes.
+        std::fs::remove_file(env.path(crt)).unwrap();
+        std::fs::remove_file(env.path(key)).unwrap();
+        phase().unwrap();
+        let new = env.read(crt).unwrap();
+        let want: Vec<String> = [
+            "cp1",
+            "kubernetes",
+            "kubernetes.default",
+            "kubernetes.default.svc",
+            "kubernetes.default.svc.cluster.local",
+            "10.96.0.1",
+            "10.0.0.11",
+            "lb.example.com",
+            "api.example.com",
+            "10.0.0.99",
+        ]
+        .map(String::from)
+        .to_vec();
+        pki::issued_for(&new, &ca, &want).unwrap();
+        assert!(env.read(key).unwrap().contains("PRIVATE KEY"));
+        // Now it fits: used as it is.
+        phase().unwrap();
+        assert_eq!(env.read(crt).unwrap(), new);
+        // Without the CA there is nothing to sign with.
+        std::fs::remove_file(env.path(crt)).unwrap();
+        std::fs::remove_file(env.path("/etc/kubernetes/pki/ca.key")).unwrap();
+        assert!(phase()
+            .unwrap_err()
+            .msg
+            .contains("couldn't load CA certificate ca"));
+        // Another CA's certificate is refused.
+        let other = pki::new_ca("other", std::time::Duration::from_secs(86400)).unwrap();
+        assert!(pki::issued_for(&new, &other.cert_pem, &[]).is_err());
+    }
+
+    #[test]
     fn certs_renew_failures() {
         let env = pki_tree("fail");
         assert!(renew(&env, "nonsense")

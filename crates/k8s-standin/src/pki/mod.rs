@@ -455,13 +455,8 @@ fn cn_orgs(name: &x509_parser::x509::X509Name) -> (String, Vec<String>) {
     (cn, orgs)
 }
 
-/// A fresh key and certificate with the subject, SANs and usages of
-/// `cert_pem`, signed by `ca` for `validity` (kubeadm's RenewUsingLocalCA).
-pub fn renew(ca: &CertKey, cert_pem: &str, validity: Duration) -> Result<CertKey, PkiError> {
-    let der = pem_to_der(cert_pem)?;
-    let (_, c) = x509_parser::parse_x509_certificate(&der)
-        .map_err(|e| PkiError::Msg(format!("invalid certificate: {e}")))?;
-    let (cn, orgs) = cn_orgs(c.subject());
+/// A certificate's DNS names and IP addresses (as text).
+fn alt_names(c: &x509_parser::certificate::X509Certificate) -> Vec<String> {
     let mut sans = vec![];
     if let Ok(Some(ext)) = c.subject_alternative_name() {
         for n in &ext.value.general_names {
@@ -478,6 +473,61 @@ pub fn renew(ca: &CertKey, cert_pem: &str, validity: Duration) -> Result<CertKey
             }
         }
     }
+    sans
+}
+
+/// Whether `cert_pem` was issued by `ca_pem` (issuer and CA subject agree) and is
+/// signed for every name and address in `sans`: kubeadm's check of an existing
+/// certificate before it uses it.
+pub fn issued_for(cert_pem: &str, ca_pem: &str, sans: &[String]) -> Result<(), PkiError> {
+    let (der, ca_der) = (pem_to_der(cert_pem)?, pem_to_der(ca_pem)?);
+    fn parse(der: &[u8]) -> Result<x509_parser::certificate::X509Certificate<'_>, PkiError> {
+        x509_parser::parse_x509_certificate(der)
+            .map(|(_, c)| c)
+            .map_err(|e| PkiError::Msg(format!("failed to parse certificate: {e}")))
+    }
+    let (c, ca) = (parse(&der)?, parse(&ca_der)?);
+    if c.issuer().as_raw() != ca.subject().as_raw() {
+        return Err(PkiError::Msg(
+            "x509: certificate signed by unknown authority".into(),
+        ));
+    }
+    let have = alt_names(&c);
+    let normal = |s: &str| {
+        s.parse::<IpAddr>()
+            .map_or(s.to_ascii_lowercase(), |ip| ip.to_string())
+    };
+    let have: std::collections::BTreeSet<String> = have.iter().map(|s| normal(s)).collect();
+    match sans.iter().find(|s| !have.contains(&normal(s))) {
+        None => Ok(()),
+        Some(s) => Err(PkiError::Msg(format!(
+            "x509: certificate is valid for {}, not {s}",
+            have.into_iter().collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The apiserver serving certificate for `p`, signed by `ca` (kubeadm's
+/// `init phase certs apiserver`).
+pub fn apiserver_leaf(ca: &CertKey, p: &PkiParams) -> Result<CertKey, PkiError> {
+    new_leaf(
+        ca,
+        "kube-apiserver",
+        &[],
+        &apiserver_sans(p),
+        Usage::Server,
+        p.validity,
+    )
+}
+
+/// A fresh key and certificate with the subject, SANs and usages of
+/// `cert_pem`, signed by `ca` for `validity` (kubeadm's RenewUsingLocalCA).
+pub fn renew(ca: &CertKey, cert_pem: &str, validity: Duration) -> Result<CertKey, PkiError> {
+    let der = pem_to_der(cert_pem)?;
+    let (_, c) = x509_parser::parse_x509_certificate(&der)
+        .map_err(|e| PkiError::Msg(format!("invalid certificate: {e}")))?;
+    let (cn, orgs) = cn_orgs(c.subject());
+    let sans = alt_names(&c);
     let (server, client) = match c.extended_key_usage() {
         Ok(Some(e)) => (e.value.server_auth, e.value.client_auth),
         _ => (false, true),

@@ -632,6 +632,14 @@ impl Connected {
                 p.started(&host.name, label);
                 kubeadm.mint(*upload_certificates).await
             }
+            Action::RegenerateApiserverCertificate {
+                load_balancers,
+                config,
+                ..
+            } => {
+                p.started(&host.name, label);
+                crate::dr::certs::regenerate_apiserver(self, host, load_balancers, config).await
+            }
             other => {
                 return self
                     .host_step(host, &remote, other, kubeadm)
@@ -673,6 +681,9 @@ impl Connected {
                     p.info("every node is Ready; waiting for kube-system to be healthy");
                     let left = deadline.saturating_duration_since(Instant::now());
                     api::wait_kube_system(&client, left).await?;
+                }
+                Action::UpdateCertSans { cert_sans } => {
+                    crate::dr::certs::update_cert_sans(&client, cert_sans).await?
                 }
                 Action::WriteKubeconfig => {
                     write_private(&self.options.kubeconfig, kubeconfig.as_bytes())

@@ -124,6 +124,8 @@ pub fn script(action: &Action) -> Option<String> {
         | Action::WaitReady { .. }
         | Action::WriteKubeconfig
         | Action::Backup
+        | Action::UpdateCertSans { .. }
+        | Action::RegenerateApiserverCertificate { .. }
         | Action::EnableBackend { .. }
         | Action::Drain { .. }
         | Action::WaitNodeVersion { .. }

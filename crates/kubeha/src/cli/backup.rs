@@ -21,21 +21,24 @@ pub struct Args {
     out: Option<PathBuf>,
     /// Encrypt the archive to this age X25519 recipient (`age1…`, from `age-keygen`);
     /// repeat for several. `restore --identity` opens it, and so does `age -d`.
-    #[arg(long, value_name = "RECIPIENT")]
+    #[arg(long, value_name = "RECIPIENT", conflicts_with_all = ["passphrase_file", "passphrase_env"])]
     encrypt_to: Vec<String>,
+    /// Encrypt the archive with a passphrase instead (never given on the command line).
+    #[command(flatten)]
+    passphrase: super::passphrase::PassphraseArgs,
     /// Instead of an archive here: a systemd timer on every control plane taking a local
     /// etcd snapshot (verified, 0600, in /var/lib/kubeha/backups) on this systemd calendar
     /// expression: `daily`, `hourly`, `*-*-* 02:30:00`. Run it again to change it.
-    #[arg(long, value_name = "CALENDAR", conflicts_with_all = ["out", "encrypt_to", "unschedule", "list"])]
+    #[arg(long, value_name = "CALENDAR", conflicts_with_all = ["out", "encrypt_to", "passphrase_file", "passphrase_env", "unschedule", "list"])]
     schedule: Option<String>,
     /// How many scheduled snapshots each control plane keeps (the oldest go first).
     #[arg(long, value_name = "N", requires = "schedule")]
     keep: Option<u32>,
     /// Remove the timer from every control plane; the snapshots it took stay.
-    #[arg(long, conflicts_with_all = ["out", "encrypt_to", "list"])]
+    #[arg(long, conflicts_with_all = ["out", "encrypt_to", "passphrase_file", "passphrase_env", "list"])]
     unschedule: bool,
     /// Show each control plane's schedule and the local snapshots it keeps.
-    #[arg(long, conflicts_with_all = ["out", "encrypt_to"])]
+    #[arg(long, conflicts_with_all = ["out", "encrypt_to", "passphrase_file", "passphrase_env"])]
     list: bool,
 }
 
@@ -57,6 +60,11 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         .map(|r| dr::encrypt::parse_recipient(r))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Failure::Invalid(format!("--encrypt-to: {e}")))?;
+    let sealing = match args.passphrase.read()? {
+        Some(p) => Some(dr::encrypt::Sealing::Passphrase(p)),
+        None if recipients.is_empty() => None,
+        None => Some(dr::encrypt::Sealing::Recipients(recipients)),
+    };
     let loaded = load_spec(ui, &args.remote.file)?;
     let started = Instant::now();
     let name = loaded.cluster.name.clone();
@@ -64,19 +72,24 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         .out
         .unwrap_or_else(|| dr::backups_dir(&args.remote.spec_dir(), &name));
     let (path, archive, bytes) = with_survey(ui, &args.remote, loaded, async |c, survey| {
-        dr::save_backup_to(c, survey, &dir, &recipients)
+        dr::save_backup_to(c, survey, &dir, sealing.as_ref())
             .await
             .map_err(runtime)
     })?;
     let m = &archive.manifest.about;
     let seconds = started.elapsed().as_secs_f64();
+    let passphrase = matches!(sealing, Some(dr::encrypt::Sealing::Passphrase(_)));
     ui.print(
-        &serde_json::json!({"path": path, "bytes": bytes, "seconds": seconds, "encryptedTo": args.encrypt_to, "manifest": archive.manifest}),
+        &serde_json::json!({"path": path, "bytes": bytes, "seconds": seconds, "encryptedTo": args.encrypt_to, "passphrase": passphrase, "manifest": archive.manifest}),
         || {
             format!(
                 "Backup of {name} written to {}{} ({} bytes, {seconds:.1}s): etcd {} revision {}, {} keys, from {}\n",
                 path.display(),
-                if recipients.is_empty() { "" } else { ", encrypted" },
+                match (&sealing, passphrase) {
+                    (None, _) => "",
+                    (Some(_), true) => ", encrypted with the passphrase",
+                    (Some(_), false) => ", encrypted",
+                },
                 bytes,
                 m.etcd_version,
                 m.snapshot.revision,

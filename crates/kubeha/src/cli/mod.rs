@@ -12,6 +12,7 @@ mod init;
 mod kubeconfig;
 mod lab;
 mod node;
+mod passphrase;
 mod plan;
 pub mod remote_args;
 mod render;

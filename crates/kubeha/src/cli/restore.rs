@@ -2,13 +2,17 @@
 //! The archive is verified before any host is touched; the restore ends with `apply`.
 
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use super::plan::{plan_or_conflicts, show};
 use super::remote_args::{block_on, runtime, RemoteArgs};
 use super::{load_spec, Failure, Ui};
-use crate::dr::{self, archive::Archive, encrypt::Unopened};
+use crate::dr::{
+    self,
+    archive::Archive,
+    encrypt::{Key, Unopened},
+};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,8 +23,11 @@ pub struct Args {
     from: PathBuf,
     /// The age identity file (`AGE-SECRET-KEY-1…`) that opens an archive made with
     /// `backup --encrypt-to`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["passphrase_file", "passphrase_env"])]
     identity: Option<PathBuf>,
+    /// Opens an archive made with a passphrase (`backup --passphrase-file|--passphrase-env`).
+    #[command(flatten)]
+    passphrase: super::passphrase::PassphraseArgs,
     /// Restore without asking for confirmation.
     #[arg(long)]
     yes: bool,
@@ -34,22 +41,36 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
     let bytes = std::fs::read(&args.from)
         .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", args.from.display())))?;
     let refuse = |why: String| Failure::Invalid(format!("{}: {why}", args.from.display()));
-    let bytes = match (dr::encrypt::is_encrypted(&bytes), &args.identity) {
-        (false, _) => bytes,
-        (true, None) => {
-            return Err(refuse(
-                "is encrypted: pass --identity FILE with the age identity it was encrypted to"
+    let passphrase = args.passphrase.read()?;
+    let bytes = if !dr::encrypt::is_encrypted(&bytes) {
+        bytes
+    } else {
+        let key_file;
+        let key = match (&args.identity, &passphrase) {
+            (Some(file), _) => {
+                key_file = std::fs::read(file).map_err(|e| {
+                    Failure::Invalid(format!("cannot read {}: {e}", file.display()))
+                })?;
+                Key::IdentityFile(&key_file)
+            }
+            (None, Some(p)) => Key::Passphrase(p),
+            (None, None) => return Err(refuse(
+                "is encrypted: pass --identity FILE with the age identity it was encrypted to, \
+                     or --passphrase-file FILE / --passphrase-env VAR with its passphrase"
                     .into(),
-            ))
-        }
-        (true, Some(file)) => {
-            let key = std::fs::read(file)
-                .map_err(|e| Failure::Invalid(format!("cannot read {}: {e}", file.display())))?;
-            dr::encrypt::decrypt(&bytes, &key).map_err(|e| match e {
-                Unopened::Identity(why) => Failure::Invalid(format!("{}: {why}", file.display())),
-                Unopened::Archive(why) => refuse(why),
-            })?
-        }
+            )),
+        };
+        dr::encrypt::decrypt(&bytes, key).map_err(|e| match e {
+            // Only an identity file is at fault on its own.
+            Unopened::Identity(why) => Failure::Invalid(format!(
+                "{}: {why}",
+                args.identity
+                    .as_deref()
+                    .unwrap_or(Path::new("--identity"))
+                    .display()
+            )),
+            Unopened::Archive(why) => refuse(why),
+        })?
     };
     let archive = Archive::from_tar(&bytes).map_err(refuse)?;
     archive
@@ -70,7 +91,8 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 healthy.join(", ")
             )));
         }
-        let steps = dr::restore_steps(connected, &archive).map_err(runtime)?;
+        let survey = connected.survey().await.map_err(runtime)?;
+        let steps = dr::restore_steps(connected, &survey, &archive).map_err(runtime)?;
         if !ui.structured() {
             eprintln!(
                 "Restoring revision {} of {} (taken on {}):",

@@ -345,6 +345,128 @@ async fn put_back(c: &Connected, host: &str, lbs: &[String], failure: ApplyError
     ))
 }
 
+/// Where the old apiserver pair waits while kubeadm signs the new one (root, 0700).
+const ASIDE: &str = "/var/lib/kubeha/dr/apiserver-aside";
+/// Where the config kubeadm signs from waits meanwhile (it holds no secret).
+const SIGN_CONFIG: &str = "/var/lib/kubeha/dr/kubeadm-apiserver-certs.yaml";
+
+/// The shell of [`crate::plan::Action::RegenerateApiserverCertificate`], its config on
+/// stdin: kubeadm keeps an existing certificate, so the pair is moved aside first (as
+/// kubeadm's reconfiguration guide does), and back when kubeadm fails. A pair a killed
+/// run left aside is put back first.
+pub fn regenerate_script() -> String {
+    let (crt, key) = (
+        quote(&format!("{PKI_DIR}/apiserver.crt")),
+        quote(&format!("{PKI_DIR}/apiserver.key")),
+    );
+    format!(
+        "set -e
+umask 077
+mkdir -p {ASIDE}
+chmod 700 {ASIDE}
+cat > {SIGN_CONFIG}
+         [ -f {crt} ] || mv {ASIDE}/apiserver.crt {ASIDE}/apiserver.key {PKI_DIR}/
+         mv {crt} {key} {ASIDE}/
+         if ! kubeadm init phase certs apiserver --config {SIGN_CONFIG}; then
+           mv -f {ASIDE}/apiserver.crt {ASIDE}/apiserver.key {PKI_DIR}/
+           rm -f {SIGN_CONFIG}
+           exit 1
+         fi
+         rm -rf {ASIDE} {SIGN_CONFIG}"
+    )
+}
+
+/// Runs [`crate::plan::Action::RegenerateApiserverCertificate`] on `host`: out of the
+/// load balancers (as `certs renew` takes it), the certificate signed again, the
+/// apiserver restarted and healthy, back in and UP. A failure once it may be out (on
+/// any load balancer) puts it back first.
+pub async fn regenerate_apiserver(
+    c: &Connected,
+    host: &crate::spec::Host,
+    load_balancers: &[String],
+    config: &str,
+) -> Result<(), ApplyError> {
+    let regenerated = async {
+        if !load_balancers.is_empty() {
+            rotation::take_out(c, load_balancers, &host.name, DRAIN_WITHIN).await?;
+        }
+        let remote = c.remote(&host.name);
+        remote
+            .run_with_input(
+                "kubeadm init phase certs apiserver failed",
+                &regenerate_script(),
+                config.as_bytes(),
+            )
+            .await?;
+        remote
+            .run(
+                "cannot restart kube-apiserver",
+                &restart_script("kube-apiserver"),
+            )
+            .await?;
+        super::wait_healthy(
+            remote,
+            host,
+            HEALTHY_WITHIN,
+            "its certificate was signed again",
+        )
+        .await?;
+        if !load_balancers.is_empty() {
+            rotation::put_in(c, load_balancers, &host.name, BACK_IN_WITHIN).await?;
+        }
+        Ok::<_, ApplyError>(())
+    }
+    .await;
+    match regenerated {
+        Err(e) if !load_balancers.is_empty() => {
+            Err(put_back(c, &host.name, load_balancers, e).await)
+        }
+        other => other,
+    }
+}
+
+/// Sets `apiServer.certSANs` of kubeadm-config's ClusterConfiguration, every other field
+/// as it is; a concurrent change makes the replace fail rather than be lost.
+pub async fn update_cert_sans(
+    client: &kube::Client,
+    cert_sans: &[String],
+) -> Result<(), ApplyError> {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let configmaps: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), "kube-system");
+    let fail = |e: String| ApplyError::Local(format!("kube-system/kubeadm-config: {e}"));
+    let mut cm = configmaps
+        .get("kubeadm-config")
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    let data = cm.data.get_or_insert_with(Default::default);
+    let text = data
+        .get(CLUSTER_CONFIGURATION)
+        .ok_or_else(|| fail(format!("no {CLUSTER_CONFIGURATION}")))?;
+    let updated = with_cert_sans(text, cert_sans).map_err(fail)?;
+    data.insert(CLUSTER_CONFIGURATION.into(), updated);
+    configmaps
+        .replace("kubeadm-config", &Default::default(), &cm)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    Ok(())
+}
+
+const CLUSTER_CONFIGURATION: &str = "ClusterConfiguration";
+
+/// A ClusterConfiguration document with its `apiServer.certSANs` replaced.
+pub fn with_cert_sans(yaml: &str, cert_sans: &[String]) -> Result<String, String> {
+    let mut doc: serde_json::Value =
+        serde_saphyr::from_str(yaml).map_err(|e| format!("not YAML: {e}"))?;
+    if !doc.is_object() {
+        return Err("not a mapping".into());
+    }
+    if !doc["apiServer"].is_object() {
+        doc["apiServer"] = serde_json::json!({});
+    }
+    doc["apiServer"]["certSANs"] = serde_json::json!(cert_sans);
+    serde_saphyr::to_string(&doc).map_err(|e| e.to_string())
+}
+
 /// Moves a static pod's manifest out until the kubelet has stopped its process, then
 /// back, so the kubelet starts it again with the renewed certificates.
 pub fn restart_script(pod: &str) -> String {
@@ -454,6 +576,66 @@ mod tests {
             );
         }
         assert!(renew_plan(&[], &["lb-1"]).is_empty());
+    }
+
+    #[test]
+    fn cert_sans_are_replaced_and_the_rest_is_kept() {
+        let yaml = "apiServer:\n  certSANs:\n  - old.example.com\n  extraArgs: []\napiVersion: kubeadm.k8s.io/v1beta4\n\
+                    kind: ClusterConfiguration\nkubernetesVersion: v1.31.0\n";
+        let out = with_cert_sans(yaml, &["a.example.com".into(), "10.0.0.9".into()]).unwrap();
+        let doc: serde_json::Value = serde_saphyr::from_str(&out).unwrap();
+        assert_eq!(
+            doc["apiServer"]["certSANs"],
+            serde_json::json!(["a.example.com", "10.0.0.9"])
+        );
+        assert_eq!(doc["apiServer"]["extraArgs"], serde_json::json!([]));
+        assert_eq!(doc["kubernetesVersion"], "v1.31.0");
+        let bare = with_cert_sans("kind: ClusterConfiguration\n", &["x".into()]).unwrap();
+        assert!(bare.contains("certSANs"), "{bare}");
+        assert!(with_cert_sans("- a list\n", &[]).is_err());
+    }
+
+    #[test]
+    fn the_regenerate_script_moves_the_pair_aside_and_back_on_failure() {
+        let script = regenerate_script();
+        crate::dr::assert_valid_sh(&script);
+        // Run against a fake kubeadm in a scratch tree.
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let local = script
+            .replace("/etc/kubernetes/pki", &format!("{root}/pki"))
+            .replace("/var/lib/kubeha/dr", &format!("{root}/dr"));
+        std::fs::create_dir_all(dir.path().join("pki")).unwrap();
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let run = |kubeadm: &str| {
+            std::fs::write(bin.join("kubeadm"), format!("#!/bin/sh\n{kubeadm}\n")).unwrap();
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(bin.join("kubeadm"), std::fs::Permissions::from_mode(0o755))
+                .unwrap();
+            let mut child = std::process::Command::new("sh")
+                .args(["-c", &local])
+                .env("PATH", format!("{}:/usr/bin:/bin", bin.display()))
+                .stdin(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(b"kind: X\n").unwrap();
+            child.wait().unwrap().success()
+        };
+        let pki = |f: &str| std::fs::read_to_string(dir.path().join("pki").join(f)).ok();
+        std::fs::write(dir.path().join("pki/apiserver.crt"), "old crt").unwrap();
+        std::fs::write(dir.path().join("pki/apiserver.key"), "old key").unwrap();
+        assert!(!run("exit 1"));
+        assert_eq!(pki("apiserver.crt").as_deref(), Some("old crt"));
+        assert_eq!(pki("apiserver.key").as_deref(), Some("old key"));
+        let sign = format!(
+            "[ ! -f {root}/pki/apiserver.crt ] && grep -q 'kind: X' \"$6\" && echo new > {root}/pki/apiserver.crt && echo new > {root}/pki/apiserver.key"
+        );
+        assert!(run(&sign));
+        assert_eq!(pki("apiserver.crt").as_deref(), Some("new\n"));
+        assert!(!dir.path().join("dr/apiserver-aside").exists());
+        assert!(!dir.path().join("dr/kubeadm-apiserver-certs.yaml").exists());
     }
 
     #[test]

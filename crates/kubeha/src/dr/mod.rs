@@ -19,8 +19,9 @@ use crate::plan::{self, Action};
 use crate::quote::shell as quote;
 use crate::remote::Remote;
 use crate::spec::Host;
+use crate::wait;
 use archive::{About, Archive, SnapshotStatus, SHARED_PKI};
-use steps::{ControlPlane, Step, WORK_DIR};
+use steps::{Step, WORK_DIR};
 
 const PKI_DIR: &str = "/etc/kubernetes/pki";
 const ADMIN_KUBECTL: &str = "kubectl --kubeconfig /etc/kubernetes/admin.conf";
@@ -65,15 +66,15 @@ pub async fn save_backup(
     survey: &Survey,
     dir: &Path,
 ) -> Result<(PathBuf, Archive, usize), ApplyError> {
-    save_backup_to(c, survey, dir, &[]).await
+    save_backup_to(c, survey, dir, None).await
 }
 
-/// [`save_backup`], encrypted to `recipients` when there are any (`….tar.age`).
+/// [`save_backup`], encrypted as `sealing` says when given (`….tar.age`).
 pub async fn save_backup_to(
     c: &Connected,
     survey: &Survey,
     dir: &Path,
-    recipients: &[encrypt::Recipient],
+    sealing: Option<&encrypt::Sealing>,
 ) -> Result<(PathBuf, Archive, usize), ApplyError> {
     let archive = backup(c, survey).await?;
     let about = &archive.manifest.about;
@@ -82,8 +83,8 @@ pub async fn save_backup_to(
         c.cluster.name, about.created, about.snapshot.revision
     );
     let mut bytes = archive.to_tar();
-    if !recipients.is_empty() {
-        bytes = encrypt::encrypt(&bytes, recipients).map_err(ApplyError::Local)?;
+    if let Some(sealing) = sealing {
+        bytes = encrypt::encrypt(&bytes, sealing).map_err(ApplyError::Local)?;
         name.push_str(".age");
     }
     let path = dir.join(name);
@@ -238,18 +239,21 @@ pub async fn members_with_quorum(c: &Connected) -> Result<Vec<String>, ApplyErro
     Ok(healthy)
 }
 
-/// The restore's steps for this cluster and archive.
-pub fn restore_steps(c: &Connected, archive: &Archive) -> Result<Vec<Step>, ApplyError> {
-    let cps: Vec<ControlPlane> = c
-        .cluster
-        .control_planes()
-        .map(|h| ControlPlane {
-            name: &h.name,
-            address: h.node_ip(),
-        })
-        .collect();
+/// The restore's steps for this cluster, as surveyed, and archive (see
+/// [`steps::for_cluster`]).
+pub fn restore_steps(
+    c: &Connected,
+    survey: &Survey,
+    archive: &Archive,
+) -> Result<Vec<Step>, ApplyError> {
     let token = format!("kubeha-restore-{}", hex::encode(rand::random::<[u8; 8]>()));
-    steps::plan(&cps, &archive.manifest.about.source_host, &token).map_err(ApplyError::Local)
+    steps::for_cluster(
+        &c.cluster,
+        &survey.facts,
+        &archive.manifest.about.source_host,
+        &token,
+    )
+    .map_err(ApplyError::Local)
 }
 
 /// Runs the restore's host steps up to (not including) [`Step::Apply`], which the
@@ -263,11 +267,13 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
             | Step::PutPki { host, .. }
             | Step::RestoreSnapshot { host, .. }
             | Step::Start { host }
+            | Step::InitRestored { host }
             | Step::Reset { host } => host.clone(),
-            Step::DeleteNodes { .. } | Step::Apply => String::new(),
+            Step::Prepare | Step::DeleteNodes { .. } | Step::Apply => String::new(),
         };
         c.progress.started(&host, &label);
         match step {
+            Step::Prepare => prepare(c).await?,
             Step::Stop { host } => {
                 c.remote(host)
                     .run("cannot stop the control plane", &steps::stop_script())
@@ -314,15 +320,8 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                 restored?;
                 removed?;
             }
-            Step::Start { host } => {
-                let spec_host = c
-                    .cluster
-                    .hosts
-                    .iter()
-                    .find(|h| h.name == *host)
-                    .expect("steps name hosts of the spec");
-                start(c.remote(host), spec_host).await?
-            }
+            Step::Start { host } => start(c.remote(host), spec_host(c, host)).await?,
+            Step::InitRestored { host } => init_restored(c, spec_host(c, host)).await?,
             Step::Reset { host } => {
                 let script =
                     apply_steps::script(&Action::ResetPartialJoin).expect("a reset has a script");
@@ -332,17 +331,12 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
                 let target = plan
                     .iter()
                     .find_map(|s| match s {
-                        Step::Start { host } => Some(host),
+                        Step::Start { host } | Step::InitRestored { host } => Some(host),
                         _ => None,
                     })
                     .expect("nodes are deleted through the restored control plane");
                 let names: Vec<String> = hosts.iter().map(|h| quote(h)).collect();
-                let spec_host = c
-                    .cluster
-                    .hosts
-                    .iter()
-                    .find(|h| h.name == *target)
-                    .expect("steps name hosts of the spec");
+                let spec_host = spec_host(c, target);
                 // Through the restored host's own API: the load balancer may not have
                 // seen it come back yet.
                 c.remote(target)
@@ -362,6 +356,64 @@ pub async fn restore(c: &Connected, archive: &Archive, plan: &[Step]) -> Result<
             .done(&host, &label, started.elapsed().as_secs_f64());
     }
     Ok(())
+}
+
+/// The spec's host a restore step names.
+fn spec_host<'a>(c: &'a Connected, name: &str) -> &'a Host {
+    c.cluster
+        .hosts
+        .iter()
+        .find(|h| h.name == name)
+        .expect("steps name hosts of the spec")
+}
+
+/// `apply`'s preparation phase alone, on every host that needs it.
+async fn prepare(c: &Connected) -> Result<(), ApplyError> {
+    let survey = c.survey_to_plan().await?;
+    let plan = survey.plan(&c.cluster).map_err(|conflicts| {
+        let lines: Vec<String> = conflicts.iter().map(|c| format!("  {c}")).collect();
+        ApplyError::Local(format!(
+            "cannot prepare the hosts for the restore:\n{}",
+            lines.join("\n")
+        ))
+    })?;
+    let prepare = plan::Plan {
+        steps: plan
+            .steps
+            .into_iter()
+            .filter(|s| s.phase == plan::Phase::Prepare)
+            .collect(),
+        // Nothing here talks to the API: there is none yet.
+        bootstrap: None,
+        ..plan::Plan::default()
+    };
+    c.execute(&prepare, &survey).await.map(drop)
+}
+
+/// `kubeadm init` on a new machine around the restored etcd data (its config holds no
+/// secret and goes again afterwards), then waits until etcd and the API answer.
+async fn init_restored(c: &Connected, host: &Host) -> Result<(), ApplyError> {
+    let remote = c.remote(&host.name);
+    let path = format!("{WORK_DIR}/kubeadm-restored-init.yaml");
+    let config = crate::render::kubeadm::restored_init_config(&c.cluster, host);
+    remote.write_file(&path, config.as_bytes(), 0o600).await?;
+    let init = remote
+        .run_for(
+            "kubeadm init on the restored data failed",
+            &format!("kubeadm init --config {} --skip-token-print", quote(&path)),
+            c.options.kubeadm_timeout,
+        )
+        .await;
+    let removed = remote.sh(&format!("rm -f -- {}", quote(&path))).await;
+    init?;
+    removed?;
+    wait_healthy(
+        remote,
+        host,
+        BACK_WITHIN,
+        "kubeadm init on the restored data",
+    )
+    .await
 }
 
 /// Starts the kubelet and waits until the restored etcd and the API answer.
@@ -400,14 +452,13 @@ pub(crate) async fn wait_healthy(
             format!("{} get --raw /readyz", local_kubectl(host)),
         ),
     ] {
-        while !remote.sh(&check).await?.success() {
-            if Instant::now() >= deadline {
-                return Err(ApplyError::Local(format!(
-                    "{}: {what} did not come back within {within:?} after {after}",
-                    remote.host
-                )));
-            }
-            tokio::time::sleep(Duration::from_secs(1)).await;
+        let answers = || async { Ok::<_, ApplyError>(remote.sh(&check).await?.success()) };
+        let left = deadline.saturating_duration_since(Instant::now());
+        if !wait::held_within(left, Duration::from_secs(1), answers).await? {
+            return Err(ApplyError::Local(format!(
+                "{}: {what} did not come back within {within:?} after {after}",
+                remote.host
+            )));
         }
     }
     Ok(())

@@ -1,9 +1,12 @@
 //! The restore as data, pure: which control plane gets the snapshot, what each host
 //! does, in order. The shell each step runs is here too, quoted, with no secret in it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use crate::facts::HostFacts;
 use crate::quote::shell as quote;
+use crate::spec::{Cluster, Host};
 
 /// Where kubeadm's stacked etcd keeps its data.
 pub const ETCD_DATA: &str = "/var/lib/etcd";
@@ -19,6 +22,10 @@ const CONTROL_PLANE_PROCESSES: [&str; 4] = [
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Step {
+    /// `apply`'s preparation of every host (packages, containerd, the load balancers'
+    /// backends at the spec's addresses): the snapshot goes to a new machine, which
+    /// needs etcdctl and kubeadm first.
+    Prepare,
     /// Stop the kubelet and every control-plane process, so nothing writes etcd.
     Stop { host: String },
     /// Put the archived PKI back: the shared CAs and keys, and the host's own
@@ -35,6 +42,10 @@ pub enum Step {
     },
     /// Start the kubelet again (it starts the static pods) and wait for etcd and the API.
     Start { host: String },
+    /// On a new machine: `kubeadm init` around the restored etcd data, which signs every
+    /// certificate of the host for its address in the spec from the restored CAs and
+    /// writes its kubeconfigs and static pods; then wait for etcd and the API.
+    InitRestored { host: String },
     /// Forget the lost member: `kubeadm reset`, so `apply` joins it afresh.
     Reset { host: String },
     /// Delete the Node objects of the reset control planes: a join refuses a name whose
@@ -47,6 +58,10 @@ pub enum Step {
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Step::Prepare => write!(
+                f,
+                "apply's preparation of every host (packages, containerd, load balancers)"
+            ),
             Step::Stop { host } => write!(f, "{host}: stop the kubelet and the control plane"),
             Step::PutPki {
                 host,
@@ -67,6 +82,10 @@ impl fmt::Display for Step {
             Step::Start { host } => {
                 write!(f, "{host}: start the kubelet; wait for etcd and the API")
             }
+            Step::InitRestored { host } => write!(
+                f,
+                "{host}: kubeadm init on the restored data (certificates for its address from the restored CAs); wait for etcd and the API"
+            ),
             Step::Reset { host } => write!(f, "{host}: kubeadm reset (it rejoins as a new member)"),
             Step::DeleteNodes { hosts } => {
                 write!(f, "delete the Node objects of {}", hosts.join(", "))
@@ -81,12 +100,20 @@ pub struct ControlPlane<'a> {
     pub name: &'a str,
     /// The address etcd advertises (kubeadm's advertise address).
     pub address: std::net::IpAddr,
+    /// A new machine: no kubeadm state at all, so nothing to stop or reset, and its
+    /// configs, static pods and certificates are all still to be made.
+    pub fresh: bool,
 }
 
 /// The restore's steps. The snapshot goes to the host it was taken on when that host is
-/// in the spec (its own certificates are in the archive), else to the first control plane.
+/// in the spec (its own certificates are in the archive), else to the first control
+/// plane. On a new machine (same name, maybe a new address) none of the archived host
+/// certificates are put back: kubeadm signs new ones there from the restored CAs. The
+/// Nodes of the new machines that join afresh (`fresh_workers` and the other control
+/// planes) are deleted first: a join refuses a name the restored data shows Ready.
 pub fn plan(
     control_planes: &[ControlPlane],
+    fresh_workers: &[&str],
     source_host: &str,
     cluster_token: &str,
 ) -> Result<Vec<Step>, String> {
@@ -100,28 +127,68 @@ pub fn plan(
         .iter()
         .filter(|c| c.name != target.name)
         .collect();
-    let mut steps: Vec<Step> = control_planes
-        .iter()
-        .map(|c| Step::Stop { host: host(c) })
-        .collect();
+    let mut steps = Vec::new();
+    if target.fresh {
+        steps.push(Step::Prepare);
+    }
+    steps.extend(
+        control_planes
+            .iter()
+            .filter(|c| !c.fresh)
+            .map(|c| Step::Stop { host: host(c) }),
+    );
     steps.push(Step::PutPki {
         host: host(target),
-        own_certificates: target.name == source_host,
+        own_certificates: target.name == source_host && !target.fresh,
     });
     steps.push(Step::RestoreSnapshot {
         host: host(target),
         peer_url: peer_url(target.address),
         cluster_token: cluster_token.to_string(),
     });
-    steps.push(Step::Start { host: host(target) });
-    steps.extend(others.iter().map(|c| Step::Reset { host: host(c) }));
-    if !others.is_empty() {
-        steps.push(Step::DeleteNodes {
-            hosts: others.iter().map(|c| host(c)).collect(),
-        });
+    steps.push(if target.fresh {
+        Step::InitRestored { host: host(target) }
+    } else {
+        Step::Start { host: host(target) }
+    });
+    steps.extend(
+        others
+            .iter()
+            .filter(|c| !c.fresh)
+            .map(|c| Step::Reset { host: host(c) }),
+    );
+    let mut rejoining: Vec<String> = others.iter().map(|c| host(c)).collect();
+    rejoining.extend(fresh_workers.iter().map(|w| w.to_string()));
+    if !rejoining.is_empty() {
+        steps.push(Step::DeleteNodes { hosts: rejoining });
     }
     steps.push(Step::Apply);
     Ok(steps)
+}
+
+/// [`plan`] for `cluster` as its hosts' facts show it: a host with no kubeadm state at
+/// all is a new machine.
+pub fn for_cluster(
+    cluster: &Cluster,
+    facts: &BTreeMap<String, HostFacts>,
+    source_host: &str,
+    cluster_token: &str,
+) -> Result<Vec<Step>, String> {
+    let fresh = |h: &Host| !facts[&h.name].kubeadm.any();
+    let cps: Vec<ControlPlane> = cluster
+        .control_planes()
+        .map(|h| ControlPlane {
+            name: &h.name,
+            address: h.node_ip(),
+            fresh: fresh(h),
+        })
+        .collect();
+    let fresh_workers: Vec<&str> = cluster
+        .workers()
+        .filter(|h| fresh(h))
+        .map(|h| h.name.as_str())
+        .collect();
+    plan(&cps, &fresh_workers, source_host, cluster_token)
 }
 
 fn peer_url(address: std::net::IpAddr) -> String {
@@ -175,21 +242,24 @@ mod tests {
             ControlPlane {
                 name: "cp-1",
                 address: "10.0.0.11".parse().unwrap(),
+                fresh: false,
             },
             ControlPlane {
                 name: "cp-2",
                 address: "10.0.0.12".parse().unwrap(),
+                fresh: false,
             },
             ControlPlane {
                 name: "cp-3",
                 address: "fd00::13".parse().unwrap(),
+                fresh: false,
             },
         ]
     }
 
     #[test]
     fn the_snapshot_goes_back_to_its_own_host_and_the_others_rejoin() {
-        let steps = plan(&cps(), "cp-2", "tok").unwrap();
+        let steps = plan(&cps(), &[], "cp-2", "tok").unwrap();
         let stop = |h: &str| Step::Stop { host: h.into() };
         let reset = |h: &str| Step::Reset { host: h.into() };
         assert_eq!(
@@ -222,7 +292,7 @@ mod tests {
 
     #[test]
     fn a_source_host_no_longer_in_the_spec_restores_on_the_first() {
-        let steps = plan(&cps()[2..], "gone", "tok").unwrap();
+        let steps = plan(&cps()[2..], &[], "gone", "tok").unwrap();
         assert_eq!(
             steps[1],
             Step::PutPki {
@@ -236,7 +306,129 @@ mod tests {
         assert_eq!(peer_url, "https://[fd00::13]:2380");
         assert_eq!(steps.last(), Some(&Step::Apply));
         assert!(!steps.iter().any(|s| matches!(s, Step::DeleteNodes { .. })));
-        assert!(plan(&[], "cp-1", "tok").is_err());
+        assert!(plan(&[], &[], "cp-1", "tok").is_err());
+    }
+
+    #[test]
+    fn new_machines_are_prepared_then_initialised_on_the_restored_data() {
+        // Every control plane is a new machine at a new address, and so is worker-2.
+        let mut cps = cps();
+        for c in &mut cps {
+            c.fresh = true;
+        }
+        cps[1].address = "10.1.0.12".parse().unwrap();
+        let steps = plan(&cps, &["worker-2"], "cp-2", "tok").unwrap();
+        assert_eq!(
+            steps,
+            [
+                Step::Prepare,
+                Step::PutPki {
+                    host: "cp-2".into(),
+                    own_certificates: false
+                },
+                Step::RestoreSnapshot {
+                    host: "cp-2".into(),
+                    peer_url: "https://10.1.0.12:2380".into(),
+                    cluster_token: "tok".into()
+                },
+                Step::InitRestored {
+                    host: "cp-2".into()
+                },
+                Step::DeleteNodes {
+                    hosts: vec!["cp-1".into(), "cp-3".into(), "worker-2".into()]
+                },
+                Step::Apply,
+            ]
+        );
+        assert_eq!(
+            steps[1].to_string(),
+            "cp-2: put back the cluster CAs and service-account keys"
+        );
+        // Only the target new: the old machines are stopped and reset as before.
+        let mut cps = self::cps();
+        cps[0].fresh = true;
+        let steps = plan(&cps, &[], "cp-1", "tok").unwrap();
+        let stop = |h: &str| Step::Stop { host: h.into() };
+        assert_eq!(&steps[..3], [Step::Prepare, stop("cp-2"), stop("cp-3")]);
+        assert!(steps.contains(&Step::InitRestored {
+            host: "cp-1".into()
+        }));
+        assert!(steps.contains(&Step::Reset {
+            host: "cp-3".into()
+        }));
+        assert!(!steps.iter().any(|s| matches!(s, Step::Start { .. })));
+        // A new machine elsewhere than the target is neither stopped nor reset.
+        let mut cps = self::cps();
+        cps[2].fresh = true;
+        let steps = plan(&cps, &[], "cp-1", "tok").unwrap();
+        assert!(
+            !steps.contains(&stop("cp-3"))
+                && !steps.contains(&Step::Reset {
+                    host: "cp-3".into()
+                })
+        );
+        assert!(!steps.contains(&Step::Prepare));
+        assert!(steps.contains(&Step::DeleteNodes {
+            hosts: vec!["cp-2".into(), "cp-3".into()]
+        }));
+    }
+
+    #[test]
+    fn new_machines_are_told_from_the_recorded_facts() {
+        use crate::facts::{parse, recorded};
+        // The seed with k8s-master-2 at a new address.
+        let c =
+            crate::render::test_support::cluster_from(|s| s.replace("192.0.2.11", "192.0.2.111"));
+        let mut facts: BTreeMap<String, HostFacts> = c
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), parse(recorded::CONTROL_PLANE)))
+            .collect();
+        for new in [
+            "k8s-master-1",
+            "k8s-master-2",
+            "k8s-master-3",
+            "k8s-worker-2",
+        ] {
+            facts.insert(new.into(), parse(recorded::FRESH));
+        }
+        let steps = for_cluster(&c, &facts, "k8s-master-2", "tok").unwrap();
+        assert_eq!(steps[0], Step::Prepare);
+        assert_eq!(
+            steps[2],
+            Step::RestoreSnapshot {
+                host: "k8s-master-2".into(),
+                peer_url: "https://192.0.2.111:2380".into(),
+                cluster_token: "tok".into()
+            }
+        );
+        assert_eq!(
+            steps[3],
+            Step::InitRestored {
+                host: "k8s-master-2".into()
+            }
+        );
+        assert_eq!(
+            steps[4],
+            Step::DeleteNodes {
+                hosts: vec![
+                    "k8s-master-1".into(),
+                    "k8s-master-3".into(),
+                    "k8s-worker-2".into()
+                ]
+            }
+        );
+        // The old machines (recorded control planes): restored as before.
+        let old: BTreeMap<String, HostFacts> = c
+            .hosts
+            .iter()
+            .map(|h| (h.name.clone(), parse(recorded::CONTROL_PLANE)))
+            .collect();
+        let steps = for_cluster(&c, &old, "k8s-master-2", "tok").unwrap();
+        assert!(steps.contains(&Step::Start {
+            host: "k8s-master-2".into()
+        }));
+        assert!(!steps.contains(&Step::Prepare));
     }
 
     #[test]

@@ -128,6 +128,8 @@ pub struct LiveClusterConfig {
     pub service_subnet: String,
     pub dns_domain: String,
     pub control_plane_endpoint: String,
+    /// `apiServer.certSANs`: what a control plane joining later gets in its certificate.
+    pub cert_sans: Vec<String>,
 }
 
 /// A configuration document stored in a ConfigMap, named `what` in errors.
@@ -150,6 +152,12 @@ pub fn parse_cluster_configuration(yaml: &str) -> Result<LiveClusterConfig, Stri
         service_subnet: text(&doc["networking"]["serviceSubnet"]),
         dns_domain: text(&doc["networking"]["dnsDomain"]),
         control_plane_endpoint: text(&doc["controlPlaneEndpoint"]),
+        cert_sans: doc["apiServer"]["certSANs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect(),
     })
 }
 
@@ -476,6 +484,15 @@ pub(crate) mod tests {
         assert_eq!(c.service_subnet, "10.96.0.0/12");
         assert_eq!(c.dns_domain, "cluster.local");
         assert_eq!(c.control_plane_endpoint, "load-balancer.local:6443");
+        assert!(c.cert_sans.is_empty());
+        let with_sans = yaml.replace(
+            "apiServer: {}",
+            "apiServer:\n  certSANs:\n  - load-balancer.local\n  - api.example.com",
+        );
+        assert_eq!(
+            parse_cluster_configuration(&with_sans).unwrap().cert_sans,
+            ["load-balancer.local", "api.example.com"]
+        );
         assert!(parse_cluster_configuration("{not yaml").is_err());
     }
 }

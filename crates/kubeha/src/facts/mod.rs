@@ -41,6 +41,8 @@ pub const CLUSTER_MARKER: &str = "/etc/kubeha/cluster";
 /// kubeha touches `<dir>/<service>` whenever it restarts or reloads a service.
 pub const ACTIVATION_STAMPS: &str = "/var/lib/kubeha/activated";
 pub const CA_CERT: &str = "/etc/kubernetes/pki/ca.crt";
+/// The apiserver's serving certificate, whose SANs the plan compares with the spec's.
+pub const APISERVER_CERT: &str = "/etc/kubernetes/pki/apiserver.crt";
 pub const HOSTS_BEGIN: &str = "# BEGIN kubeha";
 pub const HOSTS_END: &str = "# END kubeha";
 
@@ -130,6 +132,8 @@ pub struct HostFacts {
     /// A control plane's certificates (see [`CERTIFICATES_SECTION`]): path → notAfter
     /// (Unix seconds).
     pub certificates: BTreeMap<String, i64>,
+    /// The subject alternative names of [`APISERVER_CERT`], when it was read.
+    pub apiserver_sans: Option<Vec<String>>,
     /// The host's clock (Unix seconds) when it reported its certificates: their expiry is
     /// judged by the clock of the host that uses them.
     pub clock: Option<i64>,
@@ -596,10 +600,12 @@ pub fn parse(output: &str) -> HostFacts {
                         f.activated.insert(svc.into(), t);
                     }
                 } else if let Some(path) = key.strip_prefix("cert.") {
-                    let expiry =
-                        decode_base64_bytes(value).and_then(|b| crate::pki::not_after(&b).ok());
-                    if let Some(t) = expiry {
+                    let der = decode_base64_bytes(value).unwrap_or_default();
+                    if let Ok(t) = crate::pki::not_after(&der) {
                         f.certificates.insert(path.into(), t);
+                    }
+                    if path == APISERVER_CERT {
+                        f.apiserver_sans = crate::pki::subject_alt_names(&der).ok();
                     }
                 } else if let Some(path) = key.strip_prefix("mtime.") {
                     if let Some(t) = stat_time_us(value) {

@@ -109,4 +109,8 @@ endpoint.name_services=
 
 /// The CA in [`CONTROL_PLANE`] and its discovery hash (computed with openssl).
 pub const CA_PEM: &str = include_str!("testdata-ca.crt");
+/// k8s-master-1's apiserver certificate as kubeadm signs it for the seed (openssl-made:
+/// its SANs are node name, kubernetes…svc.cluster.local, load-balancer.local, 10.96.0.1
+/// and 192.0.2.10).
+pub const APISERVER_PEM: &str = include_str!("testdata-apiserver.crt");
 pub const CA_HASH: &str = "sha256:6b7ed6a338aef84c96ff9c4cc3aa065e2fdc04b1ddb36312cc0b828de189e674";

@@ -4,6 +4,7 @@
 //! converged cluster plans nothing and a half-provisioned one plans exactly what is
 //! missing: that is what makes re-runs safe and resumable.
 
+mod certificates;
 mod cluster;
 mod host;
 pub mod membership;
@@ -41,6 +42,8 @@ pub enum Phase {
     JoinWorkers,
     /// Calico, through the Kubernetes API.
     Network,
+    /// apiserver certificates re-signed for the spec's SANs, one control plane at a time.
+    Certificates,
     /// `kubeadm upgrade apply` on one control plane, then `kubeadm upgrade node` on each
     /// other one, one at a time.
     UpgradeControlPlanes,
@@ -53,7 +56,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 11] = [
+    pub const ALL: [Phase; 12] = [
         Phase::Backup,
         Phase::Prepare,
         Phase::Init,
@@ -61,6 +64,7 @@ impl Phase {
         Phase::JoinControlPlanes,
         Phase::JoinWorkers,
         Phase::Network,
+        Phase::Certificates,
         Phase::UpgradeControlPlanes,
         Phase::UpgradeKubelets,
         Phase::UpgradeWorkers,
@@ -93,6 +97,7 @@ impl fmt::Display for Phase {
             Phase::JoinControlPlanes => "join control planes",
             Phase::JoinWorkers => "join workers",
             Phase::Network => "network",
+            Phase::Certificates => "apiserver certificates",
             Phase::UpgradeControlPlanes => "upgrade control planes",
             Phase::UpgradeKubelets => "upgrade control-plane kubelets",
             Phase::UpgradeWorkers => "upgrade workers",
@@ -200,6 +205,22 @@ pub enum Action {
     WriteKubeconfig,
     /// Save a verified etcd backup on the operator's machine before an upgrade.
     Backup,
+    /// Record the spec's certSANs in kubeadm-config's ClusterConfiguration, which the
+    /// control planes that join later sign their apiserver certificates for.
+    UpdateCertSans {
+        cert_sans: Vec<String>,
+    },
+    /// Sign the host's apiserver certificate again for the SANs the spec gives it, with
+    /// the cluster CA on the host (the old pair moved aside, `kubeadm init phase certs
+    /// apiserver --config`), its apiserver out of the load balancers until it serves it.
+    RegenerateApiserverCertificate {
+        added: Vec<String>,
+        removed: Vec<String>,
+        load_balancers: Vec<String>,
+        /// The InitConfiguration and ClusterConfiguration kubeadm signs from (no secret).
+        #[serde(skip)]
+        config: String,
+    },
     /// Unhold, upgrade to `version` (a Debian version) and hold `packages` again.
     UpgradePackages {
         packages: Vec<String>,
@@ -355,6 +376,35 @@ impl fmt::Display for Action {
             ),
             Action::WriteKubeconfig => f.write_str("write the admin kubeconfig (mode 0600)"),
             Action::Backup => f.write_str("save a verified etcd backup on this machine (0600)"),
+            Action::UpdateCertSans { cert_sans } => write!(
+                f,
+                "set apiServer.certSANs in kube-system/kubeadm-config to [{}]",
+                cert_sans.join(", ")
+            ),
+            Action::RegenerateApiserverCertificate {
+                added,
+                removed,
+                load_balancers,
+                ..
+            } => {
+                let mut change = Vec::new();
+                if !added.is_empty() {
+                    change.push(format!("SANs added: {}", added.join(", ")));
+                }
+                if !removed.is_empty() {
+                    change.push(format!("removed: {}", removed.join(", ")));
+                }
+                write!(
+                    f,
+                    "regenerate the apiserver certificate from the cluster CA ({}), restart its apiserver{}",
+                    change.join("; "),
+                    if load_balancers.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" out of HAProxy on {}", load_balancers.join(", "))
+                    }
+                )
+            }
             Action::UpgradePackages {
                 packages,
                 version,
@@ -497,13 +547,16 @@ pub fn plan(inputs: &Inputs) -> Result<Plan, Vec<Conflict>> {
         return Err(conflicts);
     }
     let (mut steps, bootstrap) = steps(inputs)?;
+    // Live certificates only: a fresh cluster's (the runbook's) are made by kubeadm init.
+    steps.extend(certificates::steps(inputs));
     let mut batches = Vec::new();
     if upgrading {
         let (upgrade, worker_batches) = upgrade::steps(inputs);
         steps.extend(upgrade);
         batches = worker_batches;
-        steps.sort_by_key(|s| s.phase);
     }
+    // In the order apply runs them (stable: within a phase, as planned).
+    steps.sort_by_key(|s| s.phase);
     let mut warnings = unresolved_endpoint(inputs);
     warnings.extend(cluster::etcd_disagreements(inputs));
     warnings.extend(cluster::health_warnings(inputs));

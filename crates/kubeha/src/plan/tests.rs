@@ -1,7 +1,9 @@
 //! Planner tests on recorded facts: fresh hosts, converged hosts, half-provisioned
 //! hosts and hosts of another cluster.
 
+mod certificates;
 mod membership;
+mod restore;
 
 use std::collections::BTreeMap;
 
@@ -127,6 +129,7 @@ fn live_config(cluster: &Cluster) -> LiveClusterConfig {
         service_subnet: k.service_subnet.to_string(),
         dns_domain: k.dns_domain.clone(),
         control_plane_endpoint: cluster.api_endpoint.to_string(),
+        cert_sans: crate::render::kubeadm::cert_sans(cluster),
     }
 }
 

@@ -20,11 +20,15 @@ const TOKEN_GROUP: &str = "system:bootstrappers:kubeadm:default-node-token";
 struct InitConfiguration<'a> {
     api_version: &'a str,
     kind: &'a str,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     bootstrap_tokens: Vec<BootstrapToken<'a>>,
+    #[serde(skip_serializing_if = "str::is_empty")]
     certificate_key: &'a str,
     #[serde(rename = "localAPIEndpoint")]
     local_api_endpoint: LocalApiEndpoint,
     node_registration: NodeRegistration,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    skip_phases: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -53,6 +57,8 @@ struct NodeRegistration {
     /// `None` keeps kubeadm's default (the control-plane taint on control planes).
     #[serde(skip_serializing_if = "Option::is_none")]
     taints: Option<Vec<Taint>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ignore_preflight_errors: Vec<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -174,9 +180,73 @@ pub fn init_config(cluster: &Cluster, host: &Host, secrets: &KubeadmSecrets) -> 
         certificate_key: &secrets.certificate_key,
         local_api_endpoint: local_endpoint(host),
         node_registration: node_registration(cluster, host),
+        skip_phases: Vec::new(),
     };
+    let config = cluster_configuration(cluster);
+    documents(
+        cluster,
+        &[yaml(&init), yaml(&config), yaml(&kubelet_configuration())],
+    )
+}
+
+/// `kubeadm init phase certs apiserver --config` on a joined control plane: its own
+/// advertise address and node name with the spec's ClusterConfiguration, and no secret
+/// (kubeadm signs the new certificate with the cluster CA already on the host).
+pub fn apiserver_certs_config(cluster: &Cluster, host: &Host) -> String {
+    let init = InitConfiguration {
+        api_version: API_VERSION,
+        kind: "InitConfiguration",
+        bootstrap_tokens: Vec::new(),
+        certificate_key: "",
+        local_api_endpoint: local_endpoint(host),
+        node_registration: node_registration(cluster, host),
+        skip_phases: Vec::new(),
+    };
+    documents(
+        cluster,
+        &[yaml(&init), yaml(&cluster_configuration(cluster))],
+    )
+}
+
+/// `kubeadm init --config` on a new machine around an etcd data folder restored from a
+/// backup, with the cluster's CAs and service-account keys already put back: kubeadm
+/// reuses them and signs this host's certificates for its address in the spec. Its
+/// preflight would refuse the non-empty /var/lib/etcd; the restored data has its
+/// bootstrap-token RBAC and cluster-info, so no token is made (nor written here: this
+/// file holds no secret).
+pub fn restored_init_config(cluster: &Cluster, host: &Host) -> String {
+    let mut node_registration = node_registration(cluster, host);
+    node_registration.ignore_preflight_errors = vec!["DirAvailable--var-lib-etcd"];
+    let init = InitConfiguration {
+        api_version: API_VERSION,
+        kind: "InitConfiguration",
+        bootstrap_tokens: Vec::new(),
+        certificate_key: "",
+        local_api_endpoint: local_endpoint(host),
+        node_registration,
+        skip_phases: vec!["bootstrap-token"],
+    };
+    documents(
+        cluster,
+        &[
+            yaml(&init),
+            yaml(&cluster_configuration(cluster)),
+            yaml(&kubelet_configuration()),
+        ],
+    )
+}
+
+fn kubelet_configuration() -> KubeletConfiguration<'static> {
+    KubeletConfiguration {
+        api_version: "kubelet.config.k8s.io/v1beta1",
+        kind: "KubeletConfiguration",
+        cgroup_driver: "systemd",
+    }
+}
+
+fn cluster_configuration(cluster: &Cluster) -> ClusterConfiguration<'_> {
     let k = &cluster.kubernetes;
-    let config = ClusterConfiguration {
+    ClusterConfiguration {
         api_version: API_VERSION,
         kind: "ClusterConfiguration",
         cluster_name: &cluster.name,
@@ -190,13 +260,7 @@ pub fn init_config(cluster: &Cluster, host: &Host, secrets: &KubeadmSecrets) -> 
         api_server: ApiServer {
             cert_sans: cert_sans(cluster),
         },
-    };
-    let kubelet = KubeletConfiguration {
-        api_version: "kubelet.config.k8s.io/v1beta1",
-        kind: "KubeletConfiguration",
-        cgroup_driver: "systemd",
-    };
-    documents(cluster, &[yaml(&init), yaml(&config), yaml(&kubelet)])
+    }
 }
 
 /// `kubeadm join --config`: a control-plane join when the host is a control plane.
@@ -270,11 +334,12 @@ fn node_registration(cluster: &Cluster, host: &Host) -> NodeRegistration {
         cri_socket: CRI_SOCKET,
         kubelet_extra_args,
         taints: (!default).then_some(taints),
+        ignore_preflight_errors: Vec::new(),
     }
 }
 
 /// kubeadm adds the endpoint host itself; the VIP and any extra names must be listed.
-fn cert_sans(cluster: &Cluster) -> Vec<String> {
+pub fn cert_sans(cluster: &Cluster) -> Vec<String> {
     let mut sans = vec![cluster.api_endpoint.host.to_string()];
     if let EndpointHost::Ip(ip) = cluster.api_endpoint.host {
         sans[0] = ip.to_string();
@@ -283,6 +348,35 @@ fn cert_sans(cluster: &Cluster) -> Vec<String> {
         sans.push(vip.address.to_string());
     }
     sans.extend(cluster.api_endpoint.extra_sans.iter().cloned());
+    let mut seen = std::collections::BTreeSet::new();
+    sans.retain(|s| seen.insert(s.clone()));
+    sans
+}
+
+/// Every name and address kubeadm signs `host`'s apiserver certificate for, from the
+/// configs above (`GetAPIServerAltNames` in kubeadm's pkiutil): the node name, the
+/// `kubernetes` Service's names and first address, the advertise address, the endpoint
+/// and the certSANs.
+pub fn apiserver_sans(cluster: &Cluster, host: &Host) -> Vec<String> {
+    let k = &cluster.kubernetes;
+    let service_ip = match k.service_subnet {
+        ipnet::IpNet::V4(n) => std::net::IpAddr::from(std::net::Ipv4Addr::from(
+            u32::from(n.network()).wrapping_add(1),
+        )),
+        ipnet::IpNet::V6(n) => std::net::IpAddr::from(std::net::Ipv6Addr::from(
+            u128::from(n.network()).wrapping_add(1),
+        )),
+    };
+    let mut sans = vec![
+        host.name.clone(),
+        "kubernetes".into(),
+        "kubernetes.default".into(),
+        "kubernetes.default.svc".into(),
+        format!("kubernetes.default.svc.{}", k.dns_domain),
+        service_ip.to_string(),
+        host.node_ip().to_string(),
+    ];
+    sans.extend(cert_sans(cluster));
     let mut seen = std::collections::BTreeSet::new();
     sans.retain(|s| seen.insert(s.clone()));
     sans
@@ -428,6 +522,59 @@ mod tests {
                 join_config(&c, host, &real)
             );
         }
+    }
+
+    #[test]
+    fn apiserver_sans_are_kubeadms() {
+        let c = seed();
+        let cp = c.control_planes().nth(1).unwrap();
+        assert_eq!(
+            apiserver_sans(&c, cp),
+            [
+                "k8s-master-2",
+                "kubernetes",
+                "kubernetes.default",
+                "kubernetes.default.svc",
+                "kubernetes.default.svc.cluster.local",
+                "10.96.0.1",
+                "192.0.2.11",
+                "load-balancer.local",
+            ]
+        );
+        let config = apiserver_certs_config(&c, cp);
+        assert!(
+            config.contains("advertiseAddress: \"192.0.2.11\""),
+            "{config}"
+        );
+        assert!(config.contains("- load-balancer.local"), "{config}");
+        assert!(config.contains("kind: ClusterConfiguration"), "{config}");
+        assert!(
+            !config.contains("token") && !config.contains("certificateKey"),
+            "{config}"
+        );
+    }
+
+    #[test]
+    fn a_restored_init_reuses_the_etcd_data_and_makes_no_token() {
+        let c = seed();
+        let cp = c.control_planes().nth(2).unwrap();
+        let text = restored_init_config(&c, cp);
+        for want in [
+            "ignorePreflightErrors:\n  - DirAvailable--var-lib-etcd",
+            "skipPhases:\n- bootstrap-token",
+            "advertiseAddress: \"192.0.2.12\"",
+            "kind: ClusterConfiguration",
+            "cgroupDriver: systemd",
+        ] {
+            assert!(text.contains(want), "{want}:\n{text}");
+        }
+        assert!(
+            !text.contains("token:") && !text.contains("certificateKey"),
+            "{text}"
+        );
+        // The ordinary init and join configs are as they were.
+        let init = init_config(&c, c.first_control_plane(), &secrets());
+        assert!(!init.contains("skipPhases") && !init.contains("ignorePreflightErrors"));
     }
 
     #[test]

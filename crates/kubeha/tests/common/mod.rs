@@ -4,10 +4,16 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn kubeha(args: &[&str], dir: &Path) -> Output {
+    kubeha_with_env(args, dir, &[])
+}
+
+/// [`kubeha`] with these environment variables set too.
+pub fn kubeha_with_env(args: &[&str], dir: &Path, env: &[(&str, &str)]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubeha"))
         .args(args)
         .current_dir(dir)
         .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
         .output()
         .expect("the kubeha binary runs")
 }
