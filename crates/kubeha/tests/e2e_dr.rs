@@ -179,6 +179,19 @@ fn assert_refused_untouched(spec: &str, archive: &Path, why: &str, scratch: &Pat
     assert!(!logs.exists(), "a host was contacted for a {why} archive");
 }
 
+/// `kubeha backup -f SPEC --out DIR EXTRA…`, which must succeed; the archive it wrote.
+fn backup(spec: &str, dir: &str, extra: &[&str]) -> PathBuf {
+    let mut args = vec!["backup", "-f", spec, "--out", dir, "-o", "json"];
+    args.extend_from_slice(extra);
+    let out = kubeha(&args, Path::new("."));
+    assert!(
+        out.status.success(),
+        "backup {extra:?} failed:\n{}",
+        stderr(&out)
+    );
+    PathBuf::from(last_json(&out)["path"].as_str().unwrap())
+}
+
 #[test]
 fn backup_restore_renew_and_reset_the_seed_cluster() {
     if !docker_available() {
@@ -219,14 +232,8 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
 
     let started = Instant::now();
-    let out = kubeha(
-        &["backup", "-f", &spec, "--out", &dir_arg, "-o", "json"],
-        Path::new("."),
-    );
-    assert!(out.status.success(), "backup failed:\n{}", stderr(&out));
+    let path = backup(&spec, &dir_arg, &[]);
     let backup_seconds = started.elapsed().as_secs_f64();
-    let report = last_json(&out);
-    let path = PathBuf::from(report["path"].as_str().unwrap());
     let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600, "the archive is private");
     let bytes = std::fs::read(&path).unwrap();
@@ -253,26 +260,11 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         use age::secrecy::ExposeSecret;
         std::fs::write(&key, format!("{}\n", identity.to_string().expose_secret())).unwrap();
     }
-    let out = kubeha(
-        &[
-            "backup",
-            "-f",
-            &spec,
-            "--out",
-            &dir_arg,
-            "--encrypt-to",
-            &identity.to_public().to_string(),
-            "-o",
-            "json",
-        ],
-        Path::new("."),
+    let sealed = backup(
+        &spec,
+        &dir_arg,
+        &["--encrypt-to", &identity.to_public().to_string()],
     );
-    assert!(
-        out.status.success(),
-        "encrypted backup failed:\n{}",
-        stderr(&out)
-    );
-    let sealed = PathBuf::from(last_json(&out)["path"].as_str().unwrap());
     assert!(
         sealed.to_str().unwrap().ends_with(".tar.age"),
         "{}",
@@ -298,26 +290,7 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     std::fs::write(&passphrase, "a lab passphrase\n").unwrap();
     std::fs::set_permissions(&passphrase, std::fs::Permissions::from_mode(0o600)).unwrap();
     let passphrase = passphrase.display().to_string();
-    let out = kubeha(
-        &[
-            "backup",
-            "-f",
-            &spec,
-            "--out",
-            &dir_arg,
-            "--passphrase-file",
-            &passphrase,
-            "-o",
-            "json",
-        ],
-        Path::new("."),
-    );
-    assert!(
-        out.status.success(),
-        "passphrase backup failed:\n{}",
-        stderr(&out)
-    );
-    let locked = PathBuf::from(last_json(&out)["path"].as_str().unwrap());
+    let locked = backup(&spec, &dir_arg, &["--passphrase-file", &passphrase]);
     let mode = std::fs::metadata(&locked).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
     assert!(kubeha::dr::encrypt::is_encrypted(

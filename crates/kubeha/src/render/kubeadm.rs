@@ -193,15 +193,7 @@ pub fn init_config(cluster: &Cluster, host: &Host, secrets: &KubeadmSecrets) -> 
 /// advertise address and node name with the spec's ClusterConfiguration, and no secret
 /// (kubeadm signs the new certificate with the cluster CA already on the host).
 pub fn apiserver_certs_config(cluster: &Cluster, host: &Host) -> String {
-    let init = InitConfiguration {
-        api_version: API_VERSION,
-        kind: "InitConfiguration",
-        bootstrap_tokens: Vec::new(),
-        certificate_key: "",
-        local_api_endpoint: local_endpoint(host),
-        node_registration: node_registration(cluster, host),
-        skip_phases: Vec::new(),
-    };
+    let init = secretless_init(host, node_registration(cluster, host), Vec::new());
     documents(
         cluster,
         &[yaml(&init), yaml(&cluster_configuration(cluster))],
@@ -217,15 +209,7 @@ pub fn apiserver_certs_config(cluster: &Cluster, host: &Host) -> String {
 pub fn restored_init_config(cluster: &Cluster, host: &Host) -> String {
     let mut node_registration = node_registration(cluster, host);
     node_registration.ignore_preflight_errors = vec!["DirAvailable--var-lib-etcd"];
-    let init = InitConfiguration {
-        api_version: API_VERSION,
-        kind: "InitConfiguration",
-        bootstrap_tokens: Vec::new(),
-        certificate_key: "",
-        local_api_endpoint: local_endpoint(host),
-        node_registration,
-        skip_phases: vec!["bootstrap-token"],
-    };
+    let init = secretless_init(host, node_registration, vec!["bootstrap-token"]);
     documents(
         cluster,
         &[
@@ -234,6 +218,23 @@ pub fn restored_init_config(cluster: &Cluster, host: &Host) -> String {
             yaml(&kubelet_configuration()),
         ],
     )
+}
+
+/// An InitConfiguration for `host` with no bootstrap token and no certificate key.
+fn secretless_init(
+    host: &Host,
+    node_registration: NodeRegistration,
+    skip_phases: Vec<&'static str>,
+) -> InitConfiguration<'static> {
+    InitConfiguration {
+        api_version: API_VERSION,
+        kind: "InitConfiguration",
+        bootstrap_tokens: Vec::new(),
+        certificate_key: "",
+        local_api_endpoint: local_endpoint(host),
+        node_registration,
+        skip_phases,
+    }
 }
 
 fn kubelet_configuration() -> KubeletConfiguration<'static> {
