@@ -343,6 +343,31 @@ fn endpoint(address: Ipv4Addr, alias: &str) -> EndpointSettings {
     }
 }
 
+/// The host's inotify limits the lab raises (what kind documents for many systemd
+/// nodes). Every lab container runs systemd, whose instances count against one user on
+/// the host (root, for all containers): the kernel's default of 128 instances runs out at
+/// about two dozen containers, and the next ones exit at boot.
+const INOTIFY_LIMITS: [(&str, u64); 2] = [
+    ("/proc/sys/fs/inotify/max_user_instances", 8192),
+    ("/proc/sys/fs/inotify/max_user_watches", 524_288),
+];
+
+fn ensure_inotify_room() -> Result<()> {
+    for (path, wanted) in INOTIFY_LIMITS {
+        let now: u64 = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0);
+        if now < wanted {
+            std::fs::write(path, wanted.to_string()).context(format!(
+                "raising {path} from {now} to {wanted} for systemd in the lab's nodes"
+            ))?;
+            eprintln!("lab: raised {path} from {now} to {wanted} (systemd in every node)");
+        }
+    }
+    Ok(())
+}
+
 /// Brings the lab up, or makes an existing one match `config` (idempotent): builds or reuses
 /// the images, creates what is missing, starts what is stopped, removes hosts the topology no
 /// longer has, and rewrites the key files, `lab.json` and `cluster.yaml` in the state dir.
@@ -378,6 +403,7 @@ pub async fn up(config: &LabConfig) -> Result<Lab> {
         })
         .transpose()?;
     remove_unplanned(&docker, &lab).await?;
+    ensure_inotify_room()?;
 
     ssh::ensure_keypair(&lab.identity_file(), &format!("kubeha-lab-{}", lab.name)).await?;
     let pub_path = lab.identity_file().with_extension("pub");
