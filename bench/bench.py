@@ -218,7 +218,14 @@ class LabRun:
         subprocess.run([KUBEHA, "lab", "--name", self.name, "--state-dir", self.state, "down"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.prefix = ""
-        self.lab_up_s = self.up(self.workers)
+        try:
+            self.lab_up_s = self.up(self.workers)
+        except BaseException:
+            # A lab that failed to come up is taken down too: its nodes would hold the
+            # host's inotify instances and addresses for every lab after it.
+            subprocess.run([KUBEHA, "lab", "--name", self.name, "--state-dir", self.state, "down"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            raise
         return self
 
     def __exit__(self, *exc):
