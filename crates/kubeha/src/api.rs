@@ -376,11 +376,7 @@ pub async fn wait_ready(
                 .collect(),
             Err(e) => vec![e.to_string()],
         };
-        Ok(if stuck.is_empty() {
-            Check::Done(())
-        } else {
-            Check::NotYet(stuck.join("; "))
-        })
+        Ok(Check::none_left(&stuck, "; "))
     };
     wait::until(timeout, READY_POLL, look, |why| {
         KubeError::NotReady(format!("after {}s: {why}", timeout.as_secs()))
@@ -507,11 +503,7 @@ pub async fn drain(
                 }
             }
         }
-        Ok(if refused.is_empty() {
-            Check::Done(())
-        } else {
-            Check::NotYet(refused.join(", "))
-        })
+        Ok(Check::none_left(&refused, ", "))
     };
     wait::until(timeout, DRAIN_POLL, evict_round, |refused| {
         KubeError::NotReady(format!(
@@ -540,11 +532,7 @@ pub async fn drain(
             }
         }
         let names: Vec<String> = left.iter().map(id).collect();
-        Ok(if names.is_empty() {
-            Check::Done(())
-        } else {
-            Check::NotYet(names.join(", "))
-        })
+        Ok(Check::none_left(&names, ", "))
     };
     let left = deadline.saturating_duration_since(Instant::now());
     wait::until(left, DRAIN_POLL, ended, |names| {
@@ -708,11 +696,7 @@ pub async fn unhealthy_system_pods(client: &Client) -> Result<Vec<String>, KubeE
 pub async fn wait_kube_system(client: &Client, timeout: Duration) -> Result<(), KubeError> {
     let look = || async {
         let bad = unhealthy_system_pods(client).await?;
-        Ok(if bad.is_empty() {
-            Check::Done(())
-        } else {
-            Check::NotYet(bad.join(", "))
-        })
+        Ok(Check::none_left(&bad, ", "))
     };
     wait::until(timeout, READY_POLL, look, |why| {
         KubeError::NotReady(format!(

@@ -16,6 +16,17 @@ pub enum Check<T> {
     NotYet(String),
 }
 
+impl Check<()> {
+    /// Done when nothing is `left`; otherwise not yet, naming what is left.
+    pub fn none_left(left: &[String], separator: &str) -> Self {
+        if left.is_empty() {
+            Check::Done(())
+        } else {
+            Check::NotYet(left.join(separator))
+        }
+    }
+}
+
 /// Asks `check` every `every` until it is [`Check::Done`]. After `within`, the last
 /// [`Check::NotYet`] reason becomes the error `timed_out` makes of it; an error from
 /// `check` itself ends the wait at once.
@@ -133,6 +144,13 @@ mod tests {
         )
         .await;
         assert_eq!(failed, Err("the API refused".to_string()));
+    }
+
+    #[test]
+    fn nothing_left_is_done_and_what_is_left_is_named() {
+        assert_eq!(Check::none_left(&[], ", "), Check::Done(()));
+        let left = ["a".to_string(), "b".to_string()];
+        assert_eq!(Check::none_left(&left, "; "), Check::NotYet("a; b".into()));
     }
 
     #[tokio::test(start_paused = true)]
