@@ -466,16 +466,7 @@ mod tests {
 
     #[test]
     fn custom_taints_and_labels_reach_kubeadm() {
-        let c = cluster_from(|s| {
-            s.replace(
-                "      # labels: {example.com/pool: general}",
-                "      labels: {example.com/pool: general}",
-            )
-            .replace(
-                "      # taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
-                "      taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
-            )
-        });
+        let c = labelled_and_tainted();
         let worker = c.hosts.iter().find(|h| h.name == "k8s-worker-1").unwrap();
         let text = join_config(&c, worker, &secrets());
         assert!(text.contains("value: example.com/pool=general"), "{text}");

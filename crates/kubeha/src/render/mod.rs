@@ -331,6 +331,20 @@ pub(crate) mod test_support {
         cluster_from(|s| s)
     }
 
+    /// The seed with its first worker labelled and tainted (the starter's commented lines).
+    pub fn labelled_and_tainted() -> Cluster {
+        cluster_from(|s| {
+            s.replace(
+                "      # labels: {example.com/pool: general}",
+                "      labels: {example.com/pool: general}",
+            )
+            .replace(
+                "      # taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
+                "      taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
+            )
+        })
+    }
+
     /// A rendered file's text.
     pub fn text(f: &super::RenderedFile) -> &str {
         match &f.content {

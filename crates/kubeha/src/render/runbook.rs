@@ -162,7 +162,7 @@ CA_HASH=
 
 /// The plan `apply` makes for these machines when they are fresh, and each host's files
 /// (the rendered ones, with placeholders). The Calico manifest is the rendered folder's
-/// copy or is downloaded when the runbook runs, so the plan is made with a stand-in of
+/// copy or is downloaded when the runbook runs, so the plan is made with a placeholder of
 /// the release manifest's shape: the runbook applies the real one, checked and edited
 /// as apply edits it.
 fn planned(cluster: &Cluster, inputs: &RenderInputs) -> (Plan, BTreeMap<String, Vec<DesiredFile>>) {
@@ -183,8 +183,8 @@ fn planned(cluster: &Cluster, inputs: &RenderInputs) -> (Plan, BTreeMap<String, 
         .collect();
     let mut unpinned = cluster.clone();
     unpinned.calico.sha256 = None;
-    let stand_in = Ok(super::node::POOL_CIDR_COMMENTED.to_string());
-    let plan = crate::plan::fresh_cluster(&unpinned, &inputs.distro, &desired, &stand_in)
+    let placeholder = Ok(super::node::POOL_CIDR_COMMENTED.to_string());
+    let plan = crate::plan::fresh_cluster(&unpinned, &inputs.distro, &desired, &placeholder)
         .unwrap_or_else(|c| panic!("a fresh cluster has no conflicts: {c:?}"));
     (plan, desired)
 }
@@ -534,21 +534,6 @@ mod tests {
         assert!(text.contains("# enable and start kubeha-hosts\nstep k8s-worker-2 <<'STEP'\nsystemctl enable --now kubeha-hosts\nSTEP\n"));
     }
 
-    /// The seed with a labelled and tainted worker: apply records its labels and taints
-    /// on the Node once it joined.
-    fn labelled() -> Cluster {
-        cluster_from(|s| {
-            s.replace(
-                "      # labels: {example.com/pool: general}",
-                "      labels: {example.com/pool: general}",
-            )
-            .replace(
-                "      # taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
-                "      taints: [{key: dedicated, value: batch, effect: NoSchedule}]",
-            )
-        })
-    }
-
     /// What the runbook must run for a step of apply's plan: `None` for the steps whose
     /// text is checked by what surrounds them only.
     fn expected(c: &Cluster, s: &Step, bootstrap: &str, inputs: &RenderInputs) -> Vec<String> {
@@ -604,7 +589,7 @@ mod tests {
     #[test]
     fn every_step_apply_takes_on_fresh_machines_is_in_the_runbook_in_order() {
         let inputs = RenderInputs::placeholders();
-        for c in [seed(), seed_with_vip(), labelled()] {
+        for c in [seed(), seed_with_vip(), labelled_and_tainted()] {
             let text = render(&c);
             let (plan, _) = planned(&c, &inputs);
             let bootstrap = plan.bootstrap.clone().unwrap();
@@ -651,7 +636,7 @@ mod tests {
                 }
             }
         }
-        let labels = render(&labelled());
+        let labels = render(&labelled_and_tainted());
         assert!(
             labels.contains(
                 r#"patch node k8s-worker-1 --type merge -p '{"metadata":{"annotations":{"kubeha.dev/managed-labels":"example.com/pool","kubeha.dev/managed-taints":"dedicated:NoSchedule"},"labels":{}}}'"#
