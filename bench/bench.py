@@ -214,17 +214,19 @@ class LabRun:
         self.prefix = self.record["subnet"]["network"].rsplit(".", 1)[0] + "."
         return round(time.monotonic() - t, 1)
 
-    def __enter__(self):
+    def down_quietly(self):
         subprocess.run([KUBEHA, "lab", "--name", self.name, "--state-dir", self.state, "down"],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def __enter__(self):
+        self.down_quietly()
         self.prefix = ""
         try:
             self.lab_up_s = self.up(self.workers)
         except BaseException:
             # A lab that failed to come up is taken down too: its nodes would hold the
             # host's inotify instances and addresses for every lab after it.
-            subprocess.run([KUBEHA, "lab", "--name", self.name, "--state-dir", self.state, "down"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.down_quietly()
             raise
         return self
 
