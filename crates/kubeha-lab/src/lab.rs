@@ -1,6 +1,6 @@
 //! Bringing a lab up and down, its status, and fault injection.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -26,8 +26,8 @@ use crate::docker::{
 use crate::error::{Context, Error, Result};
 use crate::image::{ensure_images, Images};
 use crate::topology::{
-    default_subnet, parse_cidr, plan_hosts, validate_name, Host, Role, Sizes, Subnet, Topology,
-    MIRROR_OCTET, VIRTUAL_IP_OCTET,
+    default_subnet, parse_cidr, plan_hosts, validate_name, with_moves, Host, Role, Sizes, Subnet,
+    Topology, MIRROR_OCTET, VIRTUAL_IP_OCTET,
 };
 use crate::{hosts_file, render, ssh, API_ENDPOINT_NAME, MIRROR_SUITE, SSH_USER};
 
@@ -88,6 +88,9 @@ pub struct Lab {
     /// Written into the spec's `cni.calico.manifest` (absolute).
     #[serde(default)]
     pub calico_manifest: Option<PathBuf>,
+    /// Hosts replaced by a machine at another address (see [`replace_host`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub moved: BTreeSet<String>,
 }
 
 /// One container of a lab as Docker sees it now.
@@ -115,16 +118,23 @@ const STATE_FILES: [&str; 6] = [
 const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 impl Lab {
-    /// The lab a topology gives in `subnet`, without touching Docker.
+    /// The lab a topology gives in `subnet`, the hosts named in `moved` at their moved
+    /// addresses, without touching Docker.
     pub fn planned(
         name: &str,
         topology: Topology,
         subnet: Subnet,
         sizes: Sizes,
         state_dir: PathBuf,
+        moved: &BTreeSet<String>,
     ) -> Result<Lab> {
         validate_name(name)?;
-        let hosts = plan_hosts(topology, sizes, subnet)?;
+        let hosts = with_moves(plan_hosts(topology, sizes, subnet)?, moved);
+        let moved = hosts
+            .iter()
+            .filter(|h| moved.contains(&h.name))
+            .map(|h| h.name.clone())
+            .collect();
         let virtual_ip = topology
             .has_virtual_ip()
             .then(|| subnet.host(VIRTUAL_IP_OCTET));
@@ -146,6 +156,7 @@ impl Lab {
             state_dir,
             hosts_file: None,
             calico_manifest: None,
+            moved,
         })
     }
 
@@ -386,13 +397,20 @@ pub async fn up(config: &LabConfig) -> Result<Lab> {
         control_planes: config.control_planes,
         workers: config.workers,
     };
-    let sizes = match Lab::load(&state_dir) {
+    let (sizes, moved) = match Lab::load(&state_dir) {
         Ok(old) if old.name == config.name && old.topology == config.topology => {
-            asked.or(Sizes::of(&old.hosts))
+            (asked.or(Sizes::of(&old.hosts)), old.moved)
         }
-        _ => asked,
+        _ => (asked, BTreeSet::new()),
     };
-    let mut lab = Lab::planned(&config.name, config.topology, subnet, sizes, state_dir)?;
+    let mut lab = Lab::planned(
+        &config.name,
+        config.topology,
+        subnet,
+        sizes,
+        state_dir,
+        &moved,
+    )?;
     lab.hosts_file = config.hosts_file.clone();
     lab.calico_manifest = config
         .calico_manifest
@@ -420,10 +438,6 @@ pub async fn up(config: &LabConfig) -> Result<Lab> {
 
     write_file(&lab.mirror_key_file(), &mirror_key)?;
     write_record(&lab, &host_keys.concat())?;
-    if let Some(path) = &lab.hosts_file {
-        let entry = [(lab.api_endpoint, API_ENDPOINT_NAME)];
-        hosts_file::update(path, |c| hosts_file::with_block(c, &lab.name, &entry))?;
-    }
     Ok(lab)
 }
 
@@ -431,7 +445,8 @@ fn state_dir_file(lab: &Lab, name: &str) -> PathBuf {
     lab.state_dir.join(name)
 }
 
-/// Writes known_hosts, `lab.json` and `cluster.yaml` for `lab`.
+/// Writes known_hosts, `lab.json` and `cluster.yaml` for `lab`, and maps the endpoint's
+/// name to its address in the machine's hosts file when the lab keeps one.
 fn write_record(lab: &Lab, known_hosts: &[String]) -> Result<()> {
     write_file(&lab.known_hosts_file(), known_hosts.join("\n").as_bytes())?;
     let record = serde_json::to_string_pretty(lab).map_err(|e| Error::Config(e.to_string()))?;
@@ -439,7 +454,12 @@ fn write_record(lab: &Lab, known_hosts: &[String]) -> Result<()> {
     write_file(
         &state_dir_file(lab, "cluster.yaml"),
         lab.cluster_yaml().as_bytes(),
-    )
+    )?;
+    if let Some(path) = &lab.hosts_file {
+        let entry = [(lab.api_endpoint, API_ENDPOINT_NAME)];
+        hosts_file::update(path, |c| hosts_file::with_block(c, &lab.name, &entry))?;
+    }
+    Ok(())
 }
 
 /// Adds one fresh host of `role` to the lab recorded in `state_dir` (the next name and
@@ -448,15 +468,7 @@ fn write_record(lab: &Lab, known_hosts: &[String]) -> Result<()> {
 /// another stays dead. Returns the grown lab and the new host.
 pub async fn add_host(state_dir: &Path, role: Role) -> Result<(Lab, Host)> {
     let old = Lab::load(state_dir)?;
-    let mut lab = Lab::planned(
-        &old.name,
-        old.topology,
-        old.subnet,
-        Sizes::one_more(&old.hosts, role)?,
-        old.state_dir.clone(),
-    )?;
-    lab.hosts_file = old.hosts_file.clone();
-    lab.calico_manifest = old.calico_manifest.clone();
+    let lab = old.replanned(Sizes::one_more(&old.hosts, role)?, &old.moved)?;
     let new = lab
         .hosts
         .iter()
@@ -464,23 +476,71 @@ pub async fn add_host(state_dir: &Path, role: Role) -> Result<(Lab, Host)> {
         .cloned()
         .expect("one more host of a role is a new host");
     let docker = connect().await?;
-    let images = ensure_images(&docker).await?;
+    start_fresh(&docker, &lab, &new, &[]).await?;
+    Ok((lab, new))
+}
+
+/// Replaces host `name` of the lab recorded in `state_dir` with a new machine of the same
+/// name and role: its container and volume go (nothing of its disk survives) and a fresh
+/// one starts, at the same address or, with `new_address`, at another one (its moved
+/// address, or back home when it had moved). Rewrites known_hosts and the spec; every other
+/// host is left as it is. Returns the lab and the new host.
+pub async fn replace_host(state_dir: &Path, name: &str, new_address: bool) -> Result<(Lab, Host)> {
+    let old = Lab::load(state_dir)?;
+    let before = old.host(name)?.address;
+    let mut moved = old.moved.clone();
+    if new_address && !moved.remove(name) {
+        moved.insert(name.to_owned());
+    }
+    let lab = old.replanned(Sizes::of(&old.hosts), &moved)?;
+    let new = lab.host(name)?.clone();
+    let docker = connect().await?;
+    remove_container(&docker, &container_name(&lab.name, name)).await?;
+    remove_volume(&docker, &containerd_volume_name(&lab.name, name)).await?;
+    start_fresh(&docker, &lab, &new, &[before]).await?;
+    Ok((lab, new))
+}
+
+impl Lab {
+    /// This lab with other sizes or moves, keeping everything else it records.
+    fn replanned(&self, sizes: Sizes, moved: &BTreeSet<String>) -> Result<Lab> {
+        let mut lab = Lab::planned(
+            &self.name,
+            self.topology,
+            self.subnet,
+            sizes,
+            self.state_dir.clone(),
+            moved,
+        )?;
+        lab.hosts_file = self.hosts_file.clone();
+        lab.calico_manifest = self.calico_manifest.clone();
+        Ok(lab)
+    }
+}
+
+/// Creates and starts `new`'s container, then rewrites the lab's record with `new`'s host
+/// keys in place of any that `new`'s address or the `stale` ones had.
+async fn start_fresh(docker: &Docker, lab: &Lab, new: &Host, stale: &[Ipv4Addr]) -> Result<()> {
+    let images = ensure_images(docker).await?;
     let pub_path = lab.identity_file().with_extension("pub");
     let public_key =
         std::fs::read_to_string(&pub_path).context(format!("reading {}", pub_path.display()))?;
-    let new_keys = ensure_node(&docker, &lab, &new, &images, public_key.trim()).await?;
+    let new_keys = ensure_node(docker, lab, new, &images, public_key.trim()).await?;
     let known = std::fs::read_to_string(lab.known_hosts_file())
         .context(format!("reading {}", lab.known_hosts_file().display()))?;
-    // A container that held this address before had other keys: only the new ones count.
-    let stale = format!("{} ", new.address);
+    // A container that held one of these addresses before had other keys.
+    let stale: Vec<String> = stale
+        .iter()
+        .chain([&new.address])
+        .map(|a| format!("{a} "))
+        .collect();
     let lines: Vec<String> = known
         .lines()
-        .filter(|l| !l.starts_with(&stale))
+        .filter(|l| !stale.iter().any(|s| l.starts_with(s)))
         .map(str::to_owned)
         .chain(new_keys)
         .collect();
-    write_record(&lab, &lines)?;
-    Ok((lab, new))
+    write_record(lab, &lines)
 }
 
 fn write_file(path: &Path, content: &[u8]) -> Result<()> {

@@ -21,7 +21,7 @@ pub use image::{
     cache_dir, inputs_hash, Images, DEBIAN_SUITE, MIRROR_PACKAGES, NODE_PACKAGES,
     OPTIONAL_MIRROR_PACKAGES,
 };
-pub use lab::{add_host, down, status, up, HostStatus, Lab, LabConfig};
+pub use lab::{add_host, down, replace_host, status, up, HostStatus, Lab, LabConfig};
 pub use topology::{Host, Role, Sizes, Subnet, Topology};
 
 /// The name every node and the lab machine resolve to the API endpoint (load balancer or VIP).

@@ -84,6 +84,7 @@ mod tests {
             subnet,
             Sizes::default(),
             PathBuf::from("/abs/.lab"),
+            &Default::default(),
         )
         .unwrap()
     }

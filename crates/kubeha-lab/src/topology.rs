@@ -1,5 +1,6 @@
 //! Pure planning: which hosts a topology has and which address each one gets.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::Ipv4Addr;
 use std::str::FromStr;
@@ -121,6 +122,9 @@ const FIRST_CP_OCTET: u8 = 11;
 const FIRST_WORKER_OCTET: u8 = 21;
 const MAX_WORKERS: usize = (VIRTUAL_IP_OCTET - FIRST_WORKER_OCTET) as usize;
 const MAX_CONTROL_PLANES: usize = (FIRST_WORKER_OCTET - FIRST_CP_OCTET) as usize;
+/// How far a moved host's address is from its home one (cp-1 .11 moves to .111). Every home
+/// address is below the virtual IP's .100, so a moved one (.109-.199) meets no other.
+const MOVED_OFFSET: u8 = 100;
 
 /// How many control planes and workers a lab has; `None` takes the topology's default.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -275,6 +279,21 @@ pub fn plan_hosts(topology: Topology, sizes: Sizes, subnet: Subnet) -> Result<Ve
     Ok(hosts)
 }
 
+/// `hosts` with each one named in `moved` at its moved address instead of its home one:
+/// a machine replaced by one elsewhere on the network (see [`MOVED_OFFSET`]).
+pub fn with_moves(hosts: Vec<Host>, moved: &BTreeSet<String>) -> Vec<Host> {
+    hosts
+        .into_iter()
+        .map(|mut h| {
+            if moved.contains(&h.name) {
+                let [a, b, c, d] = h.address.octets();
+                h.address = Ipv4Addr::new(a, b, c, d + MOVED_OFFSET);
+            }
+            h
+        })
+        .collect()
+}
+
 /// Checks a lab name: it becomes part of container, network and volume names.
 pub fn validate_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()
@@ -370,6 +389,31 @@ mod tests {
         assert_eq!(new[0].roles, [Role::ControlPlane]);
         assert_eq!(new[0].address, subnet().host(14));
         assert!(Sizes::one_more(&seed, Role::LoadBalancer).is_err());
+    }
+
+    #[test]
+    fn a_moved_host_takes_an_address_no_other_host_has() {
+        let full = Sizes {
+            control_planes: Some(MAX_CONTROL_PLANES),
+            workers: Some(MAX_WORKERS),
+        };
+        let home = plan_hosts(Topology::SeedHa, full, subnet()).unwrap();
+        let everyone: BTreeSet<String> = home.iter().map(|h| h.name.clone()).collect();
+        let moved = with_moves(home.clone(), &everyone);
+        let mut taken: Vec<Ipv4Addr> = home.iter().chain(&moved).map(|h| h.address).collect();
+        taken.extend([GATEWAY_OCTET, MIRROR_OCTET, VIRTUAL_IP_OCTET].map(|o| subnet().host(o)));
+        let count = taken.len();
+        taken.sort();
+        taken.dedup();
+        assert_eq!(taken.len(), count, "no address is used twice");
+
+        let cp1 = BTreeSet::from(["cp-1".to_string()]);
+        let one = with_moves(home.clone(), &cp1);
+        let (moved, same): (Vec<_>, Vec<_>) = one.iter().zip(&home).partition(|(a, b)| a != b);
+        assert_eq!(moved.len(), 1);
+        assert_eq!(moved[0].0.name, "cp-1");
+        assert_eq!(moved[0].0.address, subnet().host(111));
+        assert_eq!(same.len(), home.len() - 1);
     }
 
     #[test]

@@ -635,8 +635,8 @@ async fn container_id(lab: &Lab, host: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_lab_grows_without_touching_its_hosts() {
-    if !should_run("a_lab_grows_without_touching_its_hosts") {
+async fn a_lab_grows_and_replaces_hosts_without_touching_the_others() {
+    if !should_run("a_lab_grows_and_replaces_hosts_without_touching_the_others") {
         return;
     }
     let name = unique_name("grow");
@@ -692,7 +692,46 @@ async fn a_lab_grows_without_touching_its_hosts() {
     assert_eq!(container_id(&again, "worker-1").await, worker_1);
     assert_back(&again, "worker-1", "up").await;
 
+    // cp-2 replaced by a new machine elsewhere: nothing of its disk, new host keys that
+    // the known_hosts verifies, the spec at the new address; `up` keeps the move, and
+    // a second replacement with a new address brings it home.
+    ssh_ok(&again, "cp-2", "sudo touch /var/lib/old-disk").await;
+    let (moved, cp) = kubeha_lab::replace_host(&again.state_dir, "cp-2", true)
+        .await
+        .unwrap();
+    assert_eq!(cp.address, again.subnet.host(112));
+    assert_eq!(ssh_ok(&moved, "cp-2", "hostname").await, "cp-2");
+    assert_eq!(
+        ssh_ok(
+            &moved,
+            "cp-2",
+            "ls /var/lib/old-disk 2>/dev/null || echo gone"
+        )
+        .await,
+        "gone"
+    );
+    assert_ne!(key_of(&moved, "cp-2"), key_of(&again, "cp-2"));
+    assert!(key_of(&moved, "cp-2").iter().all(|l| !l.is_empty()));
+    let home = format!("{} ", again.host("cp-2").unwrap().address);
+    assert!(
+        !std::fs::read_to_string(moved.known_hosts_file())
+            .unwrap()
+            .lines()
+            .any(|l| l.starts_with(&home)),
+        "the old machine's keys are gone"
+    );
+    let spec = std::fs::read_to_string(moved.state_dir.join("cluster.yaml")).unwrap();
+    assert!(spec.contains(&format!("address: {}", cp.address)), "{spec}");
+    assert_eq!(container_id(&moved, "worker-1").await, worker_1);
+    assert_eq!(kubeha_lab::up(&cfg).await.unwrap().hosts, moved.hosts);
+    let (back, cp) = kubeha_lab::replace_host(&again.state_dir, "cp-2", true)
+        .await
+        .unwrap();
+    assert_eq!(back.hosts, again.hosts);
+    assert_eq!(ssh_ok(&back, "cp-2", "hostname").await, "cp-2");
+    assert_eq!(cp.address, again.subnet.host(12));
+
     teardown.disarm();
-    kubeha_lab::down(&name, &again.state_dir).await.unwrap();
-    assert_nothing_left(&name, &again.state_dir, None).await;
+    kubeha_lab::down(&name, &back.state_dir).await.unwrap();
+    assert_nothing_left(&name, &back.state_dir, None).await;
 }

@@ -55,6 +55,15 @@ enum LabCommand {
         #[arg(long)]
         role: String,
     },
+    /// Replace a host with a new machine of the same name and role (nothing of its disk
+    /// survives) and rewrite the spec, leaving every other host as it is.
+    ReplaceHost {
+        host: String,
+        /// Put the new machine at another address: 100 above its home one (cp-1 .11 at
+        /// .111), or back home when it had moved.
+        #[arg(long)]
+        new_address: bool,
+    },
     /// Remove every container, network and volume of the lab (the cached images stay).
     Down,
     /// Each host's roles, address and state.
@@ -122,6 +131,23 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             ui.print(&host, || {
                 format!(
                     "{} {} added; spec: {}\n",
+                    host.name,
+                    host.address,
+                    lab.state_dir.join("cluster.yaml").display()
+                )
+            });
+            Ok(())
+        }
+        LabCommand::ReplaceHost { host, new_address } => {
+            let (lab, host) = block_on(kubeha_lab::replace_host(
+                &args.state_dir,
+                &host,
+                new_address,
+            ))
+            .map_err(lab_err)?;
+            ui.print(&host, || {
+                format!(
+                    "{} {} is a new machine; spec: {}\n",
                     host.name,
                     host.address,
                     lab.state_dir.join("cluster.yaml").display()
