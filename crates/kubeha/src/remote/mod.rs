@@ -91,6 +91,38 @@ pub const SECRET_PREFIX: &str = "secret.";
 /// refused (and printed why), so no command can run as root on the host.
 const AS_ROOT: &str = "kubeha: running as root\n";
 
+/// What the shell prints last on stderr, exiting 1, when the script exited 127: the
+/// openssh crate takes a remote 127 for "ssh could not start the command" and drops the
+/// output, yet 127 is just what a script whose last command is missing returns (etcdctl
+/// on a machine not yet prepared).
+const EXITED_127: &str = "kubeha: exit 127\n";
+
+/// The command line that runs `script` as root through `sudo -n` (printing [`AS_ROOT`]
+/// first) or as the SSH user, reporting an exit of 127 as [`EXITED_127`].
+fn command_line(script: &str, sudo: bool) -> Result<String, crate::quote::Unquotable> {
+    let inner = format!(
+        "sh -c {}\nrc=$?\nif [ $rc -eq 127 ]; then printf '{EXITED_127}' >&2; exit 1; fi\nexit $rc",
+        crate::quote::try_shell(script)?
+    );
+    Ok(if sudo {
+        let root = format!("printf '{AS_ROOT}' >&2\n{inner}");
+        format!("sudo -n sh -c {}", crate::quote::try_shell(&root)?)
+    } else {
+        format!("sh -c {}", crate::quote::try_shell(&inner)?)
+    })
+}
+
+/// The script's own exit code, taking [`EXITED_127`] off `stderr`.
+fn script_exit(code: Option<i32>, stderr: &mut String) -> Option<i32> {
+    match stderr.strip_suffix(EXITED_127) {
+        Some(rest) if code == Some(1) => {
+            stderr.truncate(rest.len());
+            Some(127)
+        }
+        _ => code,
+    }
+}
+
 /// Whether a command's output goes into the host's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Logged {
@@ -326,15 +358,8 @@ impl Remote {
         logged: Logged,
     ) -> Result<Output, RemoteError> {
         let fail = |what: &str, detail: String| self.error(what, &detail);
-        let wrapped = if self.sudo {
-            let word = crate::quote::try_shell(&format!("printf '{AS_ROOT}' >&2\n{script}"))
-                .map_err(|e| fail("quote the command", e.to_string()))?;
-            format!("sudo -n sh -c {word}")
-        } else {
-            let word = crate::quote::try_shell(script)
-                .map_err(|e| fail("quote the command", e.to_string()))?;
-            format!("sh -c {word}")
-        };
+        let wrapped = command_line(script, self.sudo)
+            .map_err(|e| fail("quote the command", e.to_string()))?;
         self.log_line(&format!("$ {script}"));
         COMMANDS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut cmd = self.session.raw_command(&wrapped);
@@ -368,10 +393,11 @@ impl Remote {
                 format!("no answer within {timeout:?}: {script}"),
             )
         })??;
+        let mut stderr = String::from_utf8_lossy(&raw.stderr).into_owned();
         let mut out = Output {
-            code: raw.status.code(),
+            code: script_exit(raw.status.code(), &mut stderr),
             stdout: String::from_utf8_lossy(&raw.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&raw.stderr).into_owned(),
+            stderr,
         };
         // Exit 255 is ssh's own: the connection, not the command, failed.
         if out.code == Some(255) && self.session.check().await.is_err() {
@@ -546,6 +572,35 @@ mod tests {
         assert!(
             text.starts_with("cp-1: kubeadm join --token <redacted> failed: exit 1: <redacted>")
         );
+    }
+
+    /// The command line as a local `sh` runs it (as ssh would hand it to the login shell).
+    fn run_locally(script: &str) -> (Option<i32>, String, String) {
+        let line = command_line(script, false).unwrap();
+        let out = std::process::Command::new("sh")
+            .args(["-c", &line])
+            .output()
+            .unwrap();
+        let mut stderr = String::from_utf8(out.stderr).unwrap();
+        let code = script_exit(out.status.code(), &mut stderr);
+        (code, String::from_utf8(out.stdout).unwrap(), stderr)
+    }
+
+    #[test]
+    fn a_missing_command_comes_back_as_exit_127_with_its_output() {
+        let (code, stdout, stderr) =
+            run_locally("echo before; kubeha-no-such-command-here 'it''s'");
+        assert_eq!(code, Some(127));
+        assert_eq!(stdout, "before\n");
+        assert!(stderr.contains("not found"), "{stderr}");
+        assert!(!stderr.contains(EXITED_127), "{stderr}");
+        // The script's own codes, and output that merely mentions the marker, are kept.
+        assert_eq!(run_locally("exit 3").0, Some(3));
+        assert_eq!(run_locally("exit 0").0, Some(0));
+        let (code, _, stderr) = run_locally("printf 'kubeha: exit 127\\n' >&2; exit 1");
+        assert_eq!((code, stderr.as_str()), (Some(127), ""));
+        let (code, stdout, _) = run_locally("exit_status=7; echo \"$exit_status\"; exit 255");
+        assert_eq!((code, stdout.as_str()), (Some(255), "7\n"));
     }
 
     /// A server that sends its banner and then never answers the key exchange:
