@@ -2,9 +2,9 @@
 //! every control plane, and `kubeha restore` brings it back with the same data, the same
 //! service-account tokens and the workers never rejoining. Bad archives are refused first.
 //!
-//! The loss is simulated over SSH on the same containers (kubelet stopped, etcd and the
-//! control plane killed, /var/lib/etcd and /etc/kubernetes/pki deleted on all three),
-//! not by fresh containers. Needs Docker; skipped with a message only when Docker is
+//! The first loss is simulated over SSH on the same containers (kubelet stopped, etcd and
+//! the control plane killed, /var/lib/etcd and /etc/kubernetes/pki deleted on all three);
+//! the second replaces all three with fresh containers at new addresses. Needs Docker; skipped with a message only when Docker is
 //! absent and CI is not set.
 
 mod common;
@@ -439,6 +439,8 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
     wait_healthy(&spec);
     assert_no_changes(&spec);
 
+    restore_onto_new_machines(&lab, &spec, &dir_arg, &uids, (&token, sa), &workers);
+
     extra_sans(&lab, &spec);
 
     scheduled_snapshots(&lab, &spec);
@@ -461,6 +463,100 @@ fn backup_restore_renew_and_reset_the_seed_cluster() {
         );
         assert_eq!(left.trim(), "0", "{host} kept: {left}");
     }
+}
+
+/// The disaster on new machines: every control plane replaced by a fresh container (no
+/// packages, no etcd, no PKI) at a new address, the spec following with the same names.
+/// `restore` prepares them, restores the snapshot on one, signs its certificates for its
+/// new address from the restored CAs and joins the others afresh: the data, the old
+/// token and the workers are as before, and etcd and every apiserver are at the new
+/// addresses, serving certificates for them.
+fn restore_onto_new_machines(
+    lab: &Lab,
+    spec: &str,
+    dir: &str,
+    uids: &[String],
+    (token, sa): (&str, &str),
+    workers: &[String],
+) {
+    let archive = backup(spec, dir, &[]);
+    let before = control_plane_addresses(&std::fs::read_to_string(spec).unwrap());
+    let state = lab.seed.state.display().to_string();
+    for cp in CONTROL_PLANES {
+        let out = kubeha(
+            &[
+                "lab",
+                "--name",
+                NAME,
+                "--state-dir",
+                &state,
+                "replace-host",
+                cp,
+                "--new-address",
+            ],
+            Path::new("."),
+        );
+        assert!(out.status.success(), "replace {cp}: {}", stderr(&out));
+    }
+    let after = control_plane_addresses(&std::fs::read_to_string(spec).unwrap());
+    for (old, new) in before.iter().zip(&after) {
+        assert_ne!(old, new, "{before:?} {after:?}");
+    }
+    assert!(!lab
+        .kubectl(&["get", "--raw", "/readyz"], None)
+        .status
+        .success());
+
+    let started = Instant::now();
+    let out = restore(spec, &archive);
+    assert!(
+        out.status.success(),
+        "restore onto new machines failed:\n{}",
+        stderr(&out)
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "restore onto new machines took {seconds:.0}s\n{}",
+        stderr(&out)
+    );
+
+    assert_eq!(lab.configmap_uids(), uids, "the same ConfigMaps, same UIDs");
+    assert_eq!(lab.whoami(token), sa, "the old token authenticates");
+    for (w, before) in WORKERS.iter().zip(workers) {
+        assert_eq!(&lab.worker_identity(w), before, "{w} rejoined or restarted");
+    }
+    let status = wait_healthy(spec);
+    let mut members: Vec<(String, String)> = status["etcd"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let name = m["name"].as_str().unwrap().to_string();
+            (name, m["peer_url"].as_str().unwrap().to_string())
+        })
+        .collect();
+    members.sort();
+    let want: Vec<(String, String)> = CONTROL_PLANES
+        .iter()
+        .zip(&after)
+        .map(|(cp, a)| (cp.to_string(), format!("https://{a}:2380")))
+        .collect();
+    assert_eq!(members, want);
+    // kubectl verifies each apiserver's certificate for its new address against the CA.
+    for (cp, address) in CONTROL_PLANES.iter().zip(&after) {
+        lab.kubectl_ok(
+            &[
+                "--server",
+                &format!("https://{address}:6443"),
+                "get",
+                "--raw",
+                "/readyz",
+            ],
+            None,
+        );
+        eprintln!("{cp} serves the API at {address}");
+    }
+    assert_no_changes(spec);
 }
 
 /// A name and an address added to the spec's `extraSANs` after init: `plan` shows each
