@@ -58,6 +58,7 @@ enum LabCommand {
     /// Replace a host with a new machine of the same name and role (nothing of its disk
     /// survives) and rewrite the spec, leaving every other host as it is.
     ReplaceHost {
+        /// The host to replace, e.g. cp-1.
         host: String,
         /// Put the new machine at another address: 100 above its home one (cp-1 .11 at
         /// .111), or back home when it had moved.
