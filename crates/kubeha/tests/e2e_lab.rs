@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{kubeha, stderr, stdout};
+use common::{kubeha, kubeha_with_env, stderr, stdout};
 #[path = "common/lab.rs"]
 mod lab;
 use lab::{docker_available, kubernetes_debs, workspace};
@@ -686,6 +686,35 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     // IPPools, asked once each (at once).
     assert!(
         stderr(&out).contains("round trips this run made ssh_commands=6 api_requests=5"),
+        "{}",
+        stderr(&out)
+    );
+    // And no SSH handshake: the plan just before left its masters, verified for exactly
+    // this spec, for this run to reuse.
+    assert!(
+        stderr(&out).contains("ssh_masters_started=0 ssh_masters_reused=6"),
+        "{}",
+        stderr(&out)
+    );
+    // Turned off, a run starts (and closes) masters of its own and leaves the kept ones.
+    let out = kubeha_with_env(
+        &["plan", "-f", &spec_arg, "--detailed-exitcode", "-v"],
+        &state,
+        &[("KUBEHA_SSH_REUSE", "0")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ssh_masters_started=6 ssh_masters_reused=0"),
+        "{}",
+        stderr(&out)
+    );
+    let out = kubeha(
+        &["plan", "-f", &spec_arg, "--detailed-exitcode", "-v"],
+        &state,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("ssh_masters_started=0 ssh_masters_reused=6"),
         "{}",
         stderr(&out)
     );

@@ -361,7 +361,9 @@ cat "$FAKE_MANIFEST"
     let mut secrets_seen = Vec::new();
     for entry in std::fs::read_dir(&log).unwrap() {
         let p = entry.unwrap().path();
-        if p.extension().is_none_or(|e| e != "argv") || !p.to_str().unwrap().contains("ssh-") {
+        if p.extension().is_none_or(|e| e != "argv")
+            || !p.file_name().unwrap().to_str().unwrap().starts_with("ssh-")
+        {
             continue;
         }
         calls += 1;

@@ -744,11 +744,14 @@ impl Connected {
         result
     }
 
-    /// Ends every master connection, all at once (each `ssh -O exit` is a process).
+    /// Ends the run's use of every master connection, all at once: kept masters start
+    /// their short linger, the others are closed (each `ssh -O exit` is a process).
     pub async fn close(self) {
         tracing::info!(
             ssh_commands = crate::remote::commands_sent(),
             api_requests = api::requests_sent(),
+            ssh_masters_started = crate::remote::masters_started(),
+            ssh_masters_reused = crate::remote::masters_reused(),
             "round trips this run made"
         );
         close_all(self.remotes.into_values()).await;

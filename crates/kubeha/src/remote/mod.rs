@@ -1,10 +1,11 @@
 //! SSH to the hosts: one multiplexed OpenSSH connection per host, reused for every
-//! command and file of a run. Commands run as root (through `sudo -n` for other users),
+//! command and file of a run, and kept briefly for the next run (see [`reuse`]). Commands run as root (through `sudo -n` for other users),
 //! with a timeout, and everything a host prints is kept in a per-host log with known
 //! secrets redacted.
 
 mod local_files;
 mod redact;
+mod reuse;
 mod ssh_config;
 
 use openssh::Stdio;
@@ -13,11 +14,12 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use openssh::{ControlPersist, KnownHosts, Session, SessionBuilder};
-use tokio::io::AsyncWriteExt;
+use openssh::{Child, ControlPersist, KnownHosts, Session, SessionBuilder};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
 pub use local_files::write_private;
 pub use redact::{redact_shapes, Redactor};
+pub use reuse::{masters_reused, masters_started, REUSE_ENV};
 pub use ssh_config::render as ssh_config;
 
 use crate::quote::shell as quote;
@@ -62,6 +64,12 @@ impl Output {
 #[derive(Debug, Clone)]
 pub struct RunDir {
     pub path: PathBuf,
+    /// The private folder of masters kept between runs, unless reuse is off.
+    reuse: Option<PathBuf>,
+    /// What the run's ssh_config says, and the known_hosts file as this run found it:
+    /// both in the key of a kept master.
+    config_text: String,
+    known_hosts: Option<Vec<u8>>,
 }
 
 impl RunDir {
@@ -70,16 +78,59 @@ impl RunDir {
     pub fn create(path: &Path, cluster: &Cluster) -> Result<Self, String> {
         local_files::create_run_dir(path)
             .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        let config = ssh_config(cluster).map_err(|e| format!("spec.ssh: {e}"))?;
+        let reuse = if reuse::wanted() {
+            reuse::base_dir()
+                .map_err(|e| tracing::warn!("not reusing SSH connections: {e}"))
+                .ok()
+        } else {
+            None
+        };
         let run = Self {
             path: path.to_path_buf(),
+            reuse,
+            known_hosts: std::fs::read(&cluster.ssh.known_hosts_file).ok(),
+            config_text: config,
         };
-        let config = ssh_config(cluster).map_err(|e| format!("spec.ssh: {e}"))?;
-        write_private(&run.ssh_config(), config.as_bytes())?;
+        write_private(&run.ssh_config(), run.config_text.as_bytes())?;
         Ok(run)
     }
 
     fn ssh_config(&self) -> PathBuf {
         self.path.join("ssh_config")
+    }
+
+    /// The private folder for the masters of exactly this host's connection, if reuse is
+    /// on and the folder is sound.
+    fn master_slot(&self, cluster: &Cluster, host: &Host, destination: &str) -> Option<PathBuf> {
+        let base = self.reuse.as_ref()?;
+        let ssh = &cluster.ssh;
+        let key = reuse::socket_key(&reuse::KeyInputs {
+            user: &host.ssh.user,
+            address: destination,
+            port: host.ssh.port,
+            identity_file: host.ssh.identity_file.as_deref(),
+            known_hosts_file: &ssh.known_hosts_file,
+            known_hosts: self.known_hosts.as_deref(),
+            host_key_policy: match ssh.host_key_policy {
+                HostKeyPolicy::Verify => "verify",
+                HostKeyPolicy::AcceptNew => "acceptNew",
+            },
+            bastion: ssh.bastion.as_ref().map(|b| {
+                (
+                    b.address.as_str(),
+                    b.port,
+                    b.user.as_str(),
+                    b.identity_file.as_deref(),
+                )
+            }),
+            ssh_config: &self.config_text,
+        });
+        let slot = base.join(key);
+        reuse::private_dir(&slot)
+            .map_err(|e| tracing::warn!(host = %host.name, "not reusing its SSH connection: {e}"))
+            .ok()?;
+        Some(slot)
     }
 }
 
@@ -135,7 +186,11 @@ enum Logged {
 
 pub struct Remote {
     pub host: String,
-    session: Session,
+    session: Arc<Session>,
+    /// The session that keeps a kept master busy while this run lasts (see [`reuse`]).
+    hold: Mutex<Option<Child<Arc<Session>>>>,
+    /// Whether the master stays for the next run, or is closed with the run.
+    keep_master: bool,
     sudo: bool,
     timeout: Duration,
     log: Mutex<std::fs::File>,
@@ -155,7 +210,7 @@ impl Remote {
         let fail = |what: &str, detail: String| RemoteError::new(&scrub, &host.name, what, &detail);
         let config = run.ssh_config();
         let log_path = run.path.join(format!("{}.log", host.name));
-        let log = local_files::open_log(&log_path)
+        let mut log = local_files::open_log(&log_path)
             .map_err(|e| fail("cannot open the host log", e.to_string()))?;
 
         let ssh = &cluster.ssh;
@@ -171,14 +226,7 @@ impl Remote {
             .known_hosts_check(match ssh.host_key_policy {
                 HostKeyPolicy::Verify => KnownHosts::Strict,
                 HostKeyPolicy::AcceptNew => KnownHosts::Add,
-            })
-            // Control sockets live in the system temp folder: socket paths are limited to
-            // about 100 bytes, which a deep run folder could exceed.
-            .control_directory(std::env::temp_dir())
-            // The master must outlive the longest quiet spell of a run (a host waits
-            // while others run kubeadm, up to ten command timeouts), yet one left behind by
-            // a killed kubeha should not linger for ever.
-            .control_persist(ControlPersist::IdleFor(master_idle_limit(timeout)));
+            });
         if let Some(key) = &host.ssh.identity_file {
             let key = ssh_config::identity_argument(key)
                 .map_err(|e| fail("cannot use the SSH key", e))?;
@@ -190,20 +238,76 @@ impl Remote {
         // ConnectTimeout bounds the TCP connect and the banner only: a server that then
         // stalls the key exchange or the login would hold the run for ever.
         let limit = connect_limit(ssh.connect_timeout);
-        let session = tokio::time::timeout(limit, builder.connect(host.address.to_string()))
-            .await
-            .map_err(|_| {
-                fail(
-                    "cannot connect over SSH",
-                    format!("no session within {limit:?} (handshake and login included)"),
+        let no_session = || {
+            fail(
+                "cannot connect over SSH",
+                format!("no session within {limit:?} (handshake and login included)"),
+            )
+        };
+        let destination = host.address.to_string();
+        let slot = run.master_slot(cluster, host, &destination);
+        let (session, hold, note) = if let Some(slot) = slot {
+            if let Some((session, hold)) = resume(&slot, ssh.connect_timeout).await {
+                reuse::count_reused();
+                (
+                    session,
+                    Some(hold),
+                    "reusing the SSH connection of an earlier run",
                 )
-            })?
-            .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
-        // Root is checked by the first command itself (see [`AS_ROOT`]): a probe of its
-        // own would cost every run a round trip per host.
+            } else {
+                // Kept for the next run: a short linger, the held session covers the run.
+                builder
+                    .control_directory(&slot)
+                    .control_persist(ControlPersist::IdleFor(
+                        std::num::NonZeroUsize::new(reuse::LINGER.as_secs() as usize)
+                            .expect("a linger of some seconds"),
+                    ));
+                let master = tokio::time::timeout(limit, builder.launch_master(&destination))
+                    .await
+                    .map_err(|_| no_session())?
+                    .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
+                reuse::count_started();
+                // Detached: the master outlives this process, and a drop never ends it.
+                let (ctl, master_log) = Session::new_process_mux(master).detach();
+                let session = Arc::new(Session::resume(ctl, master_log));
+                let hold = start_hold(&session, false)
+                    .await
+                    .map_err(|e| fail("cannot hold the SSH connection open", e))?;
+                (
+                    session,
+                    Some(hold),
+                    "new SSH connection, kept for the next run",
+                )
+            }
+        } else {
+            builder
+                // Control sockets live in the system temp folder: socket paths are limited
+                // to about 100 bytes, which a deep run folder could exceed.
+                .control_directory(std::env::temp_dir())
+                // The master must outlive the longest quiet spell of a run (a host waits
+                // while others run kubeadm, up to ten command timeouts), yet one left behind
+                // by a killed kubeha should not linger for ever.
+                .control_persist(ControlPersist::IdleFor(master_idle_limit(timeout)));
+            let session = tokio::time::timeout(limit, builder.connect(&destination))
+                .await
+                .map_err(|_| no_session())?
+                .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
+            reuse::count_started();
+            (
+                Arc::new(session),
+                None,
+                "new SSH connection, closed with the run",
+            )
+        };
+        let keep_master = hold.is_some();
+        let _ = writeln!(log, "# {note}");
+        // Root is checked by the first command itself (see [`AS_ROOT`]), on every run: a
+        // probe of its own would cost every run a round trip per host.
         Ok(Self {
             host: host.name.clone(),
             session,
+            hold: Mutex::new(hold),
+            keep_master,
             sudo: host.ssh.sudo,
             timeout,
             log: Mutex::new(log),
@@ -435,9 +539,80 @@ impl Remote {
         }
     }
 
+    /// Ends the run's use of the connection: a kept master's held session ends (its linger
+    /// starts), any other master is closed.
     pub async fn close(self) {
-        let _ = self.session.close().await;
+        let Self {
+            session,
+            hold,
+            keep_master,
+            ..
+        } = self;
+        if let Some(mut hold) = hold.into_inner().ok().flatten() {
+            // EOF ends the remote `cat`; whatever is left is killed when `hold` drops.
+            drop(hold.stdin().take());
+            let _ = tokio::time::timeout(Duration::from_secs(2), hold.wait()).await;
+        }
+        if !keep_master {
+            if let Ok(session) = Arc::try_unwrap(session) {
+                let _ = session.close().await;
+            }
+        }
     }
+}
+
+/// A live master of an earlier run in `slot`, with this run's session held on it. The
+/// socket of a master that is gone is removed. One that answers but does not reach its
+/// host within `wait` is passed over and left alone: another run may be using it, and
+/// ServerAlive or its linger ends it.
+async fn resume(slot: &Path, wait: Duration) -> Option<(Arc<Session>, Child<Arc<Session>>)> {
+    for socket in reuse::candidates(slot) {
+        let master_log = socket.with_file_name("log").into_boxed_path();
+        let session = Arc::new(Session::resume(
+            socket.clone().into_boxed_path(),
+            Some(master_log),
+        ));
+        if session.check().await.is_err() {
+            reuse::remove_stale(&socket);
+            continue;
+        }
+        match tokio::time::timeout(wait, start_hold(&session, true)).await {
+            Ok(Ok(hold)) => return Some((session, hold)),
+            Ok(Err(e)) => {
+                tracing::debug!(socket = %socket.display(), "a kept SSH master is unusable: {e}")
+            }
+            Err(_) => tracing::debug!(
+                socket = %socket.display(),
+                "a kept SSH master did not reach its host in {wait:?}"
+            ),
+        }
+    }
+    None
+}
+
+/// Opens the session that keeps a kept master busy until the run ends (see [`reuse`]): not
+/// a command of the run, so not counted in [`commands_sent`] nor logged as one. With
+/// `ready`, returns only once the host has started it, the proof that a reused master still
+/// reaches its host.
+async fn start_hold(session: &Arc<Session>, ready: bool) -> Result<Child<Arc<Session>>, String> {
+    let mut cmd = Session::to_raw_command(session.clone(), reuse::HOLD_SCRIPT);
+    cmd.stdin(Stdio::piped())
+        .stdout(if ready { Stdio::piped() } else { Stdio::null() })
+        .stderr(Stdio::null());
+    let mut child = cmd.spawn().await.map_err(|e| error_chain(&e))?;
+    if ready {
+        let stdout = child.stdout().take().ok_or("no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) if line.trim() == reuse::HOLD_READY => break,
+                Ok(Some(_)) => continue,
+                Ok(None) => return Err("the held session ended at once".into()),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    }
+    Ok(child)
 }
 
 /// Every command sent over SSH (each a round trip), for a run's `-v` summary.
@@ -601,6 +776,18 @@ mod tests {
         assert_eq!((code, stderr.as_str()), (Some(127), ""));
         let (code, stdout, _) = run_locally("exit_status=7; echo \"$exit_status\"; exit 255");
         assert_eq!((code, stdout.as_str()), (Some(255), "7\n"));
+    }
+
+    /// A kept master that died without removing its socket is not used, and its folder
+    /// goes: the run then starts a master of its own.
+    #[tokio::test]
+    async fn a_dead_master_is_passed_over_and_removed() {
+        let slot = tempfile::tempdir().unwrap();
+        let dead = slot.path().join(".ssh-connectionDEAD01");
+        std::fs::create_dir(&dead).unwrap();
+        drop(std::os::unix::net::UnixListener::bind(dead.join("master")).unwrap());
+        assert!(resume(slot.path(), Duration::from_secs(5)).await.is_none());
+        assert!(!dead.exists());
     }
 
     /// A server that sends its banner and then never answers the key exchange:
