@@ -129,14 +129,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 .map_err(|e: kubeha_lab::Error| Failure::Invalid(e.to_string()))?;
             let (lab, host) =
                 block_on(kubeha_lab::add_host(&args.state_dir, role)).map_err(lab_err)?;
-            ui.print(&host, || {
-                format!(
-                    "{} {} added; spec: {}\n",
-                    host.name,
-                    host.address,
-                    lab.state_dir.join("cluster.yaml").display()
-                )
-            });
+            print_new_host(ui, &lab, &host, "added");
             Ok(())
         }
         LabCommand::ReplaceHost { host, new_address } => {
@@ -146,14 +139,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
                 new_address,
             ))
             .map_err(lab_err)?;
-            ui.print(&host, || {
-                format!(
-                    "{} {} is a new machine; spec: {}\n",
-                    host.name,
-                    host.address,
-                    lab.state_dir.join("cluster.yaml").display()
-                )
-            });
+            print_new_host(ui, &lab, &host, "is a new machine");
             Ok(())
         }
         LabCommand::Down => {
@@ -206,4 +192,16 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             })
         }
     }
+}
+
+/// What `add-host` and `replace-host` print: the new host, `what` happened, and the spec.
+fn print_new_host(ui: &Ui, lab: &Lab, host: &kubeha_lab::Host, what: &str) {
+    ui.print(host, || {
+        format!(
+            "{} {} {what}; spec: {}\n",
+            host.name,
+            host.address,
+            lab.state_dir.join("cluster.yaml").display()
+        )
+    });
 }
