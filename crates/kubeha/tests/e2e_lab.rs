@@ -520,12 +520,14 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     let started = Instant::now();
     let first_stderr = state.join("first-apply.stderr");
     // Its SSH control sockets in a folder of this test's own, so that killing its
-    // masters below finds them by that path and no other process's.
+    // masters below finds them by that path and no other process's: not kept for the next
+    // run (those live in the user's private folder), so in TMPDIR.
     let ssh_tmp = state.join("first-apply-tmp");
     std::fs::create_dir_all(&ssh_tmp).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_kubeha"))
         .args(["apply", "-f", &spec_arg, "--yes", "-o", "ndjson"])
         .env("TMPDIR", &ssh_tmp)
+        .env("KUBEHA_SSH_REUSE", "0")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&first_stderr).unwrap())
         .spawn()

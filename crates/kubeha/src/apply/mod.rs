@@ -281,24 +281,26 @@ impl Connected {
     pub async fn survey(&self) -> Result<Survey, ApplyError> {
         let cluster = &self.cluster;
         let hosts: Vec<&Host> = cluster.hosts.iter().collect();
-        let wait = self.options.kubeadm_timeout;
-        let early_api = std::sync::Mutex::new(None);
-        let early_api = &early_api;
-        let gathered = self
-            .each_host(hosts, |h, remote| async move {
-                let paths = managed_paths(cluster, h);
-                let apiserver = h.has(crate::spec::Role::ControlPlane).then(|| {
-                    format!(
-                        "https://{}:{}",
-                        crate::spec::url_host(h.node_ip()),
-                        crate::spec::APISERVER_PORT
-                    )
-                });
-                let load_balancer = h
-                    .has(crate::spec::Role::LoadBalancer)
-                    .then(|| facts::load_balancer_queries(cluster));
-                let deadline = Instant::now() + wait;
-                loop {
+        let deadline = Instant::now() + self.options.kubeadm_timeout;
+        // Planning against a kubeadm still at work would reset what it is doing, and the
+        // other hosts' facts (etcd's members as a control plane sees them) would be from
+        // before it finished: while any host runs kubeadm, every host is asked again.
+        let (gathered, early_api) = loop {
+            let early_api = std::sync::Mutex::new(None);
+            let early = &early_api;
+            let round = self
+                .each_host(hosts.clone(), |h, remote| async move {
+                    let paths = managed_paths(cluster, h);
+                    let apiserver = h.has(crate::spec::Role::ControlPlane).then(|| {
+                        format!(
+                            "https://{}:{}",
+                            crate::spec::url_host(h.node_ip()),
+                            crate::spec::APISERVER_PORT
+                        )
+                    });
+                    let load_balancer = h
+                        .has(crate::spec::Role::LoadBalancer)
+                        .then(|| facts::load_balancer_queries(cluster));
                     let out = remote
                         .run_keeping_secrets(
                             "cannot gather facts",
@@ -311,20 +313,27 @@ impl Connected {
                         )
                         .await?;
                     let facts = facts::parse(&out.stdout);
-                    // Planning against a kubeadm still at work would reset what it is doing.
-                    if !facts.kubeadm_running || Instant::now() >= deadline {
-                        let admin_conf = facts::admin_kubeconfig(&out.stdout);
-                        if let Some(bytes) = &admin_conf {
-                            self.ask_api_early(h, &facts, bytes, early_api);
-                        }
-                        return Ok((h.name.clone(), (facts, admin_conf)));
+                    let admin_conf = facts::admin_kubeconfig(&out.stdout);
+                    if let (Some(bytes), false) = (&admin_conf, facts.kubeadm_running) {
+                        self.ask_api_early(h, &facts, bytes, early);
                     }
-                    self.progress
-                        .started(&h.name, "waiting for a running kubeadm to finish");
-                    tokio::time::sleep(Duration::from_secs(3)).await;
-                }
-            })
-            .await?;
+                    Ok((h.name.clone(), (facts, admin_conf)))
+                })
+                .await?;
+            let busy: Vec<&str> = round
+                .iter()
+                .filter(|(_, (f, _))| f.kubeadm_running)
+                .map(|(name, _)| name.as_str())
+                .collect();
+            if busy.is_empty() || Instant::now() >= deadline {
+                break (round, early_api);
+            }
+            for host in busy {
+                self.progress
+                    .started(host, "waiting for a running kubeadm to finish");
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+        };
         let mut admin_confs = BTreeMap::new();
         let mut facts: BTreeMap<String, HostFacts> = BTreeMap::new();
         for (host, (f, admin_conf)) in gathered {
@@ -335,7 +344,7 @@ impl Connected {
         }
         let desired = desired_files(cluster, &facts).map_err(ApplyError::Local)?;
         let current = self.changed_contents(&facts, &desired).await?;
-        let early = early_api.lock().expect("not poisoned").take();
+        let early = early_api.into_inner().expect("not poisoned");
         let (kubeconfig, cluster_state, api_problem) = match early {
             Some((k, asked)) => {
                 let (state, problem) = match asked.await {
