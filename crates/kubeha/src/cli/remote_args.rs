@@ -46,9 +46,11 @@ impl RemoteArgs {
     }
 
     pub fn options(&self, cluster: &str) -> Options {
+        // In milliseconds: with kept SSH connections a no-op takes under a second, and two
+        // runs named by the second shared one folder and mixed their logs.
         let stamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+            .map_or(0, |d| d.as_millis());
         let run_dir = self.log_dir.clone().unwrap_or_else(|| {
             self.spec_dir()
                 .join(".kubeha")
