@@ -160,6 +160,21 @@ impl Lab {
         })
     }
 
+    /// This lab with other sizes or moves, keeping everything else it records.
+    fn replanned(&self, sizes: Sizes, moved: &BTreeSet<String>) -> Result<Lab> {
+        let mut lab = Lab::planned(
+            &self.name,
+            self.topology,
+            self.subnet,
+            sizes,
+            self.state_dir.clone(),
+            moved,
+        )?;
+        lab.hosts_file = self.hosts_file.clone();
+        lab.calico_manifest = self.calico_manifest.clone();
+        Ok(lab)
+    }
+
     /// Reads the record `up` left in `state_dir`.
     pub fn load(state_dir: &Path) -> Result<Lab> {
         let path = state_dir.join(LAB_RECORD);
@@ -499,23 +514,6 @@ pub async fn replace_host(state_dir: &Path, name: &str, new_address: bool) -> Re
     remove_volume(&docker, &containerd_volume_name(&lab.name, name)).await?;
     start_fresh(&docker, &lab, &new, &[before]).await?;
     Ok((lab, new))
-}
-
-impl Lab {
-    /// This lab with other sizes or moves, keeping everything else it records.
-    fn replanned(&self, sizes: Sizes, moved: &BTreeSet<String>) -> Result<Lab> {
-        let mut lab = Lab::planned(
-            &self.name,
-            self.topology,
-            self.subnet,
-            sizes,
-            self.state_dir.clone(),
-            moved,
-        )?;
-        lab.hosts_file = self.hosts_file.clone();
-        lab.calico_manifest = self.calico_manifest.clone();
-        Ok(lab)
-    }
 }
 
 /// Creates and starts `new`'s container, then rewrites the lab's record with `new`'s host

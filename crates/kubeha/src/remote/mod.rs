@@ -1,7 +1,7 @@
 //! SSH to the hosts: one multiplexed OpenSSH connection per host, reused for every
-//! command and file of a run, and kept briefly for the next run (see [`reuse`]). Commands run as root (through `sudo -n` for other users),
-//! with a timeout, and everything a host prints is kept in a per-host log with known
-//! secrets redacted.
+//! command and file of a run, and kept briefly for the next run (see [`reuse`]).
+//! Commands run as root (through `sudo -n` for other users), with a timeout, and
+//! everything a host prints is kept in a per-host log with known secrets redacted.
 
 mod local_files;
 mod redact;
@@ -187,10 +187,9 @@ enum Logged {
 pub struct Remote {
     pub host: String,
     session: Arc<Session>,
-    /// The session that keeps a kept master busy while this run lasts (see [`reuse`]).
+    /// The session that keeps a kept master busy while this run lasts (see [`reuse`]);
+    /// `None` for a master that is closed with the run.
     hold: Mutex<Option<Child<Arc<Session>>>>,
-    /// Whether the master stays for the next run, or is closed with the run.
-    keep_master: bool,
     sudo: bool,
     timeout: Duration,
     log: Mutex<std::fs::File>,
@@ -299,7 +298,6 @@ impl Remote {
                 "new SSH connection, closed with the run",
             )
         };
-        let keep_master = hold.is_some();
         let _ = writeln!(log, "# {note}");
         // Root is checked by the first command itself (see [`AS_ROOT`]), on every run: a
         // probe of its own would cost every run a round trip per host.
@@ -307,7 +305,6 @@ impl Remote {
             host: host.name.clone(),
             session,
             hold: Mutex::new(hold),
-            keep_master,
             sudo: host.ssh.sudo,
             timeout,
             log: Mutex::new(log),
@@ -542,21 +539,16 @@ impl Remote {
     /// Ends the run's use of the connection: a kept master's held session ends (its linger
     /// starts), any other master is closed.
     pub async fn close(self) {
-        let Self {
-            session,
-            hold,
-            keep_master,
-            ..
-        } = self;
-        if let Some(mut hold) = hold.into_inner().ok().flatten() {
+        let Self { session, hold, .. } = self;
+        let hold = hold
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(mut hold) = hold {
             // EOF ends the remote `cat`; whatever is left is killed when `hold` drops.
             drop(hold.stdin().take());
             let _ = tokio::time::timeout(Duration::from_secs(2), hold.wait()).await;
-        }
-        if !keep_master {
-            if let Ok(session) = Arc::try_unwrap(session) {
-                let _ = session.close().await;
-            }
+        } else if let Ok(session) = Arc::try_unwrap(session) {
+            let _ = session.close().await;
         }
     }
 }
@@ -769,7 +761,8 @@ mod tests {
         assert_eq!(stdout, "before\n");
         assert!(stderr.contains("not found"), "{stderr}");
         assert!(!stderr.contains(EXITED_127), "{stderr}");
-        // The script's own codes, and output that merely mentions the marker, are kept.
+        // The script's own codes are kept. A script that prints the marker itself and exits
+        // 1 reads as 127: harmless, the marker only ever names an exit code.
         assert_eq!(run_locally("exit 3").0, Some(3));
         assert_eq!(run_locally("exit 0").0, Some(0));
         let (code, _, stderr) = run_locally("printf 'kubeha: exit 127\\n' >&2; exit 1");
