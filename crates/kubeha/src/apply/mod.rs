@@ -291,13 +291,6 @@ impl Connected {
             let round = self
                 .each_host(hosts.clone(), |h, remote| async move {
                     let paths = managed_paths(cluster, h);
-                    let apiserver = h.has(crate::spec::Role::ControlPlane).then(|| {
-                        format!(
-                            "https://{}:{}",
-                            crate::spec::url_host(h.node_ip()),
-                            crate::spec::APISERVER_PORT
-                        )
-                    });
                     let load_balancer = h
                         .has(crate::spec::Role::LoadBalancer)
                         .then(|| facts::load_balancer_queries(cluster));
@@ -306,7 +299,7 @@ impl Connected {
                             "cannot gather facts",
                             &facts::script(
                                 &paths,
-                                apiserver.as_deref(),
+                                h.has(crate::spec::Role::ControlPlane),
                                 facts::endpoint_name(cluster),
                                 load_balancer.as_deref(),
                             ),
@@ -369,6 +362,14 @@ impl Connected {
                 (kubeconfig, state, problem)
             }
         };
+        // kubeadm-config is one object of the cluster: the API's answer stands for every
+        // control plane that could have asked it.
+        let uploaded = cluster_state.as_ref().map(|s| s.kubeadm_config.is_some());
+        for cp in cluster.control_planes() {
+            if let Some(f) = facts.get_mut(&cp.name).filter(|f| f.kubeadm.admin_conf) {
+                f.kubeadm.config_uploaded = uploaded;
+            }
+        }
         // Before any host changes: a manifest the pool CIDR cannot be wired into is a plan error.
         let calico_manifest = match &cluster_state {
             Some(s) if s.calico => None,

@@ -75,9 +75,11 @@ pub struct KubeadmState {
     pub etcd_manifest: bool,
     /// The cluster CA certificate (PEM), when present.
     pub ca_cert: Option<String>,
-    /// Whether the cluster's `kubeadm-config` ConfigMap exists, asked of this control
-    /// plane's own apiserver (not the load balancer): `Some(false)` means `kubeadm init`
-    /// stopped before uploading its configuration; `None` that the API did not answer.
+    /// Whether the cluster's `kubeadm-config` ConfigMap exists: not asked by the script
+    /// (a kubectl per control plane would cost every run ~0.1 s of CPU each) but set by
+    /// the survey from the API's own answer on each control plane with an admin
+    /// kubeconfig. `Some(false)` means `kubeadm init` stopped before uploading its
+    /// configuration; `None` that the API did not answer.
     pub config_uploaded: Option<bool>,
 }
 
@@ -272,12 +274,12 @@ fn addresses(key: &str, command: &str) -> String {
     )
 }
 
-/// A control plane's slow questions (etcdctl and kubectl are Go programs that each
-/// start, dial and handshake for tens of milliseconds), started in the background first
-/// so they overlap each other and the rest of the script. Each writes its own file in a
+/// A control plane's slow questions (etcdctl is a Go program that starts, dials and
+/// handshakes for tens of milliseconds each time), started in the background first so
+/// they overlap each other and the rest of the script. Each writes its own file in a
 /// private temporary folder: lines from concurrent writers would interleave. The script
 /// prints the files at its end (`wait; cat`) and the folder goes when the shell exits.
-fn control_plane_queries(api: &str) -> String {
+fn control_plane_queries() -> String {
     let mut s = String::from("d=$(mktemp -d) || exit 1\ntrap 'rm -rf \"$d\"' EXIT\n");
     // Base64 keeps etcdctl's JSON on one line; an etcd that does not answer prints none.
     let etcdctl = crate::render::kubeadm::etcdctl;
@@ -293,22 +295,12 @@ fn control_plane_queries(api: &str) -> String {
         ));
     }
     s.push_str("fi\n");
-    // NotFound is an answer; any other failure leaves the fact unknown.
-    s.push_str(&format!(
-        r#"if [ -f {ADMIN_CONF} ] && command -v kubectl >/dev/null; then
-  {{ out=$(kubectl --kubeconfig {ADMIN_CONF} --server {api} --request-timeout 5s \
-    -n kube-system get configmap kubeadm-config -o name 2>&1) && echo kubeadm.config=1 \
-    || {{ echo "$out" | grep -q NotFound && echo kubeadm.config=0; }}; }} > "$d/kubeadm.config" &
-fi
-"#,
-        api = quote(api)
-    ));
     s
 }
 
 /// The one script that prints every fact; `files` are the managed paths to hash,
-/// `apiserver` this control plane's own API address (`https://IP:6443`) and `endpoint`
-/// the API endpoint's name.
+/// `control_plane` whether the host is one (it asks etcd too) and `endpoint` the API
+/// endpoint's name.
 ///
 /// It runs on every host at every `plan`, so it forks as little as it can: shell
 /// builtins (`read`, `[`, `printf`) read small files, one `awk` reads /proc and
@@ -318,7 +310,7 @@ fi
 /// `load_balancer`: a load balancer's [`load_balancer_queries`].
 pub fn script(
     files: &[String],
-    apiserver: Option<&str>,
+    control_plane: bool,
     endpoint: Option<&str>,
     load_balancer: Option<&str>,
 ) -> String {
@@ -334,8 +326,8 @@ printf cpus=; nproc
 [ -d /proc/sys/net/bridge ] && echo br_netfilter=1 || echo br_netfilter=0
 "#,
     );
-    if let Some(api) = apiserver {
-        s.push_str(&control_plane_queries(api));
+    if control_plane {
+        s.push_str(&control_plane_queries());
     }
     for key in SYSCTLS {
         let path = format!("/proc/sys/{}", key.replace('.', "/"));
@@ -426,15 +418,13 @@ for c in /proc/[0-9]*/comm; do x=; read -r x 2>/dev/null < "$c"; [ "$x" = kubead
             "case \"$services\" in *[a-z]*) timeout 5 getent -s \"hosts:$services\" ahosts \"$n\";; esac",
         ));
     }
-    if apiserver.is_some() {
+    if control_plane {
         // The kubeconfig the survey talks to the API with, in this same round trip (and
         // never in a file: it holds the cluster admin's key).
         s.push_str(&format!(
             "[ -f {ADMIN_CONF} ] && {{ printf {ADMIN_CONF_KEY}=; base64 -w0 {ADMIN_CONF}; echo; }}\n"
         ));
         s.push_str("wait\ncat \"$d\"/* 2>/dev/null\n");
-    }
-    if apiserver.is_some() {
         s.push_str(CERTIFICATES_SECTION);
     }
     s.push_str(load_balancer.unwrap_or_default());
@@ -555,7 +545,6 @@ pub fn parse(output: &str) -> HostFacts {
             "kubeadm.admin.conf" => f.kubeadm.admin_conf = true,
             "kubeadm.kubelet.conf" => f.kubeadm.kubelet_conf = true,
             "kubeadm.manifests/etcd.yaml" => f.kubeadm.etcd_manifest = true,
-            "kubeadm.config" => f.kubeadm.config_uploaded = Some(value.trim() == "1"),
             "kubeadm_running" => f.kubeadm_running = true,
             "clock" => f.clock = value.trim().parse().ok(),
             "lb.stats" => {
@@ -713,13 +702,8 @@ mod tests {
             Some("10.0.0.5 load-balancer.local\n")
         );
         assert_eq!(f.cluster_marker.as_deref(), Some("k8s-ha"));
-        assert_eq!(f.kubeadm.config_uploaded, Some(true));
         assert!(!f.kubeadm_running);
-        assert!(parse("kubeadm_running=1\nkubeadm.config=0\n").kubeadm_running);
-        assert_eq!(
-            parse("kubeadm.config=0\n").kubeadm.config_uploaded,
-            Some(false)
-        );
+        assert!(parse("kubeadm_running=1\n").kubeadm_running);
         assert_eq!(
             f.files.get("/etc/sysctl.d/k8s.conf").cloned().flatten(),
             Some(sha256_hex(crate::render::node::sysctl().as_bytes()))
@@ -731,7 +715,7 @@ mod tests {
         let lb = load_balancer_queries(&crate::render::test_support::seed_with_vip());
         let s = script(
             &["/etc/a b.conf".to_string()],
-            Some("https://10.0.0.11:6443"),
+            true,
             Some("load-balancer.local"),
             Some(&lb),
         );
@@ -794,15 +778,10 @@ mod tests {
         let spaced = spaced.display().to_string();
         let missing = dir.path().join("missing.conf").display().to_string();
         let paths = ["/etc/hostname".to_string(), spaced.clone(), missing.clone()];
-        // As a control plane's: its background queries find no kubeconfig or etcd here.
+        // As a control plane's: its background queries find no etcd here.
         let out = std::process::Command::new("sh")
             .arg("-c")
-            .arg(script(
-                &paths,
-                Some("https://127.0.0.1:1"),
-                Some("localhost"),
-                None,
-            ))
+            .arg(script(&paths, true, Some("localhost"), None))
             .output()
             .unwrap();
         let f = parse(&String::from_utf8_lossy(&out.stdout));
@@ -840,7 +819,7 @@ mod tests {
         let run = || {
             let out = std::process::Command::new("sh")
                 .arg("-c")
-                .arg(script(&[], None, None, None))
+                .arg(script(&[], false, None, None))
                 .output()
                 .unwrap();
             parse(&String::from_utf8_lossy(&out.stdout)).kubeadm_running
@@ -906,8 +885,8 @@ mod tests {
         assert!(ADMIN_CONF_KEY.starts_with(SECRET_PREFIX));
         assert_eq!(admin_kubeconfig("os.id=debian\n"), None);
         // Only a control plane's script reads it.
-        assert!(!script(&[], None, None, None).contains(ADMIN_CONF_KEY));
-        assert!(script(&[], Some("https://10.0.0.11:6443"), None, None).contains(ADMIN_CONF_KEY));
+        assert!(!script(&[], false, None, None).contains(ADMIN_CONF_KEY));
+        assert!(script(&[], true, None, None).contains(ADMIN_CONF_KEY));
     }
 
     #[test]
@@ -1027,10 +1006,8 @@ mod tests {
             .unwrap();
         assert!(out.stdout.is_empty());
         // Only control planes run it.
-        assert!(!script(&[], None, None, None).contains("client-certificate-data"));
-        assert!(
-            script(&[], Some("https://10.0.0.11:6443"), None, None).contains(CERTIFICATES_SECTION)
-        );
+        assert!(!script(&[], false, None, None).contains("client-certificate-data"));
+        assert!(script(&[], true, None, None).contains(CERTIFICATES_SECTION));
     }
 
     #[test]
