@@ -890,6 +890,23 @@ mod tests {
     }
 
     #[test]
+    fn only_a_control_plane_starts_go_programs_and_only_etcdctl() {
+        // Every plan pays for each program the script starts on every host: a control
+        // plane asks etcd three times, in the background, and asks the API nothing (the
+        // survey does, once for the whole cluster).
+        let starts = |s: &str, program: &str| {
+            s.lines()
+                .filter(|l| l.contains(&format!("{program} --")))
+                .count()
+        };
+        let cp = script(&["/etc/a.conf".into()], true, Some("lb.local"), None);
+        let worker = script(&["/etc/a.conf".into()], false, Some("lb.local"), None);
+        assert_eq!(starts(&cp, "etcdctl"), 3, "{cp}");
+        assert_eq!(starts(&cp, "kubectl"), 0, "{cp}");
+        assert_eq!(starts(&worker, "etcdctl") + starts(&worker, "kubectl"), 0);
+    }
+
+    #[test]
     fn endpoint_resolution_is_parsed_by_source() {
         let f = parse(recorded::CONTROL_PLANE);
         let e = f.endpoint.clone().unwrap();
