@@ -249,10 +249,30 @@ class LabRun:
         return mem
 
 
+def slowest_steps(ndjson, top=5):
+    """The slowest host steps of each phase, from kubeha's progress events (`-o json`): a
+    host's `done` event carries its step and seconds; the phase is the last one started."""
+    phase, steps = None, {}
+    for line in ndjson.splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(e, dict) or e.get("event") != "progress":
+            continue
+        if "host" not in e and e.get("phase") and e.get("status") == "info":
+            phase = e["phase"]
+        elif e.get("host") and e.get("status") == "done" and e.get("seconds") is not None and phase:
+            steps.setdefault(phase, []).append((e["seconds"], e["host"], e["message"]))
+    return {ph: [{"host": h, "step": m[:80].replace("|", "/"), "s": round(t, 1)} for t, h, m in sorted(xs, reverse=True)[:top]]
+            for ph, xs in steps.items()}
+
+
 def apply(run, label):
     log(f"{run.name}: kubeha apply ({label})")
     r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "json")
     r["phases"] = phases_of(r["_stdout"])
+    r["slowest_steps"] = slowest_steps(r["_stdout"])
     return r
 
 
@@ -359,7 +379,7 @@ def seed_kubeha(args, debs, state_root):
     with lab_lock(), LabRun("bench-seed", "seed", None, debs, state_root) as run:
         out = {"load_before": loadavg(), "lab_up_s": run.lab_up_s}
         cold = apply(run, "cold")
-        out["cold_apply"] = {**public(cold), "phases": cold["phases"]}
+        out["cold_apply"] = {**public(cold), "phases": cold["phases"], "slowest_steps": cold["slowest_steps"]}
         out["node_memory_mb"] = run.node_memory_mb()
         log("bench-seed: no-op plan and apply")
         out["noop_plan"] = noop(run, "plan", args.runs)
@@ -378,19 +398,21 @@ def seed_kubeha(args, debs, state_root):
             }
         run.up(workers=3)
         added = apply(run, "add one worker")
-        out["add_one_worker"] = {**public(added), "phases": added["phases"]}
+        out["add_one_worker"] = {**public(added), "phases": added["phases"], "slowest_steps": added["slowest_steps"]}
         out["load_after"] = loadavg()
         return out
 
 
 # What the pieces of kubeha's facts script cost on a converged control plane, measured on the
 # host itself (`date +%s%N` around each, as root): the slow questions only control planes ask
-# (kubectl, etcdctl: Go programs; the script runs them in the background), the one
+# (etcdctl, a Go program, three times; the script runs them in the background), the one
 # systemctl call for every service, one sha256sum and one stat over the managed files.
 FACTS_COSTS = r"""
 t() { s=$(date +%s%N); "$@" >/dev/null 2>&1; e=$(date +%s%N); echo "$(( (e - s) / 1000000 ))"; }
-echo "kubectl_get_configmap_ms=$(t kubectl --kubeconfig /etc/kubernetes/admin.conf -n kube-system get configmap kubeadm-config -o name)"
-echo "etcdctl_member_list_ms=$(t env ETCDCTL_API=3 etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key member list -w json)"
+etcdctl() { ETCDCTL_API=3 command etcdctl --endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key "$@"; }
+echo "etcdctl_member_list_ms=$(t etcdctl member list -w json)"
+echo "etcdctl_endpoint_health_cluster_ms=$(t etcdctl endpoint health --cluster -w json)"
+echo "etcdctl_endpoint_status_ms=$(t etcdctl endpoint status -w json)"
 echo "systemctl_show_5_units_ms=$(t systemctl show --timestamp=us+utc -p Id,LoadState,ActiveState,UnitFileState,ActiveEnterTimestamp haproxy keepalived containerd kubelet kubeha-hosts)"
 echo "sha256sum_and_stat_ms=$(t sh -c 'sha256sum /etc/kubernetes/manifests/* /etc/containerd/config.toml; stat -c %.6Y /etc/kubernetes/manifests/* /etc/containerd/config.toml')"
 echo "dpkg_query_ms=$(t dpkg-query -W kubelet kubeadm kubectl containerd)"
@@ -422,11 +444,11 @@ def scale_point(workers, debs, state_root):
     with lab_lock(), LabRun(f"bench-w{workers}", "seed", workers, debs, state_root) as run:
         out = {"workers": workers, "lab_up_s": run.lab_up_s, "load_before": loadavg()}
         cold = apply(run, f"cold, {workers} workers")
-        out["cold_apply"] = {**public(cold), "phases": cold["phases"]}
+        out["cold_apply"] = {**public(cold), "phases": cold["phases"], "slowest_steps": cold["slowest_steps"]}
         out["noop_apply"] = noop(run, "apply", 3)
         run.up(workers=workers + 1)
         added = apply(run, "add one worker")
-        out["add_one_worker"] = {**public(added), "phases": added["phases"]}
+        out["add_one_worker"] = {**public(added), "phases": added["phases"], "slowest_steps": added["slowest_steps"]}
         out["node_memory_mb"] = run.node_memory_mb()
         out["load_after"] = loadavg()
         return out
@@ -464,8 +486,10 @@ def table(res):
     if s:
         row("load average (1, 5, 15 min) around the kubeha seed part", f"{s['load_before']} -> {s['load_after']}")
         row("kubeha cold apply (seed)", f"{s['cold_apply']['wall_s']} s, CPU {s['cold_apply']['cpu_s']} s")
+        slowest = s["cold_apply"].get("slowest_steps", {})
         for name, secs in s["cold_apply"]["phases"].items():
-            row(f"&nbsp;&nbsp;phase {name}", f"{secs:.1f} s")
+            steps = "; ".join(f"{x['host']} {x['step']} {x['s']} s" for x in slowest.get(name, [])[:3])
+            row(f"&nbsp;&nbsp;phase {name}", f"{secs:.1f} s" + (f" (slowest steps: {steps})" if steps else ""))
         for k in ("noop_plan", "noop_apply"):
             x = s[k]
             row(f"kubeha {k.replace('_', ' ')} (median of {x['runs']})",
@@ -488,7 +512,8 @@ def table(res):
             sudo = f"sudo probe {probe['s']} s, " if probe.get("s") is not None else "no sudo probe, "
             row(f"{which}no-op {b['command']} under strace: where the time goes",
                 f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
-                f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters), {sudo}"
+                f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters started, "
+                f"{b.get('ssh_masters_reused', 0)} kept ones reused), {sudo}"
                 f"facts script {facts.get('s')} s (slowest host "
                 f"{facts.get('slowest_host_s')} s), {len(b.get('later_ssh_commands', []))} later ssh "
                 f"commands, API first connect at {b.get('first_api_connect_at_s')} s "

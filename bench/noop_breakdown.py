@@ -43,17 +43,21 @@ def run(kubeha, spec, command):
             events.append((seconds(h, mi, s), int(pid), call, rest))
     t0 = events[0][0]
     main_pid = events[0][1]
-    masters, commands, api = {}, {}, []
+    masters, commands, held, api = {}, {}, {}, []
     exits = {}
-    controls = []
+    checks, controls = [], []
     for t, pid, call, rest in events:
         t -= t0
         if call == "execve" and SSH_EXEC.match(rest):
             args = rest
             if '"-M"' in args:
                 masters[pid] = [t, None]
+            elif '"-O", "check"' in args:
+                checks.append(t)
             elif '"-O"' in args:
                 controls.append(t)
+            elif "kubeha-held" in args:
+                held[pid] = t
             else:
                 commands[pid] = [t, None, args]
         elif call == "connect" and "htons(6443)" in rest:
@@ -66,35 +70,40 @@ def run(kubeha, spec, command):
                 commands[pid][1] = t
     end = exits.get(main_pid, events[-1][0] - t0)
     out = {"command": command, "wall_s": round(end, 3), "ssh_masters": len(masters),
+           "ssh_masters_reused": len(checks) if not masters else 0,
            "ssh_commands": len(commands), "api_connects": len(api)}
-    if masters:
-        first_master = min(s for s, _ in masters.values())
-        setup_end = max(e for _, e in masters.values() if e is not None)
-        out["startup_before_first_ssh_s"] = round(first_master, 3)
-        out["connection_setup_s"] = round(setup_end - first_master, 3)
-        cmds = sorted(commands.values())
+    cmds = sorted(commands.values())
 
-        def wave(ws):
-            if not ws:
-                return None
-            return {"s": round(max(e or end for _, e, _ in ws) - min(s for s, _, _ in ws), 3),
-                    "slowest_host_s": round(max((e or end) - s for s, e, _ in ws), 3)}
+    def wave(ws):
+        if not ws:
+            return None
+        return {"s": round(max(e or end for _, e, _ in ws) - min(s for s, _, _ in ws), 3),
+                "slowest_host_s": round(max((e or end) - s for s, e, _ in ws), 3)}
 
-        # Classified by what each command runs (strace shows its first 256 characters):
-        # a `sudo -n true` probe (kubeha before 2026-12-01 sent one per host), the facts
-        # script (`export LC_ALL=C` first), anything else (file reads such as admin.conf).
-        probes = [c for c in cmds if re.search(r"sh -c '?true'?\"", c[2])]
-        facts = [c for c in cmds if "export LC_ALL=C" in c[2]]
-        out["sudo_probe"] = wave(probes)
-        out["facts_script"] = wave(facts)
-        out["later_ssh_commands"] = [
-            {"at_s": round(c[0], 3), "took_s": round((c[1] or end) - c[0], 3), "argv_tail": c[2][-60:]}
-            for c in cmds if c not in probes and c not in facts]
+    # Classified by what each command runs (strace shows its first 256 characters):
+    # a `sudo -n true` probe (kubeha before 2026-12-01 sent one per host), the facts
+    # script (`export LC_ALL=C` first), anything else (file reads such as admin.conf).
+    probes = [c for c in cmds if re.search(r"sh -c '?true'?\"", c[2])]
+    facts = [c for c in cmds if "export LC_ALL=C" in c[2]]
+    firsts = [t for t in checks + [s for s, _ in masters.values()]]
+    if firsts:
+        first_ssh = min(firsts)
+        out["startup_before_first_ssh_s"] = round(first_ssh, 3)
+        # Until the first command of the run starts: new masters' key exchange and login,
+        # or a kept master's check and held session (see remote/reuse.rs).
+        first_command = min((c[0] for c in cmds), default=end)
+        out["connection_setup_s"] = round(first_command - first_ssh, 3)
+    out["sudo_probe"] = wave(probes)
+    out["facts_script"] = wave(facts)
+    out["later_ssh_commands"] = [
+        {"at_s": round(c[0], 3), "took_s": round((c[1] or end) - c[0], 3), "argv_tail": c[2][-60:]}
+        for c in cmds if c not in probes and c not in facts]
     if api:
         out["first_api_connect_at_s"] = round(api[0], 3)
         out["last_api_connect_at_s"] = round(api[-1], 3)
-    if controls:
-        out["shutdown_s"] = round(end - min(controls), 3)
+    # Closing: the masters' `-O exit`, or (kept masters) after the last command and API call.
+    busy_until = max([e or end for _, e, _ in cmds] + api[-1:] + [0.0])
+    out["shutdown_s"] = round(end - (min(controls) if controls else busy_until), 3)
     return out
 
 
