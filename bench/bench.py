@@ -147,9 +147,9 @@ def public(r):
 
 
 def phases_of(ndjson):
-    """Per-phase seconds from kubeha's JSON output: `apply -o json`'s one document
-    (`timings`: `phase`, `seconds`), an older output's final `done` event, else the
-    progress events that close a phase (no host, status done)."""
+    """Per-phase seconds from kubeha's JSON output: `apply -o json`'s one document or
+    `-o ndjson`'s last line (`timings`: `phase`, `seconds`), an older output's final `done`
+    event, else the progress events that close a phase (no host, status done)."""
     phases = {}
     try:
         doc = json.loads(ndjson)
@@ -162,6 +162,10 @@ def phases_of(ndjson):
             e = json.loads(line)
         except ValueError:
             continue
+        if not isinstance(e, dict):
+            continue
+        if isinstance(e.get("timings"), list) and all(isinstance(t, dict) for t in e["timings"]):
+            return {t["phase"]: t["seconds"] for t in e["timings"]}
         if e.get("event") == "done" and isinstance(e.get("timings"), list):
             return {name: secs for name, secs in e["timings"]}
         if e.get("status") == "done" and "host" not in e and e.get("phase") and "seconds" in e:
@@ -270,7 +274,8 @@ def slowest_steps(ndjson, top=5):
 
 def apply(run, label):
     log(f"{run.name}: kubeha apply ({label})")
-    r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "json")
+    # ndjson: the progress events (each host step's seconds), then the result document.
+    r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "ndjson")
     r["phases"] = phases_of(r["_stdout"])
     r["slowest_steps"] = slowest_steps(r["_stdout"])
     return r

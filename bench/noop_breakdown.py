@@ -45,7 +45,7 @@ def run(kubeha, spec, command):
     main_pid = events[0][1]
     masters, commands, held, api = {}, {}, {}, []
     exits = {}
-    checks, controls = [], []
+    checks, controls = {}, []
     for t, pid, call, rest in events:
         t -= t0
         if call == "execve" and SSH_EXEC.match(rest):
@@ -53,7 +53,8 @@ def run(kubeha, spec, command):
             if '"-M"' in args:
                 masters[pid] = [t, None]
             elif '"-O", "check"' in args:
-                checks.append(t)
+                # One process per check; its PATH search shows as several execve lines.
+                checks.setdefault(pid, t)
             elif '"-O"' in args:
                 controls.append(t)
             elif "kubeha-held" in args:
@@ -85,7 +86,7 @@ def run(kubeha, spec, command):
     # script (`export LC_ALL=C` first), anything else (file reads such as admin.conf).
     probes = [c for c in cmds if re.search(r"sh -c '?true'?\"", c[2])]
     facts = [c for c in cmds if "export LC_ALL=C" in c[2]]
-    firsts = [t for t in checks + [s for s, _ in masters.values()]]
+    firsts = list(checks.values()) + [s for s, _ in masters.values()]
     if firsts:
         first_ssh = min(firsts)
         out["startup_before_first_ssh_s"] = round(first_ssh, 3)
