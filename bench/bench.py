@@ -150,11 +150,17 @@ def phases_of(ndjson):
     """Per-phase seconds from kubeha's JSON output: `apply -o json`'s one document or
     `-o ndjson`'s last line (`timings`: `phase`, `seconds`), an older output's final `done`
     event, else the progress events that close a phase (no host, status done)."""
+    def result_timings(doc):
+        t = doc.get("timings") if isinstance(doc, dict) else None
+        if isinstance(t, list) and all(isinstance(x, dict) for x in t):
+            return {x["phase"]: x["seconds"] for x in t}
+        return None
+
     phases = {}
     try:
-        doc = json.loads(ndjson)
-        if isinstance(doc, dict) and isinstance(doc.get("timings"), list):
-            return {t["phase"]: t["seconds"] for t in doc["timings"]}
+        whole = result_timings(json.loads(ndjson))
+        if whole is not None:
+            return whole
     except ValueError:
         pass
     for line in ndjson.splitlines():
@@ -164,8 +170,8 @@ def phases_of(ndjson):
             continue
         if not isinstance(e, dict):
             continue
-        if isinstance(e.get("timings"), list) and all(isinstance(t, dict) for t in e["timings"]):
-            return {t["phase"]: t["seconds"] for t in e["timings"]}
+        if (last := result_timings(e)) is not None:
+            return last
         if e.get("event") == "done" and isinstance(e.get("timings"), list):
             return {name: secs for name, secs in e["timings"]}
         if e.get("status") == "done" and "host" not in e and e.get("phase") and "seconds" in e:
@@ -254,7 +260,7 @@ class LabRun:
 
 
 def slowest_steps(ndjson, top=5):
-    """The slowest host steps of each phase, from kubeha's progress events (`-o json`): a
+    """The slowest host steps of each phase, from kubeha's progress events (`-o ndjson`): a
     host's `done` event carries its step and seconds; the phase is the last one started."""
     phase, steps = None, {}
     for line in ndjson.splitlines():
@@ -384,7 +390,7 @@ def seed_kubeha(args, debs, state_root):
     with lab_lock(), LabRun("bench-seed", "seed", None, debs, state_root) as run:
         out = {"load_before": loadavg(), "lab_up_s": run.lab_up_s}
         cold = apply(run, "cold")
-        out["cold_apply"] = {**public(cold), "phases": cold["phases"], "slowest_steps": cold["slowest_steps"]}
+        out["cold_apply"] = public(cold)
         out["node_memory_mb"] = run.node_memory_mb()
         log("bench-seed: no-op plan and apply")
         out["noop_plan"] = noop(run, "plan", args.runs)
@@ -403,7 +409,7 @@ def seed_kubeha(args, debs, state_root):
             }
         run.up(workers=3)
         added = apply(run, "add one worker")
-        out["add_one_worker"] = {**public(added), "phases": added["phases"], "slowest_steps": added["slowest_steps"]}
+        out["add_one_worker"] = public(added)
         out["load_after"] = loadavg()
         return out
 
@@ -449,11 +455,11 @@ def scale_point(workers, debs, state_root):
     with lab_lock(), LabRun(f"bench-w{workers}", "seed", workers, debs, state_root) as run:
         out = {"workers": workers, "lab_up_s": run.lab_up_s, "load_before": loadavg()}
         cold = apply(run, f"cold, {workers} workers")
-        out["cold_apply"] = {**public(cold), "phases": cold["phases"], "slowest_steps": cold["slowest_steps"]}
+        out["cold_apply"] = public(cold)
         out["noop_apply"] = noop(run, "apply", 3)
         run.up(workers=workers + 1)
         added = apply(run, "add one worker")
-        out["add_one_worker"] = {**public(added), "phases": added["phases"], "slowest_steps": added["slowest_steps"]}
+        out["add_one_worker"] = public(added)
         out["node_memory_mb"] = run.node_memory_mb()
         out["load_after"] = loadavg()
         return out

@@ -43,7 +43,7 @@ def run(kubeha, spec, command):
             events.append((seconds(h, mi, s), int(pid), call, rest))
     t0 = events[0][0]
     main_pid = events[0][1]
-    masters, commands, held, api = {}, {}, {}, []
+    masters, commands, api = {}, {}, []
     exits = {}
     checks, controls = {}, []
     for t, pid, call, rest in events:
@@ -58,7 +58,7 @@ def run(kubeha, spec, command):
             elif '"-O"' in args:
                 controls.append(t)
             elif "kubeha-held" in args:
-                held[pid] = t
+                pass  # a kept master's held session: open for the whole run, not a command
             else:
                 commands[pid] = [t, None, args]
         elif call == "connect" and "htons(6443)" in rest:
