@@ -20,6 +20,13 @@ pub fn prepare(
         actions: Vec::new(),
     };
     p.apt(desired);
+    if host.is_kube_node() {
+        p.kernel(desired);
+    }
+    // One apt transaction for everything the host lacks: apt resolves once, dpkg and
+    // its triggers run once.
+    let missing = p.missing_packages();
+    p.install(missing);
     if host.has(Role::LoadBalancer) {
         p.load_balancer(desired);
     }
@@ -99,6 +106,18 @@ impl HostPlanner<'_> {
         }
     }
 
+    /// Every package of the host's roles that is missing or at another version, except a
+    /// joined node's Kubernetes packages: those change versions only through the
+    /// upgrade's steps, one node at a time and in kubeadm's order.
+    fn missing_packages(&self) -> Vec<Package> {
+        let f = self.facts;
+        let joined = super::joined(self.host, f);
+        self.missing(crate::render::packages(self.inputs.cluster, self.host))
+            .into_iter()
+            .filter(|p| !(p.hold && joined && f.packages.contains_key(&p.name)))
+            .collect()
+    }
+
     fn apt(&mut self, desired: &[DesiredFile]) {
         let distro = distro(self.facts);
         let mut changed = false;
@@ -121,11 +140,6 @@ impl HostPlanner<'_> {
 
     fn load_balancer(&mut self, desired: &[DesiredFile]) {
         let cluster = self.inputs.cluster;
-        let lb_packages = crate::render::packages(cluster, self.host)
-            .into_iter()
-            .filter(|p| p.name == "haproxy" || p.name == "keepalived");
-        let missing = self.missing(lb_packages);
-        self.install(missing);
         let mut services = vec!["haproxy"];
         if cluster.load_balancer.virtual_ip.is_some() {
             services.push("keepalived");
@@ -174,7 +188,9 @@ impl HostPlanner<'_> {
         }
     }
 
-    fn node(&mut self, desired: &[DesiredFile]) {
+    /// Kernel modules, sysctls and swap: before the packages, so that containerd starts
+    /// on a kernel that is ready for it.
+    fn kernel(&mut self, desired: &[DesiredFile]) {
         let f = self.facts;
         let modules_changed = self.files(desired, |p| p == node::MODULES_PATH);
         if modules_changed || !f.overlay || !f.br_netfilter {
@@ -188,13 +204,10 @@ impl HostPlanner<'_> {
         if f.swap_active || f.swap_in_fstab {
             self.actions.push(Action::DisableSwap);
         }
-        let packages = crate::render::packages(self.inputs.cluster, self.host);
-        let (kube, runtime): (Vec<Package>, Vec<Package>) = packages
-            .into_iter()
-            .filter(|p| p.name != "haproxy" && p.name != "keepalived")
-            .partition(|p| p.hold);
-        let missing = self.missing(runtime);
-        self.install(missing);
+    }
+
+    fn node(&mut self, desired: &[DesiredFile]) {
+        let f = self.facts;
         let is_containerd = |d: &&DesiredFile| d.file.activation == Activation::RestartContainerd;
         let containerd_changed = self.files(desired, |p| {
             desired
@@ -203,20 +216,11 @@ impl HostPlanner<'_> {
         });
         let config: Vec<&DesiredFile> = desired.iter().filter(is_containerd).collect();
         self.service("containerd", &config, containerd_changed, false);
-        let hold: Vec<String> = kube
-            .iter()
-            .filter(|p| !f.held.contains(&p.name))
-            .map(|p| p.name.clone())
-            .collect();
-        // A joined node's Kubernetes packages change versions only through the upgrade's
-        // steps, one node at a time and in kubeadm's order.
-        let joined = super::joined(self.host, f);
-        let missing = self
-            .missing(kube)
+        let hold: Vec<String> = crate::render::packages(self.inputs.cluster, self.host)
             .into_iter()
-            .filter(|p| !(joined && f.packages.contains_key(&p.name)))
+            .filter(|p| p.hold && !f.held.contains(&p.name))
+            .map(|p| p.name)
             .collect();
-        self.install(missing);
         if !hold.is_empty() {
             self.actions.push(Action::Hold { packages: hold });
         }

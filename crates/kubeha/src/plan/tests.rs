@@ -260,16 +260,24 @@ fn fresh_hosts_get_the_whole_runbook_in_order() {
     assert!(has("prepare k8s-master-1: download apt key https://pkgs.k8s.io/core:/stable:/v1.31/deb/Release.key to /etc/apt/keyrings/kubernetes-apt-keyring.gpg"));
     assert!(has("prepare k8s-master-1: download apt key https://download.docker.com/linux/debian/gpg to /etc/apt/keyrings/docker.asc"));
     assert!(has("prepare k8s-worker-2: turn swap off now and at boot"));
-    assert!(has("prepare k8s-worker-2: install containerd.io"));
-    assert!(has(
-        "prepare k8s-worker-2: install kubelet=1.31.0-1.1 kubeadm=1.31.0-1.1 kubectl=1.31.0-1.1"
-    ));
-    assert!(has(
-        "prepare k8s-worker-2: apt-mark hold kubelet kubeadm kubectl"
-    ));
-    assert!(has(
-        "prepare k8s-worker-2: load kernel modules overlay, br_netfilter"
-    ));
+    // One apt transaction per host, after the kernel is ready and before containerd's
+    // config and the hold.
+    let at = |s: &str| {
+        text.iter()
+            .position(|l| l == s)
+            .unwrap_or_else(|| panic!("{s} not in {text:#?}"))
+    };
+    let install = at("prepare k8s-worker-2: install containerd.io kubelet=1.31.0-1.1 kubeadm=1.31.0-1.1 kubectl=1.31.0-1.1");
+    assert!(at("prepare k8s-worker-2: load kernel modules overlay, br_netfilter") < install);
+    assert!(install < at("prepare k8s-worker-2: create /etc/containerd/config.toml (mode 0644)"));
+    assert!(install < at("prepare k8s-worker-2: apt-mark hold kubelet kubeadm kubectl"));
+    for host in ["load-balancer", "k8s-master-1", "k8s-worker-2"] {
+        let installs = text
+            .iter()
+            .filter(|l| l.starts_with(&format!("prepare {host}: install ")))
+            .count();
+        assert_eq!(installs, 1, "{host}: {text:#?}");
+    }
     let kubeadm: Vec<&String> = text.iter().filter(|l| !l.starts_with("prepare")).collect();
     assert_eq!(
         kubeadm,

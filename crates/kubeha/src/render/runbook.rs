@@ -490,18 +490,18 @@ mod tests {
         }
         assert!(text.contains("kubeadm init --upload-certs --skip-token-print --skip-certificate-key-print --config /etc/kubeha/kubeadm-init.yaml || status=$?\nrm -f -- /etc/kubeha/kubeadm-init.yaml\n"));
         // Node preparation runs apply's own scripts, so the two cannot drift.
-        let kube: Vec<crate::render::Package> =
-            crate::render::packages(&seed(), seed().first_control_plane())
-                .into_iter()
-                .filter(|p| p.hold)
-                .collect();
-        let names: Vec<String> = kube.iter().map(|p| p.name.clone()).collect();
+        let packages = crate::render::packages(&seed(), seed().first_control_plane());
+        let names: Vec<String> = packages
+            .iter()
+            .filter(|p| p.hold)
+            .map(|p| p.name.clone())
+            .collect();
         for action in [
             Action::LoadModules,
             Action::ApplySysctl,
             Action::DisableSwap,
             Action::AptUpdate,
-            Action::Install { packages: kube },
+            Action::Install { packages },
             Action::Hold { packages: names },
             Action::Restart {
                 service: "containerd".into(),
@@ -523,7 +523,7 @@ mod tests {
             );
         }
         assert!(text.contains(
-            "install 'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\nSTEP\n"
+            "install containerd.io 'kubelet=1.31.0-1.1' 'kubeadm=1.31.0-1.1' 'kubectl=1.31.0-1.1'\nSTEP\n"
         ));
         assert!(text.contains("# apt-mark hold kubelet kubeadm kubectl\nstep k8s-worker-2 <<'STEP'\napt-mark hold kubelet kubeadm kubectl\nSTEP\n"));
         assert!(
