@@ -17,6 +17,7 @@ pub fn prepare(
         inputs,
         host,
         facts,
+        packages: crate::render::packages(inputs.cluster, host),
         actions: Vec::new(),
     };
     p.apt(desired);
@@ -43,6 +44,8 @@ struct HostPlanner<'a> {
     inputs: &'a Inputs<'a>,
     host: &'a Host,
     facts: &'a HostFacts,
+    /// Every package the host's roles need, as the spec pins them.
+    packages: Vec<Package>,
     actions: Vec<Action>,
 }
 
@@ -86,18 +89,15 @@ impl HostPlanner<'_> {
         changed
     }
 
-    /// Packages from `wanted` that are missing or at another version.
-    fn missing(&self, wanted: impl IntoIterator<Item = Package>) -> Vec<Package> {
-        wanted
-            .into_iter()
-            .filter(|p| {
-                let installed = self.facts.packages.get(&p.name);
-                match &p.version {
-                    Some(v) => installed != Some(v),
-                    None => installed.is_none(),
-                }
-            })
-            .collect()
+    /// The host's packages that are missing or at another version.
+    fn missing(&self) -> impl Iterator<Item = &Package> {
+        self.packages.iter().filter(|p| {
+            let installed = self.facts.packages.get(&p.name);
+            match &p.version {
+                Some(v) => installed != Some(v),
+                None => installed.is_none(),
+            }
+        })
     }
 
     fn install(&mut self, packages: Vec<Package>) {
@@ -112,9 +112,9 @@ impl HostPlanner<'_> {
     fn missing_packages(&self) -> Vec<Package> {
         let f = self.facts;
         let joined = super::joined(self.host, f);
-        self.missing(crate::render::packages(self.inputs.cluster, self.host))
-            .into_iter()
+        self.missing()
             .filter(|p| !(p.hold && joined && f.packages.contains_key(&p.name)))
+            .cloned()
             .collect()
     }
 
@@ -132,8 +132,7 @@ impl HostPlanner<'_> {
             }
         }
         changed |= self.files(desired, |p| p.starts_with("/etc/apt/"));
-        let needed = crate::render::packages(self.inputs.cluster, self.host);
-        if changed || !self.missing(needed).is_empty() {
+        if changed || self.missing().next().is_some() {
             self.actions.push(Action::AptUpdate);
         }
     }
@@ -216,10 +215,11 @@ impl HostPlanner<'_> {
         });
         let config: Vec<&DesiredFile> = desired.iter().filter(is_containerd).collect();
         self.service("containerd", &config, containerd_changed, false);
-        let hold: Vec<String> = crate::render::packages(self.inputs.cluster, self.host)
-            .into_iter()
+        let hold: Vec<String> = self
+            .packages
+            .iter()
             .filter(|p| p.hold && !f.held.contains(&p.name))
-            .map(|p| p.name)
+            .map(|p| p.name.clone())
             .collect();
         if !hold.is_empty() {
             self.actions.push(Action::Hold { packages: hold });
