@@ -363,6 +363,19 @@ impl<'a> Kubeadm<'a> {
         .await
     }
 
+    /// The plan's `DeleteNode`. It is planned only for a cluster whose API the survey
+    /// reached, so the survey's admin kubeconfig is there; a host phase may run it, on
+    /// several hosts at once, so it takes no `&mut self`.
+    pub async fn delete_node(&self, node: &str) -> Result<(), ApplyError> {
+        let kubeconfig = self
+            .kubeconfig
+            .as_deref()
+            .ok_or_else(|| ApplyError::Local("no admin kubeconfig to reach the API with".into()))?;
+        let client = api::client(kubeconfig).await?;
+        api::with_retries(|| api::delete_node(&client, node)).await?;
+        Ok(())
+    }
+
     /// The admin kubeconfig of the bootstrap control plane (read once, trimmed).
     pub async fn admin_kubeconfig(&mut self) -> Result<String, ApplyError> {
         if let Some(k) = &self.kubeconfig {

@@ -740,6 +740,10 @@ impl Connected {
             Action::KubeadmJoin {
                 control_plane: false,
             } => kubeadm.join_worker(host, remote).await,
+            Action::DeleteNode { node } => kubeadm
+                .delete_node(node)
+                .await
+                .map_err(|e| remote.error("cannot delete its Node", &e.to_string())),
             _ => {
                 let script = steps::script(action).expect("host actions have scripts");
                 remote.run(&label, &script).await.map(|_| ())

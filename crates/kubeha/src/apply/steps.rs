@@ -118,6 +118,7 @@ pub fn script(action: &Action) -> Option<String> {
         | Action::KubeadmInit
         | Action::KubeadmJoin { .. }
         | Action::RemoveEtcdMember { .. }
+        | Action::DeleteNode { .. }
         | Action::MintJoinCredentials { .. }
         | Action::ApplyCalico { .. }
         | Action::ApplyLabelsAndTaints { .. }

@@ -508,7 +508,16 @@ pub fn kubeadm_steps(inputs: &Inputs) -> Result<(Vec<Step>, Option<String>), Vec
                     });
                     continue;
                 }
-                None => push(Action::ResetPartialJoin),
+                None => {
+                    push(Action::ResetPartialJoin);
+                    // A join into a running cluster; an init makes the cluster anew.
+                    let registered_before = f.kubeadm.kubelet_conf || node(inputs, h).is_some();
+                    if !is_init && inputs.cluster_state.is_some() && registered_before {
+                        push(Action::DeleteNode {
+                            node: h.name.clone(),
+                        });
+                    }
+                }
             }
         }
         if is_cp && !is_init {

@@ -155,6 +155,13 @@ pub enum Action {
     MarkCluster,
     /// Clear what an interrupted `kubeadm join` left before joining again.
     ResetPartialJoin,
+    /// Delete, after its host's reset, the Node the host registered before (an
+    /// interrupted join's kubelet, or the replaced host's): `kubeadm join` refuses to
+    /// register a name a Ready Node has, and the API keeps a stopped kubelet's Node Ready
+    /// for its grace period. Deleting a Node that is already gone is the outcome asked for.
+    DeleteNode {
+        node: String,
+    },
     KubeadmInit,
     KubeadmJoin {
         control_plane: bool,
@@ -301,6 +308,10 @@ impl fmt::Display for Action {
             Action::ResetPartialJoin => {
                 f.write_str("kubeadm reset -f (an earlier init or join did not finish)")
             }
+            Action::DeleteNode { node } => write!(
+                f,
+                "delete Node {node} from the API, if its earlier kubelet registered it (kubeadm join refuses a Ready Node of its name)"
+            ),
             Action::KubeadmInit => {
                 f.write_str("kubeadm init --upload-certs (generated token and certificate key)")
             }

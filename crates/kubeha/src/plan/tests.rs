@@ -396,6 +396,8 @@ fn an_interrupted_control_plane_join_is_reset_then_joined_again() {
     let k = &mut facts.get_mut("k8s-master-3").unwrap().kubeadm;
     k.etcd_manifest = false;
     k.admin_conf = false;
+    // Its Node was not registered when the survey asked, but its kubelet may register it
+    // (and, with Calico running, make it Ready) before the reset stops it.
     let mut state = all_ready(&c);
     state.nodes.remove("k8s-master-3");
     let plan = run(&c, &facts, Some(&state)).unwrap();
@@ -404,6 +406,7 @@ fn an_interrupted_control_plane_join_is_reset_then_joined_again() {
         [
             "join credentials k8s-master-1: make a bootstrap token and upload the control-plane certificates (revoked when the run ends)",
             "join control planes k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)",
+            "join control planes k8s-master-3: delete Node k8s-master-3 from the API, if its earlier kubelet registered it (kubeadm join refuses a Ready Node of its name)",
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
             "cluster cluster: wait for 5 node(s) to be Ready and kube-system to be healthy",
             "cluster cluster: write the admin kubeconfig (mode 0600)",
@@ -1129,6 +1132,7 @@ fn a_stale_etcd_member_is_removed_through_a_healthy_one_before_its_host_rejoins(
         joins,
         [
             "join control planes k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)",
+            "join control planes k8s-master-3: delete Node k8s-master-3 from the API, if its earlier kubelet registered it (kubeadm join refuses a Ready Node of its name)",
             "join control planes k8s-master-3: remove stale etcd member a3 (never started, https://192.0.2.12:2380) through k8s-master-1",
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
         ]
@@ -1218,14 +1222,82 @@ fn a_host_holding_live_data_is_reset_only_when_named() {
     );
     let plan = run_replacing(&c, &facts, Some(&state), &["k8s-master-2", "k8s-worker-1"]).unwrap();
     let text = lines(&plan);
-    for host in ["k8s-master-2", "k8s-worker-1"] {
-        assert!(
-            text.iter().any(|l| l.ends_with(&format!(
-                "{host}: kubeadm reset -f (an earlier init or join did not finish)"
-            ))),
-            "{text:#?}"
+    // Each replaced host: reset, then its old Node deleted (the worker's is Ready, which
+    // kubeadm join refuses), then the join.
+    for (host, phase) in [
+        ("k8s-master-2", "join control planes"),
+        ("k8s-worker-1", "join workers"),
+    ] {
+        let steps: Vec<&str> = text
+            .iter()
+            .filter_map(|l| l.strip_prefix(&format!("{phase} {host}: ")))
+            .collect();
+        assert_eq!(steps.len(), 3, "{text:#?}");
+        assert_eq!(
+            steps[0],
+            "kubeadm reset -f (an earlier init or join did not finish)"
         );
+        assert!(steps[1].starts_with(&format!("delete Node {host} from the API")));
+        assert!(steps[2].starts_with("kubeadm join as a "));
     }
+    let deleted: Vec<&str> = plan
+        .steps
+        .iter()
+        .filter_map(|s| match &s.action {
+            Action::DeleteNode { node } => Some(node.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(deleted, ["k8s-master-2", "k8s-worker-1"]);
+}
+
+#[test]
+fn a_reset_deletes_a_node_only_in_a_running_cluster_and_only_one_its_host_registered() {
+    let c = seed();
+    // A half-done init: reset and init again, with no cluster to delete a Node from.
+    let mut facts = converged(&c);
+    only_first_control_plane_initialised(&mut facts);
+    facts
+        .get_mut("k8s-master-1")
+        .unwrap()
+        .kubeadm
+        .config_uploaded = Some(false);
+    let text = lines(&run(&c, &facts, None).unwrap());
+    assert!(text[0].ends_with("kubeadm reset -f (an earlier init or join did not finish)"));
+    assert!(!text.iter().any(|l| l.contains("delete Node")), "{text:#?}");
+    // A join killed before its kubelet bootstrapped, its host unknown to the API: the
+    // reset is all it needs.
+    let mut facts = converged(&c);
+    let k = &mut facts.get_mut("k8s-master-3").unwrap().kubeadm;
+    (k.etcd_manifest, k.admin_conf, k.kubelet_conf) = (false, false, false);
+    let mut state = all_ready(&c);
+    state.nodes.remove("k8s-master-3");
+    let text = lines(&run(&c, &facts, Some(&state)).unwrap());
+    assert!(
+        text.iter().any(|l| l
+            .ends_with("k8s-master-3: kubeadm reset -f (an earlier init or join did not finish)")),
+        "{text:#?}"
+    );
+    assert!(!text.iter().any(|l| l.contains("delete Node")), "{text:#?}");
+    // The same host with a NotReady Node the API still lists: the Node goes.
+    state.nodes.insert(
+        "k8s-master-3".into(),
+        NodeState {
+            ready: false,
+            ..ready_node(
+                &c,
+                c.hosts.iter().find(|h| h.name == "k8s-master-3").unwrap(),
+            )
+        },
+    );
+    let text = lines(&run(&c, &facts, Some(&state)).unwrap());
+    assert!(
+        text.iter()
+            .any(|l| l.starts_with("join control planes k8s-master-3: delete Node k8s-master-3")),
+        "{text:#?}"
+    );
+    // No other host's Node is ever deleted.
+    assert_eq!(text.iter().filter(|l| l.contains("delete Node")).count(), 1);
 }
 
 #[test]
