@@ -33,6 +33,10 @@ pub enum Phase {
     Prepare,
     /// `kubeadm init` on the first control plane.
     Init,
+    /// Calico, through the Kubernetes API, right after the init as kubeadm documents it:
+    /// its rollout then overlaps the joins, and each node that joins later gets
+    /// calico-node as soon as it registers.
+    Network,
     /// A bootstrap token (and the control-plane certificates) for the joins, when no
     /// init makes them.
     Credentials,
@@ -40,8 +44,6 @@ pub enum Phase {
     JoinControlPlanes,
     /// Workers join in parallel.
     JoinWorkers,
-    /// Calico, through the Kubernetes API.
-    Network,
     /// apiserver certificates re-signed for the spec's SANs, one control plane at a time.
     Certificates,
     /// `kubeadm upgrade apply` on one control plane, then `kubeadm upgrade node` on each
@@ -60,10 +62,10 @@ impl Phase {
         Phase::Backup,
         Phase::Prepare,
         Phase::Init,
+        Phase::Network,
         Phase::Credentials,
         Phase::JoinControlPlanes,
         Phase::JoinWorkers,
-        Phase::Network,
         Phase::Certificates,
         Phase::UpgradeControlPlanes,
         Phase::UpgradeKubelets,

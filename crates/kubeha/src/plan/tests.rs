@@ -283,11 +283,11 @@ fn fresh_hosts_get_the_whole_runbook_in_order() {
         kubeadm,
         [
             "init k8s-master-1: kubeadm init --upload-certs (generated token and certificate key)",
+            "network cluster: apply the Calico manifest (server-side apply, sha256:cc42628815fc)",
             "join control planes k8s-master-2: kubeadm join as a control plane (adds an etcd member)",
             "join control planes k8s-master-3: kubeadm join as a control plane (adds an etcd member)",
             "join workers k8s-worker-1: kubeadm join as a worker",
             "join workers k8s-worker-2: kubeadm join as a worker",
-            "network cluster: apply the Calico manifest (server-side apply, sha256:cc42628815fc)",
             "cluster cluster: wait for 5 node(s) to be Ready and kube-system to be healthy",
             "cluster cluster: write the admin kubeconfig (mode 0600)",
         ]

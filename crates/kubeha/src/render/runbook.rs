@@ -469,17 +469,17 @@ mod tests {
     use crate::spec::Cluster;
 
     #[test]
-    fn runbook_follows_the_seed_order() {
+    fn runbook_follows_the_seed_order_with_calico_right_after_the_init() {
         let text = render(&seed());
         let order = [
             "==> load-balancer: load balancer (HAProxy)",
             "==> k8s-master-1: kernel, swap, containerd",
             "==> k8s-worker-2: kernel, swap, containerd",
             "==> k8s-master-1: kubeadm init",
+            "==> Calico v3.28.1",
             "==> k8s-master-2: kubeadm join (control plane, one at a time)",
             "==> k8s-master-3: kubeadm join (control plane, one at a time)",
             "==> k8s-worker-1: kubeadm join",
-            "==> Calico v3.28.1",
         ];
         let mut at = 0;
         for step in order {
