@@ -431,5 +431,22 @@ fn nodes_are_added_removed_and_replaced_without_breaking_etcd() {
         ["cp-1", "cp-2", "cp-4", "worker-1", "worker-3"]
     );
     lab.assert_no_changes();
+
+    // A worker rebuilt in place (`apply --replace`): reset, its Node (Ready, which
+    // kubeadm join refuses to register again) deleted, joined anew.
+    let uid = || lab.kubectl_ok(&["get", "node", "worker-1", "-o", "jsonpath={.metadata.uid}"]);
+    let before = uid();
+    let (text, _) = lab.kubeha_ok(
+        &["apply"],
+        &["--replace", "worker-1", "--yes"],
+        "apply --replace worker-1",
+    );
+    assert!(text.contains("delete Node worker-1 from the API"), "{text}");
+    assert_ne!(uid(), before, "worker-1 registered a new Node");
+    assert_eq!(
+        lab.nodes(),
+        ["cp-1", "cp-2", "cp-4", "worker-1", "worker-3"]
+    );
+    lab.assert_no_changes();
     eprintln!("membership test: {:.0}s", began.elapsed().as_secs_f64());
 }
