@@ -284,7 +284,31 @@ def apply(run, label):
     r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "ndjson")
     r["phases"] = phases_of(r["_stdout"])
     r["slowest_steps"] = slowest_steps(r["_stdout"])
+    r["survey_s"] = survey_of(r["_stdout"])
     return r
+
+
+def survey_of(ndjson):
+    """The result document's `surveySeconds` (facts, the API's answers, the Calico check);
+    None from a kubeha that does not report it."""
+    for line in reversed(ndjson.splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and "surveySeconds" in doc:
+            return round(doc["surveySeconds"], 2)
+    return None
+
+
+def breakdown(r):
+    """Where an apply's wall time went: the survey, the phases, and the rest (connecting,
+    planning, revoking the join credentials, releasing the SSH masters)."""
+    phases = sum(r.get("phases", {}).values())
+    if r.get("survey_s") is None:
+        return f"phases {phases:.1f} s"
+    rest = r["wall_s"] - r["survey_s"] - phases
+    return f"survey {r['survey_s']} s, phases {phases:.1f} s, the rest {rest:.1f} s"
 
 
 def median_of(results):
@@ -534,7 +558,7 @@ def table(res):
                 x = before[k]
                 row(f"before ({before['binary']}): {k.replace('_', ' ')} (median of {x['runs']})",
                     f"{x['median_wall_s']} s wall ({x['median_cpu_with_children_s']} s CPU with ssh clients)")
-        row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s")
+        row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s ({breakdown(s['add_one_worker'])})")
     if a:
         row("load average (1, 5, 15 min) around the Ansible part", f"{a['load_before']} -> {a['load_after']}")
         row("Ansible cold (seed)", f"{a['cold']['wall_s']} s ({a['cold']['changed']} tasks changed), "
@@ -551,7 +575,7 @@ def table(res):
             f"({p['cold_apply']['peak_rss_with_ssh_mb']} MB with {p['cold_apply']['peak_ssh_processes']} ssh)")
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
             f"{p['noop_apply']['peak_rss_mb']} MB ({p['noop_apply']['peak_rss_with_ssh_mb']} MB with ssh)")
-        row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s")
+        row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s ({breakdown(p['add_one_worker'])})")
     for k, e in res.get("failed_parts", {}).items():
         row(f"{k}", f"failed: {e[:200]}")
     for p in res.get("scale_failed", []):

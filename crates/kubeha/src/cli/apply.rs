@@ -41,7 +41,10 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
         ));
     }
     block_on(args.remote.session(ui, loaded, async |connected| {
+        let asked = std::time::Instant::now();
         let mut survey = connected.survey_to_plan().await.map_err(runtime)?;
+        // The part of a run that grows with the cluster even when little changes.
+        let survey_seconds = asked.elapsed().as_secs_f64();
         survey.replace = args.replace.iter().cloned().collect();
         let (plan, plan_doc, timings) = show_and_run(ui, connected, &survey, args.yes).await?;
         let phases: Vec<_> = timings
@@ -53,6 +56,7 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             "cluster": connected.cluster.name,
             "changes": plan.steps.len(),
             "timings": phases,
+            "surveySeconds": survey_seconds,
             "kubeconfig": connected.options.kubeconfig,
         });
         if ui.format != Format::Ndjson {
