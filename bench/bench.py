@@ -289,19 +289,22 @@ def apply(run, label):
 
 
 def survey_of(ndjson):
-    """The result document's `surveySeconds` (facts, the API's answers, the Calico check);
-    None from a kubeha that does not report it."""
+    """The result's `surveySeconds` (facts, the API's answers, the Calico check), from
+    `-o json`'s document or `-o ndjson`'s `result` event; None from a kubeha that does not
+    report it."""
     for line in reversed(ndjson.splitlines()):
         try:
             doc = json.loads(line)
         except ValueError:
             continue
+        if isinstance(doc, dict) and isinstance(doc.get("result"), dict):
+            doc = doc["result"]
         if isinstance(doc, dict) and "surveySeconds" in doc:
             return round(doc["surveySeconds"], 2)
     return None
 
 
-def breakdown(r):
+def apply_split(r):
     """Where an apply's wall time went: the survey, the phases, and the rest (connecting,
     planning, revoking the join credentials, releasing the SSH masters)."""
     phases = sum(r.get("phases", {}).values())
@@ -558,7 +561,7 @@ def table(res):
                 x = before[k]
                 row(f"before ({before['binary']}): {k.replace('_', ' ')} (median of {x['runs']})",
                     f"{x['median_wall_s']} s wall ({x['median_cpu_with_children_s']} s CPU with ssh clients)")
-        row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s ({breakdown(s['add_one_worker'])})")
+        row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s ({apply_split(s['add_one_worker'])})")
     if a:
         row("load average (1, 5, 15 min) around the Ansible part", f"{a['load_before']} -> {a['load_after']}")
         row("Ansible cold (seed)", f"{a['cold']['wall_s']} s ({a['cold']['changed']} tasks changed), "
@@ -575,7 +578,7 @@ def table(res):
             f"({p['cold_apply']['peak_rss_with_ssh_mb']} MB with {p['cold_apply']['peak_ssh_processes']} ssh)")
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
             f"{p['noop_apply']['peak_rss_mb']} MB ({p['noop_apply']['peak_rss_with_ssh_mb']} MB with ssh)")
-        row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s ({breakdown(p['add_one_worker'])})")
+        row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s ({apply_split(p['add_one_worker'])})")
     for k, e in res.get("failed_parts", {}).items():
         row(f"{k}", f"failed: {e[:200]}")
     for p in res.get("scale_failed", []):
