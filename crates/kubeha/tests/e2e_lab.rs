@@ -725,9 +725,9 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
     a_changed_label_is_one_step_applied_through_the_api(&guard, &spec, &state);
 
     // A control plane rebuilt from scratch: the run that joins it makes a token through
-    // the API and uploads the certificates, and neither shows on a command line.
-    let out = kubectl(&guard, "delete node cp-3");
-    assert!(out.status.success(), "{}", stderr(&out));
+    // the API and uploads the certificates, and neither shows on a command line. The
+    // host is wiped first and its Node deleted after, as kubeadm's docs order it: a
+    // kubelet still running would register the Node again (Ready), and the join refuse it.
     let out = guard.lab(&[
         "ssh",
         "cp-3",
@@ -737,6 +737,8 @@ fn apply_builds_the_seed_cluster_resumes_after_a_kill_and_then_changes_nothing()
         "-c",
         "kubeadm reset -f --cri-socket unix:///var/run/containerd/containerd.sock && rm -rf /etc/kubernetes/pki /var/lib/etcd",
     ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = kubectl(&guard, "delete node cp-3");
     assert!(out.status.success(), "{}", stderr(&out));
     let samplers = [
         // etcdctl health checks run there all through the join.
