@@ -1254,7 +1254,7 @@ fn a_host_holding_live_data_is_reset_only_when_named() {
 }
 
 #[test]
-fn a_reset_join_deletes_a_node_only_one_its_host_registered() {
+fn a_reset_join_deletes_a_node_only_when_its_host_may_have_registered_one() {
     let c = seed();
     // (A half-done init, reset and made anew, deletes none: see
     // `an_init_that_stopped_before_uploading_its_config_is_redone`.)
