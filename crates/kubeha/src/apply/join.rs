@@ -13,9 +13,8 @@ use super::{steps, ApplyError, Connected, Survey};
 use crate::api;
 use crate::facts::cluster::{parse_etcd, raft_indexes, EtcdMember, EtcdView};
 use crate::plan::Action;
-use crate::quote::shell as quote;
 use crate::remote::{Remote, RemoteError};
-use crate::render::{self, KubeadmSecrets};
+use crate::render::{self, KubeadmSecrets, UPLOAD_CERTS_CONFIG};
 use crate::spec::{url_host, Host, Role};
 use crate::wait::{self, Check};
 
@@ -25,25 +24,6 @@ const CREDENTIALS_MAX_AGE: Duration = Duration::from_secs(90 * 60);
 const TOKEN_TTL: Duration = Duration::from_secs(2 * 3600);
 /// How long the API may take to answer through the load balancer right after init.
 const API_WITHIN: Duration = Duration::from_secs(60);
-
-/// The config `kubeadm init phase upload-certs` reads the certificate key from.
-const UPLOAD_CERTS_CONFIG: &str = "/etc/kubeha/kubeadm-upload-certs.yaml";
-/// Every file kubeha puts a secret in on a host; a killed run can leave any of them.
-pub const SECRET_FILES: [&str; 3] = [
-    render::KUBEADM_INIT_CONFIG,
-    render::KUBEADM_JOIN_CONFIG,
-    UPLOAD_CERTS_CONFIG,
-];
-
-/// Removes the secret-bearing files and their temporaries ([`Remote::write_file`]'s
-/// `<path>.kubeha-XXXXXX`).
-pub fn remove_secret_files() -> String {
-    let files: Vec<String> = SECRET_FILES
-        .iter()
-        .map(|f| format!("{q} {q}.kubeha-*", q = quote(f)))
-        .collect();
-    format!("rm -f -- {}", files.join(" "))
-}
 
 pub struct Kubeadm<'a> {
     c: &'a Connected,
@@ -505,36 +485,6 @@ mod tests {
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         assert_ne!(generate_token(), token, "each run draws new secrets");
         assert_ne!(generate_certificate_key(), key);
-    }
-
-    #[test]
-    fn the_next_run_removes_every_secret_file_a_killed_run_left() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().display().to_string();
-        let mut left = Vec::new();
-        for f in SECRET_FILES {
-            let file = format!("{root}{f}");
-            std::fs::create_dir_all(std::path::Path::new(&file).parent().unwrap()).unwrap();
-            std::fs::write(&file, "token: x").unwrap();
-            std::fs::write(format!("{file}.kubeha-Ab12Cd"), "token: x").unwrap();
-            left.push(file);
-        }
-        let keep = format!("{root}/etc/kubeha/keepalived-check.sh");
-        std::fs::write(&keep, "").unwrap();
-        // The same script, aimed under the temporary root.
-        let script = remove_secret_files().replace(" /etc/", &format!(" {root}/etc/"));
-        assert!(script.contains(&root), "{script}");
-        let ok = std::process::Command::new("sh")
-            .args(["-c", &script])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok);
-        let remaining: Vec<_> = std::fs::read_dir(format!("{root}/etc/kubeha"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        assert_eq!(remaining, ["keepalived-check.sh"]);
     }
 
     /// One poll's output, as the gate's script prints it: three lines of base64 JSON.

@@ -502,24 +502,13 @@ impl Connected {
         trusted_admin_kubeconfig(&self.cluster, &host.name, bytes).map(Some)
     }
 
-    /// Runs the plan's steps phase by phase. Secret files a killed run left are removed
-    /// first; join credentials a run made are revoked at the end, whether it succeeded
-    /// or not (a killed run's too).
+    /// Runs the plan's steps phase by phase (secret files a killed run left are the plan's
+    /// to remove, where the facts found them); join credentials a run made are revoked at
+    /// the end, whether it succeeded or not (a killed run's too).
     pub async fn execute(&self, plan: &Plan, survey: &Survey) -> Result<Timings, ApplyError> {
         if plan.is_empty() {
             return Ok(Timings::default());
         }
-        let hosts: Vec<&Host> = self.cluster.hosts.iter().collect();
-        self.each_host(hosts, |_, remote| async move {
-            remote
-                .run(
-                    "cannot remove secret files a killed run left",
-                    &join::remove_secret_files(),
-                )
-                .await
-                .map(|_| ())
-        })
-        .await?;
         let mut kubeadm = join::Kubeadm::new(self, survey, plan.bootstrap.as_deref());
         let mut upgrade = upgrade::Run::start(plan, survey).await?;
         let result = self.run_plan(plan, &mut kubeadm, &mut upgrade).await;

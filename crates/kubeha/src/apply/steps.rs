@@ -86,6 +86,10 @@ pub fn script(action: &Action) -> Option<String> {
         Action::MergeBlock { path, .. } => {
             format!("set -e\n{}", merge_block_sh(&quote(path), "cat"))
         }
+        // Every such file, not just the paths listed: the command holds no host's words.
+        Action::RemoveSecretLeftovers { .. } => {
+            format!("rm -f -- {}", crate::render::secret_file_globs())
+        }
         Action::ResetPartialJoin => format!(
             "kubeadm reset -f --cri-socket {CRI_SOCKET}\nrm -rf /etc/kubernetes/pki /var/lib/etcd"
         ),
@@ -297,7 +301,7 @@ pub fn marker(cluster_name: &str) -> (String, &'static str) {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::render::Package;
+    use crate::render::{Package, SECRET_FILES};
 
     /// `sh -n` accepts the script.
     pub(crate) fn sh_syntax_ok(script: &str) -> bool {
@@ -341,6 +345,9 @@ pub(crate) mod tests {
             Action::MergeBlock {
                 path: "/etc/hosts".into(),
                 block: "x".into(),
+            },
+            Action::RemoveSecretLeftovers {
+                paths: vec!["/etc/kubeha/kubeadm-join.yaml".into()],
             },
             Action::ResetPartialJoin,
             Action::UpgradePackages {
@@ -432,5 +439,38 @@ pub(crate) mod tests {
             std::fs::read_to_string(&hosts).unwrap(),
             "127.0.0.1 localhost\n::1 ip6\n# BEGIN kubeha\n10.0.0.5 load-balancer.local\n# END kubeha\n"
         );
+    }
+
+    #[test]
+    fn the_next_run_removes_every_secret_file_a_killed_run_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let mut left = Vec::new();
+        for f in SECRET_FILES {
+            let file = format!("{root}{f}");
+            std::fs::create_dir_all(std::path::Path::new(&file).parent().unwrap()).unwrap();
+            std::fs::write(&file, "token: x").unwrap();
+            std::fs::write(format!("{file}.kubeha-Ab12Cd"), "token: x").unwrap();
+            left.push(file);
+        }
+        let keep = format!("{root}/etc/kubeha/keepalived-check.sh");
+        std::fs::write(&keep, "").unwrap();
+        // The same script, aimed under the temporary root.
+        let removal = Action::RemoveSecretLeftovers { paths: Vec::new() };
+        let script = script(&removal)
+            .unwrap()
+            .replace(" /etc/", &format!(" {root}/etc/"));
+        assert!(script.contains(&root), "{script}");
+        let ok = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let remaining: Vec<_> = std::fs::read_dir(format!("{root}/etc/kubeha"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(remaining, ["keepalived-check.sh"]);
     }
 }

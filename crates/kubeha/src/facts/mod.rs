@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::quote::shell as quote;
-use crate::render::hosts_entry;
+use crate::render::{self, hosts_entry};
 use crate::spec::{Cluster, EndpointHost};
 
 /// Services kubeha manages.
@@ -142,6 +142,9 @@ pub struct HostFacts {
     /// A load balancer's HAProxy and virtual IP ([`load_balancer_queries`]); `None` on
     /// other hosts.
     pub load_balancer: Option<LoadBalancerFacts>,
+    /// Files holding kubeadm secrets that a killed run left ([`render::SECRET_FILES`] and
+    /// their write temporaries): a run removes them only where they are.
+    pub secret_leftovers: BTreeSet<String>,
 }
 
 /// What a load balancer reports in the facts' round trip.
@@ -375,6 +378,11 @@ fi
         Some(name) => s.push_str(&format!("n={}\necho endpoint.hosts_file=\n", quote(name))),
         None => s.push_str("n=\n"),
     }
+    // Builtins only: a glob that matches nothing stays itself and fails the test.
+    s.push_str(&format!(
+        "for f in {}; do {{ [ -e \"$f\" ] || [ -L \"$f\" ]; }} && printf 'secret_leftover=%s\\n' \"$f\"; done\n",
+        render::secret_file_globs()
+    ));
     // One awk over the files it can open (mawk stops at the first it cannot): memory,
     // swap, overlay, kubeha's block in /etc/hosts (and the cloud-init template), and the
     // lines outside that block naming the endpoint.
@@ -546,6 +554,9 @@ pub fn parse(output: &str) -> HostFacts {
             "kubeadm.kubelet.conf" => f.kubeadm.kubelet_conf = true,
             "kubeadm.manifests/etcd.yaml" => f.kubeadm.etcd_manifest = true,
             "kubeadm_running" => f.kubeadm_running = true,
+            "secret_leftover" if render::is_secret_file(value) => {
+                f.secret_leftovers.insert(value.into());
+            }
             "clock" => f.clock = value.trim().parse().ok(),
             "lb.stats" => {
                 load_balancer(&mut f).stats = Ok(decode_base64(value).unwrap_or_default())
@@ -809,6 +820,46 @@ mod tests {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+
+    #[test]
+    fn secret_files_a_killed_run_left_are_found_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().display().to_string();
+        let etc = dir.path().join("etc/kubeha");
+        std::fs::create_dir_all(&etc).unwrap();
+        std::fs::write(etc.join("kubeadm-join.yaml"), "token: x").unwrap();
+        std::fs::write(etc.join("kubeadm-init.yaml.kubeha-Ab12Cd"), "token: x").unwrap();
+        // A dangling symlink is still a file `rm -f` removes.
+        std::os::unix::fs::symlink("/nonexistent", etc.join("kubeadm-upload-certs.yaml")).unwrap();
+        std::fs::write(etc.join("kubeadm-other.yaml"), "").unwrap();
+        std::fs::write(etc.join("keepalived-check.sh"), "").unwrap();
+        // The same script, aimed under the temporary root, and its answer read back as
+        // the host's own paths.
+        let script = script(&[], false, None, None)
+            .replace(" /etc/kubeha/", &format!(" {root}/etc/kubeha/"));
+        assert!(script.contains(&root));
+        let out = std::process::Command::new("sh")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).replace(&root, "");
+        let facts = parse(&stdout);
+        let found: Vec<&str> = facts.secret_leftovers.iter().map(String::as_str).collect();
+        assert_eq!(
+            found,
+            [
+                "/etc/kubeha/kubeadm-init.yaml.kubeha-Ab12Cd",
+                "/etc/kubeha/kubeadm-join.yaml",
+                "/etc/kubeha/kubeadm-upload-certs.yaml",
+            ]
+        );
+        // A host cannot make the plan name any other path.
+        let hostile = "secret_leftover=/etc/passwd\n\
+            secret_leftover=/etc/kubeha/kubeadm-join.yaml.kubeha-../../x\n\
+            secret_leftover=/etc/kubeha/kubeadm-join.yaml.kubeha-\n\
+            secret_leftover=/etc/kubeha/kubeadm-join.yaml.kubeha-Ab1 rm\n";
+        assert!(parse(hostile).secret_leftovers.is_empty());
     }
 
     #[test]

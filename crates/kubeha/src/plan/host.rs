@@ -20,6 +20,11 @@ pub fn prepare(
         packages: crate::render::packages(inputs.cluster, host),
         actions: Vec::new(),
     };
+    if !facts.secret_leftovers.is_empty() {
+        p.actions.push(Action::RemoveSecretLeftovers {
+            paths: facts.secret_leftovers.iter().cloned().collect(),
+        });
+    }
     p.apt(desired);
     if host.is_kube_node() {
         p.kernel(desired);

@@ -155,6 +155,11 @@ pub enum Action {
         start: bool,
     },
     MarkCluster,
+    /// Remove the files holding kubeadm secrets (a token, a certificate key) that a killed
+    /// run left on the host.
+    RemoveSecretLeftovers {
+        paths: Vec<String>,
+    },
     /// Clear what an interrupted `kubeadm join` left before joining again.
     ResetPartialJoin,
     /// Delete, after its host's reset, the Node the host registered before (an
@@ -307,6 +312,11 @@ impl fmt::Display for Action {
                 start: false,
             } => write!(f, "enable {service}"),
             Action::MarkCluster => f.write_str("record the cluster name in /etc/kubeha/cluster"),
+            Action::RemoveSecretLeftovers { paths } => write!(
+                f,
+                "remove what a killed run left holding kubeadm secrets: {}",
+                paths.join(", ")
+            ),
             Action::ResetPartialJoin => {
                 f.write_str("kubeadm reset -f (an earlier init or join did not finish)")
             }

@@ -783,6 +783,49 @@ fn a_live_cluster_with_its_etcd_plans_nothing() {
     assert!(plan.is_empty(), "{:#?}", lines(&plan));
 }
 
+/// Only the hosts where the facts found them: a run that changes one host does not send
+/// every host a command.
+#[test]
+fn secret_files_a_killed_run_left_are_removed_where_they_are_and_only_there() {
+    let c = seed();
+    let (mut facts, state) = live(&c);
+    let worker = c.workers().next().unwrap().name.clone();
+    let leftovers = [
+        "/etc/kubeha/kubeadm-join.yaml",
+        "/etc/kubeha/kubeadm-join.yaml.kubeha-Ab12Cd",
+    ];
+    facts.get_mut(&worker).unwrap().secret_leftovers =
+        leftovers.iter().map(|p| p.to_string()).collect();
+    let plan = run(&c, &facts, Some(&state)).unwrap();
+    assert_eq!(
+        lines(&plan),
+        [format!(
+            "prepare {worker}: remove what a killed run left holding kubeadm secrets: {}",
+            leftovers.join(", ")
+        )]
+    );
+    // On a fresh host, before anything else it is given.
+    let mut facts = fresh(&c);
+    facts.get_mut(&worker).unwrap().secret_leftovers =
+        leftovers.iter().map(|p| p.to_string()).collect();
+    let plan = run(&c, &facts, None).unwrap();
+    let first = plan
+        .steps
+        .iter()
+        .find(|s| s.host.as_deref() == Some(worker.as_str()))
+        .unwrap();
+    assert!(
+        matches!(first.action, Action::RemoveSecretLeftovers { .. }),
+        "{first:?}"
+    );
+    let removals = plan
+        .steps
+        .iter()
+        .filter(|s| matches!(s.action, Action::RemoveSecretLeftovers { .. }))
+        .count();
+    assert_eq!(removals, 1);
+}
+
 #[test]
 fn a_deleted_kubeadm_config_with_healthy_etcd_is_a_conflict_and_never_a_reset() {
     let c = seed();

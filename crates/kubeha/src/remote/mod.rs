@@ -411,7 +411,7 @@ impl Remote {
         let script = format!(
             "set -e; umask 077; mkdir -p {dir}; t=$(mktemp {tmp}); cat > \"$t\"; chmod {mode:o} \"$t\"; mv -f \"$t\" {path}",
             dir = quote(&dir),
-            tmp = quote(&format!("{path}.kubeha-XXXXXX")),
+            tmp = quote(&format!("{path}{}XXXXXX", crate::render::WRITE_TEMP_INFIX)),
             path = quote(path),
         );
         let out = self

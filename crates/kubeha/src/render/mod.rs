@@ -227,6 +227,40 @@ pub fn packages(cluster: &Cluster, host: &Host) -> Vec<Package> {
 /// Files kubeadm's configs live in on the host.
 pub const KUBEADM_INIT_CONFIG: &str = "/etc/kubeha/kubeadm-init.yaml";
 pub const KUBEADM_JOIN_CONFIG: &str = "/etc/kubeha/kubeadm-join.yaml";
+/// The config `kubeadm init phase upload-certs` reads the certificate key from.
+pub const UPLOAD_CERTS_CONFIG: &str = "/etc/kubeha/kubeadm-upload-certs.yaml";
+/// Every file kubeha puts a secret in on a host; a killed run can leave any of them, and
+/// the temporaries of their writes (`<path>.kubeha-XXXXXX`, see `Remote::write_file`).
+pub const SECRET_FILES: [&str; 3] = [
+    KUBEADM_INIT_CONFIG,
+    KUBEADM_JOIN_CONFIG,
+    UPLOAD_CERTS_CONFIG,
+];
+/// What [`SECRET_FILES`]' write temporaries add to the name.
+pub const WRITE_TEMP_INFIX: &str = ".kubeha-";
+
+/// [`SECRET_FILES`] and the globs of their write temporaries, quoted for a shell word list.
+pub fn secret_file_globs() -> String {
+    let words: Vec<String> = SECRET_FILES
+        .iter()
+        .map(|f| format!("{q} {q}{WRITE_TEMP_INFIX}*", q = crate::quote::shell(f)))
+        .collect();
+    words.join(" ")
+}
+
+/// `path` is one of [`SECRET_FILES`] or a write temporary of one (`mktemp`'s suffix).
+pub fn is_secret_file(path: &str) -> bool {
+    SECRET_FILES.iter().any(|f| {
+        path == *f
+            || path
+                .strip_prefix(f)
+                .and_then(|rest| rest.strip_prefix(WRITE_TEMP_INFIX))
+                .is_some_and(|suffix| {
+                    (1..=16).contains(&suffix.len())
+                        && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+                })
+    })
+}
 
 /// Every file kubeha manages on one host, in the order it writes them.
 pub fn host_files(cluster: &Cluster, host: &Host, inputs: &RenderInputs) -> Vec<RenderedFile> {
