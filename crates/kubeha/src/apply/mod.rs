@@ -748,7 +748,7 @@ impl Connected {
     }
 
     /// Ends the run's use of every master connection, all at once: kept masters start
-    /// their short linger, the others are closed (each `ssh -O exit` is a process).
+    /// their short linger, the others are closed.
     pub async fn close(self) {
         tracing::info!(
             ssh_commands = crate::remote::commands_sent(),

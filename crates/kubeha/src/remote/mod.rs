@@ -1,5 +1,7 @@
 //! SSH to the hosts: one multiplexed OpenSSH connection per host, reused for every
-//! command and file of a run, and kept briefly for the next run (see [`reuse`]).
+//! command and file of a run, and kept briefly for the next run (see [`reuse`]). Commands
+//! reach the master through its control socket from this process (openssh's native mux
+//! client): the master is the only ssh process a host costs, however many commands it gets.
 //! Commands run as root (through `sudo -n` for other users), with a timeout, and
 //! everything a host prints is kept in a per-host log with known secrets redacted.
 
@@ -267,8 +269,8 @@ impl Remote {
                     .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
                 reuse::count_started();
                 // Detached: the master outlives this process, and a drop never ends it.
-                let (ctl, master_log) = Session::new_process_mux(master).detach();
-                let session = Arc::new(Session::resume(ctl, master_log));
+                let (ctl, master_log) = Session::new_native_mux(master).detach();
+                let session = Arc::new(Session::resume_mux(ctl, master_log));
                 let hold = start_hold(&session, false)
                     .await
                     .map_err(|e| fail("cannot hold the SSH connection open", e))?;
@@ -287,7 +289,7 @@ impl Remote {
                 // while others run kubeadm, up to ten command timeouts), yet one left behind
                 // by a killed kubeha should not linger for ever.
                 .control_persist(ControlPersist::IdleFor(master_idle_limit(timeout)));
-            let session = tokio::time::timeout(limit, builder.connect(&destination))
+            let session = tokio::time::timeout(limit, builder.connect_mux(&destination))
                 .await
                 .map_err(|_| no_session())?
                 .map_err(|e| fail("cannot connect over SSH", error_chain(&e)))?;
@@ -560,7 +562,7 @@ impl Remote {
 async fn resume(slot: &Path, wait: Duration) -> Option<(Arc<Session>, Child<Arc<Session>>)> {
     for socket in reuse::candidates(slot) {
         let master_log = socket.with_file_name("log").into_boxed_path();
-        let session = Arc::new(Session::resume(
+        let session = Arc::new(Session::resume_mux(
             socket.clone().into_boxed_path(),
             Some(master_log),
         ));
