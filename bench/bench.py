@@ -278,10 +278,10 @@ def slowest_steps(ndjson, top=5):
             for ph, xs in steps.items()}
 
 
-def apply(run, label):
+def apply(run, label, binary=KUBEHA):
     log(f"{run.name}: kubeha apply ({label})")
     # ndjson: the progress events (each host step's seconds), then the result document.
-    r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "ndjson")
+    r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "ndjson", binary=binary)
     r["phases"] = phases_of(r["_stdout"])
     r["slowest_steps"] = slowest_steps(r["_stdout"])
     r["survey_s"] = survey_of(r["_stdout"])
@@ -478,15 +478,21 @@ def seed_ansible(args, debs, state_root):
         return out
 
 
-def scale_point(workers, debs, state_root):
+def scale_point(workers, debs, state_root, before=None):
     with lab_lock(), LabRun(f"bench-w{workers}", "seed", workers, debs, state_root) as run:
         out = {"workers": workers, "lab_up_s": run.lab_up_s, "load_before": loadavg()}
         cold = apply(run, f"cold, {workers} workers")
         out["cold_apply"] = public(cold)
         out["noop_apply"] = noop(run, "apply", 3)
+        if before:
+            out["before"] = {"binary": str(before), "noop_apply": noop(run, "apply", 3, binary=before)}
         run.up(workers=workers + 1)
         added = apply(run, "add one worker")
         out["add_one_worker"] = public(added)
+        if before:
+            # The earlier binary adds the next worker to the same cluster, one larger.
+            run.up(workers=workers + 2)
+            out["before"]["add_one_worker"] = public(apply(run, "add one worker", binary=before))
         out["node_memory_mb"] = run.node_memory_mb()
         out["load_after"] = loadavg()
         return out
@@ -579,6 +585,11 @@ def table(res):
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
             f"{p['noop_apply']['peak_rss_mb']} MB ({p['noop_apply']['peak_rss_with_ssh_mb']} MB with ssh)")
         row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s ({apply_split(p['add_one_worker'])})")
+        b = p.get("before")
+        if b:
+            row(f"{w} workers, before ({b['binary']}): no-op apply (median of 3)", f"{b['noop_apply']['median_wall_s']} s")
+            row(f"{w} workers, before ({b['binary']}): add one more worker",
+                f"{b['add_one_worker']['wall_s']} s ({apply_split(b['add_one_worker'])})")
     for k, e in res.get("failed_parts", {}).items():
         row(f"{k}", f"failed: {e[:200]}")
     for p in res.get("scale_failed", []):
@@ -601,7 +612,7 @@ def main():
     ap.add_argument("--debs", nargs="+", default=[])
     ap.add_argument("--table-only", action="store_true", help="rewrite results.md from results.json")
     ap.add_argument("--runs", type=int, default=5)
-    ap.add_argument("--before", type=Path, help="an earlier kubeha binary: its no-op figures on the seed lab too")
+    ap.add_argument("--before", type=Path, help="an earlier kubeha binary: its no-op figures on the seed lab, and its no-op and an add-one at each scale point, too")
     ap.add_argument("--ansible-runs", type=int, default=3)
     ap.add_argument("--scale", default="2 10 25 50")
     ap.add_argument("--parts", default="seed,ansible,scale,drills")
@@ -662,7 +673,7 @@ def main():
                 res["scale_failed"].append({"workers": w, "error": f"not started: past --stop-at {args.stop_at}"})
                 break
             try:
-                res["scale"].append(scale_point(w, args.debs, state_root))
+                res["scale"].append(scale_point(w, args.debs, state_root, args.before))
             except (SystemExit, subprocess.CalledProcessError) as e:
                 res["scale_failed"].append({"workers": w, "error": str(e)[:300]})
                 save()
