@@ -131,6 +131,9 @@ pub struct Connected {
     pub redactor: Arc<Redactor>,
     pub progress: Arc<Progress>,
     pub options: Options,
+    /// How long connecting to every host took (a reused master costs a check, a new one
+    /// a key exchange and login).
+    pub connect_seconds: f64,
 }
 
 /// Connects to every host (bounded concurrency), failing with every unreachable host.
@@ -177,6 +180,7 @@ async fn open(
     progress: Arc<Progress>,
     skip: &BTreeSet<String>,
 ) -> Result<(Connected, BTreeMap<String, RemoteError>), ApplyError> {
+    let started = Instant::now();
     let run = RunDir::create(&options.run_dir, &cluster).map_err(ApplyError::Local)?;
     let redactor = Arc::new(Redactor::default());
     let limit = Arc::new(Semaphore::new(options.concurrency.max(1)));
@@ -224,6 +228,7 @@ async fn open(
             redactor,
             progress,
             options,
+            connect_seconds: started.elapsed().as_secs_f64(),
         },
         errors,
     ))

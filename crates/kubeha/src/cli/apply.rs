@@ -57,6 +57,12 @@ pub fn run(ui: &Ui, args: Args) -> Result<(), Failure> {
             "changes": plan.steps.len(),
             "timings": phases,
             "surveySeconds": survey_seconds,
+            "connectSeconds": connected.connect_seconds,
+            // Masters this run started (key exchange and login) and reused from the last.
+            "sshMasters": {
+                "started": crate::remote::masters_started(),
+                "reused": crate::remote::masters_reused(),
+            },
             "kubeconfig": connected.options.kubeconfig,
         });
         if ui.format != Format::Ndjson {
