@@ -259,6 +259,35 @@ class LabRun:
         return mem
 
 
+def hosts_cpu_s(run):
+    """CPU seconds the lab's containers have used so far, from their cgroups' cpu.stat
+    (under systemd's or cgroupfs's cgroup driver), and how many containers."""
+    ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", f"name=kubeha-lab-{run.name}-"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    usec = 0
+    for i in ids:
+        for stat in (Path(f"/sys/fs/cgroup/system.slice/docker-{i}.scope/cpu.stat"),
+                     Path(f"/sys/fs/cgroup/docker/{i}/cpu.stat")):
+            if stat.exists():
+                usec += int(re.search(r"^usage_usec (\d+)", stat.read_text(), re.M).group(1))
+                break
+    return usec / 1e6, len(ids)
+
+
+def noop_hosts_cpu(run):
+    """What one no-op apply costs the hosts themselves (facts scripts, sshd, the API's
+    answers): their CPU over the run, less what they use idle over as long a time after it.
+    The lab's hosts share this machine's cores, so this bounds the no-op's wall time here."""
+    before, containers = hosts_cpu_s(run)
+    r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "json")
+    during = hosts_cpu_s(run)[0] - before
+    time.sleep(r["wall_s"])
+    idle = hosts_cpu_s(run)[0] - before - during
+    # The containers include the lab's package mirror, which a no-op does not use.
+    return {"wall_s": r["wall_s"], "hosts_cpu_s": round(during - idle, 2), "idle_cpu_s": round(idle, 2),
+            "containers": containers}
+
+
 def slowest_steps(ndjson, top=5):
     """The slowest host steps of each phase, from kubeha's progress events (`-o ndjson`): a
     host's `done` event carries its step and seconds; the phase is the last one started."""
@@ -284,14 +313,16 @@ def apply(run, label, binary=KUBEHA):
     r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "ndjson", binary=binary)
     r["phases"] = phases_of(r["_stdout"])
     r["slowest_steps"] = slowest_steps(r["_stdout"])
-    r["survey_s"] = survey_of(r["_stdout"])
+    result = result_of(r["_stdout"])
+    r["survey_s"] = round(result["surveySeconds"], 2) if "surveySeconds" in result else None
+    if "connectSeconds" in result:
+        r["connect_s"] = round(result["connectSeconds"], 2)
+        r["ssh_masters"] = result["sshMasters"]
     return r
 
 
-def survey_of(ndjson):
-    """The result's `surveySeconds` (facts, the API's answers, the Calico check), from
-    `-o json`'s document or `-o ndjson`'s `result` event; None from a kubeha that does not
-    report it."""
+def result_of(ndjson):
+    """The result document of `-o json`, or `-o ndjson`'s `result` event; {} when none."""
     for line in reversed(ndjson.splitlines()):
         try:
             doc = json.loads(line)
@@ -299,19 +330,43 @@ def survey_of(ndjson):
             continue
         if isinstance(doc, dict) and isinstance(doc.get("result"), dict):
             doc = doc["result"]
-        if isinstance(doc, dict) and "surveySeconds" in doc:
-            return round(doc["surveySeconds"], 2)
-    return None
+        if isinstance(doc, dict) and "changes" in doc:
+            return doc
+    return {}
+
+
+def add_one(run, workers, binary=KUBEHA):
+    """Adds the worker `workers` to the converged cluster as an operator does: `plan` shows
+    it (this run finds the SSH masters gone when growing the lab outlasted their linger),
+    then `apply` makes it, with the masters the plan left."""
+    grow_s = run.up(workers=workers)
+    log(f"{run.name}: kubeha plan (one worker more)")
+    shown = run.kubeha("plan", "-f", run.spec, "--detailed-exitcode", "-o", "json", binary=binary, check=False)
+    if shown["rc"] != 3:
+        sys.stderr.write(shown["_stderr"][-4000:])
+        raise SystemExit(f"the plan before adding worker-{workers} exited {shown['rc']}, not 3 (changes)")
+    added = public(apply(run, "add one worker", binary=binary))
+    added["grow_lab_s"] = grow_s
+    added["plan_first"] = {k: shown[k] for k in ("wall_s", "cpu_s", "peak_ssh_processes")}
+    return added
 
 
 def apply_split(r):
-    """Where an apply's wall time went: the survey, the phases, and the rest (connecting,
-    planning, revoking the join credentials, releasing the SSH masters)."""
+    """Where an apply's wall time went: connecting, the survey, the phases, and the rest
+    (planning, revoking the join credentials, releasing the SSH masters)."""
     phases = sum(r.get("phases", {}).values())
     if r.get("survey_s") is None:
         return f"phases {phases:.1f} s"
-    rest = r["wall_s"] - r["survey_s"] - phases
-    return f"survey {r['survey_s']} s, phases {phases:.1f} s, the rest {rest:.1f} s"
+    connect = r.get("connect_s")
+    rest = r["wall_s"] - r["survey_s"] - phases - (connect or 0)
+    parts = [f"survey {r['survey_s']} s", f"phases {phases:.1f} s", f"the rest {rest:.1f} s"]
+    if connect is not None:
+        m = r["ssh_masters"]
+        parts.insert(0, f"connect {connect} s ({m['started']} masters started, {m['reused']} reused)")
+    split = ", ".join(parts)
+    if "plan_first" in r:
+        split += f"; the plan before it {r['plan_first']['wall_s']} s"
+    return split
 
 
 def median_of(results):
@@ -424,6 +479,7 @@ def seed_kubeha(args, debs, state_root):
         out["noop_apply"] = noop(run, "apply", args.runs)
         log("bench-seed: where the no-op time goes (strace timeline)")
         out["noop_breakdown"] = breakdown(run)
+        out["noop_hosts_cpu"] = noop_hosts_cpu(run)
         if args.before:
             # An earlier kubeha on the same converged cluster, interleaved with nothing else:
             # before/after figures from one sitting.
@@ -434,9 +490,7 @@ def seed_kubeha(args, debs, state_root):
                 "noop_apply": noop(run, "apply", args.runs, binary=args.before),
                 "noop_breakdown": breakdown(run, binary=args.before),
             }
-        run.up(workers=3)
-        added = apply(run, "add one worker")
-        out["add_one_worker"] = public(added)
+        out["add_one_worker"] = add_one(run, 3)
         out["load_after"] = loadavg()
         return out
 
@@ -484,15 +538,13 @@ def scale_point(workers, debs, state_root, before=None):
         cold = apply(run, f"cold, {workers} workers")
         out["cold_apply"] = public(cold)
         out["noop_apply"] = noop(run, "apply", 3)
+        out["noop_hosts_cpu"] = noop_hosts_cpu(run)
         if before:
             out["before"] = {"binary": str(before), "noop_apply": noop(run, "apply", 3, binary=before)}
-        run.up(workers=workers + 1)
-        added = apply(run, "add one worker")
-        out["add_one_worker"] = public(added)
+        out["add_one_worker"] = add_one(run, workers + 1)
         if before:
             # The earlier binary adds the next worker to the same cluster, one larger.
-            run.up(workers=workers + 2)
-            out["before"]["add_one_worker"] = public(apply(run, "add one worker", binary=before))
+            out["before"]["add_one_worker"] = add_one(run, workers + 2, binary=before)
         out["node_memory_mb"] = run.node_memory_mb()
         out["load_after"] = loadavg()
         return out
@@ -553,6 +605,18 @@ def table(res):
                          "slowest_host_s": max(c["took_s"] for c in scripts)}
                 b = {**b, "later_ssh_commands": b["later_ssh_commands"][n:]}
             which = "before: " if before and b in before["noop_breakdown"] else ""
+            if "after_last_connect_s" in b:
+                # Commands over the control sockets: their starts show, not their ends.
+                starts = b.get("facts_script_starts_s") or {}
+                row(f"{which}no-op {b['command']} under strace: where the time goes",
+                    f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
+                    f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters started, "
+                    f"{b.get('ssh_masters_reused', 0)} kept ones reused, {b['ssh_commands']} commands, no ssh "
+                    f"client process), facts scripts started {starts.get('first_at_s')}-{starts.get('last_at_s')} s, "
+                    f"API connects {b.get('first_api_connect_at_s')}-{b.get('last_api_connect_at_s')} s "
+                    f"({b['api_connects']}), exit {b['after_last_connect_s']} s after the last connect, "
+                    f"total {b['wall_s']} s")
+                continue
             sudo = f"sudo probe {probe['s']} s, " if probe.get("s") is not None else "no sudo probe, "
             row(f"{which}no-op {b['command']} under strace: where the time goes",
                 f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
@@ -567,6 +631,11 @@ def table(res):
                 x = before[k]
                 row(f"before ({before['binary']}): {k.replace('_', ' ')} (median of {x['runs']})",
                     f"{x['median_wall_s']} s wall ({x['median_cpu_with_children_s']} s CPU with ssh clients)")
+        if s.get("noop_hosts_cpu"):
+            c = s["noop_hosts_cpu"]
+            row("the hosts' own CPU in one no-op apply (seed)",
+                f"{c['hosts_cpu_s']} s over {c['containers']} containers (that run {c['wall_s']} s; "
+                f"{c['idle_cpu_s']} s idle use subtracted)")
         row("kubeha add one worker (seed)", f"{s['add_one_worker']['wall_s']} s ({apply_split(s['add_one_worker'])})")
     if a:
         row("load average (1, 5, 15 min) around the Ansible part", f"{a['load_before']} -> {a['load_after']}")
@@ -584,6 +653,11 @@ def table(res):
             f"({p['cold_apply']['peak_rss_with_ssh_mb']} MB with {p['cold_apply']['peak_ssh_processes']} ssh)")
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
             f"{p['noop_apply']['peak_rss_mb']} MB ({p['noop_apply']['peak_rss_with_ssh_mb']} MB with ssh)")
+        if p.get("noop_hosts_cpu"):
+            c = p["noop_hosts_cpu"]
+            row(f"{w} workers: the hosts' own CPU in one no-op apply",
+                f"{c['hosts_cpu_s']} s over {c['containers']} containers sharing {res['machine']['cpus']} cores "
+                f"(that run {c['wall_s']} s; {c['idle_cpu_s']} s idle use subtracted)")
         row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s ({apply_split(p['add_one_worker'])})")
         b = p.get("before")
         if b:
@@ -686,6 +760,9 @@ def main():
                 f"add one worker {last['workers']}w/{first['workers']}w": ratio(
                     last["add_one_worker"]["wall_s"], first["add_one_worker"]["wall_s"]),
             })
+            with_plan = [p["add_one_worker"]["wall_s"] + p["add_one_worker"].get("plan_first", {}).get("wall_s", 0)
+                         for p in (last, first)]
+            res["ratios"][f"add one worker, its plan included, {last['workers']}w/{first['workers']}w"] = ratio(*with_plan)
     if "drills" in parts:
         if args.stop_at and time.strftime("%H:%M", time.gmtime()) >= args.stop_at:
             res.setdefault("failed_parts", {})["drills"] = f"not started: past --stop-at {args.stop_at}"

@@ -7,6 +7,11 @@ run is barely slowed) and reads the timeline: process start, the OpenSSH control
 (`ssh -M -f`: connection setup ends when each one's foreground process exits after
 authentication), the commands multiplexed over them (the facts script, file reads), the TCP
 connections to the API (port 6443) and the masters' shutdown. Prints JSON.
+
+A kubeha that talks to the masters itself (openssh's native mux, since 2026-12-02) starts no
+ssh process for a command: each shows as a `connect` to a master's control socket instead, in
+the order check (a kept master only), held session, then the run's commands. Their ends do not
+show there, so for those only the start of each command wave is reported.
 """
 
 import json
@@ -18,6 +23,7 @@ from pathlib import Path
 
 LINE = re.compile(r"^(\d+)\s+(\d+):(\d+):(\d+\.\d+)\s+(\w+)\((.*)")
 SSH_EXEC = re.compile(r'^"[^"]*/ssh"')
+CONTROL_SOCKET = re.compile(r'sun_path="([^"]*/master)"')
 
 
 def seconds(h, m, s):
@@ -46,6 +52,7 @@ def run(kubeha, spec, command):
     masters, commands, api = {}, {}, []
     exits = {}
     checks, controls = {}, []
+    socket_connects = {}
     for t, pid, call, rest in events:
         t -= t0
         if call == "execve" and SSH_EXEC.match(rest):
@@ -63,6 +70,8 @@ def run(kubeha, spec, command):
                 commands[pid] = [t, None, args]
         elif call == "connect" and "htons(6443)" in rest:
             api.append(t)
+        elif call == "connect" and CONTROL_SOCKET.search(rest):
+            socket_connects.setdefault(CONTROL_SOCKET.search(rest).group(1), []).append(t)
         elif call == "exit_group":
             exits[pid] = t
             if pid in masters and masters[pid][1] is None:
@@ -74,6 +83,24 @@ def run(kubeha, spec, command):
            "ssh_masters_reused": len(checks) if not masters else 0,
            "ssh_commands": len(commands), "api_connects": len(api)}
     cmds = sorted(commands.values())
+    if socket_connects and not commands:
+        # Native mux: per control socket, the check (kept masters only: no master started this
+        # run) and the held session come before the run's commands.
+        skip = 1 if masters else 2
+        starts = [ts[skip:] for ts in socket_connects.values()]
+        out["ssh_masters_reused"] = 0 if masters else len(socket_connects)
+        out["ssh_commands"] = sum(len(s) for s in starts)
+        firsts = [ts[0] for ts in socket_connects.values()]
+        out["startup_before_first_ssh_s"] = round(min(firsts), 3)
+        out["connection_setup_s"] = round(min((s[0] for s in starts if s), default=end) - min(firsts), 3)
+        first_wave = sorted(s[0] for s in starts if s)
+        if first_wave:
+            out["facts_script_starts_s"] = {"first_at_s": round(first_wave[0], 3), "last_at_s": round(first_wave[-1], 3)}
+        if api:
+            out["first_api_connect_at_s"] = round(api[0], 3)
+            out["last_api_connect_at_s"] = round(api[-1], 3)
+        out["after_last_connect_s"] = round(end - max(sum(socket_connects.values(), []) + api), 3)
+        return out
 
     def wave(ws):
         if not ws:
