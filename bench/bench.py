@@ -260,18 +260,22 @@ class LabRun:
 
 
 def hosts_cpu_s(run):
-    """CPU seconds the lab's containers have used so far, from their cgroups' cpu.stat
-    (under systemd's or cgroupfs's cgroup driver), and how many containers."""
+    """CPU seconds the lab's containers have used so far, from their cgroups (v2's cpu.stat
+    under systemd's or cgroupfs's driver, v1's cpuacct.usage), and how many containers."""
     ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", f"name=kubeha-lab-{run.name}-"],
                          capture_output=True, text=True, check=True).stdout.split()
-    usec = 0
+    seconds = 0.0
     for i in ids:
-        for stat in (Path(f"/sys/fs/cgroup/system.slice/docker-{i}.scope/cpu.stat"),
-                     Path(f"/sys/fs/cgroup/docker/{i}/cpu.stat")):
-            if stat.exists():
-                usec += int(re.search(r"^usage_usec (\d+)", stat.read_text(), re.M).group(1))
-                break
-    return usec / 1e6, len(ids)
+        v2 = [Path(f"/sys/fs/cgroup/system.slice/docker-{i}.scope/cpu.stat"), Path(f"/sys/fs/cgroup/docker/{i}/cpu.stat")]
+        v1 = Path(f"/sys/fs/cgroup/cpuacct/docker/{i}/cpuacct.usage")
+        stat = next((p for p in v2 if p.exists()), None)
+        if stat:
+            seconds += int(re.search(r"^usage_usec (\d+)", stat.read_text(), re.M).group(1)) / 1e6
+        elif v1.exists():
+            seconds += int(v1.read_text()) / 1e9
+        else:
+            raise SystemExit(f"no CPU accounting found for container {i[:12]}")
+    return seconds, len(ids)
 
 
 def noop_hosts_cpu(run):
