@@ -341,8 +341,8 @@ def result_of(ndjson):
 
 def add_one(run, workers, binary=KUBEHA):
     """Adds the worker `workers` to the converged cluster as an operator does: `plan` shows
-    it (this run finds the SSH masters gone when growing the lab outlasted their linger),
-    then `apply` makes it, with the masters the plan left."""
+    it (this run starts the new host's SSH master, and any others that are gone), then
+    `apply` makes it, with the masters the plan left."""
     grow_s = run.up(workers=workers)
     log(f"{run.name}: kubeha plan (one worker more)")
     shown = run.kubeha("plan", "-f", run.spec, "--detailed-exitcode", "-o", "json", binary=binary, check=False)

@@ -2,8 +2,9 @@
 //! or `apply` most of all) skips the key exchange and login to every host.
 //!
 //! A master is found again by a hash of everything that decides what its connection is and
-//! how its host was verified ([`KeyInputs`]): a spec, key or known_hosts file that differs in
-//! any way gets a master of its own. Masters live in a private folder
+//! how its host was verified ([`KeyInputs`]): a spec, key, ssh_config or known_hosts entry
+//! for the host that differs in any way gets a master of its own (known_hosts lines that name
+//! only other hosts do not count: adding a node keeps every other host's master). Masters live in a private folder
 //! (`$XDG_RUNTIME_DIR/kubeha`, else `/tmp/kubeha-<uid>`; 0700, owned by this user, checked
 //! before every run), one sub-folder per hash, each master in the temporary folder
 //! `openssh` makes for it there.
@@ -76,7 +77,8 @@ pub struct KeyInputs<'a> {
     pub identity_file: Option<&'a Path>,
     pub known_hosts_file: &'a Path,
     /// The known_hosts file's bytes (`None` when it does not exist): a host key removed or
-    /// replaced since must not be bypassed by a master verified against the old one.
+    /// replaced since must not be bypassed by a master verified against the old one. Only
+    /// the lines that can bear on this host (or its bastion) count.
     pub known_hosts: Option<&'a [u8]>,
     pub host_key_policy: &'a str,
     /// Address, port, user and key of the bastion.
@@ -101,13 +103,23 @@ pub fn socket_key(k: &KeyInputs) -> String {
         }
     };
     let path = |p: &Path| p.as_os_str().as_encoded_bytes().to_vec();
-    field("kubeha-ssh-master-v1", None);
+    field("kubeha-ssh-master-v2", None);
     field("user", Some(k.user.as_bytes()));
     field("address", Some(k.address.as_bytes()));
     field("port", Some(&k.port.to_be_bytes()));
     field("identity_file", k.identity_file.map(path).as_deref());
     field("known_hosts_file", Some(&path(k.known_hosts_file)));
-    field("known_hosts", k.known_hosts);
+    let mut names = vec![(k.address, k.port)];
+    names.extend(k.bastion.map(|(address, port, ..)| (address, port)));
+    let lines = k.known_hosts.map(|bytes| {
+        let mut joined = Vec::new();
+        for line in known_hosts_lines_for(bytes, &names) {
+            joined.extend_from_slice(&(line.len() as u64).to_be_bytes());
+            joined.extend_from_slice(line);
+        }
+        joined
+    });
+    field("known_hosts", lines.as_deref());
     field("host_key_policy", Some(k.host_key_policy.as_bytes()));
     match k.bastion {
         Some((address, port, user, key)) => {
@@ -122,6 +134,36 @@ pub fn socket_key(k: &KeyInputs) -> String {
     field("ssh_config", Some(k.ssh_config.as_bytes()));
     let digest = h.finalize();
     hex::encode(digest)[..KEY_HEX].to_string()
+}
+
+/// The known_hosts lines that can bear on verifying the hosts `names` (address and port):
+/// every line but comments and plain lines that name only other hosts, literally. So a line
+/// added for a new node leaves every other host's master reusable, while a changed, removed
+/// or revoked key of the host itself, or any hashed, `@`-marked or wildcard line (which may
+/// match it), asks for a new master. A file that is not UTF-8 counts whole.
+fn known_hosts_lines_for<'a>(known_hosts: &'a [u8], names: &[(&str, u16)]) -> Vec<&'a [u8]> {
+    let Ok(text) = std::str::from_utf8(known_hosts) else {
+        return vec![known_hosts];
+    };
+    // ssh looks a host up as `[name]:port` off port 22; either form names it here.
+    let named = |pattern: &str| {
+        names.iter().any(|(name, port)| {
+            pattern.eq_ignore_ascii_case(name)
+                || pattern.eq_ignore_ascii_case(&format!("[{name}]:{port}"))
+        })
+    };
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter(|line| {
+            let patterns = line.split_ascii_whitespace().next().unwrap_or_default();
+            let literal = !line.starts_with('@')
+                && !patterns.starts_with('|')
+                && !patterns.contains(['*', '?', '!']);
+            !literal || patterns.split(',').any(named)
+        })
+        .map(str::as_bytes)
+        .collect()
 }
 
 fn uid() -> u32 {
@@ -421,6 +463,47 @@ mod tests {
             ..inputs()
         });
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn only_the_known_hosts_lines_that_can_verify_the_host_key_its_master() {
+        let with = |known_hosts: &'static [u8]| {
+            socket_key(&KeyInputs {
+                known_hosts: Some(known_hosts),
+                bastion: Some(("jump", 2200, "ops", None)),
+                ..inputs()
+            })
+        };
+        let base = with(b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n");
+        // Another node's key added (a new worker), comments and blank lines: the same master.
+        let same: [&[u8]; 3] = [
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n10.0.0.12 ssh-ed25519 CCCC\n",
+            b"# nodes\n10.0.0.11 ssh-ed25519 AAAA\n\n10.0.0.13,node-3 ssh-rsa DDDD\n  [jump]:2200 ssh-ed25519 JJJJ\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n[10.0.0.12]:2222 ssh-ed25519 X\n",
+        ];
+        for known in same {
+            assert_eq!(with(known), base, "{}", String::from_utf8_lossy(known));
+        }
+        // Anything that may bear on this host's or its bastion's key: a new master.
+        let different: [&[u8]; 9] = [
+            b"10.0.0.11 ssh-ed25519 BBBB\n[jump]:2200 ssh-ed25519 JJJJ\n",
+            b"[jump]:2200 ssh-ed25519 JJJJ\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 KKKK\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n10.0.0.12,10.0.0.11 ssh-rsa EEEE\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\nNODE-1,10.0.0.11 ssh-rsa EEEE\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n@revoked 10.0.0.12 ssh-ed25519 AAAA\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n|1|c2FsdA==|aGFzaA== ssh-ed25519 FFFF\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n10.0.0.* ssh-ed25519 GGGG\n",
+            b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n!10.0.0.12 ssh-ed25519 HHHH\n",
+        ];
+        for known in different {
+            assert_ne!(with(known), base, "{}", String::from_utf8_lossy(known));
+        }
+        // Not UTF-8: every byte counts.
+        assert_ne!(
+            with(b"10.0.0.11 ssh-ed25519 AAAA\n[jump]:2200 ssh-ed25519 JJJJ\n10.0.0.12 \xff\n"),
+            base
+        );
     }
 
     fn mode(p: &Path) -> u32 {
