@@ -259,11 +259,15 @@ class LabRun:
         return mem
 
 
-def hosts_cpu_s(run):
-    """CPU seconds the lab's containers have used so far, from their cgroups (v2's cpu.stat
-    under systemd's or cgroupfs's driver, v1's cpuacct.usage), and how many containers."""
-    ids = subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", f"name=kubeha-lab-{run.name}-"],
-                         capture_output=True, text=True, check=True).stdout.split()
+def lab_containers(run):
+    """The full ids of the lab's running containers."""
+    return subprocess.run(["docker", "ps", "-q", "--no-trunc", "--filter", f"name=kubeha-lab-{run.name}-"],
+                          capture_output=True, text=True, check=True).stdout.split()
+
+
+def hosts_cpu_s(ids):
+    """CPU seconds the containers `ids` have used so far, from their cgroups (v2's cpu.stat
+    under systemd's or cgroupfs's driver, v1's cpuacct.usage)."""
     seconds = 0.0
     for i in ids:
         v2 = [Path(f"/sys/fs/cgroup/system.slice/docker-{i}.scope/cpu.stat"), Path(f"/sys/fs/cgroup/docker/{i}/cpu.stat")]
@@ -275,21 +279,22 @@ def hosts_cpu_s(run):
             seconds += int(v1.read_text()) / 1e9
         else:
             raise SystemExit(f"no CPU accounting found for container {i[:12]}")
-    return seconds, len(ids)
+    return seconds
 
 
 def noop_hosts_cpu(run):
     """What one no-op apply costs the hosts themselves (facts scripts, sshd, the API's
     answers): their CPU over the run, less what they use idle over as long a time after it.
     The lab's hosts share this machine's cores, so this bounds the no-op's wall time here."""
-    before, containers = hosts_cpu_s(run)
+    ids = lab_containers(run)
+    before = hosts_cpu_s(ids)
     r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "json")
-    during = hosts_cpu_s(run)[0] - before
+    during = hosts_cpu_s(ids) - before
     time.sleep(r["wall_s"])
-    idle = hosts_cpu_s(run)[0] - before - during
+    idle = hosts_cpu_s(ids) - before - during
     # The containers include the lab's package mirror, which a no-op does not use.
     return {"wall_s": r["wall_s"], "hosts_cpu_s": round(during - idle, 2), "idle_cpu_s": round(idle, 2),
-            "containers": containers}
+            "containers": len(ids)}
 
 
 def slowest_steps(ndjson, top=5):

@@ -70,8 +70,8 @@ def run(kubeha, spec, command):
                 commands[pid] = [t, None, args]
         elif call == "connect" and "htons(6443)" in rest:
             api.append(t)
-        elif call == "connect" and CONTROL_SOCKET.search(rest):
-            socket_connects.setdefault(CONTROL_SOCKET.search(rest).group(1), []).append(t)
+        elif call == "connect" and (socket := CONTROL_SOCKET.search(rest)):
+            socket_connects.setdefault(socket.group(1), []).append(t)
         elif call == "exit_group":
             exits[pid] = t
             if pid in masters and masters[pid][1] is None:

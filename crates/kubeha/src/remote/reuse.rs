@@ -3,9 +3,9 @@
 //!
 //! A master is found again by a hash of everything that decides what its connection is and
 //! how its host was verified ([`KeyInputs`]): a spec, key, ssh_config or known_hosts entry
-//! for the host that differs in any way gets a master of its own (known_hosts lines that name
-//! only other hosts do not count: adding a node keeps every other host's master). Masters live in a private folder
-//! (`$XDG_RUNTIME_DIR/kubeha`, else `/tmp/kubeha-<uid>`; 0700, owned by this user, checked
+//! for the host that differs in any way gets a master of its own (known_hosts lines that
+//! name only other hosts do not count: adding a node keeps every other host's master).
+//! Masters live in a private folder (`$XDG_RUNTIME_DIR/kubeha`, else `/tmp/kubeha-<uid>`; 0700, owned by this user, checked
 //! before every run), one sub-folder per hash, each master in the temporary folder
 //! `openssh` makes for it there.
 //!
@@ -109,17 +109,17 @@ pub fn socket_key(k: &KeyInputs) -> String {
     field("port", Some(&k.port.to_be_bytes()));
     field("identity_file", k.identity_file.map(path).as_deref());
     field("known_hosts_file", Some(&path(k.known_hosts_file)));
-    let mut names = vec![(k.address, k.port)];
-    names.extend(k.bastion.map(|(address, port, ..)| (address, port)));
-    let lines = k.known_hosts.map(|bytes| {
-        let mut joined = Vec::new();
-        for line in known_hosts_lines_for(bytes, &names) {
-            joined.extend_from_slice(&(line.len() as u64).to_be_bytes());
-            joined.extend_from_slice(line);
+    match k.known_hosts {
+        None => field("known_hosts", None),
+        Some(bytes) => {
+            field("known_hosts", Some(b""));
+            let mut names = vec![(k.address, k.port)];
+            names.extend(k.bastion.map(|(address, port, ..)| (address, port)));
+            for line in known_hosts_lines_for(bytes, &names) {
+                field("known_hosts.line", Some(line));
+            }
         }
-        joined
-    });
-    field("known_hosts", lines.as_deref());
+    }
     field("host_key_policy", Some(k.host_key_policy.as_bytes()));
     match k.bastion {
         Some((address, port, user, key)) => {
@@ -146,12 +146,11 @@ fn known_hosts_lines_for<'a>(known_hosts: &'a [u8], names: &[(&str, u16)]) -> Ve
         return vec![known_hosts];
     };
     // ssh looks a host up as `[name]:port` off port 22; either form names it here.
-    let named = |pattern: &str| {
-        names.iter().any(|(name, port)| {
-            pattern.eq_ignore_ascii_case(name)
-                || pattern.eq_ignore_ascii_case(&format!("[{name}]:{port}"))
-        })
-    };
+    let forms: Vec<String> = names
+        .iter()
+        .flat_map(|(name, port)| [name.to_string(), format!("[{name}]:{port}")])
+        .collect();
+    let named = |pattern: &str| forms.iter().any(|f| pattern.eq_ignore_ascii_case(f));
     text.lines()
         .map(str::trim)
         .filter(|line| !line.is_empty() && !line.starts_with('#'))
