@@ -267,6 +267,109 @@ async fn crud_auth_apply_and_shared_state() {
     );
 }
 
+/// What a poller sees: an update that changes nothing is not stored (the
+/// resourceVersion stays, as kube-apiserver's does), and each apiserver's lists, served
+/// from the values it kept while etcd's keys and revisions match, follow every change
+/// another apiserver makes: a changed value, a new object, a deleted one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unchanged_updates_are_not_stored_and_lists_follow_every_change() {
+    if !common::etcd_available() {
+        return;
+    }
+    let cl = Cluster::start("lists");
+    let (a, b) = (cl.apiserver().await, cl.apiserver().await);
+    let admin = cl.admin();
+    let pods = |base: &str| format!("{base}/api/v1/namespaces/default/pods");
+    let listed = async |base: &str| -> Vec<(String, String, String)> {
+        let (code, l) = admin.get(&pods(base)).await;
+        assert_eq!(code, 200, "{l}");
+        l["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                let s = |ptr: &str| {
+                    p.pointer(ptr)
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                };
+                (
+                    s("/metadata/name"),
+                    s("/metadata/resourceVersion"),
+                    s("/status/phase"),
+                )
+            })
+            .collect()
+    };
+    let pod = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p1\nspec:\n  containers:\n  - name: c\n    image: x\n";
+    let (code, first) = admin.apply(&format!("{}/p1", pods(&a)), pod).await;
+    assert_eq!(code, 201, "{first}");
+    let rv = first["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(
+        listed(&b).await,
+        [("p1".into(), rv.clone(), "Pending".into())]
+    );
+
+    // The same apply again, and the same status twice: nothing is written.
+    let (code, again) = admin.apply(&format!("{}/p1", pods(&b)), pod).await;
+    assert_eq!(
+        (code, again["metadata"]["resourceVersion"].as_str()),
+        (200, Some(rv.as_str()))
+    );
+    let running = json!({"status": {"phase": "Running"}});
+    let (code, st) = admin
+        .merge(&format!("{}/p1/status", pods(&a)), &running)
+        .await;
+    assert_eq!(code, 200, "{st}");
+    let rv = st["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(rv, first["metadata"]["resourceVersion"].as_str().unwrap());
+    let (_, same) = admin
+        .merge(&format!("{}/p1/status", pods(&b)), &running)
+        .await;
+    assert_eq!(
+        same["metadata"]["resourceVersion"].as_str(),
+        Some(rv.as_str())
+    );
+    assert_eq!(
+        listed(&b).await,
+        [("p1".into(), rv.clone(), "Running".into())]
+    );
+
+    // Changes through one apiserver show in the other's next list.
+    admin
+        .merge(
+            &format!("{}/p1/status", pods(&a)),
+            &json!({"status": {"phase": "Failed"}}),
+        )
+        .await;
+    assert_eq!(listed(&b).await[0].2, "Failed");
+    let second = pod.replace("p1", "p2");
+    assert_eq!(
+        admin.apply(&format!("{}/p2", pods(&a)), &second).await.0,
+        201
+    );
+    let names = |l: Vec<(String, String, String)>| l.into_iter().map(|p| p.0).collect::<Vec<_>>();
+    assert_eq!(names(listed(&b).await), ["p1", "p2"]);
+    let (code, _) = admin
+        .call(
+            "DELETE",
+            &format!("{}/p1", pods(&a)),
+            None,
+            "application/json",
+            "application/json",
+        )
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(names(listed(&b).await), ["p2"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bootstrap_token_auth() {
     if !common::etcd_available() {

@@ -395,6 +395,28 @@ fn crd_status(obj: &mut Value) {
     });
 }
 
+/// An update that would store what is stored: kube-apiserver writes nothing then and the
+/// resourceVersion stays (its storage skips equal objects, and since 1.26 an apply whose
+/// only change is its managedFields times is one of them).
+fn unchanged(old: &Value, new: &Value) -> bool {
+    let comparable = |v: &Value| {
+        let mut v = v.clone();
+        if let Some(m) = v["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+            if let Some(Value::Array(entries)) = m.get_mut("managedFields") {
+                for e in entries.iter_mut() {
+                    if let Some(e) = e.as_object_mut() {
+                        e.remove("time");
+                    }
+                }
+                entries.sort_by_key(Value::to_string);
+            }
+        }
+        v
+    };
+    comparable(old) == comparable(new)
+}
+
 /// Keeps immutable metadata and bumps generation when more than metadata/status changed.
 fn prepare_update(old: &Value, new: &mut Value) {
     for f in ["uid", "creationTimestamp", "namespace", "name"] {
@@ -1056,6 +1078,11 @@ impl Api {
             }
             if query_param(&req.query, "dryRun").is_some() {
                 return json_response(StatusCode::OK, &new);
+            }
+            let mut prepared = new.clone();
+            prepare_update(&old, &mut prepared);
+            if unchanged(&old, &prepared) {
+                return json_response(StatusCode::OK, &old);
             }
             match self
                 .replace_object(&t.res, &t.namespace, &t.name, &old, new, rev)
