@@ -297,6 +297,15 @@ def noop_hosts_cpu(run):
             "containers": len(ids)}
 
 
+def idle_cores(run, seconds=10):
+    """The cores the converged lab uses at rest (etcd, the stand-in control plane, the
+    kubelets): what its no-op and add-one share this machine's cores with."""
+    ids = lab_containers(run)
+    before = hosts_cpu_s(ids)
+    time.sleep(seconds)
+    return round((hosts_cpu_s(ids) - before) / seconds, 2)
+
+
 def slowest_steps(ndjson, top=5):
     """The slowest host steps of each phase, from kubeha's progress events (`-o ndjson`): a
     host's `done` event carries its step and seconds; the phase is the last one started."""
@@ -546,7 +555,9 @@ def scale_point(workers, debs, state_root, before=None):
         out = {"workers": workers, "lab_up_s": run.lab_up_s, "load_before": loadavg()}
         cold = apply(run, f"cold, {workers} workers")
         out["cold_apply"] = public(cold)
+        out["idle_cores"] = idle_cores(run)
         out["noop_apply"] = noop(run, "apply", 3)
+        out["noop_breakdown"] = breakdown(run)
         out["noop_hosts_cpu"] = noop_hosts_cpu(run)
         if before:
             out["before"] = {"binary": str(before), "noop_apply": noop(run, "apply", 3, binary=before)}
@@ -577,6 +588,18 @@ def drills(debs, state_root):
 
 def ratio(a, b):
     return round(a / b, 2) if a and b else None
+
+
+def strace_split(b):
+    """One no-op under strace, over the control sockets: their commands' starts show, not their ends."""
+    starts = b.get("facts_script_starts_s") or {}
+    return (f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
+            f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters started, "
+            f"{b.get('ssh_masters_reused', 0)} kept ones reused, {b['ssh_commands']} commands, no ssh "
+            f"client process), facts scripts started {starts.get('first_at_s')}-{starts.get('last_at_s')} s, "
+            f"API connects {b.get('first_api_connect_at_s')}-{b.get('last_api_connect_at_s')} s "
+            f"({b['api_connects']}), exit {b['after_last_connect_s']} s after the last connect, "
+            f"total {b['wall_s']} s")
 
 
 def table(res):
@@ -615,16 +638,7 @@ def table(res):
                 b = {**b, "later_ssh_commands": b["later_ssh_commands"][n:]}
             which = "before: " if before and b in before["noop_breakdown"] else ""
             if "after_last_connect_s" in b:
-                # Commands over the control sockets: their starts show, not their ends.
-                starts = b.get("facts_script_starts_s") or {}
-                row(f"{which}no-op {b['command']} under strace: where the time goes",
-                    f"start-up {b.get('startup_before_first_ssh_s')} s, SSH connection setup "
-                    f"{b.get('connection_setup_s')} s ({b['ssh_masters']} masters started, "
-                    f"{b.get('ssh_masters_reused', 0)} kept ones reused, {b['ssh_commands']} commands, no ssh "
-                    f"client process), facts scripts started {starts.get('first_at_s')}-{starts.get('last_at_s')} s, "
-                    f"API connects {b.get('first_api_connect_at_s')}-{b.get('last_api_connect_at_s')} s "
-                    f"({b['api_connects']}), exit {b['after_last_connect_s']} s after the last connect, "
-                    f"total {b['wall_s']} s")
+                row(f"{which}no-op {b['command']} under strace: where the time goes", strace_split(b))
                 continue
             sudo = f"sudo probe {probe['s']} s, " if probe.get("s") is not None else "no sudo probe, "
             row(f"{which}no-op {b['command']} under strace: where the time goes",
@@ -662,6 +676,10 @@ def table(res):
             f"({p['cold_apply']['peak_rss_with_ssh_mb']} MB with {p['cold_apply']['peak_ssh_processes']} ssh)")
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
             f"{p['noop_apply']['peak_rss_mb']} MB ({p['noop_apply']['peak_rss_with_ssh_mb']} MB with ssh)")
+        for b in p.get("noop_breakdown", []):
+            row(f"{w} workers: no-op {b['command']} under strace", strace_split(b))
+        if p.get("idle_cores") is not None:
+            row(f"{w} workers: the converged lab at rest", f"{p['idle_cores']} of {res['machine']['cpus']} cores")
         if p.get("noop_hosts_cpu"):
             c = p["noop_hosts_cpu"]
             row(f"{w} workers: the hosts' own CPU in one no-op apply",
