@@ -241,7 +241,7 @@ impl Etcd {
         keys_only["keys_only"] = json!(true);
         let r = self.read("/v3/kv/range", keys_only).await?;
         let now = parse_kvs(&r);
-        if let Some(kept) = self.kept_list(prefix).filter(|kept| same_keys(kept, &now)) {
+        if let Some(kept) = self.kept_list(prefix, &now) {
             return Ok((kept, int(&r["header"]["revision"])));
         }
         let r = self.read("/v3/kv/range", range).await?;
@@ -253,11 +253,14 @@ impl Etcd {
         Ok((kvs, int(&r["header"]["revision"])))
     }
 
-    fn kept_list(&self, prefix: &str) -> Option<Vec<Kv>> {
+    /// The values kept for `prefix`, when its keys and mod revisions are still `now`'s
+    /// (copied only then: a changed prefix is read again anyway).
+    fn kept_list(&self, prefix: &str, now: &[Kv]) -> Option<Vec<Kv>> {
         self.lists
             .lock()
             .expect("list cache lock")
             .get(prefix)
+            .filter(|kept| same_keys(kept, now))
             .cloned()
     }
 
