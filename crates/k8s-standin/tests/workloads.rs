@@ -79,6 +79,7 @@ impl Lab {
                         &format!("10.0.0.{}", 10 + i),
                         true,
                         true,
+                        None,
                     )
                     .await;
                 }

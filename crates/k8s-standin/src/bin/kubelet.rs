@@ -48,6 +48,9 @@ fn main() {
         let mut client = None;
         let mut kc_seen: Option<Vec<u8>> = None;
         let mut last_beat = std::time::Instant::now() - Duration::from_secs(60);
+        // Learned from the last heartbeat; both start over with new credentials.
+        let mut pod_cidr: Option<String> = None;
+        let mut last_report: Option<std::time::Instant> = None;
         loop {
             // Every sandbox fails when the cgroup drivers differ, static Pods included.
             let running = match &mismatch {
@@ -61,6 +64,8 @@ fn main() {
             let kc_now = std::fs::read(paths.at(&s.kubeconfig)).ok();
             if kc_now != kc_seen {
                 client = None;
+                pod_cidr = None;
+                last_report = None;
             }
             if client.is_none() {
                 match node::client(&s, &paths).await {
@@ -74,15 +79,22 @@ fn main() {
             if let Some(c) = &client {
                 let ip = node::node_ip(&s, &c.server);
                 let cni = kubelet::cni_ready(&paths);
-                let pods = workloads::sync(c, &s.node_name, &ip, cni, mismatch.is_none()).await;
+                let pods = workloads::sync(c, &s.node_name, &ip, cni, mismatch.is_none(), pod_cidr.as_deref()).await;
                 if last_beat.elapsed() >= Duration::from_secs(10) {
                     if mismatch.is_none() {
                         node::calico_cni(c, &paths, &pods).await;
                     }
                     let cni = kubelet::cni_ready(&paths);
                     let why = mismatch.clone().unwrap_or_else(|| node::CNI_NOT_READY.to_string());
-                    match node::heartbeat(c, &s, &paths, cni && mismatch.is_none(), &why, &ip).await {
-                        Ok(()) => last_beat = std::time::Instant::now(),
+                    let report_due = last_report.is_none_or(|t| t.elapsed() >= node::STATUS_REPORT_EVERY);
+                    match node::heartbeat(c, &s, &paths, cni && mismatch.is_none(), &why, &ip, report_due).await {
+                        Ok(beat) => {
+                            last_beat = std::time::Instant::now();
+                            pod_cidr = beat.pod_cidr;
+                            if beat.posted {
+                                last_report = Some(last_beat);
+                            }
+                        }
                         Err(e) => eprintln!("E0000 kubelet: {e}"),
                     }
                     node::mirror_pods(c, &s.node_name, &ip, &running).await;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 use std::time::Duration;
 use time::OffsetDateTime;
 
-pub use nodes::NODE_MONITOR_GRACE;
+pub use nodes::{NODE_LEASES, NODE_MONITOR_GRACE};
 const SECRETS: &str = "/api/v1/namespaces/kube-system/secrets";
 
 fn items(a: &crate::client::Answer) -> Vec<Value> {
@@ -76,6 +76,7 @@ pub async fn world(c: &Client) -> Result<workloads::World, String> {
         jobs: list(c, "/apis/batch/v1/jobs").await?,
         pdbs: list(c, "/apis/policy/v1/poddisruptionbudgets").await?,
         nodes: list(c, "/api/v1/nodes").await?,
+        node_leases: list(c, NODE_LEASES).await?,
     })
 }
 

@@ -1,7 +1,8 @@
 //! Node lifecycle as pure planners: Ready → Unknown when the kubelet stops
-//! posting, the condition taints (not-ready, unreachable, unschedulable),
-//! Pods on lost nodes marked not Ready, NoExecute taint eviction after
-//! tolerationSeconds, and Pod GC for Pods bound to deleted nodes.
+//! renewing its Lease and posting status, the condition taints (not-ready,
+//! unreachable, unschedulable), Pods on lost nodes marked not Ready, NoExecute
+//! taint eviction after tolerationSeconds, and Pod GC for Pods bound to deleted
+//! nodes.
 
 use super::workloads::{Action, World};
 use crate::apiserver::objects::{parse_rfc3339, rfc3339};
@@ -12,12 +13,17 @@ use time::OffsetDateTime;
 /// The node lifecycle controller's grace period before Ready becomes Unknown.
 pub const NODE_MONITOR_GRACE: i64 = 40;
 
+/// Where each kubelet keeps its Lease (named after its Node).
+pub const NODE_LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases";
+
 fn pod_path(p: &Value) -> String {
     format!("/api/v1/namespaces/{}/pods/{}", namespace(p), name(p))
 }
 
-/// The Ready condition's status as the controller sees it now ("" if unset).
-fn ready_status(node: &Value, now: OffsetDateTime) -> &'static str {
+/// The Ready condition's status as the controller sees it now ("" if unset). The
+/// kubelet is alive while its Lease in kube-node-lease is renewed or its Ready condition
+/// heartbeats, whichever is later: at rest it posts status only every few minutes.
+fn ready_status(node: &Value, lease: Option<&Value>, now: OffsetDateTime) -> &'static str {
     let Some(ready) = node
         .pointer("/status/conditions")
         .and_then(Value::as_array)
@@ -25,7 +31,11 @@ fn ready_status(node: &Value, now: OffsetDateTime) -> &'static str {
     else {
         return "";
     };
-    let beat = ready["lastHeartbeatTime"].as_str().and_then(parse_rfc3339);
+    let renewed = lease.and_then(|l| l["spec"]["renewTime"].as_str().and_then(parse_rfc3339));
+    let beat = ready["lastHeartbeatTime"]
+        .as_str()
+        .and_then(parse_rfc3339)
+        .max(renewed);
     if ready["status"] == "Unknown"
         || beat.is_some_and(|b| (now - b).whole_seconds() > NODE_MONITOR_GRACE)
     {
@@ -59,7 +69,8 @@ pub fn lifecycle(world: &World, now: OffsetDateTime) -> Vec<Action> {
     let stamp = rfc3339(now);
     for node in &world.nodes {
         let n = name(node);
-        let ready = ready_status(node, now);
+        let lease = world.node_leases.iter().find(|l| name(l) == n);
+        let ready = ready_status(node, lease, now);
         let conds = node.pointer("/status/conditions").and_then(Value::as_array);
         if ready == "Unknown"
             && conds.is_some_and(|c| {
@@ -213,6 +224,33 @@ mod tests {
     fn node(name: &str, status: &str, beat: OffsetDateTime, taints: Value) -> Value {
         json!({"metadata": {"name": name}, "spec": {"taints": taints},
             "status": {"conditions": [{"type": "Ready", "status": status, "lastHeartbeatTime": rfc3339(beat)}]}})
+    }
+
+    #[test]
+    fn a_renewed_lease_keeps_a_node_with_an_old_status_ready() {
+        let now = OffsetDateTime::now_utc();
+        let lease = |ago: i64| {
+            json!({"metadata": {"name": "w1", "namespace": "kube-node-lease"},
+                "spec": {"holderIdentity": "w1", "renewTime": rfc3339(now - time::Duration::seconds(ago))}})
+        };
+        let world = |lease_ago: i64| World {
+            nodes: vec![node(
+                "w1",
+                "True",
+                now - time::Duration::seconds(240),
+                json!([]),
+            )],
+            node_leases: vec![lease(lease_ago)],
+            ..Default::default()
+        };
+        // The kubelet posted status 4 minutes ago and renewed its Lease 5 s ago.
+        assert_eq!(lifecycle(&world(5), now), vec![]);
+        // Neither within the grace period: the node is lost.
+        let acts = lifecycle(&world(NODE_MONITOR_GRACE + 5), now);
+        let Some(Action::Merge { patch, .. }) = acts.first() else {
+            panic!("{acts:?}")
+        };
+        assert_eq!(patch["status"]["conditions"][0]["status"], "Unknown");
     }
 
     #[test]

@@ -25,6 +25,8 @@ pub struct World {
     pub jobs: Vec<Value>,
     pub pdbs: Vec<Value>,
     pub nodes: Vec<Value>,
+    /// The kubelets' Leases in kube-node-lease, one per Node of the same name.
+    pub node_leases: Vec<Value>,
 }
 
 /// One API write.

@@ -173,7 +173,22 @@ fn os_image(paths: &Paths) -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
-/// Registers the Node (or refreshes it) and posts status + Lease.
+/// How often a kubelet posts an unchanged status anyway (the real kubelet's
+/// `nodeStatusReportFrequency`): between reports its Lease alone says it is alive.
+pub const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
+
+/// What one heartbeat did and learned.
+#[derive(Debug, Default)]
+pub struct Beat {
+    /// The Node's `spec.podCIDR` (immutable once the controller-manager sets it).
+    pub pod_cidr: Option<String>,
+    /// Status was posted (it changed, the Node was registered, or a report was due).
+    pub posted: bool,
+}
+
+/// Registers the Node if it is missing, renews its Lease, and posts its status when it
+/// differs from the stored one or `report_due`: what the real kubelet does every
+/// `nodeStatusUpdateFrequency` (10 s) since node leases.
 pub async fn heartbeat(
     c: &Client,
     s: &Settings,
@@ -181,9 +196,10 @@ pub async fn heartbeat(
     ready: bool,
     why_not: &str,
     ip: &str,
-) -> Result<(), String> {
+    report_due: bool,
+) -> Result<Beat, String> {
     let name = &s.node_name;
-    let status = json!({
+    let mut status = json!({
         "addresses": [{"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name}],
         "conditions": conditions(ready, why_not),
         "nodeInfo": {"kubeletVersion": crate::VERSION, "kubeProxyVersion": crate::VERSION, "operatingSystem": "linux", "architecture": "amd64",
@@ -194,15 +210,23 @@ pub async fn heartbeat(
     });
     let path = format!("/api/v1/nodes/{name}");
     let cur = c.get(&path).await;
-    if cur.code == 404 {
-        let mut node = json!({"apiVersion": "v1", "kind": "Node",
+    let registered = cur.code == 404;
+    if !registered && !cur.ok() {
+        return Err(format!(
+            "\"Error updating node status, will retry\" err={:?}",
+            cur.message()
+        ));
+    }
+    let mut node = cur.body;
+    if registered {
+        let mut new = json!({"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, "kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64",
                 "beta.kubernetes.io/os": "linux", "beta.kubernetes.io/arch": "amd64"}},
             "spec": {}, "status": status.clone()});
         if !s.register_taints.is_empty() {
-            node["spec"]["taints"] = json!(s.register_taints);
+            new["spec"]["taints"] = json!(s.register_taints);
         }
-        let r = c.create("/api/v1/nodes", &node).await;
+        let r = c.create("/api/v1/nodes", &new).await;
         if !r.ok() && r.code != 409 {
             return Err(format!(
                 "\"Unable to register node with API server\" err={:?} node=\"{name}\"",
@@ -210,30 +234,69 @@ pub async fn heartbeat(
             ));
         }
         eprintln!("I0000 kubelet: \"Successfully registered node\" node=\"{name}\"");
-    } else if !cur.ok() {
-        return Err(format!(
-            "\"Error updating node status, will retry\" err={:?}",
-            cur.message()
-        ));
+        node = r.body;
     }
-    let r = c
-        .merge(&format!("{path}/status"), &json!({"status": status}))
-        .await;
-    if !r.ok() {
-        return Err(format!(
-            "\"Error updating node status, will retry\" err={:?}",
-            r.message()
-        ));
+    keep_transition_times(&mut status["conditions"], &node["status"]["conditions"]);
+    let posted = registered || report_due || !same_status(&node["status"], &status);
+    if posted {
+        let r = c
+            .merge(&format!("{path}/status"), &json!({"status": status}))
+            .await;
+        if !r.ok() {
+            return Err(format!(
+                "\"Error updating node status, will retry\" err={:?}",
+                r.message()
+            ));
+        }
+        node = r.body;
     }
     let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": name, "namespace": "kube-node-lease"},
         "spec": {"holderIdentity": name, "leaseDurationSeconds": 40, "renewTime": crate::apiserver::objects::now_rfc3339()}});
     c.apply(
-        &format!("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{name}"),
+        &format!("{}/{name}", crate::controllers::NODE_LEASES),
         &lease,
         "kubelet",
     )
     .await;
-    Ok(())
+    Ok(Beat {
+        pod_cidr: node["spec"]["podCIDR"].as_str().map(String::from),
+        posted,
+    })
+}
+
+/// A condition keeps its `lastTransitionTime` while its status stays the same.
+fn keep_transition_times(want: &mut Value, stored: &Value) {
+    for c in want.as_array_mut().into_iter().flatten() {
+        let before = stored
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|s| s["type"] == c["type"] && s["status"] == c["status"]);
+        if let Some(t) = before.and_then(|s| s.get("lastTransitionTime")) {
+            c["lastTransitionTime"] = t.clone();
+        }
+    }
+}
+
+/// `want`'s every field is stored as it is, the conditions' times aside.
+fn same_status(stored: &Value, want: &Value) -> bool {
+    let timeless = |v: &Value| {
+        let mut v = v.clone();
+        for c in v.as_array_mut().into_iter().flatten() {
+            if let Some(c) = c.as_object_mut() {
+                c.remove("lastHeartbeatTime");
+                c.remove("lastTransitionTime");
+            }
+        }
+        v
+    };
+    want.as_object().into_iter().flatten().all(|(k, w)| {
+        if k == "conditions" {
+            timeless(&stored[k]) == timeless(w)
+        } else {
+            &stored[k] == w
+        }
+    })
 }
 
 /// Mirror Pods for running static Pods, so the API shows the control plane
@@ -328,6 +391,35 @@ mod tests {
         let v: Value = serde_json::from_str(&t).unwrap();
         assert_eq!(v["plugins"][0]["nodename"], "w1");
         assert_eq!(v["plugins"][0]["mtu"], 1450);
+    }
+
+    #[test]
+    fn status_is_posted_only_when_more_than_its_times_changed() {
+        let stored =
+            json!({"conditions": conditions(true, ""), "capacity": {"cpu": "2"}, "images": []});
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let mut want = json!({"conditions": conditions(true, ""), "capacity": {"cpu": "2"}});
+        assert_ne!(stored["conditions"], want["conditions"], "the times moved");
+        assert!(same_status(&stored, &want));
+        keep_transition_times(&mut want["conditions"], &stored["conditions"]);
+        assert_eq!(
+            want["conditions"][3]["lastTransitionTime"],
+            stored["conditions"][3]["lastTransitionTime"]
+        );
+        let mut not_ready =
+            json!({"conditions": conditions(false, CNI_NOT_READY), "capacity": {"cpu": "2"}});
+        assert!(!same_status(&stored, &not_ready));
+        // Ready's transition is a new one; the pressure conditions did not change.
+        keep_transition_times(&mut not_ready["conditions"], &stored["conditions"]);
+        assert_ne!(
+            not_ready["conditions"][3]["lastTransitionTime"],
+            stored["conditions"][3]["lastTransitionTime"]
+        );
+        assert_eq!(
+            not_ready["conditions"][0]["lastTransitionTime"],
+            stored["conditions"][0]["lastTransitionTime"]
+        );
+        assert!(!same_status(&stored, &json!({"capacity": {"cpu": "4"}})));
     }
 
     #[test]

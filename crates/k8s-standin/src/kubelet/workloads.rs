@@ -141,13 +141,15 @@ fn stale(cur: &Value, want: &Value) -> bool {
 }
 
 /// One pass over the API Pods bound to `node`; `network`: a CNI config is
-/// present and sandboxes can start. Returns the Pods seen (mirror Pods excluded).
+/// present and sandboxes can start; `pod_cidr`: the Node's, when the last heartbeat
+/// found it set (else it is read here). Returns the Pods seen (mirror Pods excluded).
 pub async fn sync(
     c: &Client,
     node: &str,
     node_ip: &str,
     network: bool,
     runnable: bool,
+    pod_cidr: Option<&str>,
 ) -> Vec<Value> {
     let a = c
         .get(&format!(
@@ -161,9 +163,12 @@ pub async fn sync(
         .into_iter()
         .filter(|p| !mirror(p))
         .collect();
-    let cidr = c.get(&format!("/api/v1/nodes/{node}")).await.body["spec"]["podCIDR"]
-        .as_str()
-        .map(String::from);
+    let cidr = match pod_cidr {
+        Some(cidr) => Some(cidr.to_string()),
+        None => c.get(&format!("/api/v1/nodes/{node}")).await.body["spec"]["podCIDR"]
+            .as_str()
+            .map(String::from),
+    };
     for p in &pods {
         let path = format!("/api/v1/namespaces/{}/pods/{}", namespace(p), name(p));
         if terminating(p) {
