@@ -368,6 +368,44 @@ async fn unchanged_updates_are_not_stored_and_lists_follow_every_change() {
         .await;
     assert_eq!(code, 200);
     assert_eq!(names(listed(&b).await), ["p2"]);
+
+    // One stored object listed through two served versions, twice each (the second list
+    // reuses the first's decoded objects): every item names the version it was asked in.
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Cluster", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+            "versions": [{"name": "v1", "served": true, "storage": true}, {"name": "v1beta1", "served": true, "storage": false}]}});
+    let (code, r) = admin
+        .apply(
+            &format!(
+                "{a}/apis/apiextensions.k8s.io/v1/customresourcedefinitions/widgets.example.com"
+            ),
+            &crd.to_string(),
+        )
+        .await;
+    assert_eq!(code, 201, "{r}");
+    let widget =
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}});
+    let (code, r) = admin
+        .apply(
+            &format!("{a}/apis/example.com/v1/widgets/w1"),
+            &widget.to_string(),
+        )
+        .await;
+    assert_eq!(code, 201, "{r}");
+    for version in ["v1", "v1beta1", "v1", "v1beta1"] {
+        let (code, l) = admin
+            .get(&format!("{b}/apis/example.com/{version}/widgets"))
+            .await;
+        assert_eq!(code, 200, "{l}");
+        assert_eq!(l["apiVersion"], format!("example.com/{version}"));
+        assert_eq!(
+            l["items"][0]["apiVersion"],
+            format!("example.com/{version}"),
+            "{l}"
+        );
+        assert_eq!(l["items"][0]["metadata"]["name"], "w1");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

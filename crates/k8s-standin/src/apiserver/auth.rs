@@ -4,6 +4,7 @@
 use super::objects::parse_rfc3339;
 use base64::{engine::general_purpose::STANDARD as B64, Engine};
 use serde_json::Value;
+use std::sync::Arc;
 use time::OffsetDateTime;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -162,10 +163,10 @@ pub fn allowed(u: &User, a: &Attrs) -> bool {
 /// RoleBindings, all ClusterRoles and ClusterRoleBindings).
 #[derive(Debug, Default)]
 pub struct Rbac {
-    pub roles: Vec<Value>,
-    pub cluster_roles: Vec<Value>,
-    pub role_bindings: Vec<Value>,
-    pub cluster_role_bindings: Vec<Value>,
+    pub roles: Arc<Vec<Value>>,
+    pub cluster_roles: Arc<Vec<Value>>,
+    pub role_bindings: Arc<Vec<Value>>,
+    pub cluster_role_bindings: Arc<Vec<Value>>,
 }
 
 fn strs(v: &Value) -> Vec<&str> {
@@ -464,16 +465,16 @@ mod tests {
         assert!(!allowed(&robot, &a("list", "secrets", "ci", "")));
         // RBAC objects: a RoleBinding of a ClusterRole grants only in its namespace.
         let rbac = Rbac {
-            cluster_roles: vec![
+            cluster_roles: Arc::new(vec![
                 json!({"metadata": {"name": "view"}, "rules": [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}]}),
-            ],
-            roles: vec![
+            ]),
+            roles: Arc::new(vec![
                 json!({"metadata": {"name": "cm", "namespace": "ci"}, "rules": [{"apiGroups": [""], "resources": ["configmaps"], "resourceNames": ["only"], "verbs": ["*"]}]}),
-            ],
-            role_bindings: vec![
+            ]),
+            role_bindings: Arc::new(vec![
                 json!({"metadata": {"name": "b", "namespace": "ci"}, "roleRef": {"kind": "ClusterRole", "name": "view"}, "subjects": [{"kind": "ServiceAccount", "name": "robot"}]}),
                 json!({"metadata": {"name": "c", "namespace": "ci"}, "roleRef": {"kind": "Role", "name": "cm"}, "subjects": [{"kind": "Group", "name": "system:serviceaccounts"}]}),
-            ],
+            ]),
             ..Default::default()
         };
         assert!(rbac_allows(&robot, &a("list", "pods", "ci", ""), &rbac));

@@ -47,7 +47,15 @@ pub struct Etcd {
     /// watchers from a watch cache; here a list first reads only the prefix's keys and
     /// mod revisions, and takes the values from this copy when none changed, so a cluster
     /// at rest costs etcd no values (at 50 nodes every kubelet's poll read every Pod).
-    lists: Arc<Mutex<HashMap<String, Vec<Kv>>>>,
+    lists: Arc<Mutex<HashMap<String, Kept>>>,
+}
+
+/// A prefix's last full read, and the objects the API layer decoded from exactly it (by
+/// the view they were decoded for): decoding every value of every poll was most of a
+/// cluster at rest's apiserver CPU.
+struct Kept {
+    kvs: Vec<Kv>,
+    decoded: HashMap<String, Arc<Vec<Value>>>,
 }
 
 /// One key-value with its revisions.
@@ -94,6 +102,11 @@ fn same_keys(a: &[Kv], b: &[Kv]) -> bool {
         && a.iter()
             .zip(b)
             .all(|(x, y)| x.key == y.key && x.mod_revision == y.mod_revision)
+}
+
+/// A range over every key with this prefix.
+fn range_of(prefix: &str) -> Value {
+    json!({"key": b64(prefix), "range_end": B64.encode(prefix_end(prefix))})
 }
 
 /// The key after the last one with this prefix (etcd's range_end for a prefix).
@@ -236,20 +249,68 @@ impl Etcd {
     /// All keys under `prefix`, and the store revision the read saw. Both reads are
     /// linearizable: the keys-only one proves the kept values current at its revision.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
-        let range = json!({"key": b64(prefix), "range_end": B64.encode(prefix_end(prefix))});
-        let mut keys_only = range.clone();
-        keys_only["keys_only"] = json!(true);
-        let r = self.read("/v3/kv/range", keys_only).await?;
-        let now = parse_kvs(&r);
+        let (now, rev) = self.list_keys(prefix).await?;
         if let Some(kept) = self.kept_list(prefix, &now) {
-            return Ok((kept, int(&r["header"]["revision"])));
+            return Ok((kept, rev));
         }
-        let r = self.read("/v3/kv/range", range).await?;
-        let kvs = parse_kvs(&r);
-        self.lists
+        self.read_list(prefix).await
+    }
+
+    /// [`Etcd::list`], each value decoded by `decode` for `view`; the result is kept
+    /// with the values it came from, so a list in which nothing changed decodes nothing.
+    pub async fn list_decoded(
+        &self,
+        prefix: &str,
+        view: &str,
+        decode: impl Fn(&Kv) -> Option<Value>,
+    ) -> Result<(Arc<Vec<Value>>, i64), EtcdError> {
+        let (now, rev) = self.list_keys(prefix).await?;
+        let kept = {
+            let lists = self.lists.lock().expect("list cache lock");
+            match lists.get(prefix).filter(|k| same_keys(&k.kvs, &now)) {
+                Some(k) => match k.decoded.get(view) {
+                    Some(decoded) => return Ok((decoded.clone(), rev)),
+                    None => Some(k.kvs.clone()),
+                },
+                None => None,
+            }
+        };
+        let (kvs, rev) = match kept {
+            Some(kvs) => (kvs, rev),
+            None => self.read_list(prefix).await?,
+        };
+        let decoded = Arc::new(kvs.iter().filter_map(decode).collect::<Vec<_>>());
+        if let Some(k) = self
+            .lists
             .lock()
             .expect("list cache lock")
-            .insert(prefix.to_string(), kvs.clone());
+            .get_mut(prefix)
+            .filter(|k| same_keys(&k.kvs, &kvs))
+        {
+            k.decoded.insert(view.to_string(), decoded.clone());
+        }
+        Ok((decoded, rev))
+    }
+
+    /// The prefix's keys and mod revisions (a keys-only range), and the store's revision.
+    async fn list_keys(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
+        let mut keys_only = range_of(prefix);
+        keys_only["keys_only"] = json!(true);
+        let r = self.read("/v3/kv/range", keys_only).await?;
+        Ok((parse_kvs(&r), int(&r["header"]["revision"])))
+    }
+
+    /// Reads the prefix's values and keeps them.
+    async fn read_list(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
+        let r = self.read("/v3/kv/range", range_of(prefix)).await?;
+        let kvs = parse_kvs(&r);
+        self.lists.lock().expect("list cache lock").insert(
+            prefix.to_string(),
+            Kept {
+                kvs: kvs.clone(),
+                decoded: HashMap::new(),
+            },
+        );
         Ok((kvs, int(&r["header"]["revision"])))
     }
 
@@ -260,8 +321,8 @@ impl Etcd {
             .lock()
             .expect("list cache lock")
             .get(prefix)
-            .filter(|kept| same_keys(kept, now))
-            .cloned()
+            .filter(|kept| same_keys(&kept.kvs, now))
+            .map(|kept| kept.kvs.clone())
     }
 
     /// Writes `value` if the key's mod revision is `expect` (0: must not exist).

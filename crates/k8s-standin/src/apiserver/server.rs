@@ -48,12 +48,14 @@ fn full(b: impl Into<Bytes>) -> Body {
     Full::new(b.into()).boxed()
 }
 
-pub fn json_response(code: StatusCode, v: &Value) -> Response<Body> {
+pub fn json_response(code: StatusCode, v: &impl serde::Serialize) -> Response<Body> {
     Response::builder()
         .status(code)
         .header("content-type", "application/json")
         .header("cache-control", "no-cache, private")
-        .body(full(v.to_string()))
+        .body(full(
+            serde_json::to_string(v).expect("JSON values serialize"),
+        ))
         .expect("valid response")
 }
 
@@ -270,27 +272,50 @@ impl Api {
         }
     }
 
+    /// The objects under the resource's prefix (in `ns`, or all), as served: shared
+    /// with every list that finds the prefix unchanged.
     pub async fn list_objects(
         &self,
         r: &Resource,
         ns: &str,
-    ) -> Result<(Vec<Value>, i64), EtcdError> {
+    ) -> Result<(Arc<Vec<Value>>, i64), EtcdError> {
         let prefix = if r.namespaced && !ns.is_empty() {
             format!("{}{ns}/", r.key_prefix())
         } else {
             r.key_prefix()
         };
-        let (kvs, rev) = self.etcd.list(&prefix).await?;
-        let items = kvs
-            .into_iter()
-            .filter_map(|kv| {
+        let view = format!("{}/{}", r.api_version(), r.kind);
+        self.etcd
+            .list_decoded(&prefix, &view, |kv| {
                 let mut v: Value = serde_json::from_slice(&kv.value).ok()?;
                 decorate(&mut v, r, kv.mod_revision);
                 Some(v)
             })
-            .collect();
-        Ok((items, rev))
+            .await
     }
+}
+
+/// A list's objects (shared: see [`Api::list_objects`]) and the ones its selectors matched.
+struct Listed {
+    all: Arc<Vec<Value>>,
+    matched: Vec<usize>,
+    rev: i64,
+}
+
+impl Listed {
+    fn items(&self) -> impl Iterator<Item = &Value> {
+        self.matched.iter().map(|&n| &self.all[n])
+    }
+}
+
+/// A list response, serialized from the shared objects without copying them.
+#[derive(serde::Serialize)]
+struct ListBody<'a> {
+    kind: String,
+    #[serde(rename = "apiVersion")]
+    api_version: String,
+    metadata: Value,
+    items: Vec<&'a Value>,
 }
 
 /// Sets apiVersion/kind for the served version and the resourceVersion.
@@ -518,12 +543,12 @@ impl Api {
             roles: if namespaced {
                 list("roles", a.namespace).await
             } else {
-                vec![]
+                Arc::default()
             },
             role_bindings: if namespaced {
                 list("rolebindings", a.namespace).await
             } else {
-                vec![]
+                Arc::default()
             },
         };
         auth::rbac_allows(user, a, &rbac)
@@ -839,40 +864,44 @@ impl Api {
     }
 
     /// Lists, filtered by labelSelector and fieldSelector.
-    async fn filtered(&self, t: &Target, query: &str) -> Result<(Vec<Value>, i64), Response<Body>> {
-        let (items, rev) = self
+    async fn filtered(&self, t: &Target, query: &str) -> Result<Listed, Response<Body>> {
+        let (all, rev) = self
             .list_objects(&t.res, &t.namespace)
             .await
             .map_err(etcd_error)?;
         let ls = query_param(query, "labelSelector").unwrap_or_default();
         let fs = query_param(query, "fieldSelector").unwrap_or_default();
-        let mut out = vec![];
-        for i in items {
-            let l = objects::selector_matches(&ls, &objects::label_getter(&i))
+        let mut matched = vec![];
+        for (n, i) in all.iter().enumerate() {
+            let l = objects::selector_matches(&ls, &objects::label_getter(i))
                 .map_err(|e| bad_request(&e))?;
-            let f = objects::selector_matches(&fs, &objects::field_getter(&i))
+            let f = objects::selector_matches(&fs, &objects::field_getter(i))
                 .map_err(|e| bad_request(&e))?;
             if l && f {
-                out.push(i);
+                matched.push(n);
             }
         }
-        Ok((out, rev))
+        Ok(Listed { all, matched, rev })
     }
 
     async fn do_list(&self, t: &Target, req: &Req) -> Response<Body> {
-        let (items, rev) = match self.filtered(t, &req.query).await {
+        let listed = match self.filtered(t, &req.query).await {
             Ok(x) => x,
             Err(r) => return r,
         };
+        let rev = listed.rev.to_string();
         if req.accept.contains("as=Table") {
-            return json_response(
-                StatusCode::OK,
-                &tables::table(&t.res.kind, &items, &rev.to_string()),
-            );
+            let items: Vec<Value> = listed.items().cloned().collect();
+            return json_response(StatusCode::OK, &tables::table(&t.res.kind, &items, &rev));
         }
         json_response(
             StatusCode::OK,
-            &json!({"kind": format!("{}List", t.res.kind), "apiVersion": t.res.api_version(), "metadata": {"resourceVersion": rev.to_string()}, "items": items}),
+            &ListBody {
+                kind: format!("{}List", t.res.kind),
+                api_version: t.res.api_version(),
+                metadata: json!({"resourceVersion": rev}),
+                items: listed.items().collect(),
+            },
         )
     }
 
@@ -922,11 +951,11 @@ impl Api {
             let mut known: std::collections::BTreeMap<String, Value> =
                 std::collections::BTreeMap::new();
             let deadline = tokio::time::Instant::now() + Duration::from_secs(timeout);
-            let mut items = first.0;
+            let mut listed = first;
             let mut initial = true;
             loop {
                 let mut seen = std::collections::BTreeSet::new();
-                for i in &items {
+                for i in listed.items() {
                     let id = uid(i);
                     seen.insert(id.clone());
                     let ev = match known.get(&id) {
@@ -935,7 +964,9 @@ impl Api {
                         Some(old) if rv(old) != rv(i) => Some("MODIFIED"),
                         Some(_) => None,
                     };
-                    known.insert(id, i.clone());
+                    if ev.is_some() || !known.contains_key(&id) {
+                        known.insert(id, i.clone());
+                    }
                     if let Some(ev) = ev {
                         let line = format!("{}\n", json!({"type": ev, "object": i}));
                         if tx.send_data(Bytes::from(line)).await.is_err() {
@@ -967,8 +998,8 @@ impl Api {
                     _ = tokio::time::sleep(Duration::from_millis(500)) => {}
                     () = stopped(&mut stopping) => return,
                 }
-                items = match api.filtered(&target, &query).await {
-                    Ok((i, _)) => i,
+                listed = match api.filtered(&target, &query).await {
+                    Ok(l) => l,
                     Err(_) => return,
                 };
             }
@@ -1148,10 +1179,11 @@ impl Api {
     }
 
     async fn do_delete_collection(&self, t: &Target, req: &Req) -> Response<Body> {
-        let (items, _) = match self.filtered(t, &req.query).await {
+        let listed = match self.filtered(t, &req.query).await {
             Ok(x) => x,
             Err(r) => return r,
         };
+        let items: Vec<&Value> = listed.items().collect();
         for i in &items {
             let name = i
                 .pointer("/metadata/name")

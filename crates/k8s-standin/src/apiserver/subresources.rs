@@ -181,8 +181,8 @@ impl Api {
                 Ok(x) => x,
                 Err(e) => return etcd_error(e),
             };
-            let matching: Vec<Value> = all
-                .into_iter()
+            let matching: Vec<&Value> = all
+                .iter()
                 .filter(|b| {
                     !b["spec"]["selector"].is_null()
                         && workload::selector_matches(
@@ -193,7 +193,7 @@ impl Api {
                 .collect();
             let mut pdb = match matching.as_slice() {
                 [] => return self.evicted(t, grace).await,
-                [one] => one.clone(),
+                [one] => (*one).clone(),
                 _ => return status(500, "InternalError", "This pod has more than one PodDisruptionBudget, which the eviction subresource does not support.", None),
             };
             if let Some(why) = budget_refusal(&pdb) {
