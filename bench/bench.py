@@ -282,6 +282,13 @@ def hosts_cpu_s(ids):
     return seconds
 
 
+def machine_busy_s():
+    """CPU seconds this machine has spent busy (every process and the kernel), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields[:8]
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def noop_hosts_cpu(run):
     """What one no-op apply costs the hosts themselves (facts scripts, sshd, the API's
     answers): their CPU over the run, less what they use idle over as long a time after it.
@@ -328,7 +335,13 @@ def slowest_steps(ndjson, top=5):
 def apply(run, label, binary=KUBEHA):
     log(f"{run.name}: kubeha apply ({label})")
     # ndjson: the progress events (each host step's seconds), then the result document.
+    ids = lab_containers(run)
+    hosts_before, busy_before = hosts_cpu_s(ids), machine_busy_s()
     r = run.kubeha("apply", "-f", run.spec, "--yes", "-o", "ndjson", binary=binary)
+    # What the hosts themselves did, and how busy the whole machine was: with every core
+    # busy, the hosts' CPU over the cores is the least wall time this machine allows.
+    r["hosts_cpu_s"] = round(hosts_cpu_s(ids) - hosts_before, 1)
+    r["machine_busy_cores"] = round((machine_busy_s() - busy_before) / r["wall_s"], 2)
     r["phases"] = phases_of(r["_stdout"])
     r["slowest_steps"] = slowest_steps(r["_stdout"])
     result = result_of(r["_stdout"])
@@ -590,6 +603,13 @@ def ratio(a, b):
     return round(a / b, 2) if a and b else None
 
 
+def cpu_bound(r, cpus):
+    """An apply's CPU against what the machine has: its hosts' CPU over the cores is the
+    shortest wall time this machine allows for it."""
+    return (f"the hosts used {r['hosts_cpu_s']} CPU seconds, so at least {r['hosts_cpu_s'] / cpus:.0f} s "
+            f"on {cpus} cores; the machine was {r['machine_busy_cores']} of {cpus} cores busy over the run")
+
+
 def strace_split(b):
     """One no-op under strace, over the control sockets: their commands' starts show, not their ends."""
     starts = b.get("facts_script_starts_s") or {}
@@ -614,6 +634,8 @@ def table(res):
     if s:
         row("load average (1, 5, 15 min) around the kubeha seed part", f"{s['load_before']} -> {s['load_after']}")
         row("kubeha cold apply (seed)", f"{s['cold_apply']['wall_s']} s, CPU {s['cold_apply']['cpu_s']} s")
+        if s["cold_apply"].get("hosts_cpu_s") is not None:
+            row("what the cold apply cost the machine (seed)", cpu_bound(s["cold_apply"], res["machine"]["cpus"]))
         slowest = s["cold_apply"].get("slowest_steps", {})
         for name, secs in s["cold_apply"]["phases"].items():
             steps = "; ".join(f"{x['host']} {x['step']} {x['s']} s" for x in slowest.get(name, [])[:3])
@@ -674,6 +696,9 @@ def table(res):
         row(f"{w} workers: load average", f"{p['load_before']} -> {p['load_after']}")
         row(f"{w} workers: cold apply", f"{p['cold_apply']['wall_s']} s, peak RSS {p['cold_apply']['peak_rss_mb']} MB "
             f"({p['cold_apply']['peak_rss_with_ssh_mb']} MB with {p['cold_apply']['peak_ssh_processes']} ssh)")
+        if p["cold_apply"].get("hosts_cpu_s") is not None:
+            row(f"{w} workers: what the cold apply cost the machine", cpu_bound(p["cold_apply"], res["machine"]["cpus"]))
+        row(f"{w} workers: cold apply phases", ", ".join(f"{k} {v:.1f} s" for k, v in p["cold_apply"]["phases"].items()))
         row(f"{w} workers: no-op apply (median of 3)", f"{p['noop_apply']['median_wall_s']} s, peak RSS "
             f"{p['noop_apply']['peak_rss_mb']} MB ({p['noop_apply']['peak_rss_with_ssh_mb']} MB with ssh)")
         for b in p.get("noop_breakdown", []):
@@ -686,6 +711,8 @@ def table(res):
                 f"{c['hosts_cpu_s']} s over {c['containers']} containers sharing {res['machine']['cpus']} cores "
                 f"(that run {c['wall_s']} s; {c['idle_cpu_s']} s idle use subtracted)")
         row(f"{w} workers: add one worker", f"{p['add_one_worker']['wall_s']} s ({apply_split(p['add_one_worker'])})")
+        if p["add_one_worker"].get("hosts_cpu_s") is not None:
+            row(f"{w} workers: what adding one cost the machine", cpu_bound(p["add_one_worker"], res["machine"]["cpus"]))
         b = p.get("before")
         if b:
             row(f"{w} workers, before ({b['binary']}): no-op apply (median of 3)", f"{b['noop_apply']['median_wall_s']} s")
