@@ -250,7 +250,7 @@ impl Etcd {
     /// linearizable: the keys-only one proves the kept values current at its revision.
     pub async fn list(&self, prefix: &str) -> Result<(Vec<Kv>, i64), EtcdError> {
         let (now, rev) = self.list_keys(prefix).await?;
-        if let Some(kept) = self.kept_list(prefix, &now) {
+        if let Some(kept) = self.current(prefix, &now, |k| k.kvs.clone()) {
             return Ok((kept, rev));
         }
         self.read_list(prefix).await
@@ -265,18 +265,13 @@ impl Etcd {
         decode: impl Fn(&Kv) -> Option<Value>,
     ) -> Result<(Arc<Vec<Value>>, i64), EtcdError> {
         let (now, rev) = self.list_keys(prefix).await?;
-        let kept = {
-            let lists = self.lists.lock().expect("list cache lock");
-            match lists.get(prefix).filter(|k| same_keys(&k.kvs, &now)) {
-                Some(k) => match k.decoded.get(view) {
-                    Some(decoded) => return Ok((decoded.clone(), rev)),
-                    None => Some(k.kvs.clone()),
-                },
-                None => None,
-            }
-        };
+        let kept = self.current(prefix, &now, |k| match k.decoded.get(view) {
+            Some(decoded) => Ok(decoded.clone()),
+            None => Err(k.kvs.clone()),
+        });
         let (kvs, rev) = match kept {
-            Some(kvs) => (kvs, rev),
+            Some(Ok(decoded)) => return Ok((decoded, rev)),
+            Some(Err(kvs)) => (kvs, rev),
             None => self.read_list(prefix).await?,
         };
         let decoded = Arc::new(kvs.iter().filter_map(decode).collect::<Vec<_>>());
@@ -314,15 +309,15 @@ impl Etcd {
         Ok((kvs, int(&r["header"]["revision"])))
     }
 
-    /// The values kept for `prefix`, when its keys and mod revisions are still `now`'s
-    /// (copied only then: a changed prefix is read again anyway).
-    fn kept_list(&self, prefix: &str, now: &[Kv]) -> Option<Vec<Kv>> {
+    /// `take` of what is kept for `prefix`, when its keys and mod revisions are still
+    /// `now`'s (under the lock, so only a current copy is ever cloned).
+    fn current<T>(&self, prefix: &str, now: &[Kv], take: impl FnOnce(&Kept) -> T) -> Option<T> {
         self.lists
             .lock()
             .expect("list cache lock")
             .get(prefix)
             .filter(|kept| same_keys(&kept.kvs, now))
-            .map(|kept| kept.kvs.clone())
+            .map(take)
     }
 
     /// Writes `value` if the key's mod revision is `expect` (0: must not exist).

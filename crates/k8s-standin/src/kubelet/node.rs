@@ -178,7 +178,7 @@ fn os_image(paths: &Paths) -> String {
 pub const STATUS_REPORT_EVERY: Duration = Duration::from_secs(300);
 
 /// What one heartbeat did and learned.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Beat {
     /// The Node's `spec.podCIDR` (immutable once the controller-manager sets it).
     pub pod_cidr: Option<String>,
